@@ -1,0 +1,78 @@
+"""Secrets in the site file: only ever as ``${ENV_NAME}`` references.
+
+A secret field (MQTT password, channel tokens) must hold exactly ``"${NAME}"``. The loader resolves
+it from the ``env`` mapping passed to :func:`edge_config.load_config` (default ``os.environ``)
+into a :class:`pydantic.SecretStr`, so the value never shows in ``repr``/``str``/dumps. A literal
+value is refused: config files get copied, mailed and committed, environment files do not.
+
+Error messages built here never contain the offending value (only the variable *name*).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, SecretStr, ValidationInfo, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+ENV_REF_PATTERN = r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def env_from_context(info: ValidationInfo) -> Mapping[str, str]:
+    """The env mapping the loader passed in the validation context, else ``os.environ``."""
+    ctx = info.context if isinstance(info.context, Mapping) else {}
+    env = ctx.get("env")
+    return env if isinstance(env, Mapping) else os.environ
+
+
+def resolve_secret(value: Any, info: ValidationInfo) -> Any:
+    """BeforeValidator for secret fields: ``"${NAME}"`` -> ``SecretStr(env[NAME])``."""
+    if value is None or isinstance(value, SecretStr):
+        return value  # None: field not set; SecretStr: already resolved (programmatic construction)
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "secret_type",
+            'must be an environment reference written as a quoted string like "${MQTT_PASSWORD}"',
+        )
+    match = _ENV_REF.fullmatch(value.strip())
+    if match is None:
+        raise PydanticCustomError(
+            "secret_literal",
+            "secrets must not be written into the config file; put the value in an environment "
+            'variable (e.g. the gateway\'s systemd EnvironmentFile) and write "${NAME}" here instead',
+        )
+    name = match.group(1)
+    env = env_from_context(info)
+    if name not in env:
+        raise PydanticCustomError(
+            "env_undefined",
+            "environment variable {name} is not set; export {name} for the gateway process "
+            "(e.g. in its EnvironmentFile) or remove this key",
+            {"name": name},
+        )
+    resolved = env[name]
+    if resolved == "":
+        raise PydanticCustomError(
+            "env_empty",
+            "environment variable {name} is set but empty; give it a value or remove this key",
+            {"name": name},
+        )
+    return SecretStr(resolved)
+
+
+EnvSecret = Annotated[
+    SecretStr,
+    BeforeValidator(resolve_secret),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": ENV_REF_PATTERN,
+            "description": 'Environment reference like "${MQTT_PASSWORD}"; literal secrets are refused.',
+        }
+    ),
+]
+"""A secret field: validated from ``"${NAME}"`` only; holds a SecretStr after validation."""

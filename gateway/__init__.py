@@ -1,0 +1,1 @@
+"""Community Edge Gateway service."""

@@ -1,0 +1,171 @@
+"""Wiring: build the store, routing, pipeline and MQTT sessions from a site config and run them.
+
+Threads: one paho network thread per MQTT session, one pipeline thread (owns the SQLite writer).
+The asyncio loop runs the HTTP API and receives committed changes via call_soon_threadsafe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway import store as st
+from gateway.mqtt_ingest import LIFE_SAFETY, TELEMETRY, Inbound, MqttSession, MqttSettings
+from gateway.pipeline import BatchResult, Pipeline, Processor
+from gateway.routing import Routing, build_routing
+
+log = logging.getLogger("gateway.app")
+
+
+def mqtt_settings(cfg: Any) -> MqttSettings:
+    m = cfg.mqtt
+    tls = m.tls
+    password = m.password.get_secret_value() if m.password is not None else None
+    return MqttSettings(
+        host=m.host,
+        port=m.port,
+        client_id=m.client_id or f"edge-{cfg.gateway.id}",
+        keepalive_s=m.keepalive_s,
+        username=m.username,
+        password=password,
+        ca_file=str(tls.ca_file) if tls and tls.ca_file else None,
+        cert_file=str(tls.cert_file) if tls and tls.cert_file else None,
+        key_file=str(tls.key_file) if tls and tls.key_file else None,
+        tls_insecure=bool(tls.insecure_skip_verify) if tls else False,
+        allow_plaintext_remote=m.allow_plaintext_remote,
+        status_topic=m.status_topic or f"edge/{cfg.gateway.id}/status",
+        gateway_id=cfg.gateway.id,
+    )
+
+
+class Gateway:
+    """One running gateway: everything between the broker and the store."""
+
+    def __init__(
+        self,
+        cfg: Any,
+        *,
+        store_path: str | Path | None = None,
+        processors: list[Processor] | None = None,
+        settings: MqttSettings | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.store_path = Path(store_path or cfg.store.path)
+        self.store = st.Store(
+            self.store_path,
+            st.Quota(cfg.store.quota_mb * 1024 * 1024, cfg.store.reserve_mb * 1024 * 1024),
+        )
+        self.store.conn.execute("BEGIN IMMEDIATE")
+        self.config_rev = self.store.config_rev_id(cfg.revision, cfg.version)
+        self.store.conn.execute("COMMIT")
+        self.routing: Routing = build_routing(cfg)
+        self.settings = settings or mqtt_settings(cfg)
+        self._listeners: list[Callable[[BatchResult], None]] = []
+        self.pipeline = Pipeline(
+            self.store,
+            self.routing,
+            config_rev=self.config_rev,
+            max_payload_bytes=cfg.ingest.max_payload_bytes,
+            dead_letter_limit=cfg.ingest.dead_letter_limit,
+            acker=self._ack,
+            processors=processors or [],
+            on_commit=self._committed,
+        )
+        self.sessions: dict[int, MqttSession] = {}
+        self._last_dropped: int | None = None
+        self._lock = threading.Lock()
+
+    # --- MQTT ------------------------------------------------------------------------------------
+    def _ack(self, session: int, items: list[Inbound]) -> None:
+        s = self.sessions.get(session)
+        if s is not None:
+            s.ack_many(items)
+
+    def _on_sys(self, topic: str, payload: bytes) -> None:
+        """Mosquitto's own drop counter: any increase means the broker threw messages away."""
+        try:
+            value = int(payload.decode().strip())
+        except (UnicodeDecodeError, ValueError):
+            return
+        with self._lock:
+            prev, self._last_dropped = self._last_dropped, value
+        if prev is not None and value > prev:
+            log.error("broker dropped %d messages (its queue limits); see deploy/mosquitto.conf", value - prev)
+            self.pipeline.post_event(
+                "broker_dropped", "major", {"dropped": value - prev, "total": value, "topic": topic}
+            )
+
+    # --- listeners (asyncio side) ----------------------------------------------------------------
+    def add_listener(self, fn: Callable[[BatchResult], None]) -> None:
+        self._listeners.append(fn)
+
+    def _committed(self, result: BatchResult) -> None:
+        for fn in self._listeners:
+            try:
+                fn(result)
+            except Exception:  # a listener must never break ingest
+                log.exception("listener failed")
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.settings.check_transport()
+        self.pipeline.start()
+        safety_filters = self.routing.safety_filters
+        if safety_filters:
+            self.sessions[LIFE_SAFETY] = MqttSession(
+                LIFE_SAFETY, self.settings, safety_filters, self.pipeline.submit
+            )
+        self.sessions[TELEMETRY] = MqttSession(
+            TELEMETRY,
+            self.settings,
+            self.routing.telemetry_filters,
+            self.pipeline.submit,
+            sys_sink=self._on_sys,
+            owns_status=True,
+        )
+        for s in self.sessions.values():
+            s.start()
+        log.info(
+            "gateway %s started: %d devices, %d life-safety topics, store %s",
+            self.cfg.gateway.id, len(self.routing.by_id), len(safety_filters), self.store_path,
+        )
+
+    def stop(self) -> None:
+        for s in self.sessions.values():
+            s.stop()
+        self.pipeline.stop()
+        self.store.close()
+
+    @property
+    def broker_connected(self) -> bool:
+        return bool(self.sessions) and all(s.connected for s in self.sessions.values())
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "broker_connected": self.broker_connected,
+            "sessions": {
+                s.name: {"connected": s.connected, "connects": s.connects, "last_error": s.last_error}
+                for s in self.sessions.values()
+            },
+            "store_writable": not self.pipeline.store_full and self.pipeline.last_commit_error is None,
+            "store_error": self.pipeline.last_commit_error,
+            "committed_total": self.pipeline.committed_total,
+        }
+
+
+async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event) -> None:
+    """Run the HTTP API until ``stop`` is set."""
+    import uvicorn
+
+    from gateway.api import create_app
+
+    app = create_app(gw)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    await stop.wait()
+    server.should_exit = True
+    await task

@@ -1,0 +1,643 @@
+"""The ingest pipeline: decode, resolve, commit in groups, then acknowledge.
+
+Runs in one dedicated thread that owns the store's writer connection. SQLite calls block, so
+they must not run on the asyncio event loop; a single writer thread also means no lock
+contention inside SQLite and one fsync per batch (group commit) instead of one per message.
+
+Per batch:  DUP check -> size check -> driver -> device resolution -> one transaction
+(readings, device registry, dead letters, counters, rule processors) -> COMMIT -> PUBACKs ->
+notify listeners (API stream) of what changed.
+
+Life-safety messages arrive on their own MQTT session and queue; the thread always takes them
+first and commits them in their own transaction, which may use the store's reserved space.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import sqlite3
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from drivers.base import AVAILABILITY, BRIDGE, DecodeError, Reading
+from gateway import store as st
+from gateway.mqtt_ingest import LIFE_SAFETY, TELEMETRY, Inbound
+from gateway.routing import DeviceInfo, Routing
+
+log = logging.getLogger("gateway.pipeline")
+
+# How far back (in readings rows) a redelivered (DUP) message is looked for. Redeliveries after a
+# reconnect are the broker's in-flight window, far smaller than this.
+DUP_WINDOW_ROWS = 200_000
+# A device clock further than this from ours is not trusted (see README "Clock policy").
+MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
+DEAD_LETTER_EXCERPT = 256
+BATCH_MAX = 1000
+RETRY_HELD_S = 2.0
+
+
+@dataclass(slots=True)
+class Resolved:
+    """A reading tied to its configured device, as rule processors see it."""
+
+    device: DeviceInfo
+    reading: Reading
+    ts_ms: int
+    rx_ms: int
+    flags: int
+    session: int
+
+
+@dataclass(slots=True)
+class StatusChange:
+    device_id: str
+    online: bool
+    reason: str
+    ts_ms: int
+
+
+@dataclass
+class BatchResult:
+    """What one committed batch changed; handed to listeners after COMMIT."""
+
+    resolved: list[Resolved] = field(default_factory=list)
+    status_changes: list[StatusChange] = field(default_factory=list)
+    notices: list[dict[str, Any]] = field(default_factory=list)  # from processors (incidents ...)
+    committed: int = 0
+
+
+class Processor(Protocol):
+    """A stage that runs inside the pipeline's transaction (e.g. the rule engine)."""
+
+    def process(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None: ...
+
+    def tick(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None: ...
+
+
+@dataclass
+class _BatchBuffer:
+    """Everything one batch will write, gathered before the transaction opens."""
+
+    result: BatchResult
+    already: set[int] = field(default_factory=set)  # msg keys of DUPs already committed earlier
+    in_batch: set[int] = field(default_factory=set)
+    counters: Counter[str] = field(default_factory=Counter)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    dead: list[tuple[Any, ...]] = field(default_factory=list)
+    unconf: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
+    touched: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # device -> (last seen, battery)
+    retained_updates: dict[str, int] = field(default_factory=dict)
+    alias_updates: list[tuple[str, str, str, int]] = field(default_factory=list)
+    bridges: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+def msg_key(item: Inbound) -> int:
+    crc = zlib.crc32(item.payload, zlib.crc32(item.topic.encode()))
+    return (item.session << 48) | (item.mid << 32) | crc
+
+
+class FaultInjector:
+    """Test hook: make the next N commits fail as an I/O error would."""
+
+    def __init__(self) -> None:
+        self.fail_next = 0
+
+    def check(self) -> None:
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise sqlite3.OperationalError("disk I/O error (injected)")
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: st.Store,
+        routing: Routing,
+        *,
+        config_rev: int,
+        max_payload_bytes: int,
+        acker: Callable[[int, list[Inbound]], None],
+        processors: Sequence[Processor] = (),
+        on_commit: Callable[[BatchResult], None] | None = None,
+        dead_letter_limit: int = 10_000,
+        clock: Callable[[], int] = st.now_ms,
+    ) -> None:
+        self.store = store
+        self.conn = store.conn
+        self.routing = routing
+        self.config_rev = config_rev
+        self.max_payload = max_payload_bytes
+        self.acker = acker
+        self.processors = list(processors)
+        self.on_commit = on_commit
+        self.dead_letter_limit = dead_letter_limit
+        self.clock = clock
+        self.faults = FaultInjector()
+        self._q_safety: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+        self._q_tele: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._held: list[Inbound] = []  # received, not committed (store refused); never acked
+        self._held_since = 0.0
+        self.store_full = False
+        self.last_commit_error: str | None = None
+        self.committed_total = 0
+        self._values: dict[str, dict[str, Any]] = {}
+        self._online: dict[str, int | None] = {}
+        self._last_seen: dict[str, int] = {}
+        self._retained: dict[str, int] = {}
+        self._next_tick = 0.0
+        self._dead_letters_since_trim = 0
+        self._events: queue.SimpleQueue[tuple[str, str, dict[str, Any]]] = queue.SimpleQueue()
+        self._load_state()
+
+    # --- start-up ------------------------------------------------------------------------------
+    def _load_state(self) -> None:
+        c = self.conn
+        for dev_id, vals, online, last_seen in c.execute(
+            "SELECT device_id, last_values, online, last_seen_ms FROM devices"
+        ):
+            self._values[dev_id] = json.loads(vals)
+            self._online[dev_id] = online
+            if last_seen is not None:
+                self._last_seen[dev_id] = last_seen
+        for drv, alias, addr in c.execute("SELECT driver, alias, address FROM aliases"):
+            self.routing.aliases.setdefault((drv, alias), addr)
+        self._retained = {t: d for t, d in c.execute("SELECT topic, digest FROM retained_seen")}
+        # Every owned device gets a registry row, so "never heard from" is visible and timed.
+        now = self.clock()
+        c.execute("BEGIN IMMEDIATE")
+        c.executemany(
+            "INSERT INTO devices(device_id, since_ms, config_rev) VALUES (?,?,?) ON CONFLICT(device_id) DO NOTHING",
+            [(d.id, now, self.config_rev) for d in self.routing.by_id.values()],
+        )
+        c.execute("COMMIT")
+
+    # --- producer side (paho network threads) --------------------------------------------------
+    def submit(self, item: Inbound) -> None:
+        (self._q_safety if item.session == LIFE_SAFETY else self._q_tele).put(item)
+        self._wake.set()
+
+    def post_event(self, kind: str, severity: str, detail: dict[str, Any]) -> None:
+        """Record a gateway-health event from any thread; written by the pipeline thread."""
+        self._events.put((kind, severity, detail))
+        self._wake.set()
+
+    # --- thread ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _take(self, q: queue.SimpleQueue[Inbound], limit: int) -> list[Inbound]:
+        out: list[Inbound] = []
+        try:
+            while len(out) < limit:
+                out.append(q.get_nowait())
+        except queue.Empty:
+            pass
+        return out
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(0.2)
+            self._wake.clear()
+            self.run_once()
+        self.run_once()  # drain what arrived before stop
+
+    def run_once(self) -> None:
+        """Process everything queued right now (public for in-process tests)."""
+        while True:
+            safety = self._take(self._q_safety, BATCH_MAX)
+            if safety:
+                self._commit_batch(safety, LIFE_SAFETY)
+                continue
+            tele = self._take(self._q_tele, BATCH_MAX)
+            if self._held and time.monotonic() - self._held_since >= RETRY_HELD_S:
+                tele = self._held + tele
+                self._held = []
+            elif self._held:
+                self._held.extend(tele)
+                tele = []
+            if tele:
+                self._commit_batch(tele, TELEMETRY)
+                if not self._q_safety.empty() or not self._q_tele.empty():
+                    continue
+            break
+        if time.monotonic() >= self._next_tick:
+            self._next_tick = time.monotonic() + 1.0
+            self._tick()
+
+    # --- one batch -------------------------------------------------------------------------------
+    def _commit_batch(self, items: list[Inbound], session: int) -> None:
+        result = BatchResult()
+        try:
+            self.store.set_page_limit(life_safety=session == LIFE_SAFETY)
+            self._write(items, result)
+        except (sqlite3.Error, st.StoreError) as exc:
+            err = exc if isinstance(exc, st.StoreError) else st.classify_sqlite_error(exc)
+            self._on_write_failed(items, session, err)
+            return
+        finally:
+            if session == LIFE_SAFETY:
+                self.store.set_page_limit(life_safety=False)
+        if self.store_full or self.last_commit_error:
+            self.store_full = False
+            self.last_commit_error = None
+            log.warning("store accepts writes again")
+        self.committed_total += len(items)
+        result.committed = len(items)
+        # Acknowledge only now: the batch is on disk.
+        self.acker(session, items)
+        if self.on_commit is not None:
+            self.on_commit(result)
+
+    def _on_write_failed(self, items: list[Inbound], session: int, err: st.StoreError) -> None:
+        try:
+            self.conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        # Keep the messages unacknowledged: the broker still holds them; we retry, and a crash now
+        # means the broker redelivers them. The broker stops sending past its in-flight window,
+        # so this list cannot grow without bound.
+        if not self._held:
+            self._held_since = time.monotonic()
+        self._held = items + self._held
+        first = isinstance(err, st.StoreFull) and not self.store_full
+        self.store_full = isinstance(err, st.StoreFull)
+        self.last_commit_error = str(err)
+        if first or not isinstance(err, st.StoreFull):
+            log.error(
+                "store refused a %s batch (%d messages, kept unacknowledged): %s",
+                "life-safety" if session == LIFE_SAFETY else "telemetry",
+                len(items),
+                err,
+            )
+        if isinstance(err, st.StoreFull):
+            self._record_store_full(len(items))
+
+    def _record_store_full(self, held: int) -> None:
+        """A visible alarm, written with the reserve so it fits even when telemetry does not."""
+        try:
+            self.store.set_page_limit(life_safety=True)
+            c = self.conn
+            c.execute("BEGIN IMMEDIATE")
+            c.execute(
+                "INSERT INTO gateway_events(ts_ms, kind, severity, detail, config_rev) VALUES (?,?,?,?,?)",
+                (
+                    self.clock(),
+                    "store_full",
+                    "critical",
+                    json.dumps({"held_messages": held, "used_bytes": self.store.used_bytes()}),
+                    self.config_rev,
+                ),
+            )
+            self.store.add_counters({"store_full_refusals": 1})
+            c.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            log.error("cannot record the store-full alarm: %s", exc)
+        finally:
+            self.store.set_page_limit(life_safety=False)
+
+    def _find_committed(self, keys: list[int]) -> set[int]:
+        if not keys:
+            return set()
+        row = self.conn.execute("SELECT max(id) FROM readings").fetchone()
+        floor = (row[0] or 0) - DUP_WINDOW_ROWS
+        marks = ",".join("?" * len(keys))
+        return {
+            k
+            for (k,) in self.conn.execute(
+                f"SELECT DISTINCT msg_key FROM readings WHERE id > ? AND msg_key IN ({marks})", (floor, *keys)
+            )
+        }
+
+    def _write(self, items: list[Inbound], result: BatchResult) -> None:
+        buf = _BatchBuffer(result)
+        keys = [msg_key(i) for i in items]
+        buf.already = self._find_committed([k for k, i in zip(keys, items, strict=True) if i.dup])
+        for item, key in zip(items, keys, strict=True):
+            try:
+                self._one(item, key, buf)
+            except Exception as exc:  # never let one message stop the batch or the thread
+                log.exception("unexpected error on %s", item.topic)
+                buf.dead.append(self._dead(item, None, "pipeline_error", f"{type(exc).__name__}: {exc}"[:300]))
+        buf.counters["messages_committed"] += len(items)
+        self._commit(buf)
+
+    def _one(self, item: Inbound, key: int, buf: _BatchBuffer) -> None:
+        routing = self.routing
+        if key in buf.in_batch or (item.dup and key in buf.already):
+            buf.counters["duplicates_skipped"] += 1
+            return
+        buf.in_batch.add(key)
+        payload = item.payload
+        if len(payload) > self.max_payload:
+            buf.dead.append(
+                self._dead(item, None, "oversized", f"payload is {len(payload)} bytes; the limit is {self.max_payload}")
+            )
+            return
+        spec = routing.driver_for(item.topic)
+        if spec is None:
+            buf.dead.append(self._dead(item, None, "no_driver", "no ingest source matches this topic"))
+            return
+        if item.retain:
+            digest = zlib.crc32(payload)
+            if self._retained.get(item.topic) == digest:
+                buf.counters["retained_replays"] += 1
+                return
+            buf.retained_updates[item.topic] = digest
+            self._retained[item.topic] = digest
+        try:
+            readings = spec.decode(item.topic, payload)
+        except DecodeError as exc:
+            buf.dead.append(self._dead(item, spec.name, exc.reason, exc.detail))
+            return
+        except Exception as exc:  # a driver bug must not stall ingest: dead-letter and go on
+            buf.dead.append(self._dead(item, spec.name, "driver_bug", f"{type(exc).__name__}: {exc}"[:300]))
+            return
+        buf.counters[f"messages.{spec.name}"] += 1
+        flags = st.FLAG_RETAINED if item.retain else 0
+        if item.session == LIFE_SAFETY:
+            flags |= st.FLAG_LIFE_SAFETY
+        for r in readings:
+            if r.kind == BRIDGE:
+                self._bridge(spec.name, r, item, key, flags, buf)
+                continue
+            dev = routing.resolve(spec.name, r.device)
+            if dev is None:
+                if routing.is_foreign(spec.name, r.device):
+                    buf.counters["foreign_device_messages"] += 1
+                else:
+                    buf.counters["unconfigured_messages"] += 1
+                    buf.unconf[(spec.name, r.device)] = (item.topic, item.rx_ms, r.values)
+                continue
+            if (
+                item.session == TELEMETRY
+                and dev.safety_filters
+                and any(_matches(f, item.topic) for f in dev.safety_filters)
+            ):
+                # The life-safety session stores this one; both sessions receive it.
+                buf.counters["left_to_safety_session"] += 1
+                continue
+            ts, fl = self._timestamp(r, item.rx_ms)
+            fl |= flags
+            if dev.resident_id:
+                fl |= st.FLAG_PERSONAL
+            buf.rows.append(
+                (item.rx_ms, ts, dev.id, r.kind, _dumps(r.values), fl, key, self.config_rev, dev.resident_id)
+            )
+            buf.result.resolved.append(Resolved(dev, r, ts, item.rx_ms, fl, item.session))
+            self._apply_state(dev, r, ts, item.rx_ms, item.retain, buf)
+
+    def _commit(self, buf: _BatchBuffer) -> None:
+        c = self.conn
+        rev = self.config_rev
+        rows, dead, unconf, touched = buf.rows, buf.dead, buf.unconf, buf.touched
+        retained_updates, alias_updates, counters, result = (
+            buf.retained_updates,
+            buf.alias_updates,
+            buf.counters,
+            buf.result,
+        )
+        self.faults.check()
+        c.execute("BEGIN IMMEDIATE")
+        if rows:
+            c.executemany(
+                "INSERT INTO readings(rx_ms, ts_ms, device_id, kind, vals, flags, msg_key, config_rev, resident_id)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+        if touched:
+            c.executemany(
+                "UPDATE devices SET last_seen_ms=?, last_values=?, online=?, battery=coalesce(?, battery),"
+                " online_reason=coalesce(?, online_reason), online_changed_ms=coalesce(?, online_changed_ms),"
+                " config_rev=? WHERE device_id=?",
+                [
+                    (rx, _dumps(self._values[d]), self._online.get(d), bat, *self._change_cols(d, result), rev, d)
+                    for d, (rx, bat) in touched.items()
+                ],
+            )
+        if unconf:
+            c.executemany(
+                "INSERT INTO unconfigured(driver, address, first_seen_ms, last_seen_ms, count, last_topic, sample)"
+                " VALUES (?,?,?,?,1,?,?) ON CONFLICT(driver, address) DO UPDATE SET"
+                " last_seen_ms=excluded.last_seen_ms, count=count+1, last_topic=excluded.last_topic,"
+                " sample=excluded.sample",
+                [(drv, addr, rx, rx, topic, _dumps(vals)[:1000]) for (drv, addr), (topic, rx, vals) in unconf.items()],
+            )
+        if dead:
+            c.executemany(
+                "INSERT INTO dead_letters(rx_ms, topic, driver, reason, detail, payload_len, payload_excerpt,"
+                " config_rev) VALUES (?,?,?,?,?,?,?,?)",
+                dead,
+            )
+            for d in dead:
+                counters[f"dead_letters.{d[3]}"] += 1
+            self._dead_letters_since_trim += len(dead)
+            if self._dead_letters_since_trim > 500:
+                self._dead_letters_since_trim = 0
+                c.execute(
+                    "DELETE FROM dead_letters WHERE id <= (SELECT max(id) FROM dead_letters) - ?",
+                    (self.dead_letter_limit,),
+                )
+        if buf.bridges:
+            c.executemany(
+                "INSERT INTO devices(device_id, last_seen_ms, online, online_reason, online_changed_ms, since_ms,"
+                " config_rev) VALUES (?,?,?,'bridge',?,?,?) ON CONFLICT(device_id) DO UPDATE SET"
+                " last_seen_ms=excluded.last_seen_ms, online=excluded.online, online_reason='bridge',"
+                " online_changed_ms=excluded.online_changed_ms",
+                [(b, rx, on, rx, rx, rev) for b, (rx, on) in buf.bridges.items()],
+            )
+        if retained_updates:
+            c.executemany(
+                "INSERT INTO retained_seen(topic, digest) VALUES (?,?)"
+                " ON CONFLICT(topic) DO UPDATE SET digest=excluded.digest",
+                list(retained_updates.items()),
+            )
+        if alias_updates:
+            c.executemany(
+                "INSERT INTO aliases(driver, alias, address, updated_ms) VALUES (?,?,?,?)"
+                " ON CONFLICT(driver, alias) DO UPDATE SET address=excluded.address, updated_ms=excluded.updated_ms",
+                alias_updates,
+            )
+        self.store.add_counters(counters)
+        now = self.clock()
+        for p in self.processors:
+            p.process(c, result, now)
+        c.execute("COMMIT")
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _dead(self, item: Inbound, driver: str | None, reason: str, detail: str) -> tuple[Any, ...]:
+        p = item.payload
+        return (
+            item.rx_ms,
+            item.topic[:512],
+            driver,
+            reason,
+            detail[:500],
+            len(p),
+            p[:DEAD_LETTER_EXCERPT],
+            self.config_rev,
+        )
+
+    def _timestamp(self, r: Reading, rx_ms: int) -> tuple[int, int]:
+        ts = r.ts_ms
+        if ts is None or abs(ts - rx_ms) > MAX_CLOCK_SKEW_MS:
+            return rx_ms, st.FLAG_CLOCK_RX
+        return ts, 0
+
+    def _apply_state(self, dev: DeviceInfo, r: Reading, ts: int, rx: int, retained: bool, buf: _BatchBuffer) -> None:
+        touched, result = buf.touched, buf.result
+        vals = self._values.setdefault(dev.id, {})
+        if r.kind != "event":
+            vals.update(r.values)
+        battery = r.values.get("battery")
+        prev_rx, prev_bat = touched.get(dev.id, (self._last_seen.get(dev.id, 0), None))
+        if r.kind == AVAILABILITY:
+            online = bool(r.values.get("online"))
+            self._set_online(dev.id, online, "availability", ts, result)
+        elif not retained:
+            # Any live message proves the device is alive; a retained one is old state only.
+            self._last_seen[dev.id] = rx
+            prev_rx = rx
+            self._set_online(dev.id, True, "message", ts, result)
+        touched[dev.id] = (prev_rx, battery if isinstance(battery, int | float) else prev_bat)
+
+    def _set_online(self, dev_id: str, online: bool, reason: str, ts: int, result: BatchResult) -> None:
+        now = 1 if online else 0
+        if self._online.get(dev_id) != now:
+            self._online[dev_id] = now
+            result.status_changes.append(StatusChange(dev_id, online, reason, ts))
+
+    @staticmethod
+    def _change_cols(dev_id: str, result: BatchResult) -> tuple[str | None, int | None]:
+        for ch in reversed(result.status_changes):
+            if ch.device_id == dev_id:
+                return ch.reason, ch.ts_ms
+        return None, None
+
+    def _bridge(self, driver: str, r: Reading, item: Inbound, key: int, flags: int, buf: _BatchBuffer) -> None:
+        rows, alias_updates, result = buf.rows, buf.alias_updates, buf.result
+        devices = r.values.get("devices")
+        if isinstance(devices, dict):
+            for alias, addr in devices.items():
+                if self.routing.aliases.get((driver, alias)) != addr:
+                    self.routing.aliases[(driver, alias)] = addr
+                    alias_updates.append((driver, alias, addr, item.rx_ms))
+            return
+        if "online" in r.values:
+            bridge_id = r.device
+            rows.append(
+                (
+                    item.rx_ms,
+                    item.rx_ms,
+                    bridge_id,
+                    r.kind,
+                    _dumps(r.values),
+                    flags | st.FLAG_CLOCK_RX,
+                    key,
+                    self.config_rev,
+                    None,
+                )
+            )
+            online = bool(r.values["online"])
+            buf.bridges[bridge_id] = (item.rx_ms, int(online))
+            if self._online.get(bridge_id) != int(online):
+                self._online[bridge_id] = int(online)
+                result.status_changes.append(StatusChange(bridge_id, online, "bridge", item.rx_ms))
+
+    # --- periodic work (same thread, so all writes stay serial) ---------------------------------
+    def _tick(self) -> None:
+        now = self.clock()
+        result = BatchResult()
+        silent: list[tuple[str, int]] = []
+        events: list[tuple[str, str, dict[str, Any]]] = []
+        for dev in self.routing.by_id.values():
+            if self._online.get(dev.id) == 0:
+                continue
+            last = self._last_seen.get(dev.id)
+            if last is not None and now - last > dev.expected_interval_s * 1000:
+                silent.append((dev.id, last))
+        try:
+            self.faults.check()
+            c = self.conn
+            c.execute("BEGIN IMMEDIATE")
+            for dev_id, _last in silent:
+                self._online[dev_id] = 0
+                result.status_changes.append(StatusChange(dev_id, False, "silent", now))
+                c.execute(
+                    "UPDATE devices SET online=0, online_reason='silent', online_changed_ms=? WHERE device_id=?",
+                    (now, dev_id),
+                )
+            events = self._take_events()
+            for kind, severity, detail in events:
+                c.execute(
+                    "INSERT INTO gateway_events(ts_ms, kind, severity, detail, config_rev) VALUES (?,?,?,?,?)",
+                    (now, kind, severity, _dumps(detail), self.config_rev),
+                )
+                result.notices.append({"type": "gateway_event", "kind": kind, "severity": severity, "detail": detail})
+            for p in self.processors:
+                p.tick(c, result, now)
+            c.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            log.error("periodic update failed: %s", exc)
+            for ch in result.status_changes:  # retry next tick
+                self._online[ch.device_id] = 1
+            for ev in events:
+                self._events.put(ev)
+            return
+        if (result.status_changes or result.notices) and self.on_commit is not None:
+            self.on_commit(result)
+
+    def _take_events(self) -> list[tuple[str, str, dict[str, Any]]]:
+        out = []
+        try:
+            while True:
+                out.append(self._events.get_nowait())
+        except queue.Empty:
+            return out
+
+    def never_seen_silent(self) -> list[str]:
+        """Devices configured but never heard from (the API lists them for installers)."""
+        return [d for d in self.routing.by_id if d not in self._last_seen]
+
+
+def _matches(filter_: str, topic: str) -> bool:
+    if "+" not in filter_ and "#" not in filter_:
+        return filter_ == topic
+    from paho.mqtt.client import topic_matches_sub
+
+    return bool(topic_matches_sub(filter_, topic))
+
+
+def _dumps(values: Any) -> str:
+    return json.dumps(values, separators=(",", ":"), ensure_ascii=False, default=_json_default, allow_nan=True)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return str(o)

@@ -1,0 +1,164 @@
+"""What the pipeline needs to know from the site config, precomputed once per config load.
+
+- Which driver decodes a topic (the ``ingest.sources`` table, first match wins).
+- Which configured device a reading belongs to: (driver, normalised address), Zigbee2MQTT
+  friendly-name aliases, devices owned by sibling gateways (ignored, not "unconfigured").
+- Which topics the life-safety session subscribes to, so the telemetry session can leave them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from paho.mqtt.client import topic_matches_sub
+
+from drivers import DRIVERS
+from drivers.base import DriverSpec
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    id: str
+    driver: str
+    address: str
+    type: str
+    category: str
+    life_safety: bool
+    expected_interval_s: float
+    resident_id: str | None
+    building: str | None
+    safety_filters: tuple[str, ...] = ()
+
+
+@dataclass
+class Source:
+    driver: DriverSpec
+    filters: tuple[str, ...]
+
+
+def _base_of(filter_: str) -> str:
+    """'zigbee2mqtt/#' -> 'zigbee2mqtt'; 'edge/v1/devices/+/+' -> 'edge/v1/devices'."""
+    parts = []
+    for part in filter_.split("/"):
+        if part in ("+", "#"):
+            break
+        parts.append(part)
+    return "/".join(parts)
+
+
+def _safety_filters(driver: str, address: str, friendly: str | None, sources: list[Source]) -> tuple[str, ...]:
+    out: list[str] = []
+    for src in sources:
+        if src.driver.name != driver:
+            continue
+        for f in src.filters:
+            base = _base_of(f)
+            if driver == "zigbee2mqtt" and friendly:
+                out.append(f"{base}/{friendly}")
+            elif driver == "chirpstack" and f.endswith("/event/up"):
+                out.append(f"application/+/device/{address}/event/up")
+            elif driver == "native":
+                out.append(f"{base}/{address}/+")
+    return tuple(dict.fromkeys(out))
+
+
+@dataclass
+class Routing:
+    gateway_id: str
+    sources: list[Source]
+    devices: dict[tuple[str, str], DeviceInfo]
+    foreign: set[tuple[str, str]]
+    aliases: dict[tuple[str, str], str]  # (driver, alias) -> address
+    by_id: dict[str, DeviceInfo] = field(default_factory=dict)
+    _topic_cache: dict[str, DriverSpec | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.by_id = {d.id: d for d in self.devices.values()}
+
+    @property
+    def telemetry_filters(self) -> list[str]:
+        return [f for s in self.sources for f in s.filters]
+
+    @property
+    def safety_filters(self) -> list[str]:
+        return list(dict.fromkeys(f for d in self.devices.values() for f in d.safety_filters))
+
+    def driver_for(self, topic: str) -> DriverSpec | None:
+        try:
+            return self._topic_cache[topic]
+        except KeyError:
+            pass
+        found = None
+        for src in self.sources:
+            if any(topic_matches_sub(f, topic) for f in src.filters):
+                found = src.driver
+                break
+        if len(self._topic_cache) > 50_000:  # bound memory against topic spraying
+            self._topic_cache.clear()
+        self._topic_cache[topic] = found
+        return found
+
+    def resolve(self, driver: str, device: str) -> DeviceInfo | None:
+        key = (driver, device)
+        info = self.devices.get(key)
+        if info is None and device.startswith("name:"):
+            addr = self.aliases.get((driver, device[5:]))
+            if addr is not None:
+                info = self.devices.get((driver, addr))
+        return info
+
+    def is_foreign(self, driver: str, device: str) -> bool:
+        if device.startswith("name:"):
+            addr = self.aliases.get((driver, device[5:]))
+            return addr is not None and (driver, addr) in self.foreign
+        return (driver, device) in self.foreign
+
+
+def build_routing(cfg: Any) -> Routing:
+    """Build the routing tables from a loaded SiteConfig (edge_config.SiteConfig)."""
+    sources = [Source(DRIVERS[s.driver], tuple(s.topics)) for s in cfg.ingest.sources]
+    devices: dict[tuple[str, str], DeviceInfo] = {}
+    foreign: set[tuple[str, str]] = set()
+    aliases: dict[tuple[str, str], str] = {}
+    friendly_of: dict[tuple[str, str], str] = {}
+    gw = cfg.gateway.id
+    residents_building = {r.id: r.building for r in (cfg.residents or [])}
+    for dev in cfg.devices:
+        spec = DRIVERS[dev.driver]
+        addr = spec.normalise_address(dev.address)
+        if dev.friendly_name:
+            aliases[(dev.driver, dev.friendly_name)] = addr
+            friendly_of[(dev.driver, addr)] = dev.friendly_name
+        if dev.gateway is not None and dev.gateway != gw:
+            foreign.add((dev.driver, addr))
+            continue
+        st = cfg.device_settings(dev)
+        loc = dev.location
+        building = getattr(loc, "building", None) if loc is not None else None
+        if building is None and dev.resident:
+            building = residents_building.get(dev.resident)
+        devices[(dev.driver, addr)] = DeviceInfo(
+            id=dev.id,
+            driver=dev.driver,
+            address=addr,
+            type=dev.type,
+            category=st.category,
+            life_safety=bool(st.life_safety),
+            expected_interval_s=float(st.expected_interval_s),
+            resident_id=dev.resident,
+            building=building,
+            safety_filters=(),
+        )
+    routing = Routing(gw, sources, devices, foreign, aliases)
+    for key, info in list(devices.items()):
+        if info.life_safety:
+            filters = _safety_filters(info.driver, info.address, friendly_of.get(key), sources)
+            devices[key] = DeviceInfo(**{**_asdict(info), "safety_filters": filters})
+    routing.devices = devices
+    routing.by_id = {d.id: d for d in devices.values()}
+    return routing
+
+
+def _asdict(info: DeviceInfo) -> dict[str, Any]:
+    return {name: getattr(info, name) for name in DeviceInfo.__slots__}  # type: ignore[attr-defined]

@@ -1,0 +1,272 @@
+"""The local SQLite store: the one place accepted data becomes durable.
+
+Design choices (see README "Local store"):
+- WAL mode with ``synchronous=FULL``: a committed transaction survives power loss. Durability
+  costs one fsync per *commit*, so the pipeline groups many messages into one transaction.
+- One writer connection, owned by the pipeline thread. Readers (API, CLI) open their own
+  connections; WAL lets them read while the writer writes.
+- ``readings`` carries no secondary index: every index is paid on each insert (a (device, ts)
+  index cut batched inserts ~6x). Rows are found by rowid range, which grows with receive time.
+- The disk quota is SQLite's ``max_page_count``. Ordinary telemetry commits under a *soft* limit
+  (quota minus a reserve); life-safety commits may use the reserve, so an SOS can still be stored
+  when the store is full of telemetry.
+- Schema versioned by ``PRAGMA user_version`` with forward migrations from the first release.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+PAGE_SIZE = 4096
+
+# Reading flags (bit field in readings.flags).
+FLAG_RETAINED = 1  # came from a retained message: old state, not a new event
+FLAG_LIFE_SAFETY = 2  # arrived on the life-safety session
+FLAG_PERSONAL = 4  # belongs to a resident (personal data; see resident_id)
+FLAG_CLOCK_RX = 8  # device clock untrusted/missing: ts_ms is the gateway receive time
+
+# Each migration is applied once, in order, inside one transaction. Never edit a released one:
+# append a new entry instead (tests migrate a database made by the first release).
+MIGRATIONS: list[str] = [
+    # 1: foundation
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE config_revisions (
+        id INTEGER PRIMARY KEY,
+        revision TEXT NOT NULL UNIQUE,      -- sha256 prefix of the config file
+        version INTEGER NOT NULL,           -- config schema version
+        loaded_ms INTEGER NOT NULL
+    );
+    CREATE TABLE readings (
+        id INTEGER PRIMARY KEY,             -- grows with receive order; pruning and sync use ranges
+        rx_ms INTEGER NOT NULL,             -- gateway receive time (wall clock)
+        ts_ms INTEGER NOT NULL,             -- reading time (device clock when trusted, else rx_ms)
+        device_id TEXT NOT NULL,            -- config device id
+        kind TEXT NOT NULL,                 -- state | event | availability | bridge
+        vals TEXT NOT NULL,                 -- JSON object of canonical values
+        flags INTEGER NOT NULL DEFAULT 0,   -- FLAG_* bits
+        msg_key INTEGER NOT NULL,           -- session<<48 | packet id<<32 | crc32(topic,payload): DUP detection
+        config_rev INTEGER NOT NULL REFERENCES config_revisions(id),
+        resident_id TEXT                    -- personal data owner (elder-care devices), for retention/forget
+    );
+    CREATE TABLE devices (
+        device_id TEXT PRIMARY KEY,
+        last_seen_ms INTEGER,               -- last message of any kind
+        last_values TEXT NOT NULL DEFAULT '{}',
+        online INTEGER,                     -- 1 online, 0 offline, NULL unknown
+        online_reason TEXT,                 -- availability | lwt | silent | bridge | first_seen
+        online_changed_ms INTEGER,
+        battery REAL,
+        since_ms INTEGER NOT NULL,          -- when this gateway started expecting the device
+        config_rev INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE unconfigured (
+        driver TEXT NOT NULL,
+        address TEXT NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        last_topic TEXT NOT NULL,
+        sample TEXT NOT NULL,               -- last decoded values (JSON), for adoption
+        PRIMARY KEY (driver, address)
+    ) WITHOUT ROWID;
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY,
+        rx_ms INTEGER NOT NULL,
+        topic TEXT NOT NULL,
+        driver TEXT,
+        reason TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        payload_len INTEGER NOT NULL,
+        payload_excerpt BLOB NOT NULL,      -- first bytes only (bounded)
+        config_rev INTEGER,
+        resident_id TEXT
+    );
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE aliases (                  -- e.g. Zigbee2MQTT friendly name -> IEEE address
+        driver TEXT NOT NULL, alias TEXT NOT NULL, address TEXT NOT NULL, updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (driver, alias)
+    ) WITHOUT ROWID;
+    CREATE TABLE retained_seen (            -- last retained payload digest per topic
+        topic TEXT PRIMARY KEY, digest INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE gateway_events (           -- gateway-health happenings (store full, broker drops...)
+        id INTEGER PRIMARY KEY,
+        ts_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        detail TEXT NOT NULL,               -- JSON
+        config_rev INTEGER
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(Exception):
+    """Root of store failures."""
+
+
+class StoreFull(StoreError):
+    """The store refused a write: quota (max_page_count) or the disk itself is full."""
+
+
+class StoreWriteFailed(StoreError):
+    """A commit failed for another reason (I/O error, locked, injected fault)."""
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class Quota:
+    quota_bytes: int
+    reserve_bytes: int
+
+    @property
+    def soft_pages(self) -> int:
+        return max(16, (self.quota_bytes - self.reserve_bytes) // PAGE_SIZE)
+
+    @property
+    def hard_pages(self) -> int:
+        return max(32, self.quota_bytes // PAGE_SIZE)
+
+
+def _secure_create(path: Path) -> None:
+    """Create the database files readable only by the service user (residents' data lives here)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if not p.exists():
+            fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+
+
+def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open a connection with the store's pragmas. Readers never create the file."""
+    p = Path(path)
+    if readonly:
+        conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, check_same_thread=False, timeout=10)
+        conn.execute("PRAGMA query_only=ON")
+    else:
+        _secure_create(p)
+        conn = sqlite3.connect(p, check_same_thread=False, timeout=30, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        # Checkpoints happen in the writer; a bigger autocheckpoint means fewer, larger writes.
+        conn.execute("PRAGMA wal_autocheckpoint=4000")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to SCHEMA_VERSION. Returns the version found before migrating."""
+    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if found > SCHEMA_VERSION:
+        raise StoreError(
+            f"store schema version {found} is newer than this gateway ({SCHEMA_VERSION}); "
+            "run the newer release or restore a backup"
+        )
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _split_sql(MIGRATIONS[version - 1]):
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version={version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return found
+
+
+def _split_sql(script: str) -> Iterable[str]:
+    # Migrations contain no semicolons inside literals or triggers, so a plain split is exact.
+    for part in script.split(";"):
+        stmt = part.strip()
+        if stmt:
+            yield stmt
+
+
+class Store:
+    """The writer side of the store. Used from exactly one thread (the pipeline's)."""
+
+    def __init__(self, path: str | Path, quota: Quota) -> None:
+        self.path = Path(path)
+        self.quota = quota
+        self.conn = connect(self.path)
+        migrate(self.conn)
+        self._limit_pages = 0
+        self.set_page_limit(life_safety=False)
+        self._lock = threading.Lock()  # guards counters cache only
+
+    # --- quota -------------------------------------------------------------------------------
+    def set_page_limit(self, *, life_safety: bool) -> None:
+        pages = self.quota.hard_pages if life_safety else self.quota.soft_pages
+        if pages != self._limit_pages:
+            # max_page_count never goes below the current size; SQLite clamps it silently.
+            self.conn.execute(f"PRAGMA max_page_count={pages}")
+            self._limit_pages = pages
+
+    def used_bytes(self) -> int:
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((pages - free) * PAGE_SIZE)
+
+    # --- config revisions ----------------------------------------------------------------------
+    def config_rev_id(self, revision: str, version: int) -> int:
+        row = self.conn.execute("SELECT id FROM config_revisions WHERE revision=?", (revision,)).fetchone()
+        if row:
+            return int(row[0])
+        cur = self.conn.execute(
+            "INSERT INTO config_revisions(revision, version, loaded_ms) VALUES (?,?,?)",
+            (revision, version, now_ms()),
+        )
+        return int(cur.lastrowid or 0)
+
+    # --- meta / counters -----------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
+
+    def add_counters(self, deltas: dict[str, int]) -> None:
+        if deltas:
+            self.conn.executemany(
+                "INSERT INTO counters(name, value) VALUES (?,?) "
+                "ON CONFLICT(name) DO UPDATE SET value=value+excluded.value",
+                list(deltas.items()),
+            )
+
+    def close(self) -> None:
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass
+        self.conn.close()
+
+
+def classify_sqlite_error(exc: sqlite3.Error) -> StoreError:
+    """Convert sqlite3 exceptions at the boundary into the store's own error types."""
+    msg = str(exc)
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL or "full" in msg:
+        return StoreFull(msg)
+    return StoreWriteFailed(msg)
+
+
+def read_counters(conn: sqlite3.Connection) -> dict[str, int]:
+    return {str(k): int(v) for k, v in conn.execute("SELECT name, value FROM counters")}
