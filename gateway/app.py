@@ -116,9 +116,7 @@ class Gateway:
         self.pipeline.start()
         safety_filters = self.routing.safety_filters
         if safety_filters:
-            self.sessions[LIFE_SAFETY] = MqttSession(
-                LIFE_SAFETY, self.settings, safety_filters, self.pipeline.submit
-            )
+            self.sessions[LIFE_SAFETY] = MqttSession(LIFE_SAFETY, self.settings, safety_filters, self.pipeline.submit)
         self.sessions[TELEMETRY] = MqttSession(
             TELEMETRY,
             self.settings,
@@ -131,7 +129,10 @@ class Gateway:
             s.start()
         log.info(
             "gateway %s started: %d devices, %d life-safety topics, store %s",
-            self.cfg.gateway.id, len(self.routing.by_id), len(safety_filters), self.store_path,
+            self.cfg.gateway.id,
+            len(self.routing.by_id),
+            len(safety_filters),
+            self.store_path,
         )
 
     def stop(self) -> None:
