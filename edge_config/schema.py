@@ -902,7 +902,7 @@ def _suggest(value: object, known: Sequence[str]) -> str:
     if not isinstance(value, str):
         return ""
     close = difflib.get_close_matches(value, list(known), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _m(value: Any) -> Mapping[str, Any]:

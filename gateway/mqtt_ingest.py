@@ -267,7 +267,7 @@ class MqttSession:
         topic = msg.topic
         if topic.startswith("$SYS/"):
             if self._sys_sink is not None:
-                self._sys_sink(topic, msg.payload)
+                self._sys_sink(topic, bytes(msg.payload))
             return
         self._sink(
             Inbound(
@@ -276,7 +276,7 @@ class MqttSession:
                 msg.mid,
                 msg.qos,
                 topic,
-                msg.payload,
+                bytes(msg.payload),
                 bool(msg.retain),
                 bool(msg.dup),
                 time.time_ns() // 1_000_000,

@@ -24,8 +24,9 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from drivers.base import AVAILABILITY, BRIDGE, DecodeError, Reading
 from gateway import store as st
@@ -70,16 +71,30 @@ class BatchResult:
 
     resolved: list[Resolved] = field(default_factory=list)
     status_changes: list[StatusChange] = field(default_factory=list)
-    notices: list[dict[str, Any]] = field(default_factory=list)  # from processors (incidents ...)
+    notices: list[dict[str, Any]] = field(default_factory=list)  # gateway events, device-status notes
+    # Incident changes appended in this transaction (creation, repeats, transitions), in order.
+    # Processors later in the list (the cloud outbox) and listeners (API stream) consume them.
+    incident_events: list[dict[str, Any]] = field(default_factory=list)
     committed: int = 0
 
 
-class Processor(Protocol):
-    """A stage that runs inside the pipeline's transaction (e.g. the rule engine)."""
+class Processor:
+    """A stage that runs inside the pipeline's transaction (rule engine, cloud outbox ...).
 
-    def process(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None: ...
+    ``process`` sees each batch's resolved readings; ``tick`` runs about once a second (timers).
+    ``after`` runs at the end of every transaction the pipeline commits, including those of
+    :meth:`Pipeline.call`, so a stage can pick up what earlier stages appended (e.g. incident
+    events for the outbox). Raising aborts the transaction (nothing is acknowledged).
+    """
 
-    def tick(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None: ...
+    def process(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
+        """Called for every ingest batch, inside its transaction."""
+
+    def tick(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
+        """Called about once a second, inside a transaction."""
+
+    def after(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
+        """Called last in every transaction the pipeline commits."""
 
 
 @dataclass
@@ -93,7 +108,7 @@ class _BatchBuffer:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     dead: list[tuple[Any, ...]] = field(default_factory=list)
     unconf: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
-    touched: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # device -> (last seen, battery)
+    touched: dict[str, tuple[int, float | None]] = field(default_factory=dict)  # device -> (last seen, battery)
     retained_updates: dict[str, int] = field(default_factory=dict)
     alias_updates: list[tuple[str, str, str, int]] = field(default_factory=list)
     bridges: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -158,6 +173,7 @@ class Pipeline:
         self._next_tick = 0.0
         self._dead_letters_since_trim = 0
         self._events: queue.SimpleQueue[tuple[str, str, dict[str, Any]]] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[tuple[Callable[..., Any], Future[Any]]] = queue.SimpleQueue()
         self._load_state()
 
     # --- start-up ------------------------------------------------------------------------------
@@ -186,6 +202,18 @@ class Pipeline:
     def submit(self, item: Inbound) -> None:
         (self._q_safety if item.session == LIFE_SAFETY else self._q_tele).put(item)
         self._wake.set()
+
+    def call(self, fn: Callable[[sqlite3.Connection, BatchResult, int], Any]) -> Future[Any]:
+        """Run ``fn(conn, result, now_ms)`` in its own transaction on the pipeline thread.
+
+        All writes go through this one thread (the API's incident actions included), so SQLite
+        never sees two writers and every change reaches the same processors and listeners.
+        The future holds fn's return value, or its exception (the transaction is then rolled back).
+        """
+        fut: Future[Any] = Future()
+        self._calls.put((fn, fut))
+        self._wake.set()
+        return fut
 
     def post_event(self, kind: str, severity: str, detail: dict[str, Any]) -> None:
         """Record a gateway-health event from any thread; written by the pipeline thread."""
@@ -226,6 +254,13 @@ class Pipeline:
             if safety:
                 self._commit_batch(safety, LIFE_SAFETY)
                 continue
+            if not self._run_calls():
+                break
+        while True:
+            safety = self._take(self._q_safety, BATCH_MAX)
+            if safety:
+                self._commit_batch(safety, LIFE_SAFETY)
+                continue
             tele = self._take(self._q_tele, BATCH_MAX)
             if self._held and time.monotonic() - self._held_since >= RETRY_HELD_S:
                 tele = self._held + tele
@@ -241,6 +276,37 @@ class Pipeline:
         if time.monotonic() >= self._next_tick:
             self._next_tick = time.monotonic() + 1.0
             self._tick()
+
+    def _run_calls(self) -> bool:
+        """Run queued calls (API actions); False when there were none."""
+        ran = False
+        while True:
+            try:
+                fn, fut = self._calls.get_nowait()
+            except queue.Empty:
+                return ran
+            ran = True
+            if not fut.set_running_or_notify_cancel():
+                continue
+            result = BatchResult()
+            c = self.conn
+            now = self.clock()
+            try:
+                c.execute("BEGIN IMMEDIATE")
+                value = fn(c, result, now)
+                for p in self.processors:
+                    p.after(c, result, now)
+                c.execute("COMMIT")
+            except BaseException as exc:
+                try:
+                    c.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                fut.set_exception(exc)
+                continue
+            fut.set_result(value)
+            if self.on_commit is not None:
+                self.on_commit(result)
 
     # --- one batch -------------------------------------------------------------------------------
     def _commit_batch(self, items: list[Inbound], session: int) -> None:
@@ -483,6 +549,8 @@ class Pipeline:
         now = self.clock()
         for p in self.processors:
             p.process(c, result, now)
+        for p in self.processors:
+            p.after(c, result, now)
         c.execute("COMMIT")
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -597,6 +665,8 @@ class Pipeline:
                 result.notices.append({"type": "gateway_event", "kind": kind, "severity": severity, "detail": detail})
             for p in self.processors:
                 p.tick(c, result, now)
+            for p in self.processors:
+                p.after(c, result, now)
             c.execute("COMMIT")
         except sqlite3.Error as exc:
             try:

@@ -161,4 +161,4 @@ def build_routing(cfg: Any) -> Routing:
 
 
 def _asdict(info: DeviceInfo) -> dict[str, Any]:
-    return {name: getattr(info, name) for name in DeviceInfo.__slots__}  # type: ignore[attr-defined]
+    return {name: getattr(info, name) for name in DeviceInfo.__slots__}

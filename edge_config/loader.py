@@ -1,0 +1,323 @@
+"""Load and check the site file, reporting every problem at once with its YAML line.
+
+Messages are built here from pydantic's error *type*, *loc* and *ctx*; the offending input value is
+never echoed, so a secret typed into the wrong place cannot leak into logs or the console.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import hashlib
+import json
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from .schema import PATTERN_HELP, SiteConfig, cross_check, format_loc
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.json")
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in the site file. ``message`` says what is wrong and how to fix it."""
+
+    file: str
+    line: int | None  # 1-based
+    key_path: str  # e.g. "devices[3].location.building"
+    message: str
+
+    def format(self) -> str:
+        line = "?" if self.line is None else str(self.line)
+        return f"{self.file}:{line}: {self.key_path or '<top level>'}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The site file is unusable; ``issues`` lists every problem found (sorted by line)."""
+
+    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+        self.issues: list[ConfigIssue] = list(issues)
+        super().__init__("\n".join(i.format() for i in self.issues))
+
+    def __str__(self) -> str:
+        return "\n".join(i.format() for i in self.issues)
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> SiteConfig:
+    """Load, validate and cross-check a site file. Raises :class:`ConfigError` with all issues.
+
+    ``env`` resolves ``${NAME}`` secret references (default ``os.environ``).
+    """
+    p = Path(path)
+    file = str(p)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError([ConfigIssue(file, None, "", f"cannot read the file ({reason}); check the path")]) from None
+    revision = hashlib.sha256(raw).hexdigest()[:12]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError([ConfigIssue(file, None, "", "the file is not UTF-8 text; save it as UTF-8")]) from None
+
+    try:
+        doc = YAML(typ="rt").load(text)
+    except YAMLError as exc:
+        raise ConfigError([_yaml_issue(file, exc)]) from None
+    if doc is None:
+        raise ConfigError([ConfigIssue(file, 1, "", "the file is empty; start from edge_config/examples/community.yaml")])
+    if not isinstance(doc, Mapping):
+        raise ConfigError(
+            [ConfigIssue(file, 1, "", "the top level must be a mapping of sections (version:, gateway:, site: ...)")]
+        )
+
+    data = _plain(doc)
+    issues: list[ConfigIssue] = []
+    cfg: SiteConfig | None = None
+    context = {"env": os.environ if env is None else env, "skip_cross_check": True}
+    try:
+        cfg = SiteConfig.model_validate(data, context=context)
+    except ValidationError as exc:
+        for e in exc.errors(include_url=False):
+            loc = tuple(e["loc"])
+            issues.append(ConfigIssue(file, _line_of(doc, loc), format_loc(loc), _message(e)))
+    for loc, msg in cross_check(data):
+        issues.append(ConfigIssue(file, _line_of(doc, loc), format_loc(loc), msg))
+
+    if issues or cfg is None:
+        issues = sorted(set(issues), key=lambda i: (i.line if i.line is not None else 1 << 30, i.key_path, i.message))
+        raise ConfigError(issues)
+    cfg._set_source(p, revision)
+    return cfg
+
+
+def summary(cfg: SiteConfig) -> str:
+    """One line for logs and ``check`` output."""
+    site = cfg.site
+    n_buildings = sum(len(c.buildings) for c in site.compounds)
+    owned = len(cfg.owned_devices())
+    foreign = len(cfg.devices) - owned
+    devices = f"{owned} devices" + (f" (+{foreign} on other gateways)" if foreign else "")
+    return (
+        f"ok: community {site.community.name}, {len(site.grids)} grids, {len(site.compounds)} compounds, "
+        f"{n_buildings} buildings, {devices}, revision {cfg.revision}"
+    )
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON schema of the site file (for editors: yaml-language-server, VS Code)."""
+    schema = SiteConfig.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def json_schema_text() -> str:
+    """The exact text of the committed ``edge_config/config.schema.json``."""
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def write_json_schema(path: str | Path = SCHEMA_PATH) -> Path:
+    """Regenerate ``config.schema.json``."""
+    target = Path(path)
+    target.write_text(json_schema_text(), encoding="utf-8")
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# YAML helpers
+
+
+def _yaml_issue(file: str, exc: YAMLError) -> ConfigIssue:
+    line: int | None = None
+    detail = "invalid YAML"
+    if isinstance(exc, MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        if mark is not None:
+            line = mark.line + 1
+        parts = [p for p in (exc.context, exc.problem) if p]
+        if parts:
+            detail = "invalid YAML: " + ", ".join(str(p) for p in parts)
+    # the parser's own text names constructs, not values; still, keep it to one line
+    detail = " ".join(detail.split())
+    return ConfigIssue(
+        file, line, "", f"{detail}; fix the syntax at this line (indentation, ':' after keys, quotes, no duplicate keys)"
+    )
+
+
+def _plain(node: Any) -> Any:
+    """ruamel round-trip nodes -> plain dict/list/scalars (keeps pydantic and checks simple)."""
+    if isinstance(node, Mapping):
+        return {_plain(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, bool):
+        return bool(node)
+    if type(node).__name__ == "ScalarBoolean":
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    if isinstance(node, dt.datetime):
+        return dt.datetime(
+            node.year, node.month, node.day, node.hour, node.minute, node.second, node.microsecond, node.tzinfo
+        )
+    if hasattr(node, "value") and type(node).__name__ == "TaggedScalar":
+        return str(node.value)
+    return node
+
+
+def _line_of(doc: Any, loc: Sequence[Any]) -> int | None:
+    """1-based line of the deepest node of ``loc`` that exists in the YAML document."""
+    line: int | None = getattr(getattr(doc, "lc", None), "line", None)
+    node = doc
+    for part in loc:
+        try:
+            if isinstance(node, CommentedMap) and part in node:
+                line = node.lc.key(part)[0]
+                node = node[part]
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+                line = node.lc.item(part)[0]
+                node = node[part]
+            else:
+                break
+        except (KeyError, IndexError, TypeError, AttributeError):
+            break
+    return None if line is None else line + 1
+
+
+# --------------------------------------------------------------------------------------------
+# messages
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def _type_at(loc: Sequence[Any]) -> Any:
+    """The declared type at ``loc`` inside SiteConfig (None if it cannot be followed)."""
+    tp: Any = SiteConfig
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                return None
+            tp = field.annotation
+        elif typing.get_origin(tp) is list and isinstance(part, int):
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        else:
+            return None
+    return _unwrap(tp)
+
+
+def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
+    tp = _type_at(loc)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+_KIND = {
+    "string_type": "must be text",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number (no decimals)",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "list_type": "must be a list (one '- item' per line, or [a, b])",
+    "dict_type": "must be a mapping of 'key: value' entries",
+    "model_type": "must be a mapping of 'key: value' entries",
+    "model_attributes_type": "must be a mapping of 'key: value' entries",
+    "time_type": 'must be a time of day written as a quoted "HH:MM", e.g. "07:00"',
+    "time_parsing": 'must be a time of day written as a quoted "HH:MM", e.g. "07:00"',
+    "date_type": "must be a date written as YYYY-MM-DD, e.g. 2024-03-01",
+    "date_parsing": "must be a date written as YYYY-MM-DD, e.g. 2024-03-01",
+    "date_from_datetime_parsing": "must be a date written as YYYY-MM-DD, e.g. 2024-03-01",
+    "date_from_datetime_inexact": "must be a date without a time, e.g. 2024-03-01",
+    "path_type": "must be a file path",
+}
+
+_CUSTOM = {"secret_type", "secret_literal", "env_undefined", "env_empty"}
+
+
+def _message(e: Any) -> str:
+    """A fix-it message from one pydantic error dict. Never includes e['input']."""
+    etype: str = e["type"]
+    loc: tuple[Any, ...] = tuple(e["loc"])
+    ctx: Mapping[str, Any] = e.get("ctx") or {}
+    key = loc[-1] if loc else ""
+
+    if etype == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        allowed = sorted(model.model_fields) if model is not None else []
+        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        listing = f" Allowed keys here: {', '.join(allowed)}." if allowed else ""
+        return f"unknown key '{key}'{hint} Remove or rename it.{listing}"
+    if etype == "missing":
+        model = _model_at(loc[:-1])
+        field = model.model_fields.get(str(key)) if model is not None else None
+        desc = f" ({field.description})" if field is not None and field.description else ""
+        return f"required key '{key}' is missing; add it{desc}"
+    if etype in _CUSTOM:
+        return str(e["msg"])  # our own templates; they name env variables only
+    if etype == "value_error":
+        return str(ctx.get("error", "invalid value"))
+    if etype == "assertion_error":
+        return "invalid value"
+    if loc == ("version",) and etype in ("literal_error", "int_parsing", "int_type"):
+        return "unsupported config version; this gateway understands version: 1"
+    if etype == "literal_error" or etype == "enum":
+        return f"must be one of {ctx.get('expected', 'the documented values')}"
+    if etype == "string_pattern_mismatch":
+        pattern = str(ctx.get("pattern", ""))
+        return f"wrong format: {PATTERN_HELP.get(pattern, f'must match the pattern {pattern}')}"
+    if etype in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[etype]
+        bound = ctx.get({"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}[etype])
+        return f"must be {op} {bound}; change the number"
+    if etype in ("string_too_short", "too_short"):
+        n = ctx.get("min_length")
+        return "must not be empty" if n in (0, 1) else f"needs at least {n} characters/entries"
+    if etype in ("string_too_long", "too_long"):
+        return f"is too long: at most {ctx.get('max_length')} characters/entries"
+    if etype == "string_type" and e.get("input", "") is None:
+        return "is empty (null); give it a value or remove the key to use the default"
+    if etype in _KIND:
+        return _KIND[etype] + "; fix the value (quote text that YAML would read as a number or date)"
+    # Unknown error type: pydantic's text, with the input cut out in case it is embedded.
+    msg = str(e.get("msg", "invalid value"))
+    raw = e.get("input")
+    if isinstance(raw, str | int | float) and str(raw) and str(raw) in msg:
+        msg = msg.replace(str(raw), "<value>")
+    return f"{msg}; see docs/config.md"
