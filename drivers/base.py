@@ -97,6 +97,10 @@ class DecodeError(Exception):
         self.reason = reason
         self.detail = detail
 
+    def __reduce__(self) -> tuple[type[DecodeError], tuple[str, str]]:
+        # Keeps the error picklable/copyable (the default reduce passes only the message).
+        return (type(self), (self.reason, self.detail))
+
 
 MAX_JSON_DEPTH = 32
 

@@ -63,6 +63,7 @@ from drivers.base import (
     CANONICAL_VALUES,
     EVENT,
     STATE,
+    VALUE_RANGES,
     DecodeError,
     Reading,
     coerce_value,
@@ -75,8 +76,13 @@ NAME = "zigbee2mqtt"
 DEFAULT_BASE = "zigbee2mqtt"
 
 # Z2M key -> canonical key. Every canonical name maps to itself except availability's "online".
-_FIELDS: dict[str, str] = {k: k for k in CANONICAL_VALUES if k != "online"}
-_FIELDS.update({"emergency": "sos", "fall_detected": "fall"})
+_ALIASES: dict[str, str] = {k: k for k in CANONICAL_VALUES if k != "online"}
+_ALIASES.update({"emergency": "sos", "fall_detected": "fall"})
+# Z2M key -> (canonical key, is_bool, lo, hi): lets the hot loop accept the common well-typed
+# value inline and call coerce_value only for strings, odd types and out-of-range numbers.
+_FIELDS: dict[str, tuple[str, bool, float, float]] = {
+    k: (c, CANONICAL_VALUES[c] is bool, *VALUE_RANGES.get(c, (-1e12, 1e12))) for k, c in _ALIASES.items()
+}
 _FALL_ENUM_FIELDS = frozenset({"fall_down_status", "fall_detection_status"})
 _FALL_ENUM = {"fall": True, "maybe_fall": True, "none": False, "normal": False}
 _SOS_ACTIONS = frozenset({"emergency", "sos"})
@@ -186,8 +192,8 @@ def _state(name: str, obj: dict[str, Any]) -> list[Reading]:
     action: str | None = None
     fields = _FIELDS
     for key, raw in obj.items():
-        canon = fields.get(key)
-        if canon is None:
+        spec = fields.get(key)
+        if spec is None:
             if key == "action":
                 recognised = True
                 if raw is None or raw == "":
@@ -211,7 +217,12 @@ def _state(name: str, obj: dict[str, Any]) -> list[Reading]:
         recognised = True
         if raw is None:
             continue
-        v = coerce_value(canon, raw)
+        canon, is_bool, lo, hi = spec
+        if is_bool:
+            v = raw if (raw is True or raw is False) else coerce_value(canon, raw)
+        else:
+            t = type(raw)
+            v = raw if ((t is int or t is float) and lo <= raw <= hi) else coerce_value(canon, raw)
         if canon in values and v is False:
             continue  # aliases (sos/emergency, fall/fall_detected): any True wins
         values[canon] = v

@@ -62,8 +62,8 @@ __all__ = [
     "Team",
     "json_schema",
     "json_schema_text",
-    "load_config",
     "known_drivers",
+    "load_config",
     "summary",
     "write_json_schema",
 ]

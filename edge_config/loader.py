@@ -80,7 +80,9 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> SiteC
     except YAMLError as exc:
         raise ConfigError([_yaml_issue(file, exc)]) from None
     if doc is None:
-        raise ConfigError([ConfigIssue(file, 1, "", "the file is empty; start from edge_config/examples/community.yaml")])
+        raise ConfigError(
+            [ConfigIssue(file, 1, "", "the file is empty; start from edge_config/examples/community.yaml")]
+        )
     if not isinstance(doc, Mapping):
         raise ConfigError(
             [ConfigIssue(file, 1, "", "the top level must be a mapping of sections (version:, gateway:, site: ...)")]
@@ -123,12 +125,20 @@ def json_schema() -> dict[str, Any]:
     """JSON schema of the site file (for editors: yaml-language-server, VS Code)."""
     schema = SiteConfig.model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    return schema
+    return _sorted_keys(schema)  # stable text whichever tool dumps it (sort_keys or not)
+
+
+def _sorted_keys(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _sorted_keys(node[k]) for k in sorted(node)}
+    if isinstance(node, list):
+        return [_sorted_keys(v) for v in node]
+    return node
 
 
 def json_schema_text() -> str:
     """The exact text of the committed ``edge_config/config.schema.json``."""
-    return json.dumps(json_schema(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
 def write_json_schema(path: str | Path = SCHEMA_PATH) -> Path:
@@ -155,7 +165,10 @@ def _yaml_issue(file: str, exc: YAMLError) -> ConfigIssue:
     # the parser's own text names constructs, not values; still, keep it to one line
     detail = " ".join(detail.split())
     return ConfigIssue(
-        file, line, "", f"{detail}; fix the syntax at this line (indentation, ':' after keys, quotes, no duplicate keys)"
+        file,
+        line,
+        "",
+        f"{detail}; fix the syntax at this line (indentation, ':' after keys, quotes, no duplicate keys)",
     )
 
 
@@ -245,26 +258,28 @@ def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
     return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
 
 
+_NUM = "write a plain number without quotes or units"
+_MAP = "indent 'key: value' entries under the key, or write {key: value, ...}"
 _KIND = {
-    "string_type": "must be text",
-    "int_type": "must be a whole number",
-    "int_parsing": "must be a whole number",
-    "int_from_float": "must be a whole number (no decimals)",
-    "float_type": "must be a number",
-    "float_parsing": "must be a number",
+    "string_type": 'must be text; quote it ("...") if YAML reads it as a number, date or list',
+    "int_type": f"must be a whole number; {_NUM}",
+    "int_parsing": f"must be a whole number; {_NUM}",
+    "int_from_float": f"must be a whole number (no decimals); {_NUM}",
+    "float_type": f"must be a number; {_NUM}",
+    "float_parsing": f"must be a number; {_NUM}",
     "bool_type": "must be true or false",
     "bool_parsing": "must be true or false",
-    "list_type": "must be a list (one '- item' per line, or [a, b])",
-    "dict_type": "must be a mapping of 'key: value' entries",
-    "model_type": "must be a mapping of 'key: value' entries",
-    "model_attributes_type": "must be a mapping of 'key: value' entries",
+    "list_type": "must be a list: one '- item' per line, or [a, b]",
+    "dict_type": f"must be a mapping; {_MAP}",
+    "model_type": f"must be a mapping; {_MAP}",
+    "model_attributes_type": f"must be a mapping; {_MAP}",
     "time_type": 'must be a time of day written as a quoted "HH:MM", e.g. "07:00"',
     "time_parsing": 'must be a time of day written as a quoted "HH:MM", e.g. "07:00"',
     "date_type": "must be a date written as YYYY-MM-DD, e.g. 2024-03-01",
     "date_parsing": "must be a date written as YYYY-MM-DD, e.g. 2024-03-01",
     "date_from_datetime_parsing": "must be a date written as YYYY-MM-DD, e.g. 2024-03-01",
     "date_from_datetime_inexact": "must be a date without a time, e.g. 2024-03-01",
-    "path_type": "must be a file path",
+    "path_type": "must be a file path (text)",
 }
 
 _CUSTOM = {"secret_type", "secret_literal", "env_undefined", "env_empty"}
@@ -281,9 +296,9 @@ def _message(e: Any) -> str:
         model = _model_at(loc[:-1])
         allowed = sorted(model.model_fields) if model is not None else []
         close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        listing = f" Allowed keys here: {', '.join(allowed)}." if allowed else ""
-        return f"unknown key '{key}'{hint} Remove or rename it.{listing}"
+        fix = f"; did you mean '{close[0]}'? Rename it" if close else "; remove or rename it"
+        listing = f". Allowed keys here: {', '.join(allowed)}" if allowed else ""
+        return f"unknown key '{key}'{fix}{listing}"
     if etype == "missing":
         model = _model_at(loc[:-1])
         field = model.model_fields.get(str(key)) if model is not None else None
@@ -304,17 +319,19 @@ def _message(e: Any) -> str:
         return f"wrong format: {PATTERN_HELP.get(pattern, f'must match the pattern {pattern}')}"
     if etype in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[etype]
-        bound = ctx.get({"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}[etype])
+        bound = ctx.get(
+            {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}[etype]
+        )
         return f"must be {op} {bound}; change the number"
     if etype in ("string_too_short", "too_short"):
         n = ctx.get("min_length")
         return "must not be empty" if n in (0, 1) else f"needs at least {n} characters/entries"
     if etype in ("string_too_long", "too_long"):
         return f"is too long: at most {ctx.get('max_length')} characters/entries"
-    if etype == "string_type" and e.get("input", "") is None:
+    if etype.endswith("_type") and "input" in e and e["input"] is None:
         return "is empty (null); give it a value or remove the key to use the default"
     if etype in _KIND:
-        return _KIND[etype] + "; fix the value (quote text that YAML would read as a number or date)"
+        return _KIND[etype]
     # Unknown error type: pydantic's text, with the input cut out in case it is embedded.
     msg = str(e.get("msg", "invalid value"))
     raw = e.get("input")

@@ -9,13 +9,13 @@ with structural errors.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import functools
 import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
-import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -46,8 +46,7 @@ NATIVE_ADDRESS_PATTERN = r"^[a-z0-9][a-z0-9_.:-]{0,127}$"
 
 #: Human explanations for the patterns above, used by the loader's error messages.
 PATTERN_HELP: dict[str, str] = {
-    ID_PATTERN: "ids are 1-64 lower-case letters, digits, '-' or '_' starting with a letter or digit "
-    "(e.g. 'b03-u1')",
+    ID_PATTERN: "ids are 1-64 lower-case letters, digits, '-' or '_' starting with a letter or digit (e.g. 'b03-u1')",
     GATEWAY_ID_PATTERN: "gateway ids are 2-32 lower-case letters, digits or '-' (e.g. 'gw-hy-01')",
     TYPE_KEY_PATTERN: "device type names are lower-case letters, digits and '_' (e.g. 'sos_button')",
 }
@@ -131,11 +130,11 @@ class GatewaySettings(StrictModel):
         description="This gateway's id, 2-32 of [a-z0-9-]. Ids the gateway mints (incidents, "
         "messages) are prefixed with it, so it must be unique across the district."
     )
-    name: str = Field("", description="Human-readable name shown in the console, e.g. '和苑社区 1号网关'.")
+    name: str = Field(default="", description="Human-readable name shown in the console, e.g. '和苑社区 1号网关'.")
     timezone: str = Field(
-        "Asia/Shanghai", description="IANA time zone used for active hours, night rules and reports."
+        default="Asia/Shanghai", description="IANA time zone used for active hours, night rules and reports."
     )
-    language: Literal["zh", "en"] = Field("zh", description="Language of user-facing texts: zh or en.")
+    language: Literal["zh", "en"] = Field(default="zh", description="Language of user-facing texts: zh or en.")
 
     @field_validator("timezone")
     @classmethod
@@ -150,11 +149,11 @@ class GatewaySettings(StrictModel):
 class MqttTls(StrictModel):
     model_config = ConfigDict(extra="forbid")
 
-    ca_file: str | None = Field(None, description="CA certificate file (PEM); null = system CA store.")
-    cert_file: str | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
-    key_file: str | None = Field(None, description="Client private key (PEM) for mutual TLS.")
+    ca_file: str | None = Field(default=None, description="CA certificate file (PEM); null = system CA store.")
+    cert_file: str | None = Field(default=None, description="Client certificate (PEM) for mutual TLS.")
+    key_file: str | None = Field(default=None, description="Client private key (PEM) for mutual TLS.")
     insecure_skip_verify: bool = Field(
-        False, description="Do not verify the broker certificate. Only for bench tests; never on site."
+        default=False, description="Do not verify the broker certificate. Only for bench tests; never on site."
     )
 
     @model_validator(mode="after")
@@ -167,30 +166,29 @@ class MqttTls(StrictModel):
 class MqttSettings(StrictModel):
     model_config = ConfigDict(extra="forbid")
 
-    host: str = Field("127.0.0.1", min_length=1, description="MQTT broker host name or IP.")
-    port: int = Field(1883, ge=1, le=65535, description="MQTT broker port (1883 plain, 8883 TLS).")
-    username: str | None = Field(None, description="MQTT user name; null = anonymous.")
+    host: str = Field(default="127.0.0.1", min_length=1, description="MQTT broker host name or IP.")
+    port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker port (1883 plain, 8883 TLS).")
+    username: str | None = Field(default=None, description="MQTT user name; null = anonymous.")
     password: EnvSecret | None = Field(
-        None, description='MQTT password, ONLY as an environment reference like "${MQTT_PASSWORD}".'
+        default=None, description='MQTT password, ONLY as an environment reference like "${MQTT_PASSWORD}".'
     )
     allow_plaintext_remote: bool = Field(
-        False,
+        default=False,
         description="Allow an unencrypted connection to a non-loopback broker. Refused unless true.",
     )
     tls: MqttTls | None = Field(
-        None,
+        default=None,
         validate_default=True,
         description="TLS settings; null = plain TCP (only allowed to a loopback broker unless "
         "allow_plaintext_remote is true).",
     )
     client_id: str | None = Field(
-        None, min_length=1, max_length=128, description="MQTT client id; default 'edge-<gateway.id>'."
+        default=None, min_length=1, max_length=128, description="MQTT client id; default 'edge-<gateway.id>'."
     )
-    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
+    keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive in seconds.")
     status_topic: str | None = Field(
-        None,
-        description="Retained online/offline status topic (also the last will); "
-        "default 'edge/<gateway.id>/status'.",
+        default=None,
+        description="Retained online/offline status topic (also the last will); default 'edge/<gateway.id>/status'.",
     )
 
     @field_validator("password")
@@ -257,13 +255,13 @@ class IngestSettings(StrictModel):
     model_config = ConfigDict(extra="forbid")
 
     max_payload_bytes: int = Field(
-        65536, ge=64, le=16 * 1024 * 1024, description="Bigger MQTT payloads are dead-lettered unread."
+        default=65536, ge=64, le=16 * 1024 * 1024, description="Bigger MQTT payloads are dead-lettered unread."
     )
     sources: list[IngestSource] = Field(
         default_factory=_default_sources, description="Which driver handles which topic filters."
     )
     dead_letter_limit: int = Field(
-        10000, ge=0, description="Dead letters kept for inspection; the oldest are dropped beyond this."
+        default=10000, ge=0, description="Dead letters kept for inspection; the oldest are dropped beyond this."
     )
 
 
@@ -271,14 +269,14 @@ class StoreSettings(StrictModel):
     model_config = ConfigDict(extra="forbid")
 
     path: Path = Field(
-        Path("./data/gateway.db"),
+        default=Path("./data/gateway.db"),
         description="SQLite database file; relative paths are relative to the gateway's working directory.",
     )
-    quota_mb: int = Field(512, ge=16, description="Size cap for the whole store in MiB.")
+    quota_mb: int = Field(default=512, ge=16, description="Size cap for the whole store in MiB.")
     reserve_mb: int = Field(
-        16, ge=0, description="MiB of the quota kept free for life-safety messages only; < quota_mb."
+        default=16, ge=0, description="MiB of the quota kept free for life-safety messages only; < quota_mb."
     )
-    readings_retention_days: int = Field(30, ge=1, le=3650, description="Days raw readings are kept.")
+    readings_retention_days: int = Field(default=30, ge=1, le=3650, description="Days raw readings are kept.")
 
     @field_validator("reserve_mb")
     @classmethod
@@ -316,9 +314,9 @@ class Grid(StrictModel):
 
     id: Id = Field(description="Grid (网格) id, unique in the file.")
     name: Name = Field(description="Grid name, e.g. 第一网格.")
-    households: int = Field(0, ge=0, description="Households in the grid (~200).")
+    households: int = Field(default=0, ge=0, description="Households in the grid (~200).")
     grid_worker: Id | None = Field(
-        None,
+        default=None,
         description="Required: staff id of the grid worker (网格员), a staff member with role grid_worker.",
     )
 
@@ -328,7 +326,7 @@ class PropertyCompany(StrictModel):
 
     name: Name = Field(description="Property-management company (物业) name.")
     duty_team: Id = Field(description="Id of the team (kind property_duty) that receives this compound's alarms.")
-    phone: str | None = Field(None, description="Duty phone of the company (office line).")
+    phone: str | None = Field(default=None, description="Duty phone of the company (office line).")
 
 
 class Unit(StrictModel):
@@ -336,7 +334,7 @@ class Unit(StrictModel):
 
     id: Id = Field(description="Unit (单元) id, unique within its building (e.g. 'u1').")
     name: Name = Field(description="Unit name, e.g. 1单元.")
-    households: int = Field(0, ge=0, description="Households in this unit.")
+    households: int = Field(default=0, ge=0, description="Households in this unit.")
 
 
 class Building(StrictModel):
@@ -366,12 +364,12 @@ class ParkingSpace(StrictModel):
 
     id: Id = Field(description="Parking space id, unique across the file (e.g. 'p1-001').")
     kind: Literal["normal", "fire_lane", "no_parking", "reserved"] = Field(
-        "normal",
+        default="normal",
         description="normal; fire_lane and no_parking: any occupancy is an incident; reserved: "
         "for a holder (accessible, visitor...).",
     )
     max_stay_min: int | None = Field(
-        None, ge=1, description="Overstay limit for this space in minutes; null = no limit."
+        default=None, ge=1, description="Overstay limit for this space in minutes; null = no limit."
     )
 
 
@@ -414,9 +412,9 @@ ResidentFlag = Literal[
 class Consent(StrictModel):
     model_config = ConfigDict(extra="forbid")
 
-    given: bool = Field(False, description="The resident (or guardian) consented to monitoring.")
-    date: dt.date | None = Field(None, description="Date consent was given (YYYY-MM-DD).")
-    recorded_by: Id | None = Field(None, description="Staff id of whoever recorded the consent.")
+    given: bool = Field(default=False, description="The resident (or guardian) consented to monitoring.")
+    date: dt.date | None = Field(default=None, description="Date consent was given (YYYY-MM-DD).")
+    recorded_by: Id | None = Field(default=None, description="Staff id of whoever recorded the consent.")
 
     @model_validator(mode="after")
     def _recorded(self) -> Consent:
@@ -432,8 +430,8 @@ class Consent(StrictModel):
 class ActiveHours(StrictModel):
     model_config = ConfigDict(extra="forbid")
 
-    start: dt.time = Field(dt.time(7, 0), description='Usual getting-up time, quoted "HH:MM".')
-    end: dt.time = Field(dt.time(22, 0), description='Usual bed time, quoted "HH:MM" (may be past midnight).')
+    start: dt.time = Field(default=dt.time(7, 0), description='Usual getting-up time, quoted "HH:MM".')
+    end: dt.time = Field(default=dt.time(22, 0), description='Usual bed time, quoted "HH:MM" (may be past midnight).')
 
 
 class Resident(StrictModel):
@@ -443,8 +441,10 @@ class Resident(StrictModel):
     name: Name = Field(description="Resident's name.", json_schema_extra=PERSONAL)
     building: Id = Field(description="Building id of the home.")
     unit: Id = Field(description="Unit id (within the building) of the home.")
-    room: str | None = Field(None, max_length=32, description="Flat number, e.g. '1201'.", json_schema_extra=PERSONAL)
-    phone: str | None = Field(None, max_length=32, description="Resident's phone.", json_schema_extra=PERSONAL)
+    room: str | None = Field(
+        default=None, max_length=32, description="Flat number, e.g. '1201'.", json_schema_extra=PERSONAL
+    )
+    phone: str | None = Field(default=None, max_length=32, description="Resident's phone.", json_schema_extra=PERSONAL)
     eldercare_worker: Id = Field(description="Staff id of the assigned elder-care worker (role eldercare_worker).")
     consent: Consent = Field(
         default_factory=Consent,
@@ -457,7 +457,7 @@ class Resident(StrictModel):
         default_factory=ActiveHours, description="Usual active hours; inactivity and night rules use them."
     )
     inactivity_hours: float | None = Field(
-        None,
+        default=None,
         gt=0,
         le=72,
         description="Hours without activity that raise an alarm for this resident; null = device type default.",
@@ -491,7 +491,7 @@ class Channel(StrictModel):
         "or console user.",
     )
     token: EnvSecret | None = Field(
-        None, description='Access token / signing secret for the channel, ONLY as "${ENV_NAME}".'
+        default=None, description='Access token / signing secret for the channel, ONLY as "${ENV_NAME}".'
     )
 
     @field_validator("target")
@@ -520,7 +520,7 @@ class StaffMember(StrictModel):
     id: Id = Field(description="Staff id (e.g. 'gw-wang'); grids, teams and residents refer to it.")
     name: Name = Field(description="Name.", json_schema_extra=PERSONAL)
     role: StaffRole = Field(description="Role; decides which alarms the person may see and receive.")
-    phone: str | None = Field(None, max_length=32, description="Work phone.", json_schema_extra=PERSONAL)
+    phone: str | None = Field(default=None, max_length=32, description="Work phone.", json_schema_extra=PERSONAL)
     channels: list[Channel] = Field(default_factory=list, description="Notification channels, in order of preference.")
     grids: list[Id] = Field(default_factory=list, description="Grid ids the person covers.")
     compounds: list[Id] = Field(default_factory=list, description="Compound ids the person covers.")
@@ -534,14 +534,14 @@ class Team(StrictModel):
 
     id: Id = Field(description="Team id; property companies and rules dispatch to teams.")
     name: Name = Field(description="Team name, e.g. 和苑一区物业值班组.")
-    kind: Literal[
-        "property_duty", "eldercare", "maintenance", "community_office", "street_office", "department"
-    ] = Field(description="What the team does.")
+    kind: Literal["property_duty", "eldercare", "maintenance", "community_office", "street_office", "department"] = (
+        Field(description="What the team does.")
+    )
     department: Department | None = Field(
-        None, description="For kind department: which district department (吹哨报到 target)."
+        default=None, description="For kind department: which district department (吹哨报到 target)."
     )
     members: list[Id] = Field(default_factory=list, description="Staff ids of the members.")
-    compound: Id | None = Field(None, description="Compound id the team is responsible for, if any.")
+    compound: Id | None = Field(default=None, description="Compound id the team is responsible for, if any.")
 
     @model_validator(mode="after")
     def _department(self) -> Team:
@@ -563,45 +563,48 @@ class DeviceTypeSettings(StrictModel):
     model_config = ConfigDict(extra="forbid")
 
     category: Category = Field(
-        "device_health", description="Alarm domain: parking, security, eldercare or device_health."
+        default="device_health", description="Alarm domain: parking, security, eldercare or device_health."
     )
     life_safety: bool = Field(
-        False, description="Alarms are life-safety: highest priority, may use the store's reserve."
+        default=False, description="Alarms are life-safety: highest priority, may use the store's reserve."
     )
     expected_interval_s: int | None = Field(
-        90000,
+        default=90000,
         ge=10,
         description="Longest normal silence in seconds before the device counts as offline "
         "(Zigbee2MQTT: 600 mains, 90000 battery); null = no liveness check.",
     )
     battery_low_pct: int | None = Field(
-        20, ge=0, le=100, description="Battery percentage that raises a low-battery notice; null = mains."
+        default=20, ge=0, le=100, description="Battery percentage that raises a low-battery notice; null = mains."
     )
     door_open_max_s: int | None = Field(
-        300, ge=1, description="Door held open longer than this (seconds) is an incident."
+        default=300, ge=1, description="Door held open longer than this (seconds) is an incident."
     )
     max_stay_min: int | None = Field(
-        None, ge=1, description="Parking overstay limit in minutes; null = none (spaces may set their own)."
+        default=None, ge=1, description="Parking overstay limit in minutes; null = none (spaces may set their own)."
     )
-    heart_rate_low: int | None = Field(40, ge=0, le=300, description="Heart rate below this (bpm) is abnormal.")
-    heart_rate_high: int | None = Field(130, ge=0, le=300, description="Heart rate above this (bpm) is abnormal.")
-    spo2_low: int | None = Field(90, ge=0, le=100, description="Blood oxygen below this (%) is abnormal.")
+    heart_rate_low: int | None = Field(default=40, ge=0, le=300, description="Heart rate below this (bpm) is abnormal.")
+    heart_rate_high: int | None = Field(
+        default=130, ge=0, le=300, description="Heart rate above this (bpm) is abnormal."
+    )
+    spo2_low: int | None = Field(default=90, ge=0, le=100, description="Blood oxygen below this (%) is abnormal.")
     consecutive_readings: int = Field(
-        3, ge=1, le=100, description="Abnormal vitals must repeat this many times in a row to alarm."
+        default=3, ge=1, le=100, description="Abnormal vitals must repeat this many times in a row to alarm."
     )
     inactivity_hours: float | None = Field(
-        6.0, gt=0, le=72, description="No activity for this many hours in active hours raises an alarm."
+        default=6.0, gt=0, le=72, description="No activity for this many hours in active hours raises an alarm."
     )
     access_denied_max: int | None = Field(
-        5, ge=1, description="This many denied credentials within access_denied_window_s is an incident."
+        default=5, ge=1, description="This many denied credentials within access_denied_window_s is an incident."
     )
-    access_denied_window_s: int = Field(300, ge=1, description="Window for access_denied_max, seconds.")
+    access_denied_window_s: int = Field(default=300, ge=1, description="Window for access_denied_max, seconds.")
 
 
-def _t(category: Category, life_safety: bool, interval: int | None, battery: int | None, **kw: Any) -> DeviceTypeSettings:
-    return DeviceTypeSettings(
-        category=category, life_safety=life_safety, expected_interval_s=interval, battery_low_pct=battery, **kw
-    )
+def _t(
+    category: Category, life_safety: bool, interval: int | None, battery: int | None, **kw: Any
+) -> DeviceTypeSettings:
+    fields = {"category": category, "life_safety": life_safety, "expected_interval_s": interval}
+    return DeviceTypeSettings.model_validate({**fields, "battery_low_pct": battery, **kw})
 
 
 _MAINS = 600  # Zigbee2MQTT availability default for mains-powered ("active") devices: 10 min
@@ -632,17 +635,17 @@ BUILTIN_DEVICE_TYPES: dict[str, DeviceTypeSettings] = {
 class Location(StrictModel):
     model_config = ConfigDict(extra="forbid")
 
-    building: Id | None = Field(None, description="Building id.")
-    unit: Id | None = Field(None, description="Unit id within the building (needs building).")
-    floor: int | None = Field(None, ge=-10, le=200, description="Floor (negative = basement).")
+    building: Id | None = Field(default=None, description="Building id.")
+    unit: Id | None = Field(default=None, description="Unit id within the building (needs building).")
+    floor: int | None = Field(default=None, ge=-10, le=200, description="Floor (negative = basement).")
     room: str | None = Field(
-        None,
+        default=None,
         max_length=32,
         description="Flat number, e.g. '1201'. Set = the device is in a home (elder-care devices then "
         "need a resident).",
     )
-    parking_space: Id | None = Field(None, description="Parking space id (parking sensors).")
-    area: str | None = Field(None, max_length=100, description="Free text for common areas, e.g. '东门'.")
+    parking_space: Id | None = Field(default=None, description="Parking space id (parking sensors).")
+    area: str | None = Field(default=None, max_length=100, description="Free text for common areas, e.g. '东门'.")
 
     @model_validator(mode="after")
     def _unit_needs_building(self) -> Location:
@@ -655,7 +658,7 @@ class Device(StrictModel):
     model_config = ConfigDict(extra="forbid")
 
     id: Id = Field(description="Device id, unique in the file (e.g. 'b03-u1-sos-1201').")
-    name: str = Field("", max_length=100, description="Friendly display name, e.g. '3号楼1单元1201 SOS按钮'.")
+    name: str = Field(default="", max_length=100, description="Friendly display name, e.g. '3号楼1单元1201 SOS按钮'.")
     driver: str = Field(
         description="Ingest driver: zigbee2mqtt, chirpstack or native.",
         json_schema_extra={"examples": list(FALLBACK_DRIVERS)},
@@ -666,15 +669,15 @@ class Device(StrictModel):
         "DevEUI 16 hex (chirpstack) or the native device id.",
     )
     friendly_name: str | None = Field(
-        None, description="Zigbee2MQTT friendly name (installers rename devices; the address is the key)."
+        default=None, description="Zigbee2MQTT friendly name (installers rename devices; the address is the key)."
     )
     type: TypeKey = Field(description="Device type: a built-in type or a key of device_types.")
     location: Location = Field(default_factory=Location, description="Where the device is installed.")
     resident: Id | None = Field(
-        None, description="Resident id; required for elder-care devices installed in a home (location.room)."
+        default=None, description="Resident id; required for elder-care devices installed in a home (location.room)."
     )
     gateway: GatewayId | None = Field(
-        None, description="Gateway that owns the device; null = this gateway. Others' devices are ignored."
+        default=None, description="Gateway that owns the device; null = this gateway. Others' devices are ignored."
     )
     overrides: DeviceTypeSettings = Field(
         default_factory=DeviceTypeSettings,
@@ -877,7 +880,7 @@ class SiteConfig(StrictModel):
 # cross-section checks (on plain data, so they also run when parts of the file are invalid)
 
 Loc = tuple[str | int, ...]
-_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_SAFE_VALUE = re.compile(ID_PATTERN)  # only well-formed ids are quoted back in messages
 
 
 def format_loc(loc: Sequence[str | int]) -> str:
@@ -924,7 +927,7 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     def err(loc: Loc, msg: str) -> None:
         problems.append((loc, msg))
 
-    def index(items: list[tuple[Loc, Any]], what: str) -> dict[str, tuple[Loc, Mapping[str, Any]]]:
+    def index(items: Sequence[tuple[Loc, Any]], what: str) -> dict[str, tuple[Loc, Mapping[str, Any]]]:
         idx: dict[str, tuple[Loc, Mapping[str, Any]]] = {}
         for loc, item in items:
             if not isinstance(item, Mapping) or not isinstance(item.get("id"), str):
@@ -942,14 +945,16 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 
     def ref(loc: Loc, value: Any, idx: Mapping[str, Any], what: str, fix: str) -> bool:
         """True if value is a known id (or not a string: pydantic reports that)."""
-        if not isinstance(value, str) or value in idx:
-            return True
+        if not isinstance(value, str) or value in idx or not _SAFE_VALUE.match(value):
+            return True  # not a string / malformed: pydantic reports it
         err(loc, f"unknown {what} {_q(value)}{_suggest(value, list(idx))}; {fix}")
         return False
 
     site = _m(data.get("site"))
     grids = index([(("site", "grids", i), g) for i, g in enumerate(_l(site.get("grids")))], "grid")
-    compound_items = [(("site", "compounds", i), c) for i, c in enumerate(_l(site.get("compounds")))]
+    compound_items: list[tuple[Loc, Any]] = [
+        (("site", "compounds", i), c) for i, c in enumerate(_l(site.get("compounds")))
+    ]
     compounds = index(compound_items, "compound")
     building_items: list[tuple[Loc, Any]] = []
     for cloc, c in compound_items:
@@ -960,7 +965,9 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
         bu = index([((*bloc, "units", k), u) for k, u in enumerate(_l(_m(b).get("units")))], "unit")
         if isinstance(_m(b).get("id"), str):
             units.setdefault(b["id"], bu)
-    area_items = [(("site", "parking_areas", i), a) for i, a in enumerate(_l(site.get("parking_areas")))]
+    area_items: list[tuple[Loc, Any]] = [
+        (("site", "parking_areas", i), a) for i, a in enumerate(_l(site.get("parking_areas")))
+    ]
     index(area_items, "parking area")
     space_items: list[tuple[Loc, Any]] = []
     for aloc, a in area_items:
@@ -1014,13 +1021,15 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
         ref((*aloc, "compound"), _m(a).get("compound"), compounds, "compound", "use a site.compounds[].id")
 
     def check_home(loc: Loc, building: Any, unit: Any) -> None:
-        if ref((*loc, "building"), building, buildings, "building", "use a building id from site.compounds[].buildings"):
-            if isinstance(building, str) and isinstance(unit, str) and unit not in units.get(building, {}):
-                err(
-                    (*loc, "unit"),
-                    f"building {_q(building)} has no unit {_q(unit)}"
-                    f"{_suggest(unit, list(units.get(building, {})))}; use one of its units[].id",
-                )
+        known = ref(
+            (*loc, "building"), building, buildings, "building", "use a building id from site.compounds[].buildings"
+        )
+        if known and isinstance(building, str) and isinstance(unit, str) and unit not in units.get(building, {}):
+            err(
+                (*loc, "unit"),
+                f"building {_q(building)} has no unit {_q(unit)}"
+                f"{_suggest(unit, list(units.get(building, {})))}; use one of its units[].id",
+            )
 
     # residents
     for _rid, (rloc, r) in residents.items():
@@ -1031,8 +1040,7 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             if isinstance(role, str) and role != "eldercare_worker":
                 err(
                     (*rloc, "eldercare_worker"),
-                    f"staff member {_q(worker)} has role {_q(role)}; assign a staff member with role "
-                    "eldercare_worker",
+                    f"staff member {_q(worker)} has role {_q(role)}; assign a staff member with role eldercare_worker",
                 )
         consent = _m(r.get("consent"))
         ref((*rloc, "consent", "recorded_by"), consent.get("recorded_by"), staff, "staff member", add_staff)
@@ -1058,7 +1066,7 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             continue
         dtype = d.get("type")
         category: Any = None
-        if isinstance(dtype, str):
+        if isinstance(dtype, str) and re.match(TYPE_KEY_PATTERN, dtype):
             if dtype not in type_names:
                 err(
                     (*dloc, "type"),
@@ -1078,7 +1086,13 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             check_home((*dloc, "location"), building, location.get("unit"))
         space = location.get("parking_space")
         if space is not None:
-            ref((*dloc, "location", "parking_space"), space, spaces, "parking space", "use a parking_areas[].spaces[].id")
+            ref(
+                (*dloc, "location", "parking_space"),
+                space,
+                spaces,
+                "parking space",
+                "use a parking_areas[].spaces[].id",
+            )
         elif dtype == "parking_sensor":
             err((*dloc, "location"), "a parking_sensor needs location.parking_space: the id of the space it watches")
 
@@ -1090,22 +1104,25 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                     "this elder-care device is installed in a home (location.room is set) but names no "
                     "resident; set resident: <residents[].id>, or for a common area remove room and set area",
                 )
-        elif ref((*dloc, "resident"), resident, residents, "resident", "use a residents[].id or add the resident"):
-            if isinstance(resident, str):
-                r = residents[resident][1]
-                consent = _m(r.get("consent"))
-                if not (consent.get("given") is True and consent.get("date") and consent.get("recorded_by")):
-                    err(
-                        (*dloc, "resident"),
-                        f"resident {_q(resident)} has no recorded consent; record it first (consent.given: "
-                        "true with date and recorded_by) or do not link the device to the resident",
-                    )
-                if isinstance(building, str) and isinstance(r.get("building"), str) and r["building"] != building:
-                    err(
-                        (*dloc, "location", "building"),
-                        f"the device is in building {_q(building)} but resident {_q(resident)} lives in "
-                        f"{_q(r['building'])}; fix the location or the resident",
-                    )
+        elif (
+            isinstance(resident, str)
+            and ref((*dloc, "resident"), resident, residents, "resident", "use a residents[].id or add the resident")
+            and resident in residents
+        ):
+            r = residents[resident][1]
+            consent = _m(r.get("consent"))
+            if not (consent.get("given") is True and consent.get("date") and consent.get("recorded_by")):
+                err(
+                    (*dloc, "resident"),
+                    f"resident {_q(resident)} has no recorded consent; record it first (consent.given: "
+                    "true with date and recorded_by) or do not link the device to the resident",
+                )
+            if isinstance(building, str) and isinstance(r.get("building"), str) and r["building"] != building:
+                err(
+                    (*dloc, "location", "building"),
+                    f"the device is in building {_q(building)} but resident {_q(resident)} lives in "
+                    f"{_q(r['building'])}; fix the location or the resident",
+                )
 
         driver, address = d.get("driver"), d.get("address")
         if isinstance(driver, str) and isinstance(address, str):

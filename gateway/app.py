@@ -77,6 +77,8 @@ class Gateway:
         )
         self.sessions: dict[int, MqttSession] = {}
         self._last_dropped: int | None = None
+        seen = self.store.get_meta("broker_dropped_seen")
+        self.store_meta_dropped = int(seen) if seen is not None else None
         self._lock = threading.Lock()
 
     # --- MQTT ------------------------------------------------------------------------------------
@@ -92,12 +94,25 @@ class Gateway:
         except (UnicodeDecodeError, ValueError):
             return
         with self._lock:
-            prev, self._last_dropped = self._last_dropped, value
-        if prev is not None and value > prev:
-            log.error("broker dropped %d messages (its queue limits); see deploy/mosquitto.conf", value - prev)
-            self.pipeline.post_event(
-                "broker_dropped", "major", {"dropped": value - prev, "total": value, "topic": topic}
+            if self._last_dropped is None:
+                stored = self.store_meta_dropped
+                self._last_dropped = stored if stored is not None else 0
+            prev = self._last_dropped
+            self._last_dropped = value
+        if value == prev:
+            return
+        # A counter lower than last time means the broker restarted: all of it is new.
+        new = value - prev if value > prev else value
+        self.pipeline.call(
+            lambda c, r, n: c.execute(
+                "INSERT INTO meta(key, value) VALUES ('broker_dropped_seen', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (str(value),),
             )
+        )
+        if new > 0:
+            log.error("broker dropped %d messages (its queue limits); see deploy/mosquitto.conf", new)
+            self.pipeline.post_event("broker_dropped", "major", {"dropped": new, "total": value, "topic": topic})
 
     # --- listeners (asyncio side) ----------------------------------------------------------------
     def add_listener(self, fn: Callable[[BatchResult], None]) -> None:

@@ -182,14 +182,14 @@ class MqttSession:
         c.on_connect_fail = self._on_connect_fail
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
-        self._schedule_backoff()
+        self._schedule_backoff(c)
         return c
 
-    def _schedule_backoff(self) -> None:
+    def _schedule_backoff(self, client: paho.Client | None = None) -> None:
         # paho's own reconnect doubles its delay without jitter; we hand it a jittered delay as
         # both min and max before every wait, so a fleet of gateways does not reconnect in step.
         d = backoff_delay(self._attempt, self.settings.backoff_min_s, self.settings.backoff_max_s)
-        self.client.reconnect_delay_set(min_delay=d, max_delay=d)  # type: ignore[arg-type]
+        (client or self.client).reconnect_delay_set(min_delay=d, max_delay=d)  # type: ignore[arg-type]
         self._attempt += 1
 
     # --- lifecycle -------------------------------------------------------------------------------

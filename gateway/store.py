@@ -189,11 +189,17 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 def _split_sql(script: str) -> Iterable[str]:
-    # Migrations contain no semicolons inside literals or triggers, so a plain split is exact.
-    for part in script.split(";"):
-        stmt = part.strip()
-        if stmt:
-            yield stmt
+    """Split a migration into statements (sqlite3.complete_statement knows comments and literals)."""
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            stmt = buf.strip()
+            buf = ""
+            if stmt:
+                yield stmt
+    if buf.strip():
+        yield buf.strip()
 
 
 class Store:

@@ -59,6 +59,7 @@ class TrackedPublisher:
         self.acked: Counter[tuple[str, bytes]] = Counter()
         self.abandoned: Counter[tuple[str, bytes]] = Counter()
         self._pending: dict[int, tuple[str, bytes]] = {}
+        self._early: dict[int, bool] = {}
         self._lock = threading.Lock()
         self._client: paho.Client | None = None
         self._connected = threading.Event()
@@ -81,13 +82,22 @@ class TrackedPublisher:
         c.loop_start()
 
     def _on_publish(self, client: object, userdata: object, mid: int, reason: object, props: object) -> None:
+        ok = not getattr(reason, "is_failure", False)
         with self._lock:
             msg = self._pending.pop(mid, None)
-            if msg is not None and not getattr(reason, "is_failure", False):
+            if msg is None:
+                self._early[mid] = ok  # PUBACK raced ahead of our bookkeeping
+            elif ok:
                 self.acked[msg] += 1
 
-    def publish_all(self, messages: Iterable[tuple[str, bytes]], *, pace: float = 0.0,
-                    on_progress: Callable[[int], None] | None = None, timeout: float = 120) -> None:
+    def publish_all(
+        self,
+        messages: Iterable[tuple[str, bytes]],
+        *,
+        pace: float = 0.0,
+        on_progress: Callable[[int], None] | None = None,
+        timeout: float = 120,
+    ) -> None:
         self._new_client()
         deadline = time.monotonic() + timeout
         for n, (topic, payload) in enumerate(messages):
@@ -101,13 +111,17 @@ class TrackedPublisher:
                         self._connected.wait(0.5)
                     continue
                 assert self._client is not None
-                with self._lock:
-                    info = self._client.publish(topic, payload, qos=1)
-                    if info.rc == paho.MQTT_ERR_SUCCESS:
-                        self._pending[info.mid] = (topic, payload)
-                        break
-                    if info.rc == paho.MQTT_ERR_QUEUE_SIZE:
-                        pass
+                # Never hold our lock across publish(): paho's network thread may be inside
+                # on_publish waiting for it while holding paho's own lock.
+                info = self._client.publish(topic, payload, qos=1)
+                if info.rc == paho.MQTT_ERR_SUCCESS:
+                    with self._lock:
+                        early = self._early.pop(info.mid, None)
+                        if early is None:
+                            self._pending[info.mid] = (topic, payload)
+                        elif early:
+                            self.acked[(topic, payload)] += 1
+                    break
                 time.sleep(0.001)
             if on_progress is not None:
                 on_progress(n)
@@ -157,12 +171,27 @@ class GatewayProcess:
     def start(self) -> GatewayProcess:
         logf = open(self.log, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "run", "--config", str(self.config), "--store", str(self.store),
-             "--api-port", str(self.api_port)],
-            cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "run",
+                "--config",
+                str(self.config),
+                "--store",
+                str(self.store),
+                "--api-port",
+                str(self.api_port),
+            ],
+            cwd=ROOT,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
         )
         logf.close()
-        if not wait_until(lambda: port_open("127.0.0.1", self.api_port), 30):
+        proc = self.proc
+        if not wait_until(lambda: port_open("127.0.0.1", self.api_port) or proc.poll() is not None, 30) or (
+            proc.poll() is not None
+        ):
             raise RuntimeError(f"gateway did not start: {self.log.read_text()[-3000:]}")
         return self
 

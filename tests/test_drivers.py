@@ -157,9 +157,7 @@ def test_z2m_nulls_are_skipped() -> None:
 
 def test_z2m_availability_both_formats() -> None:
     legacy = z2m("zigbee2mqtt/b3/u1/sos/availability", sample("zigbee2mqtt/availability_legacy.txt"))
-    assert legacy == [
-        Reading("name:b3/u1/sos", AVAILABILITY, {"online": False}, None, {"friendly_name": "b3/u1/sos"})
-    ]
+    assert legacy == [Reading("name:b3/u1/sos", AVAILABILITY, {"online": False}, None, {"friendly_name": "b3/u1/sos"})]
     (new,) = z2m("zigbee2mqtt/b3/u1/sos/availability", sample("zigbee2mqtt/availability_json.json"))
     assert new.values == {"online": True} and new.kind == AVAILABILITY
     assert z2m("zigbee2mqtt/x/availability", '"online"')[0].values == {"online": True}
@@ -169,9 +167,7 @@ def test_z2m_bridge_state_and_devices() -> None:
     assert z2m("zigbee2mqtt/bridge/state", sample("zigbee2mqtt/bridge_state_json.json")) == [
         Reading("bridge:zigbee2mqtt", BRIDGE, {"online": True})
     ]
-    assert z2m("zigbee2mqtt/bridge/state", sample("zigbee2mqtt/bridge_state_legacy.txt"))[0].values == {
-        "online": False
-    }
+    assert z2m("zigbee2mqtt/bridge/state", sample("zigbee2mqtt/bridge_state_legacy.txt"))[0].values == {"online": False}
     (r,) = z2m("zigbee2mqtt/bridge/devices", sample("zigbee2mqtt/bridge_devices.json"))
     assert r == Reading(
         "bridge:zigbee2mqtt",
@@ -506,9 +502,7 @@ def test_native_state_barrier_gate_and_availability() -> None:
     assert nat(NT + "gate-north/availability", sample("native/availability_json.json")) == [
         Reading("gate-north", AVAILABILITY, {"online": False})
     ]
-    assert nat(NT + "gate-north/availability", sample("native/availability_lwt.txt"))[0].values == {
-        "online": False
-    }
+    assert nat(NT + "gate-north/availability", sample("native/availability_lwt.txt"))[0].values == {"online": False}
     assert nat(NT + "gate-north/availability", "online")[0].values == {"online": True}
     assert nat(NT + "gate-north/availability", '"online"')[0].values == {"online": True}
     assert nat(NT + "gate-north/availability", {"online": "true"})[0].values == {"online": True}

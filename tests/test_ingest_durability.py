@@ -1,0 +1,217 @@
+"""Nothing accepted is lost: broker restarts, gateway kill -9, commit failures, redeliveries.
+
+Every test publishes through a real Mosquitto with QoS 1 and records which messages the broker
+acknowledged (PUBACK). Payloads carry no sequence ids. At the end, every acknowledged message
+must be in the store exactly once: the multiset of stored readings is compared with the multiset
+of acknowledged messages decoded by the same driver (messages the publisher abandoned on a
+disconnect may be stored zero or one time).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from drivers import DRIVERS
+from edge_config import load_config
+from gateway import traffic
+from gateway.app import Gateway
+from gateway.mosquitto import Mosquitto
+from gateway.pipeline import _dumps
+from tests.conftest import write_site
+from tests.support import GatewayProcess, TrackedPublisher, count_readings, stored_messages, wait_until
+
+# 60 ordinary devices across the three drivers (none life-safety, so one session carries all).
+DEVICES = (
+    [(f"door-{i}", "zigbee2mqtt", f"0x00158d00000{i:05x}", f"b1/door{i}", "door_contact",
+      "location: {building: b1}") for i in range(20)]
+    + [(f"park-{i}", "chirpstack", f"70b3d57ed00{i:05x}", None, "parking_sensor",
+        f"location: {{parking_space: p{i:02d}}}") for i in range(20)]
+    + [(f"acc-{i}", "native", f"acc-{i}", None, "access_controller", "location: {building: b2}")
+       for i in range(20)]
+)
+
+
+def make_messages(cfg_path: Path, n: int, seed: int) -> list[tuple[str, bytes]]:
+    cfg = load_config(cfg_path)
+    devs = traffic.sim_devices(cfg)
+    rng = random.Random(seed)
+    return [traffic.telemetry(rng.choice(devs), rng) for _ in range(n)]
+
+
+def expected_key(cfg_path: Path, topic: str, payload: bytes) -> tuple[str, str]:
+    cfg = load_config(cfg_path)
+    for src in cfg.ingest.sources:
+        spec = DRIVERS[src.driver]
+        from paho.mqtt.client import topic_matches_sub
+
+        if any(topic_matches_sub(f, topic) for f in src.topics):
+            (r,) = spec.decode(topic, payload)
+            dev = next(d for d in cfg.devices if spec.normalise_address(d.address) == r.device
+                       or (r.device.startswith("name:") and d.friendly_name == r.device[5:]))
+            return dev.id, _dumps(r.values)
+    raise AssertionError(f"no driver for {topic}")
+
+
+def check_exactly_once(cfg_path: Path, db: Path, pub: TrackedPublisher) -> tuple[int, int]:
+    decode_cache: dict[tuple[str, bytes], tuple[str, str]] = {}
+
+    def key(m: tuple[str, bytes]) -> tuple[str, str]:
+        if m not in decode_cache:
+            decode_cache[m] = expected_key(cfg_path, *m)
+        return decode_cache[m]
+
+    acked: Counter[tuple[str, str]] = Counter()
+    for m, n in pub.acked.items():
+        acked[key(m)] += n
+    maybe: Counter[tuple[str, str]] = Counter()
+    for m, n in pub.abandoned.items():
+        maybe[key(m)] += n
+    stored = stored_messages(db)
+    missing = {k: acked[k] - stored[k] for k in acked if stored[k] < acked[k]}
+    extra = {k: stored[k] - acked[k] - maybe[k] for k in stored if stored[k] > acked[k] + maybe[k]}
+    assert not missing, f"{sum(missing.values())} acknowledged messages are not in the store"
+    assert not extra, f"{sum(extra.values())} messages stored more than once"
+    return sum(acked.values()), sum(stored.values())
+
+
+@pytest.fixture
+def site(tmp_path: Path, private_broker: Mosquitto) -> Path:
+    return write_site(tmp_path, private_broker.port, devices=DEVICES)
+
+
+def test_gateway_kill9_mid_stream_loses_nothing(tmp_path: Path, private_broker: Mosquitto, site: Path,
+                                                api_port: int) -> None:
+    db = tmp_path / "gateway.db"
+    gw = GatewayProcess(site, db, tmp_path, api_port).start()
+    messages = make_messages(site, 6000, seed=1)
+    pub = TrackedPublisher("127.0.0.1", private_broker.port)
+    killed = threading.Event()
+
+    def progress(n: int) -> None:
+        if n == 2500 and not killed.is_set():
+            gw.kill9()
+            killed.set()
+
+    pub.publish_all(messages, on_progress=progress, pace=0.0)
+    assert killed.is_set()
+    gw.start()  # same client ids: the broker hands over the queued session
+    total = sum(pub.acked.values())
+    assert total == 6000 - sum(pub.abandoned.values())
+    assert wait_until(lambda: count_readings(db) >= total, 60), f"{count_readings(db)} of {total} stored"
+    gw.stop()
+    acked, stored = check_exactly_once(site, db, pub)
+    assert acked == stored == 6000
+
+
+def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path, private_broker: Mosquitto, site: Path) -> None:
+    cfg = load_config(site)
+    gw = Gateway(cfg)
+    gw.start()
+    try:
+        assert wait_until(lambda: gw.broker_connected, 10)
+        messages = make_messages(site, 5000, seed=2)
+        pub = TrackedPublisher("127.0.0.1", private_broker.port)
+        restarted = threading.Event()
+
+        def progress(n: int) -> None:
+            if n == 2000 and not restarted.is_set():
+                private_broker.restart()  # SIGTERM: mosquitto writes its persistence file
+                restarted.set()
+
+        pub.publish_all(messages, on_progress=progress)
+        assert restarted.is_set()
+        total = sum(pub.acked.values())
+        db = Path(cfg.store.path)
+        assert wait_until(lambda: count_readings(db) >= total, 60), f"{count_readings(db)} of {total}"
+        assert wait_until(lambda: gw.broker_connected, 10)
+        assert gw.sessions[0].connects >= 2, "the gateway should have reconnected"
+    finally:
+        gw.stop()
+    check_exactly_once(site, db, pub)
+
+
+def test_commit_failures_then_redelivery_lose_nothing(tmp_path: Path, private_broker: Mosquitto, site: Path) -> None:
+    """Commits fail (I/O error); the messages stay unacknowledged; the connection drops, the
+    broker redelivers them (DUP); they are stored exactly once."""
+    cfg = load_config(site)
+    gw = Gateway(cfg)
+    gw.start()
+    db = Path(cfg.store.path)
+    try:
+        assert wait_until(lambda: gw.broker_connected, 10)
+        gw.pipeline.faults.fail_next = 5
+        pub = TrackedPublisher("127.0.0.1", private_broker.port)
+        pub.publish_all(make_messages(site, 300, seed=3))
+        assert wait_until(lambda: gw.pipeline.faults.fail_next == 0, 10)
+        # Drop the gateway's connection: held messages can no longer be acknowledged on it.
+        private_broker.restart()
+        total = sum(pub.acked.values())
+        assert wait_until(lambda: count_readings(db) >= total, 30), f"{count_readings(db)} of {total}"
+        assert wait_until(lambda: gw.broker_connected, 10)
+    finally:
+        gw.stop()
+    check_exactly_once(site, db, pub)
+
+
+def test_redelivery_after_commit_before_ack_is_not_stored_twice(tmp_path: Path, private_broker: Mosquitto,
+                                                                 site: Path) -> None:
+    """The crash window between COMMIT and PUBACK: the broker redelivers with DUP set."""
+    cfg = load_config(site)
+    gw = Gateway(cfg)
+    swallowed: list[int] = []
+    real_ack = gw._ack
+
+    def lossy_ack(session: int, items: list) -> None:  # type: ignore[type-arg]
+        if len(swallowed) < 200:
+            swallowed.extend(i.mid for i in items)  # committed, never acknowledged
+            return
+        real_ack(session, items)
+
+    gw.pipeline.acker = lossy_ack
+    gw.start()
+    db = Path(cfg.store.path)
+    try:
+        assert wait_until(lambda: gw.broker_connected, 10)
+        pub = TrackedPublisher("127.0.0.1", private_broker.port)
+        pub.publish_all(make_messages(site, 150, seed=4))
+        assert wait_until(lambda: count_readings(db) >= 150, 20)
+        private_broker.restart()  # new connection: the broker resends every unacknowledged message
+        assert wait_until(lambda: gw.broker_connected, 10)
+        with sqlite3.connect(db) as conn:
+            assert wait_until(
+                lambda: (conn.execute("SELECT value FROM counters WHERE name='duplicates_skipped'").fetchone()
+                         or (0,))[0] >= 1, 20)
+    finally:
+        gw.stop()
+    assert swallowed
+    acked, stored = check_exactly_once(site, db, pub)
+    assert stored == acked == 150
+
+
+def test_retained_state_is_old_state_not_a_new_event(tmp_path: Path, private_broker: Mosquitto, site: Path) -> None:
+    import paho.mqtt.publish as publish
+
+    publish.single("zigbee2mqtt/b1/door1/availability", json.dumps({"state": "offline"}), qos=1, retain=True,
+                   hostname="127.0.0.1", port=private_broker.port)
+    cfg = load_config(site)
+    db = Path(cfg.store.path)
+    for _ in range(3):  # three starts: the broker replays the retained message on every subscribe
+        gw = Gateway(cfg)
+        gw.start()
+        assert wait_until(lambda gw=gw: gw.broker_connected, 10)
+        assert wait_until(lambda: count_readings(db) >= 1, 10)
+        gw.stop()
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT device_id, flags FROM readings").fetchall()
+        replays = conn.execute("SELECT value FROM counters WHERE name='retained_replays'").fetchone()
+        online = conn.execute("SELECT online FROM devices WHERE device_id='door-1'").fetchone()
+    assert rows == [("door-1", 1)], "stored once, flagged retained"
+    assert replays is not None and replays[0] >= 2
+    assert online == (0,)
