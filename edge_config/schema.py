@@ -32,7 +32,9 @@ from pydantic import (
     model_validator,
 )
 
+from .api_settings import ApiSettings
 from .secrets import EnvSecret
+from .sync_settings import SyncSettings
 
 # --------------------------------------------------------------------------------------------
 # Basic types
@@ -726,6 +728,8 @@ class SiteConfig(StrictModel):
     mqtt: MqttSettings = Field(default_factory=MqttSettings, description="MQTT broker connection.")
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="MQTT ingest and drivers.")
     store: StoreSettings = Field(default_factory=StoreSettings, description="Local store on the SD card/SSD.")
+    sync: SyncSettings = Field(default_factory=SyncSettings, description="Sync to the central time-series store.")
+    api: ApiSettings = Field(default_factory=ApiSettings, description="HTTP API and console.")
     site: Site = Field(description="Community topology: street, community, grids, compounds, parking.")
     residents: list[Resident] = Field(
         default_factory=list, description="Elder-care residents (personal data: visible to elder-care staff only)."

@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from paho.mqtt.client import topic_matches_sub
@@ -115,9 +116,22 @@ class Routing:
         return (driver, device) in self.foreign
 
 
+def _spec_for(driver: str, topics: tuple[str, ...]) -> DriverSpec:
+    """The table entry, or for a Zigbee2MQTT base of several levels ('site1/z2m/#') a decoder
+    bound to that base (the table's default decoder takes the first level as the base)."""
+    spec = DRIVERS[driver]
+    if driver == "zigbee2mqtt":
+        bases = {_base_of(t) for t in topics}
+        if len(bases) == 1 and "/" in next(iter(bases)):
+            from drivers import zigbee2mqtt
+
+            return replace(spec, decode=zigbee2mqtt.make_decoder(next(iter(bases))))
+    return spec
+
+
 def build_routing(cfg: Any) -> Routing:
     """Build the routing tables from a loaded SiteConfig (edge_config.SiteConfig)."""
-    sources = [Source(DRIVERS[s.driver], tuple(s.topics)) for s in cfg.ingest.sources]
+    sources = [Source(_spec_for(s.driver, tuple(s.topics)), tuple(s.topics)) for s in cfg.ingest.sources]
     devices: dict[tuple[str, str], DeviceInfo] = {}
     foreign: set[tuple[str, str]] = set()
     aliases: dict[tuple[str, str], str] = {}
@@ -145,7 +159,8 @@ def build_routing(cfg: Any) -> Routing:
             type=dev.type,
             category=st.category,
             life_safety=bool(st.life_safety),
-            expected_interval_s=float(st.expected_interval_s),
+            # None = no liveness expectation (e.g. a mains gate that only speaks on change)
+            expected_interval_s=float(st.expected_interval_s) if st.expected_interval_s else math.inf,
             resident_id=dev.resident,
             building=building,
             safety_filters=(),
