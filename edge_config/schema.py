@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from .api_settings import ApiSettings
+from .rules_settings import RulesSettings
 from .secrets import EnvSecret
 from .sync_settings import SyncSettings
 
@@ -600,6 +601,15 @@ class DeviceTypeSettings(StrictModel):
         default=5, ge=1, description="This many denied credentials within access_denied_window_s is an incident."
     )
     access_denied_window_s: int = Field(default=300, ge=1, description="Window for access_denied_max, seconds.")
+    fire_lane_max_min: int | None = Field(
+        default=3, ge=1, description="A vehicle in a fire-lane space longer than this (minutes) is an incident."
+    )
+    no_parking_max_min: int | None = Field(
+        default=10, ge=1, description="A vehicle in a no-parking space longer than this (minutes) is an incident."
+    )
+    battery_clear_margin_pct: int = Field(
+        default=5, ge=0, le=50, description="Low battery clears only at battery_low_pct + this (hysteresis)."
+    )
 
 
 def _t(
@@ -741,6 +751,9 @@ class SiteConfig(StrictModel):
         description="Overrides of built-in device type settings, or new types (fields default as documented).",
     )
     devices: list[Device] = Field(default_factory=list, description="Every device of the community.")
+    rules: RulesSettings = Field(
+        default_factory=RulesSettings, description="Incident rules: site-wide settings, intrusion zones."
+    )
 
     _revision: str = PrivateAttr("")
     _source_path: Path | None = PrivateAttr(None)
@@ -981,7 +994,7 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     staff = index([(("staff", i), s) for i, s in enumerate(_l(data.get("staff")))], "staff")
     teams = index([(("teams", i), t) for i, t in enumerate(_l(data.get("teams")))], "team")
     device_items = [(("devices", i), d) for i, d in enumerate(_l(data.get("devices")))]
-    index(device_items, "device")
+    device_ids = index(device_items, "device")
 
     add_staff = "use the id of a staff member (staff[].id) or add that person to staff"
 
@@ -1139,4 +1152,9 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                 )
             else:
                 seen_addresses[key] = dloc
+
+    # rules: intrusion zones name configured devices
+    for i, zone in enumerate(_l(_m(data.get("rules")).get("intrusion_zones"))):
+        for j, dev_id in enumerate(_l(_m(zone).get("devices"))):
+            ref(("rules", "intrusion_zones", i, "devices", j), dev_id, device_ids, "device", "use a devices[].id")
     return problems

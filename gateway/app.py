@@ -17,6 +17,7 @@ from gateway import store as st
 from gateway.mqtt_ingest import LIFE_SAFETY, TELEMETRY, Inbound, MqttSession, MqttSettings
 from gateway.pipeline import BatchResult, Pipeline, Processor
 from gateway.routing import Routing, build_routing
+from gateway.rules import RuleEngine
 
 log = logging.getLogger("gateway.app")
 
@@ -72,9 +73,17 @@ class Gateway:
             max_payload_bytes=cfg.ingest.max_payload_bytes,
             dead_letter_limit=cfg.ingest.dead_letter_limit,
             acker=self._ack,
-            processors=processors or [],
+            # The rule engine first, so later processors (cloud outbox) see its incident events.
+            processors=[RuleEngine(cfg, config_rev=self.config_rev), *(processors or [])],
             on_commit=self._committed,
         )
+        # Store-and-forward to the central time-series store (issue 6): appends its outbox processor
+        # last (it needs every incident event of the transaction) and owns the sender thread.
+        self.sync: Any = None
+        if cfg.sync.enabled:
+            from cloud_sync.service import SyncService
+
+            self.sync = SyncService(self)
         self.sessions: dict[int, MqttSession] = {}
         self._last_dropped: int | None = None
         seen = self.store.get_meta("broker_dropped_seen")
@@ -129,6 +138,8 @@ class Gateway:
     def start(self) -> None:
         self.settings.check_transport()
         self.pipeline.start()
+        if self.sync is not None:
+            self.sync.start()
         safety_filters = self.routing.safety_filters
         if safety_filters:
             self.sessions[LIFE_SAFETY] = MqttSession(LIFE_SAFETY, self.settings, safety_filters, self.pipeline.submit)
@@ -154,6 +165,8 @@ class Gateway:
         for s in self.sessions.values():
             s.stop()
         self.pipeline.stop()
+        if self.sync is not None:
+            self.sync.stop()
         self.store.close()
 
     @property

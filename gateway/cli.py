@@ -114,6 +114,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sync_status(args: argparse.Namespace) -> int:
+    """Print the cloud sync backlog, oldest unsent age, last success and last error (read-only)."""
+    from cloud_sync.status import sync_status
+    from gateway.store import connect
+
+    cfg = _load(args.config)
+    path = args.store or cfg.store.path
+    try:
+        conn = connect(path, readonly=True)
+        out = sync_status(conn)
+    except sqlite3.Error as exc:
+        print(f"{path}: cannot read the store: {exc}", file=sys.stderr)
+        return 1
+    out["enabled"] = bool(cfg.sync.enabled)
+    out["target"] = f"{cfg.sync.target} {cfg.sync.url}"
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-gateway", description="Community Edge Gateway")
     p.add_argument("--log-level", default="info")
@@ -138,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--config", required=True)
     st.add_argument("--store")
     st.set_defaults(fn=cmd_status)
+
+    sy = sub.add_parser("sync", help="cloud sync to the central time-series store")
+    sy_sub = sy.add_subparsers(dest="sync_cmd", required=True)
+    sys_ = sy_sub.add_parser("status", help="print the sync backlog, last success and last error")
+    sys_.add_argument("--config", required=True)
+    sys_.add_argument("--store")
+    sys_.set_defaults(fn=cmd_sync_status)
     return p
 
 

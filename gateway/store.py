@@ -105,6 +105,78 @@ MIGRATIONS: list[str] = [
         config_rev INTEGER
     );
     """,
+    # 2: incidents (issue 3). The incident_events seq is the feed cursor; see gateway/incidents.py.
+    """
+    CREATE TABLE incidents (
+        id TEXT PRIMARY KEY,                -- '<gateway id>-<store uid>-<created_seq>', unique across gateways
+        created_seq INTEGER NOT NULL UNIQUE, -- per-store creation sequence
+        category TEXT NOT NULL,             -- parking | security | eldercare | device_health
+        type TEXT NOT NULL,                 -- sos, fall, door_held_open, device_offline, ...
+        severity TEXT NOT NULL,             -- critical | major | minor | warning
+        state TEXT NOT NULL DEFAULT 'new',  -- incidents.OPEN_STATES / CLOSED_STATES
+        key TEXT NOT NULL,                  -- rule key: '<device>|<type>' or a group key (kept when closed)
+        open_key TEXT,                      -- = key while open; NULL once resolved/closed/cancelled
+        life_safety INTEGER NOT NULL DEFAULT 0, -- never closed without a person
+        grid TEXT, compound TEXT, building TEXT, unit TEXT, space TEXT,
+        devices TEXT NOT NULL DEFAULT '[]', -- JSON list of source device ids
+        first_ms INTEGER NOT NULL,          -- first trigger (rule time)
+        last_ms INTEGER NOT NULL,           -- last trigger
+        count INTEGER NOT NULL DEFAULT 1,   -- trigger count
+        readings TEXT NOT NULL DEFAULT '[]', -- JSON: last few causing readings (bounded)
+        detail TEXT NOT NULL DEFAULT '{}',  -- JSON: rule-specific (cause of a group, limit ...)
+        previous_id TEXT,                   -- the incident of the same key this one recurs after
+        auto_cleared_ms INTEGER,            -- when the condition recovered (recorded, see docs/rules.md)
+        cleared_reason TEXT,
+        resident_id TEXT,                   -- personal-data owner (never copied into text)
+        config_rev INTEGER,
+        created_ms INTEGER NOT NULL,        -- gateway time of creation
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX incidents_open_key ON incidents(open_key) WHERE open_key IS NOT NULL;
+    CREATE INDEX incidents_state ON incidents(state, last_ms);
+    CREATE INDEX incidents_key ON incidents(key, created_seq);
+    CREATE TABLE incident_events (          -- append-only: the timeline and the feed
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, -- feed cursor: monotonic, never reused
+        incident_id TEXT NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,                 -- created | repeated | severity_changed | auto_cleared | ...
+        actor TEXT NOT NULL,                -- 'rules' or a staff id
+        role TEXT,
+        data TEXT NOT NULL DEFAULT '{}',    -- JSON
+        config_rev INTEGER
+    );
+    CREATE INDEX incident_events_incident ON incident_events(incident_id, seq);
+    CREATE TABLE rule_state (               -- small per-rule state (counters, windows, last seen)
+        key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE timers (                   -- durable rule timers: survive restarts
+        key TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        due_ms INTEGER NOT NULL,            -- wall-clock due time (shifted on a clock step)
+        armed_ms INTEGER NOT NULL,
+        data TEXT NOT NULL DEFAULT '{}'
+    ) WITHOUT ROWID;
+    CREATE INDEX timers_due ON timers(due_ms);
+    INSERT INTO meta(key, value) VALUES ('store_uid', lower(hex(randomblob(4))))
+        ON CONFLICT(key) DO NOTHING;
+    """,
+    # 3: cloud sync outbox (issue 6; see cloud_sync/outbox.py and docs/sync.md). A row leaves only
+    # when the central store accepted its batch (2xx), or as a dead letter, or by quota thinning.
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,             -- allocated by the outbox processor, never reused (meta sync_last_id)
+        prio INTEGER NOT NULL,              -- 0 incident event, 1 gateway health, 2 telemetry
+        line TEXT NOT NULL,                 -- line protocol, built once at enqueue
+        created_ms INTEGER NOT NULL,
+        bytes INTEGER NOT NULL              -- accounted size (quota)
+    );
+    -- Partial: telemetry inserts (the hot path) never touch it; the sender finds events fast.
+    CREATE INDEX outbox_urgent ON outbox(prio) WHERE prio < 2;
+    CREATE TABLE outbox_totals (            -- running totals, updated in the same transactions
+        prio INTEGER PRIMARY KEY, rows INTEGER NOT NULL, bytes INTEGER NOT NULL
+    );
+    INSERT INTO outbox_totals(prio, rows, bytes) VALUES (0, 0, 0), (1, 0, 0), (2, 0, 0);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

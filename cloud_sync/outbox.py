@@ -1,0 +1,360 @@
+"""The durable outbox: points written inside the pipeline's own transaction.
+
+:class:`OutboxProcessor` is a pipeline :class:`~gateway.pipeline.Processor`, so a point is in the
+outbox exactly when the reading or incident event it describes is committed: one transaction,
+one fsync. Line protocol is built here, once, with plain string formatting; the sender only
+concatenates stored lines.
+
+Hot path per ingest batch: one ``executemany`` INSERT, one UPDATE of ``outbox_totals``, one
+upsert of ``meta.sync_last_id``. The outbox has no index that telemetry inserts pay for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from cloud_sync import lineproto as lp
+from gateway import store as st
+from gateway.pipeline import BatchResult, Processor
+
+log = logging.getLogger("cloud_sync.outbox")
+
+PRIO_EVENT = 0
+PRIO_HEALTH = 1
+PRIO_TELEMETRY = 2
+PRIO_NAMES = {PRIO_EVENT: "events", PRIO_HEALTH: "health", PRIO_TELEMETRY: "telemetry"}
+ROW_OVERHEAD = 24  # bytes accounted per row on top of the line (ids, timestamps, b-tree cell)
+THIN_TO = 0.9  # thinning frees space down to this share of the quota (hysteresis)
+MiB = 1024 * 1024
+
+
+def next_id(conn: sqlite3.Connection) -> int:
+    """First unused outbox id: above every id ever allocated (ids are never reused)."""
+    row = conn.execute("SELECT max(id) FROM outbox").fetchone()
+    top = int(row[0] or 0)
+    meta = conn.execute("SELECT value FROM meta WHERE key='sync_last_id'").fetchone()
+    if meta is not None:
+        top = max(top, int(meta[0]))
+    return top + 1
+
+
+def enqueue(conn: sqlite3.Connection, prio: int, lines: Iterable[tuple[int, str]], created_ms: int) -> tuple[int, int]:
+    """Insert pre-built ``(id, line)`` rows of one priority and update the totals.
+    Runs in the caller's transaction. Returns (rows, bytes) added."""
+    rows = [(i, prio, line, created_ms, len(line) + ROW_OVERHEAD) for i, line in lines]
+    if not rows:
+        return 0, 0
+    conn.executemany("INSERT INTO outbox(id, prio, line, created_ms, bytes) VALUES (?,?,?,?,?)", rows)
+    nbytes = sum(r[4] for r in rows)
+    conn.execute("UPDATE outbox_totals SET rows=rows+?, bytes=bytes+? WHERE prio=?", (len(rows), nbytes, prio))
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES ('sync_last_id', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+        (str(rows[-1][0]),),
+    )
+    return len(rows), nbytes
+
+
+def add_counters(conn: sqlite3.Connection, deltas: Mapping[str, int]) -> None:
+    items = [(k, v) for k, v in deltas.items() if v]
+    if items:
+        conn.executemany(
+            "INSERT INTO counters(name, value) VALUES (?,?) ON CONFLICT(name) DO UPDATE SET value=value+excluded.value",
+            items,
+        )
+
+
+def total_bytes(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(sum(bytes), 0) FROM outbox_totals").fetchone()[0])
+
+
+def thin(conn: sqlite3.Connection, need_bytes: int, skip: Callable[[int], bool] | None = None) -> tuple[int, int]:
+    """Free ``need_bytes`` by deleting every other telemetry point *per series*, oldest first.
+
+    Walks the oldest telemetry in slices; in each series every second point goes, so every
+    device keeps half its resolution in the thinned span rather than some devices vanishing.
+    Repeated thinning of the same span halves it again (older data gets sparser). Incident
+    events and health points are never touched. Runs in the caller's transaction.
+    Returns (points deleted, bytes freed).
+    """
+    freed = deleted = 0
+    after = 0
+    toggle: dict[str, bool] = {}
+    passes = 0
+    while freed < need_bytes and passes < 16:
+        rows = conn.execute(
+            "SELECT id, line, bytes FROM outbox WHERE prio=2 AND id>? ORDER BY id LIMIT 4096", (after,)
+        ).fetchall()
+        if not rows:
+            if after == 0:
+                break  # no telemetry left at all
+            after, passes = 0, passes + 1
+            continue
+        victims: list[int] = []
+        for row_id, line, nbytes in rows:
+            if skip is not None and skip(row_id):
+                continue
+            series = line[: line.find(" ")]
+            drop = toggle.get(series, False)
+            toggle[series] = not drop
+            if drop:
+                victims.append(row_id)
+                freed += nbytes
+                if freed >= need_bytes:
+                    break
+        after = rows[-1][0]
+        if victims:
+            conn.execute("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(victims),))
+            deleted += len(victims)
+    if deleted:
+        conn.execute("UPDATE outbox_totals SET rows=rows-?, bytes=bytes-? WHERE prio=2", (deleted, min(freed, 1 << 62)))
+    return deleted, freed
+
+
+class OutboxProcessor(Processor):
+    """Writes telemetry (``process``), incident events (``after``) and health (``tick``) to the outbox.
+
+    Must be the last processor, so that ``after`` sees every incident event the others appended.
+    """
+
+    def __init__(
+        self,
+        cfg: Any,
+        *,
+        wake: Callable[[], None] | None = None,
+        started_ms: int | None = None,
+    ) -> None:
+        s = cfg.sync
+        self.cfg = cfg
+        self.send_personal = bool(s.send_personal)
+        self.quota_bytes = max(1, int(s.quota_mb * MiB))
+        self.heartbeat_ms = int(s.heartbeat_s * 1000)
+        self.wake = wake
+        self.started_ms = started_ms if started_ms is not None else st.now_ms()
+        self.started_mono = time.monotonic()
+        site = cfg.site
+        self.site_tags = {
+            "gateway": cfg.gateway.id,
+            "street": getattr(site.street, "id", None),
+            "community": getattr(site.community, "id", None),
+        }
+        self._prefix: dict[str, str] = {}
+        self._unique = lp.UniqueMs()
+        self._next: int | None = None
+        self._last_health_ms = 0
+        self._last_committed: tuple[int, int] | None = None  # (ms, messages_committed) at last heartbeat
+        self._over_quota_logged = False
+        self.lock = threading.Lock()
+        self.inflight: tuple[int, int] = (0, -1)  # id range the sender is posting (thinning skips it)
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _ids(self, conn: sqlite3.Connection) -> int:
+        if self._next is None:
+            self._next = next_id(conn)
+        return self._next
+
+    def _location(self, building: str | None) -> dict[str, str | None]:
+        grid = compound = None
+        if building:
+            try:
+                g = self.cfg.grid_of_building(building)
+                c = self.cfg.compound_of_building(building)
+                grid = g.id if g is not None else None
+                compound = c.id if c is not None else None
+            except Exception:  # a partial config object (tests) must not break ingest
+                pass
+        return {"building": building, "grid": grid, "compound": compound}
+
+    def device_prefix(self, device: Any) -> str:
+        p = self._prefix.get(device.id)
+        if p is None:
+            t = dict(self.site_tags)
+            t.update(self._location(device.building))
+            t.update({"device": device.id, "device_type": device.type, "category": device.category})
+            p = lp.M_TELEMETRY + lp.tags(t)
+            self._prefix[device.id] = p
+        return p
+
+    # --- telemetry -------------------------------------------------------------------------------
+    def process(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
+        if not result.resolved:
+            return
+        i = self._ids(conn)
+        lines: list[tuple[int, str]] = []
+        skipped = 0
+        unique = self._unique
+        fields_of = lp.fields
+        for r in result.resolved:
+            if r.flags & st.FLAG_PERSONAL and not self.send_personal:
+                skipped += 1
+                continue
+            f = fields_of(r.reading.values)
+            if not f:
+                skipped += 1
+                continue
+            dev = r.device
+            kind = r.reading.kind
+            ms = unique.take((dev.id, kind), r.ts_ms)
+            prefix = self._prefix.get(dev.id) or self.device_prefix(dev)
+            lines.append((i, f"{prefix},kind={kind} {f} {ms * 1_000_000 + i % 1_000_000}"))
+            i += 1
+        self._next = i
+        enqueue(conn, PRIO_TELEMETRY, lines, now_ms)
+        if skipped:
+            add_counters(conn, {"sync_not_sent": skipped})
+        self._check_quota(conn)
+
+    def _check_quota(self, conn: sqlite3.Connection) -> None:
+        total = total_bytes(conn)
+        if total <= self.quota_bytes:
+            self._over_quota_logged = False
+            return
+        need = total - int(self.quota_bytes * THIN_TO)
+        with self.lock:
+            lo, hi = self.inflight
+        deleted, freed = thin(conn, need, skip=lambda x: lo <= x <= hi)
+        if deleted:
+            add_counters(conn, {"sync_thinned": deleted})
+        if freed < need and not self._over_quota_logged:
+            self._over_quota_logged = True
+            log.warning(
+                "sync outbox over its quota (%d bytes) with no telemetry left to thin: incident events are kept",
+                self.quota_bytes,
+            )
+
+    # --- incident events -------------------------------------------------------------------------
+    def _tags_of_incident(self, conn: sqlite3.Connection, ev: Mapping[str, Any]) -> dict[str, str | None]:
+        """Category, type, severity and location of the event's incident: from the snapshot the
+        incident store attached, else from its row (same transaction), else from the event itself."""
+        incident_id = str(ev.get("incident_id") or "")
+        snap = ev.get("incident")
+        if isinstance(snap, Mapping):
+            src: Mapping[str, Any] = snap
+        else:
+            row = None
+            if incident_id:
+                try:
+                    row = conn.execute(
+                        "SELECT category, type, severity, building, grid, compound FROM incidents WHERE id=?",
+                        (incident_id,),
+                    ).fetchone()
+                except sqlite3.Error:
+                    row = None
+            if row is not None:
+                src = dict(zip(("category", "type", "severity", "building", "grid", "compound"), row, strict=True))
+            else:
+                data = ev.get("data")
+                d = data if isinstance(data, Mapping) else {}
+                src = {k: ev.get(k, d.get(k)) for k in ("category", "type", "severity", "building", "grid", "compound")}
+        building = src.get("building")
+        b = str(building) if building else None
+        loc = self._location(b)
+        grid, compound = src.get("grid"), src.get("compound")
+        category, itype, severity = src.get("category"), src.get("type"), src.get("severity")
+        return {
+            "category": str(category) if category else None,
+            "incident_type": str(itype) if itype else None,
+            "severity": str(severity) if severity else None,
+            "building": b,
+            "grid": str(grid) if grid else loc["grid"],
+            "compound": str(compound) if compound else loc["compound"],
+        }
+
+    def event_line(self, conn: sqlite3.Connection, ev: Mapping[str, Any], row_id: int, now_ms: int) -> str:
+        t: dict[str, str | None] = dict(self.site_tags)
+        t.update(self._tags_of_incident(conn, ev))
+        kind = ev.get("kind")
+        t["kind"] = str(kind) if kind else "unknown"
+        data = ev.get("data")
+        data = data if isinstance(data, Mapping) else {}
+        snap = ev.get("incident")
+        snap = snap if isinstance(snap, Mapping) else {}
+        if kind == "severity_changed" and isinstance(data.get("to"), str):
+            t["severity"] = data["to"]
+        series = lp.M_INCIDENT + lp.tags(t)
+        try:
+            ms = int(ev.get("ts_ms") or now_ms)
+        except (TypeError, ValueError):
+            ms = now_ms
+        ms = self._unique.take(series, ms)
+        seq = ev.get("seq")
+        parts = [
+            f"incident_id={lp.string_field(str(ev.get('incident_id') or ''))}",
+            f"seq={int(seq)}i" if isinstance(seq, int) else "seq=0i",
+            "n=1i",
+        ]
+        for key in ("actor", "role"):
+            v = ev.get(key)
+            if isinstance(v, str) and v:
+                parts.append(f"{key}={lp.string_field(v)}")
+        state = data.get("to") if kind == "state_changed" else snap.get("state")
+        if isinstance(state, str):
+            parts.append(f"state={lp.string_field(state)}")
+        count = data.get("count", snap.get("count"))
+        if isinstance(count, int | float) and not isinstance(count, bool):
+            parts.append(f"count={float(count)!r}")
+        parts.append(f"data={lp.json_field(lp.scrub(data))}")
+        return f"{series} {','.join(parts)} {ms * 1_000_000 + row_id % 1_000_000}"
+
+    def after(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
+        events = result.incident_events
+        if not events:
+            return
+        i = self._ids(conn)
+        lines: list[tuple[int, str]] = []
+        for ev in events:
+            if not isinstance(ev, Mapping):
+                continue
+            lines.append((i, self.event_line(conn, ev, i, now_ms)))
+            i += 1
+        self._next = i
+        enqueue(conn, PRIO_EVENT, lines, now_ms)
+        if self.wake is not None and lines:
+            self.wake()
+
+    # --- health ----------------------------------------------------------------------------------
+    def tick(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
+        if now_ms - self._last_health_ms < self.heartbeat_ms:
+            return
+        self._last_health_ms = now_ms
+        i = self._ids(conn)
+        line = self.health_line(conn, i, now_ms)
+        self._next = i + 1
+        enqueue(conn, PRIO_HEALTH, [(i, line)], now_ms)
+
+    def health_line(self, conn: sqlite3.Connection, row_id: int, now_ms: int) -> str:
+        counters = {str(k): int(v) for k, v in conn.execute("SELECT name, value FROM counters")}
+        committed = counters.get("messages_committed", 0)
+        dead = sum(v for k, v in counters.items() if k.startswith("dead_letters."))
+        rate = 0.0
+        if self._last_committed is not None:
+            ms0, c0 = self._last_committed
+            if now_ms > ms0:
+                rate = (committed - c0) * 1000.0 / (now_ms - ms0)
+        self._last_committed = (now_ms, committed)
+        totals = {int(p): (int(r), int(b)) for p, r, b in conn.execute("SELECT prio, rows, bytes FROM outbox_totals")}
+        oldest = conn.execute("SELECT created_ms FROM outbox ORDER BY id LIMIT 1").fetchone()
+        oldest_age = max(0, now_ms - int(oldest[0])) / 1000.0 if oldest else 0.0
+        last_ok = conn.execute("SELECT value FROM meta WHERE key='sync_last_success_ms'").fetchone()
+        f = {
+            "uptime_s": round(time.monotonic() - self.started_mono, 3),
+            "messages_committed": float(committed),
+            "throughput_per_s": round(rate, 3),
+            "backlog_points": float(sum(r for r, _ in totals.values())),
+            "backlog_events": float(totals.get(PRIO_EVENT, (0, 0))[0]),
+            "backlog_bytes": float(sum(b for _, b in totals.values())),
+            "oldest_unsent_age_s": oldest_age,
+            "dead_letters": float(dead),
+            "sync_dead_letters": float(counters.get("dead_letters.sync_rejected", 0)),
+            "sync_thinned": float(counters.get("sync_thinned", 0)),
+            "sync_sent": float(counters.get("sync_sent", 0)),
+            "last_sync_age_s": max(0, now_ms - int(last_ok[0])) / 1000.0 if last_ok else -1.0,
+        }
+        t = dict(self.site_tags)
+        series = lp.M_HEALTH + lp.tags(t)
+        return f"{series} {lp.fields(f)} {now_ms * 1_000_000 + row_id % 1_000_000}"

@@ -1,0 +1,397 @@
+"""The sender thread: outbox -> central store, deleting rows only after a 2xx.
+
+It owns its own SQLite connection. Reads need no lock (WAL); each acknowledgement is one small
+write transaction (DELETE ... RETURNING, totals, counters), so the pipeline's writer waits a few
+milliseconds at most. ``synchronous=NORMAL`` on this connection: a delete lost in a power cut only
+means the batch is sent again, and re-sent points are idempotent (same series + timestamp).
+
+Order: incident events (prio 0), then health (1), then telemetry (2). While a telemetry backlog
+drains, ``live_share`` of the batches take the newest telemetry so live data is not starved.
+
+Failure handling per reply (see docs/sync.md):
+- 2xx: delete the batch.
+- 413: split the batch in halves and send each (a single point too large is dead-lettered).
+- 400 with a point-level message (InfluxDB names the bad line): dead-letter the named lines, send
+  the rest again (idempotent); when no line is named, bisect down to the bad one.
+- 429/503: wait Retry-After when given, else back off.
+- 401/403: keep the data, raise a gateway-health alarm, back off and retry (a new token only needs
+  a restart).
+- anything else (other 4xx/5xx, no answer): keep the data, back off (exponential, capped, jittered).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cloud_sync.outbox import PRIO_NAMES
+from cloud_sync.targets import Target, WriteOutcome, make_target
+from gateway import store as st
+
+log = logging.getLogger("cloud_sync.sender")
+
+IDLE_POLL_S = 0.25
+MAX_RETRY_AFTER_S = 3600.0
+ERROR_PERSIST_S = 10.0
+DEAD_LETTER_MAX = 4096
+
+# A 400 whose message says one of these is about particular points, not the whole request.
+_POINT_ERROR = re.compile(
+    r"unable to parse|partial write|field type conflict|invalid field|invalid tag|invalid boolean|invalid number|"
+    r"bad timestamp|beyond retention|max-values-per-tag|dropped=|errors encountered on line",
+    re.IGNORECASE,
+)
+_LINE_NO = re.compile(r"\bline (\d+)\b")
+_PARSE = "unable to parse '"
+
+Rows = list[tuple[int, str]]
+
+
+def find_bad_lines(rows: Rows, message: str) -> set[int]:
+    """Indexes of the rows the server's 400 message names (by text, or by 1-based line number)."""
+    bad: set[int] = set()
+    if _PARSE in message:
+        by_line: dict[str, int] = {}
+        for i, (_, line) in enumerate(rows):
+            by_line.setdefault(line, i)
+        start = 0
+        while True:
+            p = message.find(_PARSE, start)
+            if p < 0:
+                break
+            p += len(_PARSE)
+            end = message.find("'", p)
+            while end >= 0:
+                hit = by_line.get(message[p:end])
+                if hit is not None:
+                    bad.add(hit)
+                    break
+                end = message.find("'", end + 1)
+            start = p
+    if not bad and "line" in message and "errors encountered" in message:
+        for m in _LINE_NO.finditer(message):
+            n = int(m.group(1)) - 1
+            if 0 <= n < len(rows):
+                bad.add(n)
+    return bad
+
+
+class Sender:
+    def __init__(
+        self,
+        store_path: str | Path,
+        settings: Any,
+        *,
+        target: Target | None = None,
+        shared: Any = None,
+        on_alarm: Callable[[str, bool, dict[str, Any]], None] | None = None,
+        clock: Callable[[], int] = st.now_ms,
+    ) -> None:
+        self.store_path = Path(store_path)
+        self.s = settings
+        self._target = target
+        self.shared = shared  # the OutboxProcessor: .lock and .inflight (thinning skips in-flight rows)
+        self.on_alarm = on_alarm
+        self.clock = clock
+        self.batch_size = int(settings.batch_size)
+        self.max_age_ms = int(settings.max_batch_age_s * 1000)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.conn: sqlite3.Connection | None = None
+        self._fails = 0
+        self._live_credit = 0.0
+        self._alarm_active = False
+        self._persisted_error: tuple[str, float] | None = None
+        self.flush = False  # tests/bench: send partial telemetry batches without waiting for their age
+        # status (also persisted in meta for other processes)
+        self.last_success_ms: int | None = None
+        self.last_error: str | None = None
+        self.last_status: int | None = None
+        self.sent = 0
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    @property
+    def target(self) -> Target:
+        if self._target is None:
+            self._target = make_target(self.s)
+        return self._target
+
+    def open(self) -> sqlite3.Connection:
+        if self.conn is None:
+            self.conn = st.connect(self.store_path)
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        return self.conn
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="cloud-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._target is not None:
+            try:
+                self._target.close()
+            except Exception:
+                pass
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        self.open()
+        while not self._stop.is_set():
+            try:
+                delay, wakeable = self.step()
+            except sqlite3.Error as exc:
+                log.error("sync: store error: %s", exc)
+                delay, wakeable = 1.0, False
+            except Exception:
+                log.exception("sync: unexpected error")
+                delay, wakeable = 1.0, False
+            if delay > 0:
+                if wakeable:
+                    self._wake.wait(delay)
+                    self._wake.clear()
+                else:
+                    self._stop.wait(delay)
+
+    # --- one step ----------------------------------------------------------------------------------
+    def step(self) -> tuple[float, bool]:
+        """Send at most one batch. Returns (seconds to wait, whether a wake-up may cut the wait)."""
+        rows, wait = self.next_batch()
+        if rows is None:
+            return wait, True
+        if self.deliver(rows):
+            self._fails = 0
+            return 0.0, True
+        return self._backoff(), False
+
+    def next_batch(self) -> tuple[Rows | None, float]:
+        c = self.open()
+        n = self.batch_size
+        urgent = c.execute("SELECT id, line FROM outbox WHERE prio<2 ORDER BY prio, id LIMIT ?", (n,)).fetchall()
+        if urgent:
+            return urgent, 0.0
+        row = c.execute("SELECT rows FROM outbox_totals WHERE prio=2").fetchone()
+        tele = int(row[0]) if row else 0
+        if tele <= 0:
+            return None, IDLE_POLL_S
+        if tele < n and not self.flush:
+            oldest = c.execute("SELECT created_ms FROM outbox WHERE prio=2 ORDER BY id LIMIT 1").fetchone()
+            if oldest is None:
+                return None, IDLE_POLL_S
+            age = self.clock() - int(oldest[0])
+            if age < self.max_age_ms:
+                return None, min(IDLE_POLL_S, (self.max_age_ms - age) / 1000.0)
+        order = "ASC"
+        if tele > 2 * n and self.s.live_share > 0:
+            self._live_credit += self.s.live_share
+            if self._live_credit >= 1.0:
+                self._live_credit -= 1.0
+                order = "DESC"
+        rows = c.execute(f"SELECT id, line FROM outbox WHERE prio=2 ORDER BY id {order} LIMIT ?", (n,)).fetchall()
+        if order == "DESC":
+            rows.reverse()
+        return (rows or None), (0.0 if rows else IDLE_POLL_S)
+
+    def deliver(self, rows: Rows) -> bool:
+        """Post ``rows``; True when every row is settled (accepted or dead-lettered)."""
+        if not rows:
+            return True
+        if self.shared is not None:
+            with self.shared.lock:
+                self.shared.inflight = (min(r[0] for r in rows), max(r[0] for r in rows))
+        try:
+            out = self.target.write("\n".join(r[1] for r in rows).encode())
+        finally:
+            if self.shared is not None:
+                with self.shared.lock:
+                    self.shared.inflight = (0, -1)
+        if out.ok:
+            self.ack(rows)
+            self._ok()
+            return True
+        status = out.status
+        if status == 413:
+            if len(rows) > 1:
+                mid = len(rows) // 2
+                return self.deliver(rows[:mid]) and self.deliver(rows[mid:])
+            self.dead_letter(rows, out)
+            return True
+        if status == 400 and _POINT_ERROR.search(out.message or ""):
+            bad = find_bad_lines(rows, out.message)
+            if bad:
+                self.dead_letter([rows[i] for i in sorted(bad)], out)
+                rest = [r for i, r in enumerate(rows) if i not in bad]
+                return self.deliver(rest)  # the good lines again: idempotent if they were stored
+            if len(rows) > 1:
+                mid = len(rows) // 2
+                return self.deliver(rows[:mid]) and self.deliver(rows[mid:])
+            self.dead_letter(rows, out)
+            return True
+        self._failed(out)
+        return False
+
+    # --- store writes ----------------------------------------------------------------------------
+    def _remove(self, c: sqlite3.Connection, ids: list[int]) -> dict[int, tuple[int, int]]:
+        got = c.execute(
+            "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?)) RETURNING prio, bytes", (json.dumps(ids),)
+        ).fetchall()
+        per: dict[int, tuple[int, int]] = {}
+        for prio, nbytes in got:
+            r, b = per.get(prio, (0, 0))
+            per[prio] = (r + 1, b + nbytes)
+        if per:
+            c.executemany(
+                "UPDATE outbox_totals SET rows=rows-?, bytes=bytes-? WHERE prio=?",
+                [(r, b, p) for p, (r, b) in per.items()],
+            )
+        return per
+
+    def _write(self, fn: Callable[[sqlite3.Connection], None]) -> None:
+        c = self.open()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            fn(c)
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def ack(self, rows: Rows) -> None:
+        ids = [r[0] for r in rows]
+        now = self.clock()
+
+        def fn(c: sqlite3.Connection) -> None:
+            per = self._remove(c, ids)
+            removed = sum(r for r, _ in per.values())
+            deltas: dict[str, int] = {"sync_sent": len(ids)}
+            for p, (r, _) in per.items():
+                deltas[f"sync_sent.{PRIO_NAMES.get(p, p)}"] = r
+            if removed < len(ids):
+                # Thinned by the quota while in flight, yet the server has them: not thinned after all.
+                deltas["sync_thinned"] = removed - len(ids)
+                deltas["sync_sent.telemetry"] = deltas.get("sync_sent.telemetry", 0) + len(ids) - removed
+            c.executemany(
+                "INSERT INTO counters(name, value) VALUES (?,?)"
+                " ON CONFLICT(name) DO UPDATE SET value=value+excluded.value",
+                [(k, v) for k, v in deltas.items() if v],
+            )
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES ('sync_last_success_ms', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (str(now),),
+            )
+
+        self._write(fn)
+        self.sent += len(ids)
+        self.last_success_ms = now
+
+    def dead_letter(self, rows: Rows, out: WriteOutcome) -> None:
+        """Move rows the server refused for their content to the gateway's dead letters."""
+        now = self.clock()
+        detail = f"HTTP {out.status}: {out.message}"[:500]
+        log.error("sync: %d point(s) refused by the central store, moved to dead letters: %s", len(rows), detail)
+
+        def fn(c: sqlite3.Connection) -> None:
+            self._remove(c, [r[0] for r in rows])
+            c.executemany(
+                "INSERT INTO dead_letters(rx_ms, topic, driver, reason, detail, payload_len, payload_excerpt)"
+                " VALUES (?,?,?,?,?,?,?)",
+                [
+                    (
+                        now,
+                        "$sync/" + line.split(",", 1)[0].split(" ", 1)[0],
+                        "cloud_sync",
+                        "sync_rejected",
+                        detail,
+                        len(line.encode()),
+                        line.encode()[:DEAD_LETTER_MAX],
+                    )
+                    for _, line in rows
+                ],
+            )
+            c.execute(
+                "INSERT INTO counters(name, value) VALUES ('dead_letters.sync_rejected', ?)"
+                " ON CONFLICT(name) DO UPDATE SET value=value+excluded.value",
+                (len(rows),),
+            )
+
+        self._write(fn)
+
+    # --- status / backoff ------------------------------------------------------------------------
+    def _ok(self) -> None:
+        if self.last_error is not None:
+            log.info("sync: central store accepts writes again")
+        self.last_error = None
+        self.last_status = 204
+        if self._alarm_active:
+            self._alarm_active = False
+            if self.on_alarm is not None:
+                self.on_alarm("sync_unauthorized", False, {})
+        if self._persisted_error is not None:
+            self._persisted_error = None
+            self._persist_error(None)
+
+    def _failed(self, out: WriteOutcome) -> None:
+        self._fails += 1
+        self.last_status = out.status
+        msg = f"HTTP {out.status}: {out.message}" if out.status else (out.message or "no answer")
+        self.last_error = msg[:500]
+        self._retry_after = out.retry_after_s if out.status in (429, 503) else None
+        if self._fails == 1 or self._fails % 20 == 0:
+            log.warning("sync: write failed (%d in a row), data kept: %s", self._fails, self.last_error)
+        if out.status in (401, 403) and not self._alarm_active:
+            self._alarm_active = True
+            if self.on_alarm is not None:
+                self.on_alarm("sync_unauthorized", True, {"status": out.status, "message": out.message[:300]})
+        prev = self._persisted_error
+        if prev is None or prev[0] != self.last_error or time.monotonic() - prev[1] > ERROR_PERSIST_S:
+            self._persisted_error = (self.last_error, time.monotonic())
+            self._persist_error(self.last_error)
+
+    def _persist_error(self, error: str | None) -> None:
+        now = self.clock()
+
+        def fn(c: sqlite3.Connection) -> None:
+            if error is None:
+                c.execute("DELETE FROM meta WHERE key IN ('sync_last_error', 'sync_last_status')")
+                return
+            c.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                [
+                    ("sync_last_error", error),
+                    ("sync_last_error_ms", str(now)),
+                    ("sync_last_status", str(self.last_status)),
+                ],
+            )
+
+        try:
+            self._write(fn)
+        except sqlite3.Error as exc:
+            log.error("sync: cannot record the error in the store: %s", exc)
+
+    _retry_after: float | None = None
+
+    def _backoff(self) -> float:
+        if self._retry_after is not None:
+            return min(max(self._retry_after, 0.05), MAX_RETRY_AFTER_S)
+        base = min(self.s.backoff_max_s, self.s.backoff_min_s * 2 ** min(self._fails - 1, 30))
+        return random.uniform(base / 2, base)  # jitter: gateways that lost the uplink together spread out

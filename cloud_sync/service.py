@@ -1,0 +1,69 @@
+"""Wiring for :class:`gateway.app.Gateway`: the outbox processor, the sender thread, the alarm."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from cloud_sync.outbox import OutboxProcessor
+from cloud_sync.sender import Sender
+from gateway.pipeline import BatchResult
+
+log = logging.getLogger("cloud_sync")
+
+ALARM_KEY = "gateway|sync_unauthorized"
+
+
+class SyncService:
+    """Create with a Gateway after its pipeline exists (appends the outbox as the LAST processor)."""
+
+    def __init__(self, gw: Any) -> None:
+        self.gw = gw
+        self.processor = OutboxProcessor(gw.cfg)
+        gw.pipeline.processors.append(self.processor)
+        self.sender = Sender(gw.store_path, gw.cfg.sync, shared=self.processor, on_alarm=self._alarm)
+        gw.add_listener(self._committed)
+
+    def start(self) -> None:
+        self.sender.start()
+
+    def stop(self) -> None:
+        self.sender.stop()
+
+    def _committed(self, result: BatchResult) -> None:
+        if result.incident_events:
+            self.sender.wake()  # committed now: send without waiting for the poll
+
+    def _alarm(self, kind: str, active: bool, detail: dict[str, Any]) -> None:
+        """401/403 from the central store: a gateway event and a device_health incident (data is kept)."""
+        p = self.gw.pipeline
+        p.post_event(kind if active else f"{kind}_cleared", "critical" if active else "info", detail)
+        try:
+            from gateway.incidents import IncidentStore, Trigger
+        except ImportError:  # incidents not wired in this build
+            return
+        store = IncidentStore(self.gw.cfg.gateway.id, getattr(self.gw, "config_rev", None))
+
+        def raise_(c: Any, r: BatchResult, now: int) -> None:
+            store.raise_or_repeat(
+                c,
+                r,
+                Trigger(
+                    key=ALARM_KEY,
+                    category="device_health",
+                    type="sync_unauthorized",
+                    severity="major",
+                    ts_ms=now,
+                    detail={"status": detail.get("status"), "message": str(detail.get("message", ""))[:200]},
+                ),
+                now,
+            )
+
+        def clear(c: Any, r: BatchResult, now: int) -> None:
+            store.auto_clear(c, r, ALARM_KEY, now, "sync_authorized", now)
+
+        def done(f: Any) -> None:
+            if f.exception() is not None:
+                log.error("sync alarm not recorded: %s", f.exception())
+
+        p.call(raise_ if active else clear).add_done_callback(done)

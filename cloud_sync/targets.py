@@ -1,0 +1,158 @@
+"""Write targets: one POST of pre-built line protocol, reported as a :class:`WriteOutcome`.
+
+Neither target retries on its own (influxdb-client SYNCHRONOUS has no retry strategy unless one
+is given): the sender owns retries, backoff, Retry-After and batch splitting.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    status: int  # HTTP status; 0 = no answer (connection refused, timeout, DNS ...)
+    message: str = ""
+    retry_after_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+class Target(Protocol):
+    name: str
+
+    def write(self, body: bytes) -> WriteOutcome: ...
+
+    def close(self) -> None: ...
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+
+
+def error_message(body: Any) -> str:
+    """The server's message: InfluxDB 2 {"code","message"}, InfluxDB 1 {"error"}, else the text."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    text = str(body or "").strip()
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return text[:2000]
+    if isinstance(obj, dict):
+        for key in ("message", "error"):
+            if isinstance(obj.get(key), str):
+                return str(obj[key])[:2000]
+    return text[:2000]
+
+
+class V2Target:
+    """InfluxDB 2 write API through influxdb-client (SYNCHRONOUS, pre-built line protocol)."""
+
+    name = "v2"
+
+    def __init__(self, url: str, *, token: str, org: str, bucket: str, timeout_s: float) -> None:
+        from influxdb_client import InfluxDBClient, WritePrecision
+        from influxdb_client.client.write_api import SYNCHRONOUS
+
+        self.bucket = bucket
+        self.org = org or "-"
+        self.client = InfluxDBClient(url=url, token=token, org=self.org, timeout=int(timeout_s * 1000))
+        self.api = self.client.write_api(write_options=SYNCHRONOUS)
+        self.precision: Any = WritePrecision.NS
+
+    def write(self, body: bytes) -> WriteOutcome:
+        from influxdb_client.rest import ApiException
+
+        try:
+            self.api.write(bucket=self.bucket, org=self.org, record=body, write_precision=self.precision)
+        except ApiException as exc:
+            headers: Any = exc.headers or {}
+            retry = headers.get("Retry-After") or headers.get("retry-after")
+            return WriteOutcome(int(exc.status or 0), error_message(exc.body or exc.reason), parse_retry_after(retry))
+        except Exception as exc:  # urllib3 connection errors, timeouts
+            return WriteOutcome(0, f"{type(exc).__name__}: {exc}"[:500])
+        return WriteOutcome(204)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class V1Target:
+    """InfluxDB 1.x ``/write`` (db, rp, precision=ns; basic auth) through httpx."""
+
+    name = "v1"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        database: str,
+        retention_policy: str | None,
+        username: str | None,
+        password: str | None,
+        timeout_s: float,
+    ) -> None:
+        import httpx
+
+        self.url = url.rstrip("/") + "/write"
+        self.params = {"db": database, "precision": "ns"}
+        if retention_policy:
+            self.params["rp"] = retention_policy
+        auth = (username, password or "") if username else None
+        self.client = httpx.Client(timeout=timeout_s, auth=auth)
+        self._httpx = httpx
+
+    def write(self, body: bytes) -> WriteOutcome:
+        try:
+            r = self.client.post(
+                self.url, params=self.params, content=body, headers={"Content-Type": "text/plain; charset=utf-8"}
+            )
+        except self._httpx.HTTPError as exc:
+            return WriteOutcome(0, f"{type(exc).__name__}: {exc}"[:500])
+        if 200 <= r.status_code < 300:
+            return WriteOutcome(r.status_code)
+        return WriteOutcome(r.status_code, error_message(r.content), parse_retry_after(r.headers.get("Retry-After")))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def make_target(s: Any) -> Target:
+    """Build the target of a :class:`edge_config.sync_settings.SyncSettings`."""
+    if s.target == "v1":
+        return V1Target(
+            s.url,
+            database=s.database,
+            retention_policy=s.retention_policy,
+            username=s.username,
+            password=s.password.get_secret_value() if s.password is not None else None,
+            timeout_s=s.timeout_s,
+        )
+    return V2Target(
+        s.url,
+        token=s.token.get_secret_value() if s.token is not None else "",
+        org=s.org,
+        bucket=s.bucket,
+        timeout_s=s.timeout_s,
+    )

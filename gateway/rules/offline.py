@@ -1,0 +1,217 @@
+"""Offline detection with grouping by upstream cause.
+
+The pipeline decides liveness (``StatusChange``: reason ``silent`` when a device is quieter than
+its ``expected_interval_s``, ``availability`` from availability topics / last wills, ``bridge``
+for ``bridge:<base>`` from ``zigbee2mqtt/bridge/state``) and persists it in ``devices``
+(``online``, ``online_changed_ms``). This module turns it into incidents:
+
+- A device going offline arms a durable hold timer (``offline_hold_s``) so a group can form
+  first; if it is still offline when the timer fires and no open group incident explains it,
+  ``device_offline`` (major for life-safety devices, else minor) is raised. Back online cancels
+  the hold and auto-clears.
+- Groups (one incident naming the cause, member devices listed, not one per device):
+  ``bridge_offline`` (a Zigbee2MQTT bridge reports offline: explains every zigbee2mqtt device),
+  ``lorawan_gateway_silent`` (a LoRaWAN gateway id absent from all uplinks for
+  ``lorawan_gateway_silent_s``: explains devices last heard only through silent gateways),
+  ``compound_offline`` / ``building_offline`` (at least ``group_min_devices`` and
+  ``group_fraction`` of the compound's/building's devices with a liveness check went offline
+  within ``group_window_s``). When a group forms, members' open ``device_offline`` incidents
+  are auto-cleared with reason ``grouped`` and the devices are added to the group incident.
+- After a wall-clock step, ``silent`` marks are not trusted: the hold becomes the device's full
+  expected interval, so a live device proves itself before anything is raised.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from gateway import incidents as inc
+from gateway.pipeline import Resolved, StatusChange
+from gateway.rules.base import Ctx, Dev, Facts, state_get, state_set, timer_arm, timer_cancel
+
+if TYPE_CHECKING:
+    from gateway.rules.engine import RuleEngine
+
+TYPE = "device_offline"
+
+
+def _offline(ctx: Ctx) -> dict[str, int]:
+    off = ctx.cache.get("offline")
+    if off is None:
+        off = {d: int(t or 0) for d, t in ctx.conn.execute("SELECT device_id, online_changed_ms FROM devices"
+                                                           " WHERE online=0")}
+        ctx.cache["offline"] = off
+    return off
+
+
+def _open_id(ctx: Ctx, key: str) -> str | None:
+    row = ctx.conn.execute("SELECT id FROM incidents WHERE open_key=?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def on_status(eng: RuleEngine, ctx: Ctx, ch: StatusChange) -> None:
+    if ch.device_id.startswith("bridge:"):
+        key = f"group|bridge|{ch.device_id}"
+        if not ch.online:
+            eng.raise_(ctx, inc.Trigger(
+                key=key, category="device_health", type="bridge_offline", severity="major", ts_ms=ch.ts_ms,
+                devices=[ch.device_id], detail={"cause": "zigbee2mqtt_bridge", "bridge": ch.device_id},
+            ))
+        else:
+            eng.clear(ctx, key, ch.ts_ms, "bridge_online", hold_s=0)
+        return
+    dev = eng.devices.get(ch.device_id)
+    if dev is None:
+        return
+    ctx.cache.pop("offline", None)
+    tkey = f"offline|{dev.id}"
+    if ch.online:
+        timer_cancel(ctx.conn, tkey)
+        eng.clear(ctx, eng.key(dev.id, TYPE), ch.ts_ms, "back_online")
+        _group_recovery(eng, ctx, dev, ch.ts_ms)
+        return
+    hold = eng.settings.offline_hold_s * 1000
+    if ch.reason == "silent" and ctx.now < eng.suspect_until and dev.expected_interval_s:
+        hold = max(hold, int(dev.expected_interval_s * 1000))
+    timer_arm(ctx.conn, tkey, "offline", ctx.now + hold, ctx.now, {"since": ch.ts_ms, "reason": ch.reason},
+              replace=True)
+    _check_groups(eng, ctx, dev)
+
+
+def _need(eng: RuleEngine, members: list[str]) -> int:
+    return max(eng.settings.group_min_devices, math.ceil(eng.settings.group_fraction * len(members)))
+
+
+def _levels(eng: RuleEngine, dev: Dev) -> list[tuple[str, str, list[str]]]:
+    out = []
+    if dev.loc.compound and dev.loc.compound in eng.compound_members:
+        out.append(("compound", dev.loc.compound, eng.compound_members[dev.loc.compound]))
+    if dev.loc.building and dev.loc.building in eng.building_members:
+        out.append(("building", dev.loc.building, eng.building_members[dev.loc.building]))
+    return out
+
+
+def _check_groups(eng: RuleEngine, ctx: Ctx, dev: Dev) -> str | None:
+    """Form (or extend) a compound/building group; returns the group incident covering dev."""
+    off = _offline(ctx)
+    win = eng.settings.group_window_s * 1000
+    for level, gid, members in _levels(eng, dev):
+        if len(members) < eng.settings.group_min_devices:
+            continue
+        key = f"group|{level}|{gid}"
+        gid_open = _open_id(ctx, key)
+        if gid_open is not None:
+            if dev.id in off:
+                eng.incidents.add_devices(ctx.conn, ctx.result, gid_open, [dev.id], ctx.now, ctx.now)
+                _fold(eng, ctx, [dev.id], gid_open)
+            return gid_open
+        recent = [m for m in members if m in off and off[m] >= ctx.now - win]
+        if len(recent) < _need(eng, members):
+            continue
+        sample = eng.devices[recent[0]].loc
+        loc = inc.Location(grid=sample.grid if level == "building" else None, compound=sample.compound,
+                           building=gid if level == "building" else None)
+        raised = eng.raise_(ctx, inc.Trigger(
+            key=key, category="device_health", type=f"{level}_offline", severity="major", ts_ms=ctx.now,
+            devices=recent, location=loc,
+            detail={"cause": level, level: gid, "offline": len(recent), "of": len(members)},
+        ))
+        if raised is not None:
+            _fold(eng, ctx, recent, raised.incident_id)
+            return raised.incident_id
+    return None
+
+
+def _fold(eng: RuleEngine, ctx: Ctx, devices: list[str], group_id: str) -> None:
+    for d in devices:
+        timer_cancel(ctx.conn, f"offline|{d}")
+        key = eng.key(d, TYPE)
+        if _open_id(ctx, key) is not None:
+            eng.incidents.auto_clear(ctx.conn, ctx.result, key, ctx.now, f"grouped:{group_id}", ctx.now)
+
+
+def _group_recovery(eng: RuleEngine, ctx: Ctx, dev: Dev, ts: int) -> None:
+    off = _offline(ctx)
+    for level, gid, members in _levels(eng, dev):
+        key = f"group|{level}|{gid}"
+        if eng.is_open(ctx, key) and sum(1 for m in members if m in off) < _need(eng, members):
+            eng.clear(ctx, key, ts, "devices_back_online")
+
+
+def _explained_by(eng: RuleEngine, ctx: Ctx, dev: Dev) -> str | None:
+    c = ctx.conn
+    if dev.driver == "zigbee2mqtt":
+        row = c.execute(
+            "SELECT id FROM incidents WHERE open_key >= 'group|bridge|' AND open_key < 'group|bridge}' LIMIT 1"
+        ).fetchone()
+        if row is not None:
+            return str(row[0])
+    if dev.driver == "chirpstack":
+        gws = state_get(c, f"ldev|{dev.id}") or []
+        ids = [_open_id(ctx, f"group|lorawan|{gw}") for gw in gws]
+        if ids and all(ids):
+            return ids[0]
+    for level, gid, _members in _levels(eng, dev):
+        found = _open_id(ctx, f"group|{level}|{gid}")
+        if found is not None:
+            return found
+    return None
+
+
+def fire(eng: RuleEngine, ctx: Ctx, dev_id: str, due: int, data: dict[str, Any]) -> None:
+    dev = eng.devices.get(dev_id)
+    if dev is None:
+        return
+    row = ctx.conn.execute("SELECT online FROM devices WHERE device_id=?", (dev_id,)).fetchone()
+    if row is None or row[0] != 0:
+        return  # back online meanwhile
+    group = _explained_by(eng, ctx, dev) or _check_groups(eng, ctx, dev)
+    if group is not None:
+        eng.incidents.add_devices(ctx.conn, ctx.result, group, [dev.id], due, ctx.now)
+        return
+    trig = eng.trigger(dev, TYPE, "device_health", "major" if dev.life_safety else "minor", None,
+                       int(data.get("since", due)), reason=data.get("reason"),
+                       expected_interval_s=dev.expected_interval_s)
+    eng.raise_(ctx, trig)
+
+
+# --- LoRaWAN gateways ----------------------------------------------------------------------------
+def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts) -> None:
+    if dev.driver != "chirpstack":
+        return
+    gws = res.reading.meta.get("gateway_ids")
+    if not isinstance(gws, list) or not gws:
+        return
+    for gw in gws:
+        gw = str(gw)
+        eng.lgw_seen[gw] = max(eng.lgw_seen.get(gw, 0), res.rx_ms)
+        if res.rx_ms - eng.lgw_written.get(gw, 0) >= 60_000:
+            state_set(ctx.conn, f"lgw|{gw}", eng.lgw_seen[gw], ctx.now)
+            eng.lgw_written[gw] = eng.lgw_seen[gw]
+        eng.clear(ctx, f"group|lorawan|{gw}", res.rx_ms, "gateway_heard", hold_s=0)
+    t = tuple(sorted(str(g) for g in gws))
+    if eng.ldev_written.get(dev.id) != t:
+        state_set(ctx.conn, f"ldev|{dev.id}", list(t), ctx.now)
+        eng.ldev_written[dev.id] = t
+
+
+def check_lorawan(eng: RuleEngine, ctx: Ctx) -> None:
+    if eng.detector.mono() - eng.boot_mono < eng.settings.startup_grace_s * 1000:
+        return
+    limit = eng.settings.lorawan_gateway_silent_s * 1000
+    for gw, seen in list(eng.lgw_seen.items()):
+        if ctx.now - seen <= limit:
+            continue
+        key = f"group|lorawan|{gw}"
+        if eng.is_open(ctx, key):
+            continue
+        served = [d for d, g in eng.ldev_written.items() if gw in g]
+        raised = eng.raise_(ctx, inc.Trigger(
+            key=key, category="device_health", type="lorawan_gateway_silent", severity="major", ts_ms=ctx.now,
+            devices=[f"lorawan:{gw}"],
+            detail={"cause": "lorawan_gateway", "gateway": gw, "last_seen_ms": seen, "serves": len(served)},
+        ))
+        if raised is not None:
+            off = _offline(ctx)
+            _fold(eng, ctx, [d for d in served if d in off], raised.incident_id)
