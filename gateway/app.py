@@ -53,12 +53,13 @@ class Gateway:
         store_path: str | Path | None = None,
         processors: list[Processor] | None = None,
         settings: MqttSettings | None = None,
+        quota: st.Quota | None = None,
     ) -> None:
         self.cfg = cfg
         self.store_path = Path(store_path or cfg.store.path)
         self.store = st.Store(
             self.store_path,
-            st.Quota(cfg.store.quota_mb * 1024 * 1024, cfg.store.reserve_mb * 1024 * 1024),
+            quota or st.Quota(cfg.store.quota_mb * 1024 * 1024, cfg.store.reserve_mb * 1024 * 1024),
         )
         self.store.conn.execute("BEGIN IMMEDIATE")
         self.config_rev = self.store.config_rev_id(cfg.revision, cfg.version)

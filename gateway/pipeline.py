@@ -321,7 +321,9 @@ class Pipeline:
         finally:
             if session == LIFE_SAFETY:
                 self.store.set_page_limit(life_safety=False)
-        if self.store_full or self.last_commit_error:
+        if (self.store_full and session == TELEMETRY) or (self.last_commit_error and not self.store_full):
+            # Only a telemetry commit proves the soft quota has room again; a life-safety commit
+            # may have used the reserve.
             self.store_full = False
             self.last_commit_error = None
             log.warning("store accepts writes again")
@@ -421,6 +423,10 @@ class Pipeline:
                 self._dead(item, None, "oversized", f"payload is {len(payload)} bytes; the limit is {self.max_payload}")
             )
             return
+        if item.session == TELEMETRY and routing.safety_filters and routing.is_safety_topic(item.topic):
+            # Both sessions receive this topic; the life-safety session stores it.
+            buf.counters["left_to_safety_session"] += 1
+            return
         spec = routing.driver_for(item.topic)
         if spec is None:
             buf.dead.append(self._dead(item, None, "no_driver", "no ingest source matches this topic"))
@@ -455,14 +461,6 @@ class Pipeline:
                 else:
                     buf.counters["unconfigured_messages"] += 1
                     buf.unconf[(spec.name, r.device)] = (item.topic, item.rx_ms, r.values)
-                continue
-            if (
-                item.session == TELEMETRY
-                and dev.safety_filters
-                and any(_matches(f, item.topic) for f in dev.safety_filters)
-            ):
-                # The life-safety session stores this one; both sessions receive it.
-                buf.counters["left_to_safety_session"] += 1
                 continue
             ts, fl = self._timestamp(r, item.rx_ms)
             fl |= flags
@@ -693,14 +691,6 @@ class Pipeline:
     def never_seen_silent(self) -> list[str]:
         """Devices configured but never heard from (the API lists them for installers)."""
         return [d for d in self.routing.by_id if d not in self._last_seen]
-
-
-def _matches(filter_: str, topic: str) -> bool:
-    if "+" not in filter_ and "#" not in filter_:
-        return filter_ == topic
-    from paho.mqtt.client import topic_matches_sub
-
-    return bool(topic_matches_sub(filter_, topic))
 
 
 def _dumps(values: Any) -> str:

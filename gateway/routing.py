@@ -73,6 +73,8 @@ class Routing:
     aliases: dict[tuple[str, str], str]  # (driver, alias) -> address
     by_id: dict[str, DeviceInfo] = field(default_factory=dict)
     _topic_cache: dict[str, DriverSpec | None] = field(default_factory=dict)
+    _safety_cache: dict[str, bool] = field(default_factory=dict)
+    _safety_filters: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.by_id = {d.id: d for d in self.devices.values()}
@@ -83,7 +85,9 @@ class Routing:
 
     @property
     def safety_filters(self) -> list[str]:
-        return list(dict.fromkeys(f for d in self.devices.values() for f in d.safety_filters))
+        if self._safety_filters is None:
+            self._safety_filters = list(dict.fromkeys(f for d in self.devices.values() for f in d.safety_filters))
+        return self._safety_filters
 
     def driver_for(self, topic: str) -> DriverSpec | None:
         try:
@@ -98,6 +102,18 @@ class Routing:
         if len(self._topic_cache) > 50_000:  # bound memory against topic spraying
             self._topic_cache.clear()
         self._topic_cache[topic] = found
+        return found
+
+    def is_safety_topic(self, topic: str) -> bool:
+        """True when the life-safety session subscribes to this topic (it stores those messages)."""
+        try:
+            return self._safety_cache[topic]
+        except KeyError:
+            pass
+        found = any(topic_matches_sub(f, topic) for f in self.safety_filters)
+        if len(self._safety_cache) > 50_000:
+            self._safety_cache.clear()
+        self._safety_cache[topic] = found
         return found
 
     def resolve(self, driver: str, device: str) -> DeviceInfo | None:
