@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import queue
 import sqlite3
 import threading
@@ -173,6 +172,7 @@ class Pipeline:
         self._next_tick = 0.0
         self._dead_letters_since_trim = 0
         self._events: queue.SimpleQueue[tuple[str, str, dict[str, Any]]] = queue.SimpleQueue()
+        self._dirty: dict[str, tuple[int, float | None]] = {}  # device rows to write at the next tick
         self._calls: queue.SimpleQueue[tuple[Callable[..., Any], Future[Any]]] = queue.SimpleQueue()
         self._load_state()
 
@@ -201,7 +201,8 @@ class Pipeline:
     # --- producer side (paho network threads) --------------------------------------------------
     def submit(self, item: Inbound) -> None:
         (self._q_safety if item.session == LIFE_SAFETY else self._q_tele).put(item)
-        self._wake.set()
+        if not self._wake.is_set():  # Event.set takes a lock; most calls find it already set
+            self._wake.set()
 
     def call(self, fn: Callable[[sqlite3.Connection, BatchResult, int], Any]) -> Future[Any]:
         """Run ``fn(conn, result, now_ms)`` in its own transaction on the pipeline thread.
@@ -246,6 +247,7 @@ class Pipeline:
             self._wake.clear()
             self.run_once()
         self.run_once()  # drain what arrived before stop
+        self._tick()  # and write the coalesced device rows
 
     def run_once(self) -> None:
         """Process everything queued right now (public for in-process tests)."""
@@ -491,15 +493,14 @@ class Pipeline:
                 rows,
             )
         if touched:
-            c.executemany(
-                "UPDATE devices SET last_seen_ms=?, last_values=?, online=?, battery=coalesce(?, battery),"
-                " online_reason=coalesce(?, online_reason), online_changed_ms=coalesce(?, online_changed_ms),"
-                " config_rev=? WHERE device_id=?",
-                [
-                    (rx, _dumps(self._values[d]), self._online.get(d), bat, *self._change_cols(d, result), rev, d)
-                    for d, (rx, bat) in touched.items()
-                ],
-            )
+            # Devices whose online state changed are written now; the rest (last seen, values,
+            # battery) are coalesced into one write a second by _tick: a device reporting 5 times a
+            # second then costs one UPDATE, and a crash loses at most a second of "last seen".
+            changed = {ch.device_id for ch in result.status_changes}
+            for d, tb in touched.items():
+                if d not in changed:
+                    self._dirty[d] = tb
+            self._write_devices(c, [(d, tb) for d, tb in touched.items() if d in changed], result)
         if unconf:
             c.executemany(
                 "INSERT INTO unconfigured(driver, address, first_seen_ms, last_seen_ms, count, last_topic, sample)"
@@ -514,8 +515,8 @@ class Pipeline:
                 " config_rev) VALUES (?,?,?,?,?,?,?,?)",
                 dead,
             )
-            for d in dead:
-                counters[f"dead_letters.{d[3]}"] += 1
+            for letter in dead:
+                counters[f"dead_letters.{letter[3]}"] += 1
             self._dead_letters_since_trim += len(dead)
             if self._dead_letters_since_trim > 500:
                 self._dead_letters_since_trim = 0
@@ -550,6 +551,29 @@ class Pipeline:
         for p in self.processors:
             p.after(c, result, now)
         c.execute("COMMIT")
+
+    def _write_devices(
+        self, c: sqlite3.Connection, items: list[tuple[str, tuple[int, float | None]]], result: BatchResult | None
+    ) -> None:
+        if not items:
+            return
+        c.executemany(
+            "UPDATE devices SET last_seen_ms=?, last_values=?, online=?, battery=coalesce(?, battery),"
+            " online_reason=coalesce(?, online_reason), online_changed_ms=coalesce(?, online_changed_ms),"
+            " config_rev=? WHERE device_id=?",
+            [
+                (
+                    rx,
+                    _dumps(self._values.get(d, {})),
+                    self._online.get(d),
+                    bat,
+                    *(self._change_cols(d, result) if result else (None, None)),
+                    self.config_rev,
+                    d,
+                )
+                for d, (rx, bat) in items
+            ],
+        )
 
     # --- helpers ---------------------------------------------------------------------------------
     def _dead(self, item: Inbound, driver: str | None, reason: str, detail: str) -> tuple[Any, ...]:
@@ -637,6 +661,7 @@ class Pipeline:
         result = BatchResult()
         silent: list[tuple[str, int]] = []
         events: list[tuple[str, str, dict[str, Any]]] = []
+        dirty: dict[str, tuple[int, float | None]] = {}
         for dev in self.routing.by_id.values():
             if self._online.get(dev.id) == 0:
                 continue
@@ -647,6 +672,8 @@ class Pipeline:
             self.faults.check()
             c = self.conn
             c.execute("BEGIN IMMEDIATE")
+            dirty, self._dirty = self._dirty, {}
+            self._write_devices(c, list(dirty.items()), None)
             for dev_id, _last in silent:
                 self._online[dev_id] = 0
                 result.status_changes.append(StatusChange(dev_id, False, "silent", now))
@@ -676,6 +703,7 @@ class Pipeline:
                 self._online[ch.device_id] = 1
             for ev in events:
                 self._events.put(ev)
+            self._dirty = {**dirty, **self._dirty}
             return
         if (result.status_changes or result.notices) and self.on_commit is not None:
             self.on_commit(result)
@@ -693,11 +721,9 @@ class Pipeline:
         return [d for d in self.routing.by_id if d not in self._last_seen]
 
 
-def _dumps(values: Any) -> str:
-    return json.dumps(values, separators=(",", ":"), ensure_ascii=False, default=_json_default, allow_nan=True)
-
-
 def _json_default(o: Any) -> Any:
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
     return str(o)
+
+
+# One encoder for the hot path: json.dumps with non-default options builds a new encoder per call.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default).encode

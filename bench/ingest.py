@@ -1,0 +1,244 @@
+"""Ingest benchmark: the whole pipeline against a bare paho subscriber, in one run.
+
+    .venv/bin/python bench/ingest.py [--messages N] [--devices 1000]
+
+1. Starts a private Mosquitto with deploy/mosquitto.conf (persistence, queues, in-flight 1000).
+2. Ceiling: a bare paho-mqtt 2 subscriber process (QoS 1, persistent session, automatic
+   acknowledgement, only counts) while a separate publisher process sends N messages.
+3. Gateway: the full pipeline (drivers, routing, group commit with synchronous=FULL, PUBACK after
+   commit, rule processors as wired in gateway.app.Gateway) in its own process, with the same
+   publisher sending the same N messages.
+Throughput is messages / (last commit - first commit) on the consumer side, for both. Latency
+is publish -> commit of every message: one publisher and one session keep MQTT's order, so the
+k-th committed message is the k-th published one. RSS is the gateway process's peak (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def vm_hwm_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def make_messages(site: Path, n: int, seed: int = 7) -> list[tuple[str, bytes]]:
+    from edge_config import load_config
+    from gateway import traffic
+
+    devs = traffic.sim_devices(load_config(site))
+    rng = random.Random(seed)
+    return [traffic.telemetry(rng.choice(devs), rng) for _ in range(n)]
+
+
+def publisher(port: int, messages: list[tuple[str, bytes]], go: Connection, out: Connection) -> None:
+    """Publish everything QoS 1 as fast as the broker takes it; report send times and PUBACKs."""
+    import threading
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    acked = 0
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def on_publish(c: object, u: object, mid: int, rc: object, p: object) -> None:
+        nonlocal acked
+        with lock:
+            acked += 1
+            if acked == len(messages):
+                done.set()
+
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}", clean_session=True)
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    c.on_publish = on_publish
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    go.recv()
+    sent = []
+    for topic, payload in messages:
+        sent.append(time.time())
+        c.publish(topic, payload, qos=1)
+    done.wait(600)
+    c.disconnect()
+    c.loop_stop()
+    out.send((sent, acked))
+
+
+def bare_subscriber(port: int, topics: list[str], expect: int, ready: Connection, out: Connection) -> None:
+    """The ceiling: paho-mqtt, QoS 1, persistent session, automatic acknowledgement, counts only."""
+    import threading
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    count = 0
+    first = last = 0.0
+    done = threading.Event()
+
+    def on_message(c: object, u: object, msg: object) -> None:
+        nonlocal count, first, last
+        count += 1
+        now = time.time()
+        if count == 1:
+            first = now
+        last = now
+        if count >= expect:
+            done.set()
+
+    def on_connect(c: paho.Client, u: object, f: object, rc: object, p: object) -> None:
+        c.subscribe([(t, 1) for t in topics])
+
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare", clean_session=False)
+    c.on_message = on_message
+    c.on_connect = on_connect
+    c.on_subscribe = lambda *a: ready.send("ready")
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    done.wait(600)
+    c.disconnect()
+    c.loop_stop()
+    out.send((count, first, last, vm_hwm_mb()))
+
+
+def gateway_proc(site: str, expect: int, ready: Connection, out: Connection) -> None:
+    """The full gateway pipeline in its own process; reports commit times and peak RSS."""
+    from edge_config import load_config
+    from gateway.app import Gateway
+    from gateway.pipeline import BatchResult
+
+    cfg = load_config(site)
+    gw = Gateway(cfg)
+    commits: list[tuple[float, int]] = []
+    total = 0
+
+    def on_commit(r: BatchResult) -> None:
+        nonlocal total
+        if r.committed:
+            total += r.committed
+            commits.append((time.time(), total))
+
+    gw.add_listener(on_commit)
+    gw.start()
+    deadline = time.time() + 20
+    while not gw.broker_connected and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # subscriptions acknowledged
+    ready.send("ready")
+    deadline = time.time() + 600
+    while total < expect and time.time() < deadline:
+        time.sleep(0.05)
+    gw.stop()
+    out.send((commits, total, vm_hwm_mb()))
+
+
+def stored_count(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def run_phase(ctx: mp.context.SpawnContext, target: object, args: tuple, port: int,  # type: ignore[type-arg]
+              messages: list[tuple[str, bytes]]) -> tuple[object, list[float], int]:
+    ready_r, ready_w = ctx.Pipe(duplex=False)
+    out_r, out_w = ctx.Pipe(duplex=False)
+    consumer = ctx.Process(target=target, args=(*args, ready_w, out_w))  # type: ignore[arg-type]
+    consumer.start()
+    if not ready_r.poll(60):
+        raise SystemExit("consumer did not get ready")
+    ready_r.recv()
+    go_r, go_w = ctx.Pipe(duplex=False)
+    pout_r, pout_w = ctx.Pipe(duplex=False)
+    pub = ctx.Process(target=publisher, args=(port, messages, go_r, pout_w))
+    pub.start()
+    time.sleep(0.5)
+    go_w.send("go")
+    sent, acked = pout_r.recv()
+    result = out_r.recv()
+    pub.join()
+    consumer.join()
+    return result, sent, acked
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--devices", type=int, default=1000)
+    args = ap.parse_args()
+
+    from bench._site import write_bench_site
+    from gateway.mosquitto import Mosquitto
+
+    ctx = mp.get_context("spawn")
+    n = args.messages
+    per = args.devices // 10
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        work = Path(tmp)
+        broker = Mosquitto(work / "broker").start()
+        try:
+            site = write_bench_site(work, broker.port, zigbee=per * 4, lorawan=per * 3, native=per * 3)
+            messages = make_messages(site, n)
+            topics = ["zigbee2mqtt/#", "application/+/device/+/event/up", "edge/v1/devices/+/+"]
+            print(f"site: {args.devices} devices; {n} messages, mixed Zigbee2MQTT / ChirpStack / native", flush=True)
+
+            (count, first, last, bare_rss), _sent, bare_acked = run_phase(  # type: ignore[misc]
+                ctx, bare_subscriber, (broker.port, topics, n), broker.port, messages
+            )
+            ceiling = (count - 1) / (last - first) if last > first else 0.0
+            print(f"ceiling: bare paho subscriber received {count} of {n} (publisher got {bare_acked} PUBACKs), "
+                  f"{ceiling:,.0f} msg/s, rss {bare_rss:.1f} MB", flush=True)
+
+            (commits, total, rss), sent, acked = run_phase(  # type: ignore[misc]
+                ctx, gateway_proc, (str(site), n), broker.port, messages
+            )
+            t_first, t_last = commits[0][0], commits[-1][0]
+            first_batch = commits[0][1]
+            rate = (total - first_batch) / (t_last - t_first) if t_last > t_first else 0.0
+            # publish -> commit latency of every message
+            lat = []
+            k = 0
+            for t_commit, cum in commits:
+                while k < cum and k < len(sent):
+                    lat.append((t_commit - sent[k]) * 1000)
+                    k += 1
+            lat.sort()
+            p50 = statistics.median(lat)
+            p99 = lat[int(len(lat) * 0.99) - 1]
+            stored = stored_count(work / "gateway.db")
+            lost = acked - stored
+            print(f"gateway: publisher got {acked} PUBACKs of {n}; gateway committed {total}; found stored {stored}",
+                  flush=True)
+            print(f"gateway: {rate:,.0f} msg/s over {len(commits)} commits "
+                  f"(mean {total / len(commits):.0f} msgs/commit), p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+                  f"peak rss {rss:.1f} MB", flush=True)
+            ratio = rate / ceiling if ceiling else 0.0
+            print(
+                f"RESULT ingest_msgs_per_s={rate:.0f} ceiling_msgs_per_s={ceiling:.0f} ratio={ratio:.2f} "
+                f"p99_commit_ms={p99:.1f} rss_mb={rss:.1f} lost={max(lost, 0)}"
+            )
+        finally:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()
