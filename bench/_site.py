@@ -55,11 +55,16 @@ def write_bench_site(
         for i in range(20)
     )
     spaces = "\n".join(f"        - {{id: s{i:04d}, kind: normal, max_stay_min: 600}}" for i in range(lorawan))
-    residents = "residents:\n" + "\n".join(
-        f"  - {{id: r{i:04d}, name: 老人{i}, building: b{i % 20}, unit: u1, eldercare_worker: ec1,"
-        f" consent: {{given: true, date: 2026-01-05, recorded_by: ec1}}}}"
-        for i in range(sos)
-    ) if sos else "residents: []"
+    residents = (
+        "residents:\n"
+        + "\n".join(
+            f"  - {{id: r{i:04d}, name: 老人{i}, building: b{i % 20}, unit: u1, eldercare_worker: ec1,"
+            f" consent: {{given: true, date: 2026-01-05, recorded_by: ec1}}}}"
+            for i in range(sos)
+        )
+        if sos
+        else "residents: []"
+    )
     devs: list[str] = []
     for i in range(zigbee):
         devs.append(

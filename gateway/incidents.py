@@ -321,7 +321,13 @@ class IncidentStore:
 
     # --- changes -------------------------------------------------------------------------------
     def set_severity(
-        self, conn: sqlite3.Connection, result: Any, incident_id: str, severity: str, reason: str, ts_ms: int,
+        self,
+        conn: sqlite3.Connection,
+        result: Any,
+        incident_id: str,
+        severity: str,
+        reason: str,
+        ts_ms: int,
         now_ms: int,
     ) -> bool:
         row = conn.execute("SELECT severity FROM incidents WHERE id=?", (incident_id,)).fetchone()
@@ -372,9 +378,7 @@ class IncidentStore:
             "UPDATE incidents SET auto_cleared_ms=?, cleared_reason=?, updated_ms=? WHERE id=?",
             (ts_ms, reason, now_ms, incident_id),
         )
-        self.append_event(
-            conn, result, incident_id, "auto_cleared", ts_ms, {"reason": reason, "resolved": resolve}
-        )
+        self.append_event(conn, result, incident_id, "auto_cleared", ts_ms, {"reason": reason, "resolved": resolve})
         if resolve:
             self.transition(conn, result, incident_id, "resolved", ts_ms, now_ms, data={"reason": reason})
         return incident_id

@@ -96,10 +96,10 @@ def timer_arm(
     replace: bool = False,
 ) -> bool:
     """Arm a timer; an armed one is kept (its start time matters) unless ``replace``."""
-    sql = (
-        "INSERT INTO timers(key, rule, due_ms, armed_ms, data) VALUES (?,?,?,?,?) ON CONFLICT(key) DO "
-        + ("UPDATE SET rule=excluded.rule, due_ms=excluded.due_ms, armed_ms=excluded.armed_ms, data=excluded.data"
-           if replace else "NOTHING")
+    sql = "INSERT INTO timers(key, rule, due_ms, armed_ms, data) VALUES (?,?,?,?,?) ON CONFLICT(key) DO " + (
+        "UPDATE SET rule=excluded.rule, due_ms=excluded.due_ms, armed_ms=excluded.armed_ms, data=excluded.data"
+        if replace
+        else "NOTHING"
     )
     cur = conn.execute(sql, (key, rule, due_ms, now, _dumps(dict(data or {}))))
     return cur.rowcount > 0

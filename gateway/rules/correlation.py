@@ -24,8 +24,14 @@ DOOR_TYPES = frozenset({"exit_door_contact", "door_contact"})
 
 
 def on_fall(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved) -> None:
-    timer_arm(ctx.conn, f"fallchk|{dev.id}", "fallchk", res.ts_ms + eng.settings.fall_no_motion_s * 1000, ctx.now,
-              {"fall_ms": res.ts_ms, "resident": dev.resident_id})
+    timer_arm(
+        ctx.conn,
+        f"fallchk|{dev.id}",
+        "fallchk",
+        res.ts_ms + eng.settings.fall_no_motion_s * 1000,
+        ctx.now,
+        {"fall_ms": res.ts_ms, "resident": dev.resident_id},
+    )
 
 
 def fire_fall(eng: RuleEngine, ctx: Ctx, dev_id: str, due: int, data: dict[str, Any]) -> None:
@@ -42,8 +48,10 @@ def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts)
                 timer_cancel(ctx.conn, f"fallchk|{other}")
     if facts.door_opened and rid is not None and dev.type in DOOR_TYPES:
         r = eng.cfg.resident(rid)
-        if r is not None and "dementia" in r.flags and not in_window(
-            res.ts_ms, eng.tz, r.active_hours.start, r.active_hours.end
+        if (
+            r is not None
+            and "dementia" in r.flags
+            and not in_window(res.ts_ms, eng.tz, r.active_hours.start, r.active_hours.end)
         ):
             trig = eng.trigger(dev, "wandering", "eldercare", "critical", res, res.ts_ms)
             trig.key = f"resident|{rid}|wandering"
@@ -57,6 +65,14 @@ def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts)
         state_set(ctx.conn, skey, times, ctx.now)
         key = eng.key(dev.id, "suspected_intrusion")
         if len(times) >= s.access_denied_max or eng.is_open(ctx, key):
-            trig = eng.trigger(dev, "suspected_intrusion", "security", "major", res, res.ts_ms,
-                               denied_in_window=len(times), window_s=s.access_denied_window_s)
+            trig = eng.trigger(
+                dev,
+                "suspected_intrusion",
+                "security",
+                "major",
+                res,
+                res.ts_ms,
+                denied_in_window=len(times),
+                window_s=s.access_denied_window_s,
+            )
             eng.raise_(ctx, trig, dev)

@@ -38,9 +38,18 @@ def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts)
     if isinstance(contact, bool) and limit_s:
         tkey = f"door|{dev.id}"
         if contact is False:
-            timer_arm(ctx.conn, tkey, "door", res.ts_ms + limit_s * 1000, ctx.now,
-                      {"since": res.ts_ms, "limit_s": limit_s,
-                       "reading": reading_dict(dev.id, res.ts_ms, res.reading.kind, vals)})
+            timer_arm(
+                ctx.conn,
+                tkey,
+                "door",
+                res.ts_ms + limit_s * 1000,
+                ctx.now,
+                {
+                    "since": res.ts_ms,
+                    "limit_s": limit_s,
+                    "reading": reading_dict(dev.id, res.ts_ms, res.reading.kind, vals),
+                },
+            )
         else:
             timer_cancel(ctx.conn, tkey)
             eng.clear(ctx, eng.key(dev.id, "door_held_open"), res.ts_ms, "door_closed")
@@ -50,9 +59,19 @@ def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts)
         limit_min = getattr(dev.settings, field)
         tkey = f"park|{dev.id}"
         if occupied and limit_min:
-            timer_arm(ctx.conn, tkey, "park", res.ts_ms + int(limit_min * 60_000), ctx.now,
-                      {"since": res.ts_ms, "limit_min": limit_min, "type": typ,
-                       "reading": reading_dict(dev.id, res.ts_ms, res.reading.kind, vals)})
+            timer_arm(
+                ctx.conn,
+                tkey,
+                "park",
+                res.ts_ms + int(limit_min * 60_000),
+                ctx.now,
+                {
+                    "since": res.ts_ms,
+                    "limit_min": limit_min,
+                    "type": typ,
+                    "reading": reading_dict(dev.id, res.ts_ms, res.reading.kind, vals),
+                },
+            )
         elif not occupied:
             timer_cancel(ctx.conn, tkey)
             eng.clear(ctx, eng.key(dev.id, typ), res.ts_ms, "vehicle_left")
@@ -62,8 +81,16 @@ def fire_door(eng: RuleEngine, ctx: Ctx, dev_id: str, due: int, data: dict[str, 
     dev = eng.devices.get(dev_id)
     if dev is None:
         return
-    trig = eng.trigger(dev, "door_held_open", dev.category, "minor", None, due,
-                       open_since_ms=data.get("since"), limit_s=data.get("limit_s"))
+    trig = eng.trigger(
+        dev,
+        "door_held_open",
+        dev.category,
+        "minor",
+        None,
+        due,
+        open_since_ms=data.get("since"),
+        limit_s=data.get("limit_s"),
+    )
     trig.reading = data.get("reading")
     eng.raise_(ctx, trig, dev)
 
@@ -73,7 +100,8 @@ def fire_park(eng: RuleEngine, ctx: Ctx, dev_id: str, due: int, data: dict[str, 
     if dev is None or dev.space_kind not in PARKING:
         return
     typ, _field, sev = PARKING[dev.space_kind]
-    trig = eng.trigger(dev, typ, "parking", sev, None, due,
-                       occupied_since_ms=data.get("since"), limit_min=data.get("limit_min"))
+    trig = eng.trigger(
+        dev, typ, "parking", sev, None, due, occupied_since_ms=data.get("since"), limit_min=data.get("limit_min")
+    )
     trig.reading = data.get("reading")
     eng.raise_(ctx, trig, dev)

@@ -69,6 +69,7 @@ class RuleEngine(Processor):
         self._next_lgw_check = 0
         self.errors = 0
         self.suppressed = 0
+        self._isolate = False
 
     # --- configuration -------------------------------------------------------------------------
     def _build(self) -> None:
@@ -95,7 +96,10 @@ class RuleEngine(Processor):
                 compound = c.id if c is not None else compound
             g = cfg.grid_of_building(building) if building else None
             loc = inc.Location(
-                grid=g.id if g else None, compound=compound, building=building, unit=unit,
+                grid=g.id if g else None,
+                compound=compound,
+                building=building,
+                unit=unit,
                 space=d.location.parking_space,
             )
             dev = Dev(
@@ -136,9 +140,7 @@ class RuleEngine(Processor):
     def trigger(
         self, dev: Dev, typ: str, category: str, severity: str, res: Resolved | None, ts_ms: int, **detail: Any
     ) -> inc.Trigger:
-        reading = (
-            reading_dict(dev.id, res.ts_ms, res.reading.kind, res.reading.values) if res is not None else None
-        )
+        reading = reading_dict(dev.id, res.ts_ms, res.reading.kind, res.reading.values) if res is not None else None
         return inc.Trigger(
             key=self.key(dev.id, typ),
             category=category,
@@ -170,17 +172,21 @@ class RuleEngine(Processor):
 
     def clear(self, ctx: Ctx, key: str, ts_ms: int, reason: str, *, hold_s: int | None = None) -> None:
         """The condition behind ``key`` recovered: auto-clear after the hold (flapping guard)."""
-        row = ctx.conn.execute(
-            "SELECT auto_cleared_ms FROM incidents WHERE open_key=?", (key,)
-        ).fetchone()
+        row = ctx.conn.execute("SELECT auto_cleared_ms FROM incidents WHERE open_key=?", (key,)).fetchone()
         if row is None or row[0] is not None:
             return
         hold = self.settings.clear_hold_s if hold_s is None else hold_s
         if hold <= 0:
             self.incidents.auto_clear(ctx.conn, ctx.result, key, ts_ms, reason, ctx.now)
         else:
-            timer_arm(ctx.conn, "clear|" + key, "clear", max(ts_ms, ctx.now) + hold * 1000, ctx.now,
-                      {"reason": reason, "ts_ms": ts_ms})
+            timer_arm(
+                ctx.conn,
+                "clear|" + key,
+                "clear",
+                max(ts_ms, ctx.now) + hold * 1000,
+                ctx.now,
+                {"reason": reason, "ts_ms": ts_ms},
+            )
 
     # --- flapping (memory only: losing it on restart only delays detection) ---------------------
     def _note_change(self, ctx: Ctx, dev: Dev, k: str, value: Any, ts: int) -> None:
@@ -193,12 +199,18 @@ class RuleEngine(Processor):
         q.append(ctx.now)
         if len(q) == q.maxlen and ctx.now - q[0] <= self.settings.flapping_window_s * 1000:
             trig = self.trigger(dev, "sensor_flapping", "device_health", "warning", None, ts, value=k)
-            trig.reading = None
-            self.incidents.raise_or_repeat(ctx.conn, ctx.result, trig, ctx.now)
-            timer_cancel(ctx.conn, "clear|" + trig.key)
+            if not self.is_open(ctx, trig.key):  # one notice, not an event per toggle
+                self.incidents.raise_or_repeat(ctx.conn, ctx.result, trig, ctx.now)
             # Settled = no change for a window: clear then.
-            timer_arm(ctx.conn, "clear|" + trig.key, "clear", ctx.now + self.settings.flapping_window_s * 1000,
-                      ctx.now, {"reason": "settled", "ts_ms": ctx.now}, replace=True)
+            timer_arm(
+                ctx.conn,
+                "clear|" + trig.key,
+                "clear",
+                ctx.now + self.settings.flapping_window_s * 1000,
+                ctx.now,
+                {"reason": "settled", "ts_ms": ctx.now},
+                replace=True,
+            )
 
     def is_flapping(self, dev_id: str, now: int) -> bool:
         win = self.settings.flapping_window_s * 1000
@@ -221,9 +233,7 @@ class RuleEngine(Processor):
         ctx = Ctx(conn, result, now_ms)
         self._guarded(ctx, self._tick, None)
 
-    def _guarded(
-        self, ctx: Ctx, whole: Callable[[Ctx], None], one: Callable[[Ctx, Any], None] | None
-    ) -> None:
+    def _guarded(self, ctx: Ctx, whole: Callable[[Ctx], None], one: Callable[[Ctx, Any], None] | None) -> None:
         conn = ctx.conn
         n_events = len(ctx.result.incident_events)
         conn.execute("SAVEPOINT rules")
@@ -242,6 +252,14 @@ class RuleEngine(Processor):
         if one is None:
             return
         items: list[Any] = [("r", r) for r in ctx.result.resolved] + [("s", s) for s in ctx.result.status_changes]
+        self._isolate = True
+        try:
+            self._run_items(ctx, one, items)
+        finally:
+            self._isolate = False
+
+    def _run_items(self, ctx: Ctx, one: Callable[[Ctx, Any], None], items: list[Any]) -> None:
+        conn = ctx.conn
         for item in items:
             n_events = len(ctx.result.incident_events)
             conn.execute("SAVEPOINT rules_one")
@@ -362,13 +380,24 @@ class RuleEngine(Processor):
         if r.kind not in (STATE, EVENT) or (r.kind == EVENT and res.flags & FLAG_RETAINED):
             return
         facts = self._facts(ctx, dev, res)
-        immediate.on_reading(self, ctx, dev, res, facts)
-        duration.on_reading(self, ctx, dev, res, facts)
-        threshold.on_reading(self, ctx, dev, res, facts)
-        correlation.on_reading(self, ctx, dev, res, facts)
-        schedule.on_reading(self, ctx, dev, res, facts)
-        inactivity.on_reading(self, ctx, dev, res, facts)
-        offline.on_reading(self, ctx, dev, res, facts)
+        for family in (immediate, duration, threshold, correlation, schedule, inactivity, offline):
+            if not self._isolate:
+                family.on_reading(self, ctx, dev, res, facts)
+                continue
+            # Re-run after a failure: each family on its own, so one broken rule loses only itself.
+            n_events = len(ctx.result.incident_events)
+            ctx.conn.execute("SAVEPOINT rules_family")
+            try:
+                family.on_reading(self, ctx, dev, res, facts)
+                ctx.conn.execute("RELEASE rules_family")
+            except sqlite3.Error:
+                raise
+            except Exception:
+                log.exception("rule family %s failed on a reading of %s; skipped", family.__name__, dev.id)
+                ctx.conn.execute("ROLLBACK TO rules_family")
+                ctx.conn.execute("RELEASE rules_family")
+                del ctx.result.incident_events[n_events:]
+                self.errors += 1
 
     def _facts(self, ctx: Ctx, dev: Dev, res: Resolved) -> Facts:
         f = Facts()
@@ -392,11 +421,12 @@ class RuleEngine(Processor):
         return f
 
 
+def _fire_clear(eng: RuleEngine, ctx: Ctx, key: str, due: int, data: dict[str, Any]) -> None:
+    eng.incidents.auto_clear(ctx.conn, ctx.result, key, int(data.get("ts_ms", due)), data.get("reason", ""), ctx.now)
+
+
 _FIRE: dict[str, Callable[[RuleEngine, Ctx, str, int, dict[str, Any]], None]] = {
-    "clear": lambda eng, ctx, key, due, data: (
-        eng.incidents.auto_clear(ctx.conn, ctx.result, key, int(data.get("ts_ms", due)), data.get("reason", ""), ctx.now)
-        and None
-    ),
+    "clear": _fire_clear,
     "door": duration.fire_door,
     "park": duration.fire_park,
     "inact": inactivity.fire,

@@ -39,8 +39,10 @@ TYPE = "device_offline"
 def _offline(ctx: Ctx) -> dict[str, int]:
     off = ctx.cache.get("offline")
     if off is None:
-        off = {d: int(t or 0) for d, t in ctx.conn.execute("SELECT device_id, online_changed_ms FROM devices"
-                                                           " WHERE online=0")}
+        off = {
+            d: int(t or 0)
+            for d, t in ctx.conn.execute("SELECT device_id, online_changed_ms FROM devices WHERE online=0")
+        }
         ctx.cache["offline"] = off
     return off
 
@@ -54,10 +56,18 @@ def on_status(eng: RuleEngine, ctx: Ctx, ch: StatusChange) -> None:
     if ch.device_id.startswith("bridge:"):
         key = f"group|bridge|{ch.device_id}"
         if not ch.online:
-            eng.raise_(ctx, inc.Trigger(
-                key=key, category="device_health", type="bridge_offline", severity="major", ts_ms=ch.ts_ms,
-                devices=[ch.device_id], detail={"cause": "zigbee2mqtt_bridge", "bridge": ch.device_id},
-            ))
+            eng.raise_(
+                ctx,
+                inc.Trigger(
+                    key=key,
+                    category="device_health",
+                    type="bridge_offline",
+                    severity="major",
+                    ts_ms=ch.ts_ms,
+                    devices=[ch.device_id],
+                    detail={"cause": "zigbee2mqtt_bridge", "bridge": ch.device_id},
+                ),
+            )
         else:
             eng.clear(ctx, key, ch.ts_ms, "bridge_online", hold_s=0)
         return
@@ -72,11 +82,14 @@ def on_status(eng: RuleEngine, ctx: Ctx, ch: StatusChange) -> None:
         _group_recovery(eng, ctx, dev, ch.ts_ms)
         return
     hold = eng.settings.offline_hold_s * 1000
-    if ch.reason == "silent" and ctx.now < eng.suspect_until and dev.expected_interval_s:
+    suspect = ch.reason == "silent" and ctx.now < eng.suspect_until
+    if suspect and dev.expected_interval_s:
         hold = max(hold, int(dev.expected_interval_s * 1000))
-    timer_arm(ctx.conn, tkey, "offline", ctx.now + hold, ctx.now, {"since": ch.ts_ms, "reason": ch.reason},
-              replace=True)
-    _check_groups(eng, ctx, dev)
+    timer_arm(
+        ctx.conn, tkey, "offline", ctx.now + hold, ctx.now, {"since": ch.ts_ms, "reason": ch.reason}, replace=True
+    )
+    if not suspect:  # a silence produced by a clock step forms no group; the hold re-checks
+        _check_groups(eng, ctx, dev)
 
 
 def _need(eng: RuleEngine, members: list[str]) -> int:
@@ -110,13 +123,24 @@ def _check_groups(eng: RuleEngine, ctx: Ctx, dev: Dev) -> str | None:
         if len(recent) < _need(eng, members):
             continue
         sample = eng.devices[recent[0]].loc
-        loc = inc.Location(grid=sample.grid if level == "building" else None, compound=sample.compound,
-                           building=gid if level == "building" else None)
-        raised = eng.raise_(ctx, inc.Trigger(
-            key=key, category="device_health", type=f"{level}_offline", severity="major", ts_ms=ctx.now,
-            devices=recent, location=loc,
-            detail={"cause": level, level: gid, "offline": len(recent), "of": len(members)},
-        ))
+        loc = inc.Location(
+            grid=sample.grid if level == "building" else None,
+            compound=sample.compound,
+            building=gid if level == "building" else None,
+        )
+        raised = eng.raise_(
+            ctx,
+            inc.Trigger(
+                key=key,
+                category="device_health",
+                type=f"{level}_offline",
+                severity="major",
+                ts_ms=ctx.now,
+                devices=recent,
+                location=loc,
+                detail={"cause": level, level: gid, "offline": len(recent), "of": len(members)},
+            ),
+        )
         if raised is not None:
             _fold(eng, ctx, recent, raised.incident_id)
             return raised.incident_id
@@ -170,9 +194,16 @@ def fire(eng: RuleEngine, ctx: Ctx, dev_id: str, due: int, data: dict[str, Any])
     if group is not None:
         eng.incidents.add_devices(ctx.conn, ctx.result, group, [dev.id], due, ctx.now)
         return
-    trig = eng.trigger(dev, TYPE, "device_health", "major" if dev.life_safety else "minor", None,
-                       int(data.get("since", due)), reason=data.get("reason"),
-                       expected_interval_s=dev.expected_interval_s)
+    trig = eng.trigger(
+        dev,
+        TYPE,
+        "device_health",
+        "major" if dev.life_safety else "minor",
+        None,
+        int(data.get("since", due)),
+        reason=data.get("reason"),
+        expected_interval_s=dev.expected_interval_s,
+    )
     eng.raise_(ctx, trig)
 
 
@@ -207,11 +238,18 @@ def check_lorawan(eng: RuleEngine, ctx: Ctx) -> None:
         if eng.is_open(ctx, key):
             continue
         served = [d for d, g in eng.ldev_written.items() if gw in g]
-        raised = eng.raise_(ctx, inc.Trigger(
-            key=key, category="device_health", type="lorawan_gateway_silent", severity="major", ts_ms=ctx.now,
-            devices=[f"lorawan:{gw}"],
-            detail={"cause": "lorawan_gateway", "gateway": gw, "last_seen_ms": seen, "serves": len(served)},
-        ))
+        raised = eng.raise_(
+            ctx,
+            inc.Trigger(
+                key=key,
+                category="device_health",
+                type="lorawan_gateway_silent",
+                severity="major",
+                ts_ms=ctx.now,
+                devices=[f"lorawan:{gw}"],
+                detail={"cause": "lorawan_gateway", "gateway": gw, "last_seen_ms": seen, "serves": len(served)},
+            ),
+        )
         if raised is not None:
             off = _offline(ctx)
             _fold(eng, ctx, [d for d in served if d in off], raised.incident_id)

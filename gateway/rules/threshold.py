@@ -56,7 +56,10 @@ def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts)
     low = vals.get("battery_low") is True or (isinstance(battery, int | float) and battery <= low_pct)
     if low:
         if not eng.is_open(ctx, key):
-            eng.raise_(ctx, eng.trigger(dev, "battery_low", "device_health", "warning", res, res.ts_ms,
-                                        threshold_pct=low_pct), dev)
+            eng.raise_(
+                ctx,
+                eng.trigger(dev, "battery_low", "device_health", "warning", res, res.ts_ms, threshold_pct=low_pct),
+                dev,
+            )
     elif isinstance(battery, int | float) and battery >= low_pct + s.battery_clear_margin_pct:
         eng.clear(ctx, key, res.ts_ms, "battery_ok", hold_s=0)
