@@ -280,6 +280,20 @@ class StoreSettings(StrictModel):
         default=16, ge=0, description="MiB of the quota kept free for life-safety messages only; < quota_mb."
     )
     readings_retention_days: int = Field(default=30, ge=1, le=3650, description="Days raw readings are kept.")
+    prune_at_pct: int = Field(
+        default=80,
+        ge=10,
+        le=95,
+        description="When the store fills past this percent of (quota - reserve), the oldest readings are "
+        "deleted (telemetry waiting for sync lives in the outbox, which has its own quota).",
+    )
+    group_commit_ms: int = Field(
+        default=200,
+        ge=0,
+        le=2000,
+        description="Telemetry waits up to this long to share one fsync'd commit with other messages "
+        "(fewer SD-card writes). Life-safety messages never wait.",
+    )
 
     @field_validator("reserve_mb")
     @classmethod

@@ -77,6 +77,9 @@ class Gateway:
             # The rule engine first, so later processors (cloud outbox) see its incident events.
             processors=[RuleEngine(cfg, config_rev=self.config_rev), *(processors or [])],
             on_commit=self._committed,
+            commit_delay_s=cfg.store.group_commit_ms / 1000,
+            retention_ms=cfg.store.readings_retention_days * 86_400_000,
+            prune_at_pct=cfg.store.prune_at_pct,
         )
         # Store-and-forward to the central time-series store (issue 6): appends its outbox processor
         # last (it needs every incident event of the transaction) and owns the sender thread.
