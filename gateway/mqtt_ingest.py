@@ -253,9 +253,10 @@ class MqttSession:
     ) -> None:
         with self._lock:
             self.generation += 1
-            self.connected = False
+            was_connected, self.connected = self.connected, False
         if not self._stopping:
-            self.last_error = f"disconnected: {reason}"
+            if was_connected:  # keep a refusal's own message (bad credentials, ACL) when it failed
+                self.last_error = f"disconnected: {reason}"
             log.warning("mqtt %s disconnected (%s); reconnecting with backoff", self.name, reason)
             self._schedule_backoff()
 

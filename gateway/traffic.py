@@ -81,15 +81,18 @@ def _native_values(dev: SimDevice, rng: random.Random) -> dict[str, Any]:
 def parking_frame(occupied: bool, battery: int, delta: int, temp: int) -> bytes:
     """The documented 5-byte fPort 2 status frame (drivers/parking_codec.py)."""
     flags = 0x01 if occupied else 0x00
-    return bytes([flags, battery & 0xFF]) + int(delta).to_bytes(2, "big", signed=True) + int(temp).to_bytes(
-        1, "big", signed=True
+    return (
+        bytes([flags, battery & 0xFF])
+        + int(delta).to_bytes(2, "big", signed=True)
+        + int(temp).to_bytes(1, "big", signed=True)
     )
 
 
 def _chirpstack_up(dev: SimDevice, rng: random.Random, *, occupied: bool | None = None) -> dict[str, Any]:
     occ = rng.random() < 0.6 if occupied is None else occupied
-    frame = parking_frame(occ, rng.randint(30, 100), rng.randint(400, 900) if occ else rng.randint(-40, 40),
-                          rng.randint(-5, 35))
+    frame = parking_frame(
+        occ, rng.randint(30, 100), rng.randint(400, 900) if occ else rng.randint(-40, 40), rng.randint(-5, 35)
+    )
     return {
         "deduplicationId": str(uuid.UUID(int=rng.getrandbits(128))),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{rng.randint(0, 999999):06d}Z",
@@ -112,11 +115,18 @@ def _chirpstack_up(dev: SimDevice, rng: random.Random, *, occupied: bool | None 
         "confirmed": False,
         "data": base64.b64encode(frame).decode(),
         "rxInfo": [
-            {"gatewayId": "0016c001f1500001", "uplinkId": rng.randint(1, 65535), "rssi": rng.randint(-120, -60),
-             "snr": round(rng.uniform(-10, 10), 1), "context": "AAAAAA=="}
+            {
+                "gatewayId": "0016c001f1500001",
+                "uplinkId": rng.randint(1, 65535),
+                "rssi": rng.randint(-120, -60),
+                "snr": round(rng.uniform(-10, 10), 1),
+                "context": "AAAAAA==",
+            }
         ],
-        "txInfo": {"frequency": 471500000, "modulation": {"lora": {"bandwidth": 125000, "spreadingFactor": 9,
-                                                                      "codeRate": "CR_4_5"}}},
+        "txInfo": {
+            "frequency": 471500000,
+            "modulation": {"lora": {"bandwidth": 125000, "spreadingFactor": 9, "codeRate": "CR_4_5"}},
+        },
     }
 
 
@@ -132,8 +142,13 @@ def telemetry(dev: SimDevice, rng: random.Random) -> tuple[str, bytes]:
 def sos_press(dev: SimDevice, rng: random.Random | None = None) -> tuple[str, bytes]:
     """An SOS / emergency press in the device's own format."""
     if dev.driver == "zigbee2mqtt":
-        return z2m_topic(dev), _j({"action": "emergency", "battery": (rng or random).randint(40, 100),
-                                   "linkquality": (rng or random).randint(30, 200)})
+        return z2m_topic(dev), _j(
+            {
+                "action": "emergency",
+                "battery": (rng or random).randint(40, 100),
+                "linkquality": (rng or random).randint(30, 200),
+            }
+        )
     return native_topic(dev, "event"), _j({"ts": int(time.time() * 1000), "event": "sos"})
 
 

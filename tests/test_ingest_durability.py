@@ -31,12 +31,22 @@ from tests.support import GatewayProcess, TrackedPublisher, count_readings, stor
 
 # 60 ordinary devices across the three drivers (none life-safety, so one session carries all).
 DEVICES = (
-    [(f"door-{i}", "zigbee2mqtt", f"0x00158d00000{i:05x}", f"b1/door{i}", "door_contact",
-      "location: {building: b1}") for i in range(20)]
-    + [(f"park-{i}", "chirpstack", f"70b3d57ed00{i:05x}", None, "parking_sensor",
-        f"location: {{parking_space: p{i:02d}}}") for i in range(20)]
-    + [(f"acc-{i}", "native", f"acc-{i}", None, "access_controller", "location: {building: b2}")
-       for i in range(20)]
+    [
+        (f"door-{i}", "zigbee2mqtt", f"0x00158d00000{i:05x}", f"b1/door{i}", "door_contact", "location: {building: b1}")
+        for i in range(20)
+    ]
+    + [
+        (
+            f"park-{i}",
+            "chirpstack",
+            f"70b3d57ed00{i:05x}",
+            None,
+            "parking_sensor",
+            f"location: {{parking_space: p{i:02d}}}",
+        )
+        for i in range(20)
+    ]
+    + [(f"acc-{i}", "native", f"acc-{i}", None, "access_controller", "location: {building: b2}") for i in range(20)]
 )
 
 
@@ -87,8 +97,9 @@ def site(tmp_path: Path, private_broker: Mosquitto) -> Path:
     return write_site(tmp_path, private_broker.port, devices=DEVICES)
 
 
-def test_gateway_kill9_mid_stream_loses_nothing(tmp_path: Path, private_broker: Mosquitto, site: Path,
-                                                api_port: int) -> None:
+def test_gateway_kill9_mid_stream_loses_nothing(
+    tmp_path: Path, private_broker: Mosquitto, site: Path, api_port: int
+) -> None:
     db = tmp_path / "gateway.db"
     gw = GatewayProcess(site, db, tmp_path, api_port).start()
     messages = make_messages(site, 6000, seed=1)
@@ -161,8 +172,9 @@ def test_commit_failures_then_redelivery_lose_nothing(tmp_path: Path, private_br
     check_exactly_once(site, db, pub)
 
 
-def test_redelivery_after_commit_before_ack_is_not_stored_twice(tmp_path: Path, private_broker: Mosquitto,
-                                                                 site: Path) -> None:
+def test_redelivery_after_commit_before_ack_is_not_stored_twice(
+    tmp_path: Path, private_broker: Mosquitto, site: Path
+) -> None:
     """The crash window between COMMIT and PUBACK: the broker redelivers with DUP set."""
     cfg = load_config(site)
     gw = Gateway(cfg)
@@ -187,8 +199,12 @@ def test_redelivery_after_commit_before_ack_is_not_stored_twice(tmp_path: Path, 
         assert wait_until(lambda: gw.broker_connected, 10)
         with sqlite3.connect(db) as conn:
             assert wait_until(
-                lambda: (conn.execute("SELECT value FROM counters WHERE name='duplicates_skipped'").fetchone()
-                         or (0,))[0] >= 1, 20)
+                lambda: (
+                    (conn.execute("SELECT value FROM counters WHERE name='duplicates_skipped'").fetchone() or (0,))[0]
+                    >= 1
+                ),
+                20,
+            )
     finally:
         gw.stop()
     assert swallowed
@@ -199,8 +215,14 @@ def test_redelivery_after_commit_before_ack_is_not_stored_twice(tmp_path: Path, 
 def test_retained_state_is_old_state_not_a_new_event(tmp_path: Path, private_broker: Mosquitto, site: Path) -> None:
     import paho.mqtt.publish as publish
 
-    publish.single("zigbee2mqtt/b1/door1/availability", json.dumps({"state": "offline"}), qos=1, retain=True,
-                   hostname="127.0.0.1", port=private_broker.port)
+    publish.single(
+        "zigbee2mqtt/b1/door1/availability",
+        json.dumps({"state": "offline"}),
+        qos=1,
+        retain=True,
+        hostname="127.0.0.1",
+        port=private_broker.port,
+    )
     cfg = load_config(site)
     db = Path(cfg.store.path)
     for _ in range(3):  # three starts: the broker replays the retained message on every subscribe

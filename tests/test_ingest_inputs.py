@@ -17,8 +17,14 @@ from gateway.store import Quota
 from tests.conftest import MINI_DEVICES, write_site
 from tests.support import count_readings, wait_until
 
-FOREIGN = ("door-other-gw", "zigbee2mqtt", "0x00158d00000000ff", "b2/door-x", "door_contact",
-           "location: {building: b2}\n    gateway: gw-other")
+FOREIGN = (
+    "door-other-gw",
+    "zigbee2mqtt",
+    "0x00158d00000000ff",
+    "b2/door-x",
+    "door_contact",
+    "location: {building: b2}\n    gateway: gw-other",
+)
 
 
 @pytest.fixture
@@ -52,8 +58,11 @@ BAD = [
     ("zigbee2mqtt/b1/door", b"x" * 70_000, "oversized"),
     ("edge/v1/devices/fall-r1/state", b'{"values": {"presence": null}}', "wrong_type"),
     ("edge/v1/devices/fall-r1/state", b'{"ts": 1}', "missing_field"),
-    ("application/app/device/70b3d57ed0000001/event/up", b'{"deviceInfo": {"devEui": "70b3d57ed0000001"}, '
-     b'"fPort": 2, "data": "!!notbase64"}', "bad_value"),
+    (
+        "application/app/device/70b3d57ed0000001/event/up",
+        b'{"deviceInfo": {"devEui": "70b3d57ed0000001"}, "fPort": 2, "data": "!!notbase64"}',
+        "bad_value",
+    ),
 ]
 
 
@@ -67,8 +76,9 @@ def test_every_bad_input_class_is_dead_lettered_and_ingest_goes_on(running: tupl
     assert wait_until(lambda: count_readings(gw.store_path) >= 1, 10)
     reasons = sorted(r for (r,) in q(gw, "SELECT reason FROM dead_letters"))
     assert reasons == sorted(r for *_, r in BAD)
-    topic, length, excerpt = q(gw, "SELECT topic, payload_len, payload_excerpt FROM dead_letters"
-                                   " WHERE reason='oversized'")[0]
+    topic, length, excerpt = q(
+        gw, "SELECT topic, payload_len, payload_excerpt FROM dead_letters WHERE reason='oversized'"
+    )[0]
     assert topic == "zigbee2mqtt/b1/door" and length == 70_000 and len(excerpt) == 256
     # counters are written once a second
     assert wait_until(lambda: q(gw, "SELECT value FROM counters WHERE name='dead_letters.wrong_type'") == [(2,)], 5)
@@ -88,8 +98,9 @@ def test_unknown_devices_are_listed_for_adoption_and_foreign_ones_ignored(runnin
     pub(broker, "edge/v1/devices/mystery-1/state", json.dumps({"values": {"presence": True}}))
     pub(broker, "zigbee2mqtt/b2/door-x", json.dumps({"contact": True}))  # another gateway's device
     assert wait_until(lambda: len(q(gw, "SELECT 1 FROM unconfigured")) == 2, 10)
-    rows = dict((addr, (count, topic)) for addr, count, topic in
-                q(gw, "SELECT address, count, last_topic FROM unconfigured"))
+    rows = dict(
+        (addr, (count, topic)) for addr, count, topic in q(gw, "SELECT address, count, last_topic FROM unconfigured")
+    )
     assert rows["name:new-sensor"] == (2, "zigbee2mqtt/new-sensor")
     assert rows["mystery-1"][0] == 1
     assert wait_until(lambda: q(gw, "SELECT value FROM counters WHERE name='foreign_device_messages'") == [(1,)], 10)
@@ -116,7 +127,8 @@ def test_availability_both_formats_and_bridge_state(running: tuple[Gateway, Mosq
     pub(broker, "zigbee2mqtt/bridge/state", json.dumps({"state": "offline"}))
     assert wait_until(
         lambda: q(gw, "SELECT online, online_reason FROM devices WHERE device_id LIKE 'bridge:%'") == [(0, "bridge")],
-        10)
+        10,
+    )
 
 
 def test_life_safety_messages_use_their_own_session(running: tuple[Gateway, Mosquitto]) -> None:
@@ -139,8 +151,10 @@ def test_sos_does_not_wait_behind_a_telemetry_backlog(tmp_path: Path, private_br
     gw.start()
     assert wait_until(lambda: gw.broker_connected, 10)
     gw.stop()  # persistent sessions now queue at the broker
-    msgs = [{"topic": "zigbee2mqtt/b1/door", "payload": json.dumps({"contact": i % 2 == 0, "battery": 80}),
-             "qos": 1} for i in range(20_000)]
+    msgs = [
+        {"topic": "zigbee2mqtt/b1/door", "payload": json.dumps({"contact": i % 2 == 0, "battery": 80}), "qos": 1}
+        for i in range(20_000)
+    ]
     publish.multiple(msgs, hostname="127.0.0.1", port=private_broker.port)
     pub(private_broker, "zigbee2mqtt/b1/u1/sos", json.dumps({"action": "emergency"}))
     gw = Gateway(cfg)
@@ -154,17 +168,23 @@ def test_sos_does_not_wait_behind_a_telemetry_backlog(tmp_path: Path, private_br
         gw.stop()
 
 
-def test_store_full_keeps_room_for_life_safety_and_stops_acknowledging(tmp_path: Path,
-                                                                        private_broker: Mosquitto) -> None:
+def test_store_full_keeps_room_for_life_safety_and_stops_acknowledging(
+    tmp_path: Path, private_broker: Mosquitto
+) -> None:
     site = write_site(tmp_path, private_broker.port)
     # A tiny quota so the test fills it quickly: 2 MiB, of which 1 MiB reserved for life safety.
     gw = Gateway(load_config(site), quota=Quota(2 * 1024 * 1024, 1024 * 1024))
     gw.start()
     try:
         assert wait_until(lambda: gw.broker_connected, 10)
-        filler = [{"topic": "zigbee2mqtt/b1/door",
-                   "payload": json.dumps({"contact": True, "battery": 80, "linkquality": i % 255}), "qos": 1}
-                  for i in range(15_000)]
+        filler = [
+            {
+                "topic": "zigbee2mqtt/b1/door",
+                "payload": json.dumps({"contact": True, "battery": 80, "linkquality": i % 255}),
+                "qos": 1,
+            }
+            for i in range(15_000)
+        ]
         publish.multiple(filler, hostname="127.0.0.1", port=private_broker.port)
         assert wait_until(lambda: gw.pipeline.store_full, 30), "telemetry should hit the soft quota"
         stored_before = count_readings(gw.store_path)
@@ -195,8 +215,10 @@ def test_broker_drop_counter_becomes_a_device_health_event(tmp_path: Path, broke
         gw.start()
         assert wait_until(lambda: gw.broker_connected, 10)
         gw.stop()
-        msgs = [{"topic": "zigbee2mqtt/b1/door", "payload": json.dumps({"contact": True, "battery": i % 100}),
-                 "qos": 1} for i in range(600)]
+        msgs = [
+            {"topic": "zigbee2mqtt/b1/door", "payload": json.dumps({"contact": True, "battery": i % 100}), "qos": 1}
+            for i in range(600)
+        ]
         publish.multiple(msgs, hostname="127.0.0.1", port=broker.port)
         gw = Gateway(cfg)
         gw.start()
