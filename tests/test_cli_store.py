@@ -43,7 +43,7 @@ def test_validate_reports_every_error_with_its_line(tmp_path: Path) -> None:
     errors = [e for e in r.stderr.splitlines() if e.startswith(str(site))]
     assert len(errors) >= 3, r.stderr
     for e in errors:
-        path, line, rest = e.split(":", 2)
+        _path, line, rest = e.split(":", 2)
         assert line.isdigit(), e
         key_path, _, message = rest.strip().partition(": ")
         assert key_path and message
