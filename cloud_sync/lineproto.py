@@ -87,27 +87,37 @@ class UniqueMs:
 
     The ns discriminator alone keeps points apart in InfluxDB, but VictoriaMetrics stores
     milliseconds, so two readings of one device within one millisecond would collapse there.
-    A later point of a series that lands on a millisecond already used recently is moved to the
-    next free millisecond (a shift of a few ms at most, decided once when the line is built).
+    A point landing on a millisecond its series already used (remembered for ``window_ms`` behind
+    the newest, at most ``depth`` per series) moves to the next free millisecond, or just after the
+    newest one used. Decided once, when the line is built. The window covers the pipeline's clock
+    skew limit (5 min), so late readings are checked too.
     """
 
-    def __init__(self, depth: int = 8, max_series: int = 200_000) -> None:
+    def __init__(self, window_ms: int = 6 * 60_000, depth: int = 4096, max_series: int = 100_000) -> None:
+        self.window_ms = window_ms
         self.depth = depth
         self.max_series = max_series
-        self._recent: dict[Any, list[int]] = {}
+        self._used: dict[Any, tuple[dict[int, None], list[int]]] = {}
 
     def take(self, key: Any, ms: int) -> int:
-        recent = self._recent.get(key)
-        if recent is None:
-            if len(self._recent) >= self.max_series:
-                self._recent.clear()
-            self._recent[key] = [ms]
+        entry = self._used.get(key)
+        if entry is None:
+            if len(self._used) >= self.max_series:
+                self._used.clear()
+            self._used[key] = ({ms: None}, [ms])
             return ms
-        while ms in recent:
-            ms += 1
-        recent.append(ms)
-        if len(recent) > self.depth:
-            del recent[0]
+        used, last = entry
+        if ms in used:
+            ms = ms + 1 if ms + 1 not in used else last[0] + 1
+        used[ms] = None
+        if ms > last[0]:
+            last[0] = ms
+        floor = last[0] - self.window_ms
+        while used:  # forget the oldest (insertion order) once out of the window or over depth
+            first = next(iter(used))
+            if first >= floor and len(used) <= self.depth:
+                break
+            del used[first]
         return ms
 
 

@@ -52,7 +52,7 @@ _POINT_ERROR = re.compile(
 _LINE_NO = re.compile(r"\bline (\d+)\b")
 _PARSE = "unable to parse '"
 
-Rows = list[tuple[int, str]]
+Rows = list[tuple[Any, ...]]  # (id, line[, prio, bytes])
 
 
 def find_bad_lines(rows: Rows, message: str) -> set[int]:
@@ -60,8 +60,8 @@ def find_bad_lines(rows: Rows, message: str) -> set[int]:
     bad: set[int] = set()
     if _PARSE in message:
         by_line: dict[str, int] = {}
-        for i, (_, line) in enumerate(rows):
-            by_line.setdefault(line, i)
+        for i, r in enumerate(rows):
+            by_line.setdefault(r[1], i)
         start = 0
         while True:
             p = message.find(_PARSE, start)
@@ -111,6 +111,7 @@ class Sender:
         self._live_credit = 0.0
         self._alarm_active = False
         self._persisted_error: tuple[str, float] | None = None
+        self._pool: Any = None
         self.flush = False  # tests/bench: send partial telemetry batches without waiting for their age
         # status (also persisted in meta for other processes)
         self.last_success_ms: int | None = None
@@ -129,6 +130,10 @@ class Sender:
         if self.conn is None:
             self.conn = st.connect(self.store_path)
             self.conn.execute("PRAGMA synchronous=NORMAL")
+            # Debian builds SQLite with secure_delete on: every delete would rewrite whole pages.
+            # FAST still zeroes what it can without extra I/O (the outbox holds no personal data by default).
+            self.conn.execute("PRAGMA secure_delete=FAST")
+            self.conn.execute("PRAGMA cache_size=-16000")
         return self.conn
 
     def start(self) -> None:
@@ -142,6 +147,9 @@ class Sender:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         if self._target is not None:
             try:
                 self._target.close()
@@ -174,25 +182,70 @@ class Sender:
 
     # --- one step ----------------------------------------------------------------------------------
     def step(self) -> tuple[float, bool]:
-        """Send at most one batch. Returns (seconds to wait, whether a wake-up may cut the wait)."""
+        """Send batches while full ones are ready. Returns (seconds to wait, whether a wake-up may cut it)."""
         rows, wait = self.next_batch()
         if rows is None:
             return wait, True
-        if self.deliver(rows):
+        if self.stream(rows):
             self._fails = 0
             return 0.0, True
         return self._backoff(), False
 
-    def next_batch(self) -> tuple[Rows | None, float]:
+    def stream(self, rows: Rows) -> bool:
+        """Post batches back to back: while one request is in flight, this thread acknowledges the
+        previous batch and reads the next (SQLite work overlaps the HTTP round trip). Stops at the
+        first reply that is not 2xx and settles that batch the careful way (:meth:`deliver`)."""
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="cloud-sync-post")
+        cur = rows
+        self._set_inflight(cur)
+        fut = self._pool.submit(self._post, cur)
+        while True:
+            nxt: Rows | None = None
+            if not self._stop.is_set():
+                nxt, _ = self.next_batch(after=cur)
+            out = fut.result()
+            if not out.ok:
+                self._set_inflight(None)
+                return self.settle(cur, out)
+            if nxt:
+                self._set_inflight(nxt)
+                fut = self._pool.submit(self._post, nxt)
+            self.ack(cur)
+            self._ok()
+            if not nxt:
+                self._set_inflight(None)
+                return True
+            cur = nxt
+
+    def _set_inflight(self, rows: Rows | None) -> None:
+        if self.shared is not None:
+            with self.shared.lock:
+                self.shared.inflight = (min(r[0] for r in rows), max(r[0] for r in rows)) if rows else (0, -1)
+
+    def _post(self, rows: Rows) -> WriteOutcome:
+        return self.target.write("\n".join(r[1] for r in rows).encode())
+
+    def next_batch(self, after: Rows | None = None) -> tuple[Rows | None, float]:
+        """The next batch to send; with ``after`` (a batch in flight), one that does not overlap it."""
         c = self.open()
         n = self.batch_size
-        urgent = c.execute("SELECT id, line FROM outbox WHERE prio<2 ORDER BY prio, id LIMIT ?", (n,)).fetchall()
+        skip = {r[0] for r in after} if after else set()
+        urgent = c.execute(
+            "SELECT id, line, prio, bytes FROM outbox WHERE prio<2 ORDER BY prio, id LIMIT ?", (n + len(skip),)
+        ).fetchall()
+        if skip:
+            urgent = [r for r in urgent if r[0] not in skip][:n]
         if urgent:
             return urgent, 0.0
         row = c.execute("SELECT rows FROM outbox_totals WHERE prio=2").fetchone()
-        tele = int(row[0]) if row else 0
+        tele = (int(row[0]) if row else 0) - len(skip)
         if tele <= 0:
             return None, IDLE_POLL_S
+        if after is not None and tele < n:
+            return None, 0.0  # partial batches go the normal way (their age decides)
         if tele < n and not self.flush:
             oldest = c.execute("SELECT created_ms FROM outbox WHERE prio=2 ORDER BY id LIMIT 1").fetchone()
             if oldest is None:
@@ -206,24 +259,35 @@ class Sender:
             if self._live_credit >= 1.0:
                 self._live_credit -= 1.0
                 order = "DESC"
-        rows = c.execute(f"SELECT id, line FROM outbox WHERE prio=2 ORDER BY id {order} LIMIT ?", (n,)).fetchall()
+        lo, hi = (min(skip), max(skip)) if skip else (0, -1)  # the batch in flight: a contiguous range
+        rows: Rows = []
         if order == "DESC":
+            rows = c.execute(
+                "SELECT id, line, prio, bytes FROM outbox WHERE prio=2 ORDER BY id DESC LIMIT ?", (n,)
+            ).fetchall()
             rows.reverse()
+            if rows and skip and rows[0][0] <= hi:
+                order = "ASC"  # would overlap the batch in flight
+        if order == "ASC":
+            rows = c.execute(
+                "SELECT id, line, prio, bytes FROM outbox WHERE prio=2 AND (id<? OR id>?) ORDER BY id LIMIT ?",
+                (lo, hi, n),
+            ).fetchall()
         return (rows or None), (0.0 if rows else IDLE_POLL_S)
 
     def deliver(self, rows: Rows) -> bool:
         """Post ``rows``; True when every row is settled (accepted or dead-lettered)."""
         if not rows:
             return True
-        if self.shared is not None:
-            with self.shared.lock:
-                self.shared.inflight = (min(r[0] for r in rows), max(r[0] for r in rows))
+        self._set_inflight(rows)
         try:
-            out = self.target.write("\n".join(r[1] for r in rows).encode())
+            out = self._post(rows)
         finally:
-            if self.shared is not None:
-                with self.shared.lock:
-                    self.shared.inflight = (0, -1)
+            self._set_inflight(None)
+        return self.settle(rows, out)
+
+    def settle(self, rows: Rows, out: WriteOutcome) -> bool:
+        """Act on the reply to ``rows``; True when every row is settled (accepted or dead-lettered)."""
         if out.ok:
             self.ack(rows)
             self._ok()
@@ -250,9 +314,29 @@ class Sender:
         return False
 
     # --- store writes ----------------------------------------------------------------------------
-    def _remove(self, c: sqlite3.Connection, ids: list[int]) -> dict[int, tuple[int, int]]:
+    def _remove(self, c: sqlite3.Connection, rows: Rows) -> dict[int, tuple[int, int]]:
+        """Delete ``rows``; returns {prio: (rows, bytes)} actually deleted (thinning may have won a race)."""
+        prios = {r[2] for r in rows} if all(len(r) >= 4 for r in rows) else set()
+        if len(prios) == 1:
+            # A batch is a contiguous run of its priority class (ids grow in commit order), so a range
+            # delete is exact, and ~5x cheaper than deleting 5000 ids one by one.
+            (prio,) = prios
+            ids = [r[0] for r in rows]
+            n = c.execute("DELETE FROM outbox WHERE id BETWEEN ? AND ? AND prio=?", (min(ids), max(ids), prio)).rowcount
+            if n == len(rows):
+                nbytes = sum(r[3] for r in rows)
+                c.execute("UPDATE outbox_totals SET rows=rows-?, bytes=bytes-? WHERE prio=?", (n, nbytes, prio))
+                return {prio: (n, nbytes)}
+            # some were thinned meanwhile: recount this class (rare)
+            c.execute(
+                "UPDATE outbox_totals SET rows=(SELECT count(*) FROM outbox WHERE prio=?1),"
+                " bytes=(SELECT coalesce(sum(bytes), 0) FROM outbox WHERE prio=?1) WHERE prio=?1",
+                (prio,),
+            )
+            return {prio: (n, 0)}
         got = c.execute(
-            "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?)) RETURNING prio, bytes", (json.dumps(ids),)
+            "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?)) RETURNING prio, bytes",
+            (json.dumps([r[0] for r in rows]),),
         ).fetchall()
         per: dict[int, tuple[int, int]] = {}
         for prio, nbytes in got:
@@ -280,7 +364,7 @@ class Sender:
         now = self.clock()
 
         def fn(c: sqlite3.Connection) -> None:
-            per = self._remove(c, ids)
+            per = self._remove(c, rows)
             removed = sum(r for r, _ in per.values())
             deltas: dict[str, int] = {"sync_sent": len(ids)}
             for p, (r, _) in per.items():
@@ -311,7 +395,7 @@ class Sender:
         log.error("sync: %d point(s) refused by the central store, moved to dead letters: %s", len(rows), detail)
 
         def fn(c: sqlite3.Connection) -> None:
-            self._remove(c, [r[0] for r in rows])
+            self._remove(c, rows)
             c.executemany(
                 "INSERT INTO dead_letters(rx_ms, topic, driver, reason, detail, payload_len, payload_excerpt)"
                 " VALUES (?,?,?,?,?,?,?)",
@@ -325,7 +409,7 @@ class Sender:
                         len(line.encode()),
                         line.encode()[:DEAD_LETTER_MAX],
                     )
-                    for _, line in rows
+                    for line in (r[1] for r in rows)
                 ],
             )
             c.execute(

@@ -8,7 +8,7 @@ meta-tests in tests/test_driver_table.py then run over it automatically.
 
 from __future__ import annotations
 
-from drivers import chirpstack, native, zigbee2mqtt
+from drivers import chirpstack, frigate, native, zigbee2mqtt
 from drivers.base import DecodeError, DriverSpec, Reading
 
 DRIVERS: dict[str, DriverSpec] = {
@@ -45,6 +45,16 @@ DRIVERS: dict[str, DriverSpec] = {
             "wearables, barrier gates): state, event and availability channels."
         ),
         normalise_address=native.normalise_address,
+    ),
+    frigate.NAME: DriverSpec(
+        name=frigate.NAME,
+        decode=frigate.decode,
+        default_topics=("frigate/events",),
+        description=(
+            "Frigate NVR events (frigate/events new/update/end): cars and persons in Frigate zones "
+            "-> vehicle_present / occupancy per <camera>/<zone> device (camera parking and intrusion)."
+        ),
+        normalise_address=frigate.normalise_address,
     ),
 }
 

@@ -1,8 +1,39 @@
-"""Config of the HTTP API and console (section ``api``)."""
+"""Config of the HTTP API and console (section ``api``). See docs/api.md."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ApiTls(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cert_file: Path = Field(description="Server certificate chain (PEM) of the API and console.")
+    key_file: Path = Field(description="Private key (PEM) of the certificate; readable by the service user only.")
+
+
+class ApiRateLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    auth_failures: int = Field(
+        default=10, ge=1, le=10000, description="Failed sign-ins (bad/expired/revoked token) per client address ..."
+    )
+    auth_window_s: int = Field(
+        default=60, ge=1, le=86400, description="... within this many seconds; beyond that: 429 until the window ends."
+    )
+
+
+class ApiReadiness(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sync_backlog_max_points: int = Field(
+        default=500_000, ge=1, description="/readyz fails when more points than this wait for the central store."
+    )
+    sync_oldest_max_s: int = Field(
+        default=6 * 3600, ge=1, description="/readyz fails when the oldest unsent point is older than this (seconds)."
+    )
 
 
 class ApiSettings(BaseModel):
@@ -10,3 +41,51 @@ class ApiSettings(BaseModel):
 
     host: str = Field(default="127.0.0.1", description="Address the API listens on (0.0.0.0 for the LAN, with TLS).")
     port: int = Field(default=8080, ge=1, le=65535, description="TCP port of the API and console.")
+    tls: ApiTls | None = Field(
+        default=None,
+        description="HTTPS certificate and key; null = plain HTTP (use only on loopback or behind a proxy).",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API from other pages (CORS); empty = closed (default). "
+        "The console is served by the gateway itself and needs none.",
+    )
+    token_file: Path | None = Field(
+        default=None,
+        description="Where the first start writes the generated installer token (mode 0600); "
+        "null = 'installer.token' next to the store. EDGE_GATEWAY_INSTALLER_TOKEN in the environment "
+        "supplies the token instead.",
+    )
+    rate_limits: ApiRateLimits = Field(
+        default_factory=ApiRateLimits, description="Limits on repeated authentication failures."
+    )
+    readiness: ApiReadiness = Field(default_factory=ApiReadiness, description="Bounds /readyz checks against.")
+    console_base_url: str | None = Field(
+        default=None,
+        max_length=256,
+        description="Public URL of the console (e.g. 'https://gw-hy-01.local:8443/console/') used in links "
+        "sent to staff; null = the address the API listens on.",
+    )
+    sse_heartbeat_s: float = Field(
+        default=15.0, gt=0, le=300, description="Seconds between heartbeat comments on the live stream."
+    )
+    sse_queue_max: int = Field(
+        default=1000,
+        ge=10,
+        le=100_000,
+        description="Events buffered per stream client; a client that falls further behind is disconnected "
+        "and resumes with Last-Event-ID (ingest never waits for a slow client).",
+    )
+    reader_threads: int = Field(
+        default=4, ge=1, le=32, description="Threads reading the store for API requests (bounds the API's CPU share)."
+    )
+
+    @model_validator(mode="after")
+    def _origins(self) -> ApiSettings:
+        for origin in self.cors_origins:
+            if origin == "*" or not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+                raise ValueError(
+                    "cors_origins are exact origins like 'https://platform.example.gov.cn' (scheme://host[:port], "
+                    "no path, no '*')"
+                )
+        return self

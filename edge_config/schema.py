@@ -33,9 +33,11 @@ from pydantic import (
 )
 
 from .api_settings import ApiSettings
+from .camera_settings import CamerasSettings
 from .rules_settings import RulesSettings
 from .secrets import EnvSecret
 from .sync_settings import SyncSettings
+from .ticket_settings import TicketSettings
 
 # --------------------------------------------------------------------------------------------
 # Basic types
@@ -767,6 +769,10 @@ class SiteConfig(StrictModel):
     devices: list[Device] = Field(default_factory=list, description="Every device of the community.")
     rules: RulesSettings = Field(
         default_factory=RulesSettings, description="Incident rules: site-wide settings, intrusion zones."
+    )
+    tickets: TicketSettings = Field(default_factory=TicketSettings, description="Ticket loop, SLAs, escalation.")
+    cameras: CamerasSettings = Field(
+        default_factory=CamerasSettings, description="Camera analytics: parking occupancy and zone intrusion."
     )
 
     _revision: str = PrivateAttr("")

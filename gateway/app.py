@@ -81,6 +81,10 @@ class Gateway:
             retention_ms=cfg.store.readings_retention_days * 86_400_000,
             prune_at_pct=cfg.store.prune_at_pct,
         )
+        # The ticket loop (issue 4): its processor goes right after the RuleEngine; see gateway/tickets.
+        from gateway.tickets.service import TicketService
+
+        self.tickets = TicketService(self)
         # Store-and-forward to the central time-series store (issue 6): appends its outbox processor
         # last (it needs every incident event of the transaction) and owns the sender thread.
         self.sync: Any = None
@@ -88,6 +92,12 @@ class Gateway:
             from cloud_sync.service import SyncService
 
             self.sync = SyncService(self)
+        # Camera analytics (issue 7): worker processes + sources; readings come back via the broker.
+        self.cameras: Any = None
+        if cfg.cameras.cameras:
+            from gateway.vision.manager import CameraManager, pipeline_dead_letter
+
+            self.cameras = CameraManager(cfg, mqtt=self.settings, dead_letter=pipeline_dead_letter(self.pipeline))
         self.sessions: dict[int, MqttSession] = {}
         self._last_dropped: int | None = None
         seen = self.store.get_meta("broker_dropped_seen")
@@ -142,6 +152,7 @@ class Gateway:
     def start(self) -> None:
         self.settings.check_transport()
         self.pipeline.start()
+        self.tickets.start()
         if self.sync is not None:
             self.sync.start()
         safety_filters = self.routing.safety_filters
@@ -157,6 +168,8 @@ class Gateway:
         )
         for s in self.sessions.values():
             s.start()
+        if self.cameras is not None:
+            self.cameras.start()
         log.info(
             "gateway %s started: %d devices, %d life-safety topics, store %s",
             self.cfg.gateway.id,
@@ -166,8 +179,11 @@ class Gateway:
         )
 
     def stop(self) -> None:
+        if self.cameras is not None:
+            self.cameras.stop()
         for s in self.sessions.values():
             s.stop()
+        self.tickets.stop()
         self.pipeline.stop()
         if self.sync is not None:
             self.sync.stop()
@@ -190,6 +206,19 @@ class Gateway:
         }
 
 
+    # --- config reload (issue 8; gateway/reload.py) ----------------------------------------------
+    def reload(self, new_cfg: Any) -> None:
+        """Swap a validated config in (routing, processors, subscriptions) without losing messages."""
+        from gateway.reload import apply_config
+
+        apply_config(self, new_cfg)
+
+    def reload_from(self, path: str | Path | None = None) -> list[str]:
+        """Reload the site file (SIGHUP, installer API): [] = applied, else every validation error."""
+        from gateway.reload import reload_from
+
+        return reload_from(self, path)
+
 async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event) -> None:
     """Run the HTTP API until ``stop`` is set."""
     import uvicorn
@@ -197,8 +226,14 @@ async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event) -> None:
     from gateway.api import create_app
 
     app = create_app(gw)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+    tls = gw.cfg.api.tls  # issue 5: HTTPS when configured; open streams get 5 s to finish on stop
+    ssl = {"ssl_certfile": str(tls.cert_file), "ssl_keyfile": str(tls.key_file)} if tls is not None else {}
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, **ssl
+    )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     await stop.wait()
+    await app.state.close_streams()  # end the live (SSE) streams so the server stops at once
     server.should_exit = True
     await task

@@ -75,11 +75,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(gw, args.api_host, args.api_port, stop)
+        # issue 8: SIGHUP reloads the site file (an invalid one is refused; the old one stays)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, gw.reload_from, args.config))
+        host = args.api_host if args.api_host is not None else cfg.api.host
+        port = args.api_port if args.api_port is not None else cfg.api.port
+        await serve(gw, host, port, stop)
 
+    from gateway.systemd import Supervisor
+
+    sd = Supervisor(gw).start()  # issue 8: sd_notify READY / WATCHDOG / STOPPING under systemd
     try:
         asyncio.run(main())
     finally:
+        sd.stop()
         gw.stop()
         log.info("gateway stopped")
     return 0
@@ -133,6 +141,85 @@ def cmd_sync_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scorecard(args: argparse.Namespace) -> int:
+    """Print the service scorecard of a period from the store (read-only; issue 4)."""
+    from gateway.store import connect
+    from gateway.tickets.scorecard import compute
+
+    cfg = _load(args.config)
+    path = args.store or cfg.store.path
+    try:
+        card = compute(connect(path, readonly=True), cfg, args.period)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:
+        print(f"{path}: cannot read the store: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(card.rows, indent=2, ensure_ascii=False) if args.json else card.to_table())
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    """Create an API token; the token itself is the LAST line printed (shown once, stored hashed)."""
+    from gateway.api.auth import ROLES, cli_create
+
+    cfg = _load(args.config)
+    if args.role not in ROLES:
+        print(f"unknown role {args.role!r}; roles: {', '.join(ROLES)}", file=sys.stderr)
+        return 2
+    for g in args.grid or []:
+        if cfg.grid(g) is None:
+            print(f"unknown grid {g!r}", file=sys.stderr)
+            return 2
+    for c in args.compound or []:
+        if cfg.compound(c) is None:
+            print(f"unknown compound {c!r}", file=sys.stderr)
+            return 2
+    try:
+        row, token = cli_create(
+            args.store or cfg.store.path,
+            role=args.role,
+            name=args.name or args.role,
+            grids=args.grid or [],
+            compounds=args.compound or [],
+            expires_days=args.expires_days,
+        )
+    except (FileNotFoundError, sqlite3.Error) as exc:
+        print(f"cannot create the token: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(row.public(), ensure_ascii=False))
+    print("token (shown once; store it safely):")
+    print(token)
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from gateway.api.auth import cli_list
+
+    cfg = _load(args.config)
+    try:
+        rows = cli_list(args.store or cfg.store.path)
+    except sqlite3.Error as exc:
+        print(f"cannot read the store: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps([r.public() for r in rows], indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from gateway.api.auth import cli_revoke
+
+    cfg = _load(args.config)
+    try:
+        ok = cli_revoke(args.store or cfg.store.path, args.id)
+    except (FileNotFoundError, sqlite3.Error) as exc:
+        print(f"cannot revoke: {exc}", file=sys.stderr)
+        return 1
+    print("revoked" if ok else f"no active token {args.id!r}", file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-gateway", description="Community Edge Gateway")
     p.add_argument("--log-level", default="info")
@@ -149,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the gateway")
     r.add_argument("--config", required=True)
     r.add_argument("--store", help="override store.path from the config")
-    r.add_argument("--api-host", default="127.0.0.1")
-    r.add_argument("--api-port", type=int, default=8080)
+    r.add_argument("--api-host", help="override api.host from the config")
+    r.add_argument("--api-port", type=int, help="override api.port from the config")
     r.set_defaults(fn=cmd_run)
 
     st = sub.add_parser("status", help="print store counters and device summary")
@@ -164,12 +251,68 @@ def build_parser() -> argparse.ArgumentParser:
     sys_.add_argument("--config", required=True)
     sys_.add_argument("--store")
     sys_.set_defaults(fn=cmd_sync_status)
+
+    sc = sub.add_parser("scorecard", help="service scorecard per team / property company / department")
+    sc.add_argument("--config", required=True)
+    sc.add_argument("--period", required=True, help="YYYY-MM, YYYY-Qn or YYYY (year = mean of its quarters)")
+    sc.add_argument("--store")
+    sc.add_argument("--json", action="store_true", help="print the rows as JSON")
+    sc.set_defaults(fn=cmd_scorecard)
+
+    tk = sub.add_parser("token", help="API tokens (roles, scopes); see docs/api.md")
+    tk_sub = tk.add_subparsers(dest="token_cmd", required=True)
+    tc = tk_sub.add_parser("create", help="create a token; the token is the last line printed")
+    tc.add_argument("--config", required=True)
+    tc.add_argument("--store")
+    tc.add_argument("--role", required=True)
+    tc.add_argument("--grid", action="append", help="limit to this grid (repeatable)")
+    tc.add_argument("--compound", action="append", help="limit to this compound (repeatable)")
+    tc.add_argument("--name", help="who holds it (a staff id by convention); recorded as actor")
+    tc.add_argument("--expires-days", type=float)
+    tc.set_defaults(fn=cmd_token_create)
+    tl = tk_sub.add_parser("list", help="list tokens (no secrets)")
+    tl.add_argument("--config", required=True)
+    tl.add_argument("--store")
+    tl.set_defaults(fn=cmd_token_list)
+    tr = tk_sub.add_parser("revoke", help="revoke a token by id")
+    tr.add_argument("id")
+    tr.add_argument("--config", required=True)
+    tr.add_argument("--store")
+    tr.set_defaults(fn=cmd_token_revoke)
+    cam = sub.add_parser("camera", help="camera analytics (issue 7)")
+    cam_sub = cam.add_subparsers(dest="camera_cmd", required=True)
+    cc = cam_sub.add_parser("calibrate", help="save a camera's empty-space reference and draw its polygons")
+    cc.add_argument("--config", required=True)
+    cc.add_argument("--camera", required=True)
+    cc.add_argument("--image", required=True, help="JPEG of the empty spaces in ordinary daylight")
+    cc.add_argument("--out", help="overlay image to check (default: next to the reference, *_overlay.png)")
+    cc.set_defaults(fn=cmd_camera_calibrate)
+    from gateway.installer_cli import add_commands, add_log_options  # issue 8
+
+    add_commands(sub)
+    add_log_options(p)
     return p
+
+
+def cmd_camera_calibrate(args: argparse.Namespace) -> int:
+    from gateway.vision.calibrate import calibrate
+
+    cfg = _load(args.config)
+    try:
+        lines = calibrate(cfg, args.camera, Path(args.image), Path(args.out) if args.out else None)
+    except (ValueError, OSError) as exc:
+        print(f"camera calibrate: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.log_level)
+    from gateway.installer_cli import setup_log_file
+
+    setup_log_file(args)  # --log-file (issue 8)
     return int(args.fn(args))
 
 

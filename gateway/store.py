@@ -177,6 +177,102 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO outbox_totals(prio, rows, bytes) VALUES (0, 0, 0), (1, 0, 0), (2, 0, 0);
     """,
+    # 4: API tokens and the personal-data access log (issue 5; see gateway/api/auth.py, docs/api.md).
+    """
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,                -- short random id (shown by `token list`, used by `token revoke`)
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        scopes TEXT NOT NULL DEFAULT '{}',  -- JSON {"grids": [...], "compounds": [...]}; empty = whole site
+        hash TEXT NOT NULL UNIQUE,          -- sha256 hex of the token; the token itself is never stored
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER,
+        revoked_ms INTEGER,
+        last_used_ms INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE access_log (               -- releases of residents' personal data / home locations
+        id INTEGER PRIMARY KEY,
+        ts_ms INTEGER NOT NULL,
+        token_id TEXT,
+        role TEXT NOT NULL,
+        reason TEXT NOT NULL,               -- personal_view | escalation_location
+        incident_id TEXT,
+        resident_id TEXT,
+        fields TEXT NOT NULL DEFAULT '[]',  -- JSON list of released fields
+        via TEXT NOT NULL                   -- list | detail | stream | feed
+    );
+    CREATE INDEX access_log_ts ON access_log(ts_ms);
+    """,
+    # 5: the ticket loop (issue 4; see gateway/tickets/ and docs/tickets.md).
+    """
+    CREATE TABLE tickets (                  -- current dispatch/handling state per incident (history: incident_events)
+        incident_id TEXT PRIMARY KEY,
+        assignee TEXT,                      -- staff id
+        team TEXT,                          -- teams[].id, or 'grid:<grid id>' for a grid worker
+        assignee_role TEXT,
+        dispatched_ms INTEGER, accepted_ms INTEGER, on_site_ms INTEGER, resolved_ms INTEGER,
+        rating INTEGER, rated_ms INTEGER,
+        level INTEGER NOT NULL DEFAULT 0,   -- escalation rungs climbed
+        overdue TEXT NOT NULL DEFAULT '[]', -- JSON: SLA stages missed and not yet done
+        watchers TEXT NOT NULL DEFAULT '[]', -- JSON: people notified by escalation rungs
+        summons TEXT NOT NULL DEFAULT '[]', -- JSON: departments summoned (吹哨报到)
+        renotified INTEGER NOT NULL DEFAULT 0,
+        reopened INTEGER NOT NULL DEFAULT 0,
+        updated_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE ticket_timers (            -- durable deadlines (SLA, rungs, re-notify, rating timeout)
+        key TEXT PRIMARY KEY,               -- '<incident id>|<kind>'
+        incident_id TEXT NOT NULL,
+        kind TEXT NOT NULL,                 -- accept | on_site | resolve | rung | renotify | rating
+        due_ms INTEGER NOT NULL,            -- wall clock; shifted on a detected clock step
+        data TEXT NOT NULL DEFAULT '{}'
+    ) WITHOUT ROWID;
+    CREATE INDEX ticket_timers_due ON ticket_timers(due_ms);
+    CREATE TABLE ticket_requests (          -- idempotency: a replayed request id returns the stored result
+        request_id TEXT PRIMARY KEY,
+        incident_id TEXT,
+        action TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        result TEXT NOT NULL                -- JSON
+    ) WITHOUT ROWID;
+    CREATE TABLE deliveries (               -- notification outbox (MQTT, webhooks), written with the event
+        id INTEGER PRIMARY KEY,
+        created_ms INTEGER NOT NULL,
+        incident_id TEXT NOT NULL,
+        event_seq INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        channel TEXT NOT NULL,              -- mqtt | webhook
+        target TEXT NOT NULL,               -- topic or webhook name
+        payload TEXT NOT NULL,              -- JSON, already filtered for the recipient
+        status TEXT NOT NULL DEFAULT 'pending', -- pending | sent | dead
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_ms INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        done_ms INTEGER
+    );
+    CREATE INDEX deliveries_pending ON deliveries(next_ms) WHERE status = 'pending';
+    CREATE TABLE personal_releases (        -- every release of residents' personal details to a channel
+        id INTEGER PRIMARY KEY,
+        ts_ms INTEGER NOT NULL,
+        incident_id TEXT NOT NULL,
+        resident_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,            -- webhook name or staff id
+        role TEXT,
+        channel TEXT NOT NULL,              -- webhook | api
+        fields TEXT NOT NULL                -- JSON list of released fields
+    );
+    CREATE TABLE scorecard_inputs (         -- items scored centrally (contract fulfilment, on-site inspection)
+        entity_kind TEXT NOT NULL,          -- property_company | team | department
+        entity TEXT NOT NULL,
+        period TEXT NOT NULL,               -- YYYY-MM | YYYY-Qn
+        item TEXT NOT NULL,                 -- contract_fulfilment | on_site_inspection
+        value REAL NOT NULL,                -- 0..100
+        entered_by TEXT NOT NULL,
+        entered_ms INTEGER NOT NULL,
+        PRIMARY KEY (entity_kind, entity, period, item)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

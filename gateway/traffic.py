@@ -176,3 +176,70 @@ def availability(dev: SimDevice, online: bool) -> tuple[str, bytes]:
     if dev.driver == "zigbee2mqtt":
         return f"{z2m_topic(dev)}/availability", _j({"state": "online" if online else "offline"})
     return native_topic(dev, "availability"), _j({"online": online})
+
+
+# --- added for the simulator (issue 8) --------------------------------------------------------
+
+
+def frigate_event(
+    camera: str, label: str, rng: random.Random, *, kind: str = "new", zones: list[str] | None = None
+) -> tuple[str, bytes]:
+    """A Frigate NVR ``frigate/events`` message (``type`` new | update | end, ``before``/``after``)."""
+    now = time.time()
+    ev_id = f"{now:.6f}-{rng.getrandbits(24):06x}"
+    obj = {
+        "id": ev_id,
+        "camera": camera,
+        "frame_time": now,
+        "label": label,
+        "sub_label": None,
+        "top_score": round(rng.uniform(0.72, 0.95), 3),
+        "score": round(rng.uniform(0.7, 0.95), 3),
+        "box": [rng.randint(0, 600), rng.randint(0, 300), rng.randint(600, 1280), rng.randint(300, 720)],
+        "area": rng.randint(5000, 90000),
+        "region": [0, 0, 640, 640],
+        "stationary": False,
+        "motionless_count": 0,
+        "position_changes": rng.randint(0, 5),
+        "current_zones": list(zones or []),
+        "entered_zones": list(zones or []),
+        "has_clip": kind != "new",
+        "has_snapshot": True,
+        "start_time": now - (0 if kind == "new" else rng.uniform(1, 30)),
+        "end_time": now if kind == "end" else None,
+        "false_positive": False,
+    }
+    return "frigate/events", _j({"type": kind, "before": obj, "after": obj})
+
+
+def frigate_count(camera: str, label: str, count: int) -> tuple[str, bytes]:
+    """Frigate's per-camera object count topic ``frigate/<camera>/<label>`` (plain integer)."""
+    return f"frigate/{camera}/{label}", str(int(count)).encode()
+
+
+def z2m_bridge_state(online: bool, base: str = "zigbee2mqtt") -> tuple[str, bytes]:
+    return f"{base}/bridge/state", _j({"state": "online" if online else "offline"})
+
+
+def native_lwt(dev: SimDevice) -> tuple[str, bytes]:
+    """What a native device's MQTT last will says when its power goes (plain ``offline``)."""
+    return native_topic(dev, "availability"), b"offline"
+
+
+def frigate_zone_state(
+    dev: SimDevice, present: bool, rng: random.Random, label: str | None = None
+) -> tuple[str, bytes]:
+    """A Frigate event for a zone device (address ``<camera>/<zone>``): object in the zone, or gone."""
+    camera, _, zone = dev.address.partition("/")
+    lab = label or ("car" if dev.type == "parking_sensor" or "park" in dev.type else "person")
+    if present:
+        return frigate_event(camera, lab, rng, kind="update", zones=[zone] if zone else [])
+    return frigate_event(camera, lab, rng, kind="end", zones=[zone] if zone else [])
+
+
+def device_state(dev: SimDevice, values: dict[str, Any], rng: random.Random | None = None) -> tuple[str, bytes]:
+    """Like :func:`state`, for every driver including Frigate zones (vehicle_present / occupancy)."""
+    if dev.driver == "frigate":
+        present = bool(values.get("vehicle_present", values.get("occupancy", values.get("presence", False))))
+        return frigate_zone_state(dev, present, rng or random.Random())
+    return state(dev, values, rng)

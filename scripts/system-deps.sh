@@ -10,6 +10,8 @@ command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv)
 # Central time-series stores the sync tests start on loopback (issue 6): VictoriaMetrics, InfluxDB 1.x.
 command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v influxd >/dev/null 2>&1 || need+=(influxdb)
+# The console's browser test (issue 5): Debian's Chromium, driven by Playwright (no downloaded browsers).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null

@@ -59,6 +59,11 @@ TOPICS: dict[str, list[str]] = {
         "edge/v1/devices/radar-1/command",
         "edge/v1/devices/radar 1/state",
     ],
+    "frigate": [
+        "frigate/events",
+        "frigate/lot_cam/car/snapshot",
+        "frigate/available",
+    ],
 }
 ALL_TOPICS = [(name, t) for name, topics in TOPICS.items() for t in topics]
 DATA_TOPICS = [(name, topics[0]) for name, topics in TOPICS.items()]

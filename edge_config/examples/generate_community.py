@@ -573,6 +573,7 @@ def build() -> CommentedMap:
         parking_sensor=flow(expected_interval_s=43200),
     )
     doc["devices"] = devices
+    doc["tickets"] = tickets_section()
 
     doc.yaml_set_start_comment(HEADER)
     notes = {
@@ -585,10 +586,84 @@ def build() -> CommentedMap:
         "teams": "Teams that alarms are dispatched to (property duty per compound, departments for 吹哨报到).",
         "device_types": "Overrides of built-in device type settings (see docs/config.md for the built-ins).",
         "devices": "Devices. Elder-care devices in a home (location.room) name the resident they watch.",
+        "tickets": "Ticket loop (docs/tickets.md): duty rosters, SLAs and the escalation ladder (吹哨报到).",
     }
     for key, text in notes.items():
         doc.yaml_set_comment_before_after_key(key, before="\n" + text)
     return doc
+
+
+def tickets_section() -> CommentedMap:
+    """Duty rosters (day/night per property duty team, elder-care day and night), SLAs, ladder."""
+    rosters = CommentedSeq()
+    for cid, *_ in COMPOUNDS:
+        rosters.append(
+            block(
+                team=f"duty-{cid}",
+                shifts=seq(
+                    [
+                        flow(start=Q("08:00"), end=Q("20:00"), members=seq([f"pm-{cid}-1"], True)),
+                        flow(start=Q("20:00"), end=Q("08:00"), members=seq([f"pm-{cid}-2"], True)),
+                    ]
+                ),
+            )
+        )
+    rosters.append(
+        block(
+            team="eldercare",
+            shifts=seq(
+                [
+                    flow(
+                        days=seq([1, 2, 3, 4, 5, 6, 7], True),
+                        start=Q("07:00"),
+                        end=Q("21:00"),
+                        members=seq(["ec-01", "ec-02", "ec-03", "ec-04"], True),
+                    ),
+                    flow(start=Q("21:00"), end=Q("07:00"), members=seq(["ec-01"], True)),
+                ]
+            ),
+        )
+    )
+    rosters.append(
+        block(
+            team="maintenance",
+            shifts=seq(
+                [
+                    flow(days=seq([1, 2, 3, 4, 5], True), start=Q("08:00"), end=Q("18:00"), members=seq(["mt-01"])),
+                    flow(days=seq([6, 7], True), start=Q("08:00"), end=Q("18:00"), members=seq(["mt-02"])),
+                ]
+            ),
+        )
+    )
+    sla = seq(
+        [
+            flow(category="eldercare", severity="critical", accept_s=120, on_site_s=900, resolve_s=3600,
+                 escalate_every_s=120, renotify_s=60),
+            flow(category="eldercare", severity="*", accept_s=300, on_site_s=1800, resolve_s=7200,
+                 escalate_every_s=300, renotify_s=120),
+            flow(category="security", severity="critical", accept_s=120, on_site_s=600, resolve_s=3600,
+                 escalate_every_s=120, renotify_s=60),
+            flow(category="security", severity="*", accept_s=600, on_site_s=1800, resolve_s=14400,
+                 escalate_every_s=600),
+            flow(category="parking", severity="*", accept_s=1800, on_site_s=3600, resolve_s=14400,
+                 escalate_every_s=1800),
+            flow(category="device_health", severity="*", accept_s=14400, on_site_s=86400, resolve_s=259200,
+                 escalate_every_s=14400, renotify_s=3600),
+        ]
+    )  # fmt: skip
+    return block(
+        rosters=rosters,
+        sla=sla,
+        escalation=block(
+            ladder=seq(["assignee", "grid_worker", "community_office", "street_office", "department"], True),
+            departments_by_category=flow(eldercare="health", security="police", parking="urban_management"),
+        ),
+        maintenance_contact="maintenance",
+        fallback_team="office",
+        rated_categories=seq(["eldercare", "security"], True),
+        rating_timeout_h=72,
+        mqtt_prefix="edge/gw-hy-01",
+    )
 
 
 def render() -> str:

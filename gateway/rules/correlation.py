@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gateway.pipeline import Resolved
-from gateway.rules.base import Ctx, Dev, Facts, in_window, state_get, state_set, timer_arm, timer_cancel
+from gateway.rules.base import Ctx, Dev, Facts, in_window
 
 if TYPE_CHECKING:
     from gateway.rules.engine import RuleEngine
@@ -24,8 +24,7 @@ DOOR_TYPES = frozenset({"exit_door_contact", "door_contact"})
 
 
 def on_fall(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved) -> None:
-    timer_arm(
-        ctx.conn,
+    eng.rs.timer_arm(
         f"fallchk|{dev.id}",
         "fallchk",
         res.ts_ms + eng.settings.fall_no_motion_s * 1000,
@@ -45,7 +44,7 @@ def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts)
     if facts.motion and rid is not None:
         for other in eng.resident_devices.get(rid, ()):
             if other != dev.id and eng.devices[other].type == "fall_radar":
-                timer_cancel(ctx.conn, f"fallchk|{other}")
+                eng.rs.timer_cancel(f"fallchk|{other}")
     if facts.door_opened and rid is not None and dev.type in DOOR_TYPES:
         r = eng.cfg.resident(rid)
         if (
@@ -60,9 +59,9 @@ def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts)
         s = dev.settings
         skey = f"deny|{dev.id}"
         window = s.access_denied_window_s * 1000
-        times = [t for t in (state_get(ctx.conn, skey) or []) if t > res.ts_ms - window]
+        times = [t for t in (eng.rs.get(skey) or []) if t > res.ts_ms - window]
         times = [*times, res.ts_ms][-max(s.access_denied_max, 1) * 2 :]
-        state_set(ctx.conn, skey, times, ctx.now)
+        eng.rs.set(skey, times, ctx.now)
         key = eng.key(dev.id, "suspected_intrusion")
         if len(times) >= s.access_denied_max or eng.is_open(ctx, key):
             trig = eng.trigger(

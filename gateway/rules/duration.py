@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from drivers.base import STATE
 from gateway.pipeline import Resolved
-from gateway.rules.base import Ctx, Dev, Facts, reading_dict, timer_arm, timer_cancel
+from gateway.rules.base import Ctx, Dev, Facts, reading_dict
 
 if TYPE_CHECKING:
     from gateway.rules.engine import RuleEngine
@@ -38,8 +38,8 @@ def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts)
     if isinstance(contact, bool) and limit_s:
         tkey = f"door|{dev.id}"
         if contact is False:
-            timer_arm(
-                ctx.conn,
+            # Already armed (the door still open): kept as is, nothing encoded or written.
+            eng.rs.timer_arm(
                 tkey,
                 "door",
                 res.ts_ms + limit_s * 1000,
@@ -51,7 +51,7 @@ def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts)
                 },
             )
         else:
-            timer_cancel(ctx.conn, tkey)
+            eng.rs.timer_cancel(tkey)
             eng.clear(ctx, eng.key(dev.id, "door_held_open"), res.ts_ms, "door_closed")
     occupied = vals.get("vehicle_present")
     if isinstance(occupied, bool) and dev.space_kind in PARKING:
@@ -59,8 +59,7 @@ def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts)
         limit_min = getattr(dev.settings, field)
         tkey = f"park|{dev.id}"
         if occupied and limit_min:
-            timer_arm(
-                ctx.conn,
+            eng.rs.timer_arm(
                 tkey,
                 "park",
                 res.ts_ms + int(limit_min * 60_000),
@@ -73,7 +72,7 @@ def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts)
                 },
             )
         elif not occupied:
-            timer_cancel(ctx.conn, tkey)
+            eng.rs.timer_cancel(tkey)
             eng.clear(ctx, eng.key(dev.id, typ), res.ts_ms, "vehicle_left")
 
 

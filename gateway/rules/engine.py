@@ -2,7 +2,8 @@
 into incidents (see docs/rules.md).
 
 It runs inside the pipeline thread's transaction. Rule state is in the store (``timers``,
-``rule_state``), so it commits or rolls back with the batch and survives restarts. A bug in one
+``rule_state``), so it commits or rolls back with the batch and survives restarts; reads come
+from a write-through cache of both tables (``RuleStore``), and unchanged values are not rewritten. A bug in one
 rule must not stall ingest: a non-SQLite exception rolls back to a savepoint and the batch is
 re-evaluated reading by reading, skipping the one that fails (counted as ``rules_errors``).
 SQLite errors propagate: the pipeline rolls the whole batch back and retries it, so an SOS reading
@@ -24,7 +25,7 @@ from gateway import incidents as inc
 from gateway.clock import StepDetector, mono_ms
 from gateway.pipeline import BatchResult, Processor, Resolved
 from gateway.rules import correlation, duration, immediate, inactivity, offline, schedule, threshold
-from gateway.rules.base import Ctx, Dev, Facts, reading_dict, state_get, state_set, timer_arm, timer_cancel
+from gateway.rules.base import Ctx, Dev, Facts, RuleStore, reading_dict
 from gateway.store import FLAG_RETAINED
 
 log = logging.getLogger("gateway.rules")
@@ -50,12 +51,15 @@ class RuleEngine(Processor):
         self.incidents = inc.IncidentStore(self.gateway_id, config_rev)
         self._config_rev_known = config_rev is not None
         self.detector = StepDetector(self.settings.clock_step_s * 1000, mono=mono)
+        self.rs = RuleStore()  # rule_state + timers: write-through cache (the only access path)
         self.devices: dict[str, Dev] = {}
         self.resident_devices: dict[str, list[str]] = {}
         self.building_members: dict[str, list[str]] = {}
         self.compound_members: dict[str, list[str]] = {}
         self._build()
         self.inactivity_hours = inactivity.resident_hours(self)
+        for dev in self.devices.values():
+            dev.families = self._families(dev)
         self._started = False
         self.boot_wall = 0
         self.boot_mono = 0
@@ -124,6 +128,25 @@ class RuleEngine(Processor):
                 if compound:
                     self.compound_members.setdefault(compound, []).append(d.id)
 
+    def _families(self, dev: Dev) -> tuple[Any, ...]:
+        """The rule families whose ``on_reading`` can do anything for this device, in the fixed
+        evaluation order; each condition mirrors the family's own early returns (docs/rules.md)."""
+        s = dev.settings
+        out: list[Any] = [immediate]
+        if s.door_open_max_s or dev.space_kind in duration.PARKING:
+            out.append(duration)
+        if s.heart_rate_low or s.heart_rate_high or s.spo2_low is not None or s.battery_low_pct is not None:
+            out.append(threshold)
+        if dev.resident_id is not None or s.access_denied_max:
+            out.append(correlation)
+        if dev.zones:
+            out.append(schedule)
+        if dev.resident_id is not None and dev.resident_id in self.inactivity_hours:
+            out.append(inactivity)
+        if dev.driver == "chirpstack":
+            out.append(offline)
+        return tuple(out)
+
     def resident_location(self, resident_id: str) -> inc.Location:
         r = self.cfg.resident(resident_id)
         if r is None:
@@ -164,7 +187,7 @@ class RuleEngine(Processor):
         ):
             self.suppressed += 1
             return None
-        timer_cancel(ctx.conn, "clear|" + trig.key)  # the condition is back: no auto-clear
+        self.rs.timer_cancel("clear|" + trig.key)  # the condition is back: no auto-clear
         return self.incidents.raise_or_repeat(ctx.conn, ctx.result, trig, ctx.now)
 
     def is_open(self, ctx: Ctx, key: str) -> bool:
@@ -179,13 +202,8 @@ class RuleEngine(Processor):
         if hold <= 0:
             self.incidents.auto_clear(ctx.conn, ctx.result, key, ts_ms, reason, ctx.now)
         else:
-            timer_arm(
-                ctx.conn,
-                "clear|" + key,
-                "clear",
-                max(ts_ms, ctx.now) + hold * 1000,
-                ctx.now,
-                {"reason": reason, "ts_ms": ts_ms},
+            self.rs.timer_arm(
+                "clear|" + key, "clear", max(ts_ms, ctx.now) + hold * 1000, ctx.now, {"reason": reason, "ts_ms": ts_ms}
             )
 
     # --- flapping (memory only: losing it on restart only delays detection) ---------------------
@@ -202,8 +220,7 @@ class RuleEngine(Processor):
             if not self.is_open(ctx, trig.key):  # one notice, not an event per toggle
                 self.incidents.raise_or_repeat(ctx.conn, ctx.result, trig, ctx.now)
             # Settled = no change for a window: clear then.
-            timer_arm(
-                ctx.conn,
+            self.rs.timer_arm(
                 "clear|" + trig.key,
                 "clear",
                 ctx.now + self.settings.flapping_window_s * 1000,
@@ -224,18 +241,21 @@ class RuleEngine(Processor):
     def process(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
         if not self.settings.enabled:
             return
+        self.rs.begin(conn, result)
         ctx = Ctx(conn, result, now_ms)
         self._guarded(ctx, self._process_batch, self._process_one)
 
     def tick(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
         if not self.settings.enabled:
             return
+        self.rs.begin(conn, result)
         ctx = Ctx(conn, result, now_ms)
         self._guarded(ctx, self._tick, None)
 
     def _guarded(self, ctx: Ctx, whole: Callable[[Ctx], None], one: Callable[[Ctx, Any], None] | None) -> None:
         conn = ctx.conn
         n_events = len(ctx.result.incident_events)
+        mark = self.rs.mark()
         conn.execute("SAVEPOINT rules")
         try:
             whole(ctx)
@@ -246,6 +266,7 @@ class RuleEngine(Processor):
         except Exception:
             log.exception("rule evaluation failed; re-running item by item")
             conn.execute("ROLLBACK TO rules")
+            self.rs.rollback_to(mark)
             conn.execute("RELEASE rules")
             del ctx.result.incident_events[n_events:]
             self.errors += 1
@@ -262,6 +283,7 @@ class RuleEngine(Processor):
         conn = ctx.conn
         for item in items:
             n_events = len(ctx.result.incident_events)
+            mark = self.rs.mark()
             conn.execute("SAVEPOINT rules_one")
             try:
                 one(ctx, item)
@@ -271,6 +293,7 @@ class RuleEngine(Processor):
             except Exception:
                 log.exception("rule evaluation failed for one item; skipped")
                 conn.execute("ROLLBACK TO rules_one")
+                self.rs.rollback_to(mark)
                 conn.execute("RELEASE rules_one")
                 del ctx.result.incident_events[n_events:]
                 self.errors += 1
@@ -299,7 +322,7 @@ class RuleEngine(Processor):
             offline.check_lorawan(self, ctx)
         if abs(ctx.now - self._last_wall_saved) >= 60_000:
             self._last_wall_saved = ctx.now
-            state_set(ctx.conn, "clock|last_wall", ctx.now, ctx.now)
+            self.rs.set("clock|last_wall", ctx.now, ctx.now)
 
     # --- start-up and the clock ------------------------------------------------------------------
     def _begin(self, ctx: Ctx) -> None:
@@ -317,13 +340,14 @@ class RuleEngine(Processor):
             self._config_rev_known = True
         self.boot_wall = ctx.now
         self.boot_mono = self.detector.mono()
-        for key, value in conn.execute("SELECT key, value FROM rule_state WHERE key >= 'lgw|' AND key < 'lgw}'"):
-            self.lgw_seen[key[4:]] = int(value)
-            self.lgw_written[key[4:]] = int(value)
-        for key, value in conn.execute("SELECT key, value FROM rule_state WHERE key >= 'ldev|' AND key < 'ldev}'"):
-            self.ldev_written[key[5:]] = tuple(json.loads(value))
+        for key in sorted(self.rs.state):  # key order, as the former range queries
+            if key.startswith("lgw|"):
+                self.lgw_seen[key[4:]] = int(self.rs.get(key))
+                self.lgw_written[key[4:]] = int(self.rs.get(key))
+            elif key.startswith("ldev|"):
+                self.ldev_written[key[5:]] = tuple(self.rs.get(key))
         self._started = True
-        last = state_get(conn, "clock|last_wall")
+        last = self.rs.get("clock|last_wall")
         if isinstance(last, int) and ctx.now < last - self.settings.clock_step_s * 1000:
             # The wall clock is behind what it was before the restart (no RTC, no NTP yet):
             # keep the stored timers' remaining time rather than leave them far in the future.
@@ -333,10 +357,10 @@ class RuleEngine(Processor):
     def _on_step(self, ctx: Ctx, step: int, when: str) -> None:
         log.warning("wall clock stepped by %+d ms (%s); shifting rule timers", step, when)
         conn = ctx.conn
-        conn.execute("UPDATE timers SET due_ms = due_ms + ?", (step,))
+        self.rs.timers_shift(step)
         for gw in list(self.lgw_seen):
             self.lgw_seen[gw] += step
-            state_set(conn, f"lgw|{gw}", self.lgw_seen[gw], ctx.now)
+            self.rs.set(f"lgw|{gw}", self.lgw_seen[gw], ctx.now)
             self.lgw_written[gw] = self.lgw_seen[gw]
         self.boot_wall += step
         # 'silent' offline marks made by a forward jump are re-verified (offline.on_status).
@@ -364,7 +388,8 @@ class RuleEngine(Processor):
             sql = "SELECT key, rule, due_ms, data FROM timers WHERE due_ms <= ? ORDER BY due_ms LIMIT ?"
             args = (ctx.now, self.settings.max_timers_per_tick)
         for key, rule, due, data in conn.execute(sql, args).fetchall():
-            conn.execute("DELETE FROM timers WHERE key=?", (key,))
+            if not self.rs.timer_cancel(key):  # not cached (cannot happen): delete it anyway
+                conn.execute("DELETE FROM timers WHERE key=?", (key,))
             fire = _FIRE.get(rule)
             if fire is None:
                 log.warning("timer %s has unknown rule %s; dropped", key, rule)
@@ -380,12 +405,13 @@ class RuleEngine(Processor):
         if r.kind not in (STATE, EVENT) or (r.kind == EVENT and res.flags & FLAG_RETAINED):
             return
         facts = self._facts(ctx, dev, res)
-        for family in (immediate, duration, threshold, correlation, schedule, inactivity, offline):
+        for family in dev.families:
             if not self._isolate:
                 family.on_reading(self, ctx, dev, res, facts)
                 continue
             # Re-run after a failure: each family on its own, so one broken rule loses only itself.
             n_events = len(ctx.result.incident_events)
+            mark = self.rs.mark()
             ctx.conn.execute("SAVEPOINT rules_family")
             try:
                 family.on_reading(self, ctx, dev, res, facts)
@@ -395,6 +421,7 @@ class RuleEngine(Processor):
             except Exception:
                 log.exception("rule family %s failed on a reading of %s; skipped", family.__name__, dev.id)
                 ctx.conn.execute("ROLLBACK TO rules_family")
+                self.rs.rollback_to(mark)
                 ctx.conn.execute("RELEASE rules_family")
                 del ctx.result.incident_events[n_events:]
                 self.errors += 1
@@ -409,9 +436,9 @@ class RuleEngine(Processor):
             contact = vals.get("contact")
             if isinstance(contact, bool):
                 skey = f"contact|{dev.id}"
-                prev = state_get(ctx.conn, skey)
+                prev = self.rs.get(skey)
                 if prev is not contact:
-                    state_set(ctx.conn, skey, contact, ctx.now)
+                    self.rs.set(skey, contact, ctx.now)
                     f.door_opened = contact is False
                     f.door_closed = contact is True and prev is False
         else:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import incidents as inc
 from gateway.pipeline import Resolved
-from gateway.rules.base import Ctx, Dev, Facts, add_active_time, timer_arm, timer_get
+from gateway.rules.base import Ctx, Dev, Facts, add_active_time
 
 if TYPE_CHECKING:
     from gateway.rules.engine import RuleEngine
@@ -48,8 +48,8 @@ def _due(eng: RuleEngine, rid: str, last_ms: int) -> int:
 def arm_missing(eng: RuleEngine, ctx: Ctx) -> None:
     """At start: residents without a timer (new install) are watched from now."""
     for rid in eng.inactivity_hours:
-        if timer_get(ctx.conn, f"inact|{rid}") is None:
-            timer_arm(ctx.conn, f"inact|{rid}", "inact", _due(eng, rid, ctx.now), ctx.now, {"last_ms": ctx.now})
+        if eng.rs.timer_get(f"inact|{rid}") is None:
+            eng.rs.timer_arm(f"inact|{rid}", "inact", _due(eng, rid, ctx.now), ctx.now, {"last_ms": ctx.now})
 
 
 def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts) -> None:
@@ -57,10 +57,10 @@ def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts)
     if not facts.activity or rid is None or rid not in eng.inactivity_hours:
         return
     tkey = f"inact|{rid}"
-    cur = timer_get(ctx.conn, tkey)
+    cur = eng.rs.timer_get(tkey)
     if cur is not None and int(cur[1].get("last_ms", 0)) >= res.ts_ms:
         return  # an older reading (late delivery) does not move the window back
-    timer_arm(ctx.conn, tkey, "inact", _due(eng, rid, res.ts_ms), ctx.now, {"last_ms": res.ts_ms}, replace=True)
+    eng.rs.timer_arm(tkey, "inact", _due(eng, rid, res.ts_ms), ctx.now, {"last_ms": res.ts_ms}, replace=True)
     eng.clear(ctx, f"resident|{rid}|{TYPE}", res.ts_ms, "activity", hold_s=0)
 
 

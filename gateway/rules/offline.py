@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import incidents as inc
 from gateway.pipeline import Resolved, StatusChange
-from gateway.rules.base import Ctx, Dev, Facts, state_get, state_set, timer_arm, timer_cancel
+from gateway.rules.base import Ctx, Dev, Facts
 
 if TYPE_CHECKING:
     from gateway.rules.engine import RuleEngine
@@ -77,7 +77,7 @@ def on_status(eng: RuleEngine, ctx: Ctx, ch: StatusChange) -> None:
     ctx.cache.pop("offline", None)
     tkey = f"offline|{dev.id}"
     if ch.online:
-        timer_cancel(ctx.conn, tkey)
+        eng.rs.timer_cancel(tkey)
         eng.clear(ctx, eng.key(dev.id, TYPE), ch.ts_ms, "back_online")
         _group_recovery(eng, ctx, dev, ch.ts_ms)
         return
@@ -85,9 +85,7 @@ def on_status(eng: RuleEngine, ctx: Ctx, ch: StatusChange) -> None:
     suspect = ch.reason == "silent" and ctx.now < eng.suspect_until
     if suspect and dev.expected_interval_s:
         hold = max(hold, int(dev.expected_interval_s * 1000))
-    timer_arm(
-        ctx.conn, tkey, "offline", ctx.now + hold, ctx.now, {"since": ch.ts_ms, "reason": ch.reason}, replace=True
-    )
+    eng.rs.timer_arm(tkey, "offline", ctx.now + hold, ctx.now, {"since": ch.ts_ms, "reason": ch.reason}, replace=True)
     if not suspect:  # a silence produced by a clock step forms no group; the hold re-checks
         _check_groups(eng, ctx, dev)
 
@@ -149,7 +147,7 @@ def _check_groups(eng: RuleEngine, ctx: Ctx, dev: Dev) -> str | None:
 
 def _fold(eng: RuleEngine, ctx: Ctx, devices: list[str], group_id: str) -> None:
     for d in devices:
-        timer_cancel(ctx.conn, f"offline|{d}")
+        eng.rs.timer_cancel(f"offline|{d}")
         key = eng.key(d, TYPE)
         if _open_id(ctx, key) is not None:
             eng.incidents.auto_clear(ctx.conn, ctx.result, key, ctx.now, f"grouped:{group_id}", ctx.now)
@@ -172,7 +170,7 @@ def _explained_by(eng: RuleEngine, ctx: Ctx, dev: Dev) -> str | None:
         if row is not None:
             return str(row[0])
     if dev.driver == "chirpstack":
-        gws = state_get(c, f"ldev|{dev.id}") or []
+        gws = eng.rs.get(f"ldev|{dev.id}") or []
         ids = [_open_id(ctx, f"group|lorawan|{gw}") for gw in gws]
         if ids and all(ids):
             return ids[0]
@@ -218,12 +216,12 @@ def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts)
         gw = str(gw)
         eng.lgw_seen[gw] = max(eng.lgw_seen.get(gw, 0), res.rx_ms)
         if res.rx_ms - eng.lgw_written.get(gw, 0) >= 60_000:
-            state_set(ctx.conn, f"lgw|{gw}", eng.lgw_seen[gw], ctx.now)
+            eng.rs.set(f"lgw|{gw}", eng.lgw_seen[gw], ctx.now)
             eng.lgw_written[gw] = eng.lgw_seen[gw]
         eng.clear(ctx, f"group|lorawan|{gw}", res.rx_ms, "gateway_heard", hold_s=0)
     t = tuple(sorted(str(g) for g in gws))
     if eng.ldev_written.get(dev.id) != t:
-        state_set(ctx.conn, f"ldev|{dev.id}", list(t), ctx.now)
+        eng.rs.set(f"ldev|{dev.id}", list(t), ctx.now)
         eng.ldev_written[dev.id] = t
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gateway.pipeline import Resolved
-from gateway.rules.base import Ctx, Dev, Facts, state_get, state_set
+from gateway.rules.base import Ctx, Dev, Facts
 
 if TYPE_CHECKING:
     from gateway.rules.engine import RuleEngine
@@ -21,14 +21,10 @@ if TYPE_CHECKING:
 def _vital(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, typ: str, bad: bool) -> None:
     n = dev.settings.consecutive_readings
     skey = f"vit|{dev.id}|{typ}"
-    st: dict[str, Any] = state_get(ctx.conn, skey) or {"bad": 0, "good": n}
-    old = dict(st)
-    if bad:
-        st["bad"], st["good"] = st["bad"] + 1, 0
-    else:
-        st["bad"], st["good"] = 0, min(st["good"] + 1, n)
+    old: dict[str, Any] = eng.rs.get(skey) or {"bad": 0, "good": n}  # shared with the cache: not mutated
+    st = {"bad": old["bad"] + 1, "good": 0} if bad else {"bad": 0, "good": min(old["good"] + 1, n)}
     if st != old:
-        state_set(ctx.conn, skey, st, ctx.now)
+        eng.rs.set(skey, st, ctx.now)
     key = eng.key(dev.id, typ)
     if bad and st["bad"] >= n:
         eng.raise_(ctx, eng.trigger(dev, typ, "eldercare", "major", res, res.ts_ms, consecutive=st["bad"]), dev)

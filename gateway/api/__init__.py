@@ -1,0 +1,129 @@
+"""HTTP API and console served by the gateway process (FastAPI on the asyncio loop).
+
+Only /healthz is open; everything else needs a bearer token with a role (gateway/api/auth.py,
+gateway/api/access.py, docs/api.md). Reads use read-only SQLite connections in a bounded thread
+pool; writes go to the pipeline thread. The console (gateway/console) is static files under a
+strict Content-Security-Policy (no inline scripts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.api import auth
+from gateway.api.db import Readers
+from gateway.api.deps import ApiContext
+
+log = logging.getLogger("gateway.api")
+CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' data: blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+]
+
+
+class SecurityHeaders:
+    """Pure ASGI (streams pass through untouched): CSP and friends on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                have = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in have]
+                if scope["path"].startswith("/api/"):
+                    headers.append((b"cache-control", b"no-store")) if b"cache-control" not in have else None
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(gw: Any, *, first_start_token: bool = True) -> FastAPI:
+    from gateway.api.routes_incidents import router as incidents_router
+    from gateway.api.routes_misc import router as misc_router
+    from gateway.api.stream import Hub
+    from gateway.api.stream import router as stream_router
+
+    settings = gw.cfg.api
+    ctx = ApiContext(
+        gw=gw,
+        readers=Readers(gw.store_path, settings.reader_threads),
+        verifier=auth.TokenVerifier(),
+        limiter=auth.AuthFailureLimiter(settings.rate_limits.auth_failures, settings.rate_limits.auth_window_s),
+    )
+    hub = Hub(ctx, settings.sse_queue_max)
+    ctx.hub = hub
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub.start()
+        gw.add_listener(hub.on_commit)
+        if first_start_token:
+            try:
+                await asyncio.to_thread(auth.ensure_installer_token, gw)
+            except Exception as exc:  # the API still serves; tokens can be made with the CLI
+                log.error("could not set up the installer token: %s", exc)
+        try:
+            yield
+        finally:
+            await hub.stop()
+            ctx.readers.close()
+
+    app = FastAPI(
+        title="Community Edge Gateway",
+        version="1.0.0",
+        description="Staff and central-platform API of one community gateway. See docs/api.md.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/v1/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    app.state.close_streams = hub.close_streams
+    app.add_middleware(SecurityHeaders)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        )
+    app.include_router(misc_router)
+    app.include_router(incidents_router)
+    app.include_router(stream_router)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/console/", status_code=307)
+
+    if CONSOLE_DIR.is_dir():
+        app.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
+    return app

@@ -1,0 +1,128 @@
+"""Shared request plumbing: the API context, the bearer-token dependency, the access log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from gateway.api import access
+from gateway.api.auth import AuthFailureLimiter, Principal, TokenVerifier, mark_used
+from gateway.api.db import Readers
+
+bearer = HTTPBearer(auto_error=False, description="Token from `edge-gateway token create` (see docs/api.md)")
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="edge-gateway"'}
+ACCESS_LOG_DEDUPE_S = 300.0
+
+
+@dataclass
+class ApiContext:
+    gw: Any
+    readers: Readers
+    verifier: TokenVerifier
+    limiter: AuthFailureLimiter
+    hub: Any = None
+    _logged: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def cfg(self) -> Any:
+        return self.gw.cfg
+
+    async def write(self, fn: Callable[[sqlite3.Connection, Any, int], Any], timeout: float = 10.0) -> Any:
+        """Run a write on the pipeline thread and wait for it without blocking the loop."""
+        fut = self.gw.pipeline.call(fn)
+        return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
+
+    async def log_release(self, p: Principal, release: access.Release, via: str) -> None:
+        """Write personal-data / location releases to access_log before the data leaves.
+
+        The same (token, incident, reason) is logged at most once per ACCESS_LOG_DEDUPE_S (a console
+        refreshing its list would otherwise write on every refresh: SD-card wear).
+        """
+        if not release.rows:
+            return
+        now = time.monotonic()
+        rows = []
+        with self._lock:
+            if len(self._logged) > 20_000:
+                self._logged = {k: v for k, v in self._logged.items() if v > now}
+            for incident_id, resident_id, reason, fields in release.rows:
+                key = (p.token_id, incident_id, reason)
+                if self._logged.get(key, 0.0) > now:
+                    continue
+                self._logged[key] = now + ACCESS_LOG_DEDUPE_S
+                rows.append((p.token_id, p.role, reason, incident_id, resident_id, json.dumps(fields), via))
+        if not rows:
+            return
+
+        def write(conn: sqlite3.Connection, result: Any, now_ms: int) -> None:
+            conn.executemany(
+                "INSERT INTO access_log(ts_ms, token_id, role, reason, incident_id, resident_id, fields, via)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                [(now_ms, *r) for r in rows],
+            )
+
+        try:
+            await self.write(write)
+        except Exception:
+            with self._lock:  # not logged: log it next time
+                for r in rows:
+                    self._logged.pop((r[0], r[3], r[2]), None)
+            raise HTTPException(503, "the access log could not be written; personal data is withheld") from None
+
+
+def ctx_of(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+def client_key(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def authenticate(request: Request, creds: HTTPAuthorizationCredentials | None) -> Principal:
+    ctx = ctx_of(request)
+    client = client_key(request)
+    wait = ctx.limiter.retry_after(client)
+    if wait:
+        raise HTTPException(
+            429, f"too many failed authentications from this address; retry in {wait} s", {"Retry-After": str(wait)}
+        )
+    if creds is None or not creds.credentials:
+        raise HTTPException(401, "authentication required: send 'Authorization: Bearer <token>'", CHALLENGE)
+    token = creds.credentials.strip()
+    p = ctx.verifier.cached(token)
+    if p is None:
+        p, reason = await ctx.readers.run(ctx.verifier.verify, token)
+        if p is None:
+            ctx.limiter.failed(client)
+            raise HTTPException(401, f"invalid token ({reason})", CHALLENGE)
+    due = ctx.verifier.due_last_used(p.token_id)
+    if due is not None:
+        mark_used(ctx.gw, p.token_id, due)
+    return p
+
+
+def require(perm: str) -> Callable[..., Awaitable[Principal]]:
+    """Dependency: a valid bearer token whose role has permission ``perm`` (else 401/403/429)."""
+    roles = access.PERMISSIONS[perm]
+
+    async def dep(
+        request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    ) -> Principal:
+        p = await authenticate(request, creds)
+        if p.role not in roles:
+            raise HTTPException(403, f"role '{p.role}' may not use this endpoint (allowed: {', '.join(sorted(roles))})")
+        request.state.principal = p
+        return p
+
+    return dep

@@ -1,0 +1,195 @@
+"""Request and response models (they are the OpenAPI schema; see docs/api.md for examples)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.api.ticketing import ACTIONS
+
+Category = Literal["parking", "security", "eldercare", "device_health"]
+Severity = Literal["critical", "major", "minor", "warning"]
+Action = Literal[ACTIONS]  # type: ignore[valid-type]
+
+
+class Personal(BaseModel):
+    resident_id: str | None = None
+    name: str | None = None
+    room: str | None = None
+    floor: int | None = None
+
+
+class ReleasedLocation(BaseModel):
+    building: str | None = None
+    unit: str | None = None
+    floor: int | None = None
+    room: str | None = None
+
+
+class Incident(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    category: str
+    type: str
+    severity: str
+    state: str
+    life_safety: bool
+    grid: str | None = None
+    compound: str | None = None
+    building: str | None = None
+    unit: str | None = None
+    space: str | None = None
+    first_ms: int
+    last_ms: int
+    count: int
+    previous_id: str | None = None
+    auto_cleared_ms: int | None = None
+    cleared_reason: str | None = None
+    created_ms: int
+    updated_ms: int
+    escalated: bool = False
+    devices: list[str] = Field(default_factory=list)
+    readings: list[dict[str, Any]] = Field(default_factory=list)
+    detail: dict[str, Any] = Field(default_factory=dict)
+    personal: Personal | None = Field(
+        default=None, description="Resident data: only for eldercare_worker and installer (each view is logged)."
+    )
+    redacted: bool = Field(default=False, description="True when personal fields were withheld from this viewer.")
+    location_released: ReleasedLocation | None = Field(
+        default=None, description="For escalation recipients of an escalated elder-care incident (logged)."
+    )
+
+
+class IncidentPage(BaseModel):
+    items: list[Incident]
+    next_cursor: int | None = Field(description="Pass as ?cursor= for the next (older) page; null = last page.")
+
+
+class Event(BaseModel):
+    seq: int = Field(description="Feed cursor / SSE event id: monotonic across restarts.")
+    incident_id: str
+    ts_ms: int
+    kind: str
+    actor: str | None = None
+    role: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class IncidentDetail(Incident):
+    timeline: list[Event] = Field(default_factory=list)
+
+
+class ActionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Action = Field(description="Ticket action (the ticket loop decides which are allowed now).")
+    note: str | None = Field(default=None, max_length=2000)
+    request_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Client-chosen id: retrying with the same id applies the action once.",
+    )
+    data: dict[str, Any] | None = Field(
+        default=None, description="Action-specific: e.g. {'to': 'team id'} for reassign, {'score': 1-5} for evaluate."
+    )
+
+
+class ActionResult(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    incident: Incident
+    result: dict[str, Any] = Field(default_factory=dict)
+
+
+class ManualLocation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grid: str | None = Field(default=None, max_length=64)
+    compound: str | None = Field(default=None, max_length=64)
+    building: str | None = Field(default=None, max_length=64)
+    unit: str | None = Field(default=None, max_length=64)
+    floor: int | None = Field(default=None, ge=-10, le=200)
+    space: str | None = Field(default=None, max_length=64)
+    area: str | None = Field(default=None, max_length=100)
+
+
+class ManualIncident(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    category: Category
+    type: str = Field(pattern=r"^[a-z][a-z0-9_]{0,47}$", description="e.g. 'blocked_fire_lane', 'resident_report'")
+    severity: Severity
+    location: ManualLocation
+    description: str = Field(min_length=1, max_length=2000)
+    request_id: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
+class FeedItem(Event):
+    incident: dict[str, Any] = Field(
+        default_factory=dict, description="Summary of the incident now: category, type, severity, state, grid ..."
+    )
+
+
+class FeedPage(BaseModel):
+    items: list[FeedItem]
+    next_cursor: int = Field(description="Store it; ask again with ?after=<next_cursor>.")
+    has_more: bool
+
+
+class Device(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    name: str
+    type: str
+    driver: str
+    category: str
+    building: str | None = None
+    unit: str | None = None
+    floor: int | None = None
+    area: str | None = None
+    parking_space: str | None = None
+    resident_id: str | None = None
+    online: bool | None = None
+    online_reason: str | None = None
+    online_changed_ms: int | None = None
+    last_seen_ms: int | None = None
+    battery: float | None = None
+    values: dict[str, Any] | None = None
+
+
+class DeadLetter(BaseModel):
+    id: int
+    rx_ms: int
+    topic: str
+    driver: str | None = None
+    reason: str
+    detail: str
+    payload_len: int
+    payload_excerpt: str
+
+
+class Unconfigured(BaseModel):
+    driver: str
+    address: str
+    first_seen_ms: int
+    last_seen_ms: int
+    count: int
+    last_topic: str
+    sample: dict[str, Any]
+
+
+class Me(BaseModel):
+    token_id: str
+    name: str
+    role: str
+    grids: list[str]
+    compounds: list[str]
+    personal_data: bool
+    gateway: str
+    gateway_name: str
+    language: str

@@ -1,0 +1,186 @@
+"""/api/v1/incidents: list, detail with timeline, actions, manual creation."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from pydantic import StringConstraints
+
+from gateway.api import access, db, ticketing
+from gateway.api.auth import Principal
+from gateway.api.deps import ctx_of, require
+from gateway.api.models import (
+    ActionRequest,
+    ActionResult,
+    Category,
+    IncidentDetail,
+    IncidentPage,
+    ManualIncident,
+    Severity,
+)
+
+router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+
+IdStr = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+StateQ = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
+R: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no or bad token"},
+    403: {"description": "role or scope refused"},
+}
+
+
+@router.get("", response_model=IncidentPage, summary="List incidents (newest first, cursor pagination)", responses=R)
+async def list_incidents(
+    request: Request,
+    p: Annotated[Principal, Depends(require("incidents.read"))],
+    state: Annotated[
+        list[StateQ] | None, Query(description="States; 'open' and 'closed' stand for their groups.")
+    ] = None,
+    category: Annotated[list[Category] | None, Query()] = None,
+    severity: Annotated[list[Severity] | None, Query()] = None,
+    grid: Annotated[list[Name] | None, Query()] = None,
+    compound: Annotated[list[Name] | None, Query()] = None,
+    building: Annotated[list[Name] | None, Query()] = None,
+    assignee: Annotated[Name | None, Query(description="Staff id the ticket is assigned to (ticket loop).")] = None,
+    since_ms: Annotated[int | None, Query(ge=0, le=2**53, description="Last trigger at or after (epoch ms).")] = None,
+    until_ms: Annotated[int | None, Query(ge=0, le=2**53, description="First trigger at or before (epoch ms).")] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=2**53, description="next_cursor of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    f = db.IncidentFilter(state, _l(category), _l(severity), grid, building, compound, assignee, since_ms, until_ms)
+    rows, nxt = await ctx.readers.run(db.list_incidents, p, f, cursor, limit)
+    release = access.Release()
+    items = [access.present_incident(p, r, ctx.cfg, release) for r in rows]
+    await ctx.log_release(p, release, "list")
+    return {"items": items, "next_cursor": nxt}
+
+
+def _detail(conn: sqlite3.Connection, incident_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    rows = db.get_incidents(conn, [incident_id])
+    row = rows.get(incident_id)
+    return row, (db.timeline(conn, incident_id) if row is not None else [])
+
+
+async def visible_incident(request: Request, p: Principal, incident_id: str) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    rows = await ctx.readers.run(db.get_incidents, [incident_id])
+    row = rows.get(incident_id)
+    if row is None:
+        raise HTTPException(404, "no such incident")
+    if not access.incident_visible(p, row, ctx.cfg):
+        raise HTTPException(403, "this incident is outside your grids/compounds or was not escalated to you")
+    return row
+
+
+@router.get("/{incident_id}", response_model=IncidentDetail, summary="One incident with its timeline", responses=R)
+async def get_incident(
+    request: Request, incident_id: IdStr, p: Annotated[Principal, Depends(require("incidents.read"))]
+) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    row, events = await ctx.readers.run(_detail, incident_id)
+    if row is None:
+        raise HTTPException(404, "no such incident")
+    if not access.incident_visible(p, row, ctx.cfg):
+        raise HTTPException(403, "this incident is outside your grids/compounds or was not escalated to you")
+    release = access.Release()
+    out = access.present_incident(p, row, ctx.cfg, release)
+    out["timeline"] = [access.present_event(p, e, row) for e in events]
+    await ctx.log_release(p, release, "detail")
+    return out
+
+
+@router.post(
+    "/{incident_id}/actions",
+    response_model=ActionResult,
+    summary="Take an action on the incident's ticket (accept, start, resolve, evaluate ...)",
+    responses={**R, 404: {"description": "no such incident"}, 409: {"description": "not allowed in this state"}},
+)
+async def post_action(
+    request: Request,
+    incident_id: IdStr,
+    body: ActionRequest,
+    p: Annotated[Principal, Depends(require("incidents.act"))],
+) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    await visible_incident(request, p, incident_id)
+    result = await ticketing.apply_action(
+        ctx.gw,
+        incident_id,
+        body.action,
+        actor=p.actor,
+        role=p.role,
+        note=body.note,
+        request_id=body.request_id,
+        data=body.data,
+    )
+    row = await visible_incident(request, p, incident_id)
+    release = access.Release()
+    out = access.present_incident(p, row, ctx.cfg, release)
+    await ctx.log_release(p, release, "detail")
+    if access.is_personal(row) and p.role not in access.PERSONAL_ROLES:
+        result = access.redact_data(result)
+    return {"incident": out, "result": _jsonable(result)}
+
+
+@router.post(
+    "",
+    response_model=ActionResult,
+    status_code=201,
+    summary="Create an incident by hand (a resident's report, a patrol finding)",
+    responses=R,
+)
+async def create_incident(
+    request: Request, body: ManualIncident, p: Annotated[Principal, Depends(require("incidents.create"))]
+) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    loc = body.location.model_dump(exclude_none=True)
+    cfg = ctx.cfg
+    if body.location.building is not None:
+        b = cfg.building(body.location.building)
+        if b is None:
+            raise HTTPException(422, "unknown building")
+        loc.setdefault("grid", b.grid)
+        c = cfg.compound_of_building(b.id)
+        if c is not None:
+            loc.setdefault("compound", c.id)
+    if "grid" in loc and cfg.grid(loc["grid"]) is None:
+        raise HTTPException(422, "unknown grid")
+    if "compound" in loc and cfg.compound(loc["compound"]) is None:
+        raise HTTPException(422, "unknown compound")
+    if p.scoped and not access.in_scope(p, loc.get("grid"), loc.get("compound")):
+        raise HTTPException(403, "the location is outside your grids/compounds")
+    result = await ticketing.create_manual(
+        ctx.gw,
+        category=body.category,
+        type=body.type,
+        severity=body.severity,
+        location=loc,
+        description=body.description,
+        actor=p.actor,
+        role=p.role,
+        request_id=body.request_id,
+    )
+    new_id = result.get("id") or result.get("incident_id")
+    if not isinstance(new_id, str):
+        raise HTTPException(500, "the ticket loop returned no incident id")
+    row = await visible_incident(request, p, new_id)
+    return {
+        "incident": access.present_incident(p, row, cfg, None),
+        "result": _jsonable(result),
+    }
+
+
+def _l(v: list[Any] | None) -> list[str] | None:
+    return [str(x) for x in v] if v else None
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, str | int | float | bool | type(None) | list | dict):
+            out[str(k)] = v
+    return out

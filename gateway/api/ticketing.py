@@ -1,0 +1,175 @@
+"""The API's only contact with the ticket loop (issue 4, ``gateway/tickets``).
+
+Isolated here so the rest of the API does not depend on it: when the gateway has no ``tickets``
+attribute (the ticket loop not installed), actions, manual incidents and the scorecard answer
+503 with a clear message, and everything else works.
+
+Contract used: ``gw.tickets.apply_action(incident_id, action, *, actor, role, note, request_id,
+data) -> Future[dict]``, ``gw.tickets.create_manual(*, category, type, severity, location,
+description, actor, role, request_id) -> Future[dict]``, ``gateway.tickets.lifecycle.TicketError``
+(code, message, current_state, allowed) and ``gateway.tickets.scorecard.compute(conn, cfg,
+period) -> Scorecard`` with ``.rows``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+from typing import Any
+
+from fastapi import HTTPException
+
+ACTIONS: tuple[str, ...] = (
+    "accept",
+    "start",
+    "resolve",
+    "evaluate",
+    "close",
+    "cancel",
+    "false_alarm",
+    "reopen",
+    "reassign",
+    "whistle",
+    "dispatch",
+)
+ACTION_TIMEOUT_S = 15.0
+
+
+def _ticket_error() -> type[Exception] | None:
+    try:
+        from gateway.tickets.lifecycle import TicketError
+    except ImportError:
+        return None
+    return TicketError
+
+
+def tickets(gw: Any) -> Any:
+    t = getattr(gw, "tickets", None)
+    if t is None:
+        raise HTTPException(503, "the ticket loop is not available on this gateway")
+    return t
+
+
+def _status_for(code: str) -> int:
+    c = code.lower()
+    if "not_found" in c or c in ("unknown_incident", "no_incident"):
+        return 404
+    if any(w in c for w in ("forbidden", "role", "permission", "not_allowed_role", "denied")):
+        return 403
+    bad_input = any(
+        w in c for w in ("invalid_input", "bad_request", "invalid_data", "missing", "validation", "invalid_")
+    )
+    if bad_input and "state" not in c and "transition" not in c:
+        return 422
+    return 409
+
+
+def ticket_http_error(exc: Exception) -> HTTPException:
+    code = str(getattr(exc, "code", "conflict"))
+    status = getattr(exc, "STATUS", {}).get(code) or _status_for(code)
+    detail = {
+        "code": code,
+        "message": str(getattr(exc, "message", None) or exc),
+        "current_state": getattr(exc, "current_state", None),
+        "allowed": list(getattr(exc, "allowed", None) or []),
+    }
+    return HTTPException(status, detail)
+
+
+async def _await(fut: Any) -> dict[str, Any]:
+    err = _ticket_error()
+    try:
+        result = await asyncio.wait_for(asyncio.wrap_future(fut), ACTION_TIMEOUT_S)
+    except TimeoutError:
+        raise HTTPException(503, "the gateway is busy; retry with the same request_id") from None
+    except HTTPException:
+        raise
+    except Exception as exc:
+        if err is not None and isinstance(exc, err):
+            raise ticket_http_error(exc) from None
+        if isinstance(exc, KeyError):
+            raise HTTPException(404, "no such incident") from None
+        if isinstance(exc, ValueError):
+            raise HTTPException(422, str(exc)) from None
+        raise
+    return dict(result) if isinstance(result, dict) else {"result": result}
+
+
+async def apply_action(
+    gw: Any,
+    incident_id: str,
+    action: str,
+    *,
+    actor: str,
+    role: str,
+    note: str | None,
+    request_id: str | None,
+    data: dict[str, Any] | None,
+) -> dict[str, Any]:
+    t = tickets(gw)
+    err = _ticket_error()
+    try:
+        fut = t.apply_action(incident_id, action, actor=actor, role=role, note=note, request_id=request_id, data=data)
+    except Exception as exc:  # validation before the write is queued
+        if err is not None and isinstance(exc, err):
+            raise ticket_http_error(exc) from None
+        raise
+    return await _await(fut)
+
+
+async def create_manual(
+    gw: Any,
+    *,
+    category: str,
+    type: str,
+    severity: str,
+    location: dict[str, Any],
+    description: str,
+    actor: str,
+    role: str,
+    request_id: str | None,
+) -> dict[str, Any]:
+    t = tickets(gw)
+    err = _ticket_error()
+    try:
+        fut = t.create_manual(
+            category=category,
+            type=type,
+            severity=severity,
+            location=location,
+            description=description,
+            actor=actor,
+            role=role,
+            request_id=request_id,
+        )
+    except Exception as exc:
+        if err is not None and isinstance(exc, err):
+            raise ticket_http_error(exc) from None
+        raise
+    return await _await(fut)
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump()
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def scorecard_rows(conn: sqlite3.Connection, cfg: Any, period: str) -> list[dict[str, Any]]:
+    """Runs in a reader thread."""
+    try:
+        from gateway.tickets import scorecard
+    except ImportError:
+        raise HTTPException(503, "the ticket loop (scorecard) is not available on this gateway") from None
+    try:
+        card = scorecard.compute(conn, cfg, period)
+    except (ValueError, OverflowError) as exc:
+        raise HTTPException(422, f"bad period: {exc}") from None
+    return [_plain(r) for r in card.rows]
