@@ -3,10 +3,11 @@
 A WAL database cannot be copied file by file while the gateway writes (the ``-wal`` file holds
 committed transactions the main file does not have yet, and the pair changes under ``cp``).
 ``backup`` opens its own read connection and uses SQLite's online backup API
-(``Connection.backup``): the copy is one consistent snapshot, taken in steps so the writer is
-never blocked for long (a step that sees a concurrent write restarts from that point; SQLite
-handles it). The copy is written next to the target, checked (``PRAGMA integrity_check``), fsync'd
-and renamed into place.
+(``Connection.backup``) in ONE step: the copy is read inside a single read transaction, i.e. one
+WAL snapshot, so it is consistent and the gateway keeps writing meanwhile (in WAL mode a reader
+never blocks the writer; only checkpoints wait). Copying in several steps would restart the whole
+copy after every commit of the gateway and might never finish on a busy site. The copy is written
+next to the target, checked (``PRAGMA integrity_check``), fsync'd and renamed into place.
 
 ``restore`` (gateway stopped): the backup must pass ``integrity_check`` and have a schema version
 this release knows (older ones are migrated when the gateway starts); the current store is kept as
@@ -62,7 +63,7 @@ def _fsync_dir(d: Path) -> None:
             os.close(fd)
 
 
-def backup(store_path: str | Path, out: str | Path, *, pages_per_step: int = 1024) -> BackupInfo:
+def backup(store_path: str | Path, out: str | Path, *, pages_per_step: int = -1) -> BackupInfo:
     """Copy the (possibly live) store to ``out`` consistently. Never touches the source's data."""
     src_path = Path(store_path)
     if not src_path.exists():
@@ -79,7 +80,7 @@ def backup(store_path: str | Path, out: str | Path, *, pages_per_step: int = 102
     dst = sqlite3.connect(tmp)
     try:
         src.execute("PRAGMA busy_timeout=30000")
-        src.backup(dst, pages=pages_per_step, sleep=0.005)
+        src.backup(dst, pages=pages_per_step)
         dst.execute("PRAGMA journal_mode=DELETE")  # a single self-contained file
         integrity = str(dst.execute("PRAGMA integrity_check").fetchone()[0])
         version = int(dst.execute("PRAGMA user_version").fetchone()[0])

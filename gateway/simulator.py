@@ -140,7 +140,6 @@ class Simulator:
         self.stats = SimStats()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._pending: dict[int, str] = {}
         self._pinned: dict[str, dict[str, Any]] = {}
         self._silenced: set[str] = set()
         # consistent device state
@@ -172,8 +171,8 @@ class Simulator:
 
     # --- publishing ----------------------------------------------------------------------------
     def _on_publish(self, client: object, userdata: object, mid: int, reason: object, props: object) -> None:
+        # Runs on paho's network thread, which may hold paho's own lock: only our counters here.
         with self._lock:
-            self._pending.pop(mid, None)
             if getattr(reason, "is_failure", False):
                 self.stats.failed += 1
             else:
@@ -183,14 +182,21 @@ class Simulator:
         while not self._connected.wait(0.5):
             if self._stop.is_set():
                 return
-        with self._lock:
-            info = self._client.publish(topic, payload, qos=1, retain=retain)
-            if info.rc == paho.MQTT_ERR_SUCCESS:
-                self._pending[info.mid] = topic
+        # Never hold self._lock across client.publish(): the network thread may be in _on_publish
+        # waiting for it while holding paho's lock (deadlock).
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            with self._lock:
+                self.stats.failed += 1
         self.stats.published += 1
         self.stats.by_format[_format_of(topic)] += 1
         if device is not None:
             self.stats.devices_seen.add(device)
+
+    @property
+    def unacked(self) -> int:
+        with self._lock:
+            return self.stats.published - self.stats.acked - self.stats.failed
 
     # --- device behaviour ----------------------------------------------------------------------
     def checkin(self, dev: SimDevice) -> tuple[str, bytes]:
@@ -296,7 +302,7 @@ class Simulator:
             self._loop(duration)
         finally:
             deadline = time.monotonic() + 10
-            while self._pending and time.monotonic() < deadline:
+            while self.unacked > 0 and time.monotonic() < deadline:
                 time.sleep(0.05)
             self._client.disconnect()
             self._client.loop_stop()

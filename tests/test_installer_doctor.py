@@ -147,15 +147,13 @@ def test_wrong_tsdb_token(tmp_path: Path, tsdb: str, monkeypatch: pytest.MonkeyP
 
 
 def test_full_store_quota(tmp_path: Path) -> None:
-    path = site(tmp_path, free_port(), quota_mb=2, reserve_mb=1)
+    path = site(tmp_path, free_port(), quota_mb=16, reserve_mb=12)
     db = tmp_path / "gateway.db"
-    s = st.Store(db, st.Quota(2 << 20, 1 << 20))
-    s.set_page_limit(life_safety=True)
-    s.conn.execute("BEGIN IMMEDIATE")
+    s = st.Store(db, st.Quota(16 << 20, 12 << 20))
+    s.set_page_limit(life_safety=False)  # fill up to quota - reserve, as telemetry would
     with pytest.raises(sqlite3.OperationalError):
-        for i in range(10_000):
-            s.conn.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (f"fill{i}", "x" * 3000))
-    s.conn.execute("COMMIT")
+        for i in range(10_000):  # autocommit: each row its own transaction
+            s.conn.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (f"fill{i}", "x" * 3800))
     s.close()
     out = subprocess.run(
         [sys.executable, "-m", "gateway", "doctor", "--config", str(path), "--timeout", "1", "--json"],
@@ -168,5 +166,6 @@ def test_full_store_quota(tmp_path: Path) -> None:
     import json
 
     by = {c["name"]: c for c in json.loads(out.stdout)}
+    assert "store" in by, out.stdout
     assert by["store"]["status"] == "fail" and "FULL" in by["store"]["detail"]
     assert "store.quota_mb" in by["store"]["fix"]
