@@ -202,6 +202,11 @@ def enqueue(conn: sqlite3.Connection, cfg: Any, events: Sequence[Mapping[str, An
             " VALUES (?,?,?,?,?,?,?)",
             releases,
         )
+    # --- issue 9: staff channels (WeCom/DingTalk robots, SMS/voice, e-mail), same transaction -------
+    from gateway.channels.dispatcher import enqueue as enqueue_channels
+
+    enqueue_channels(conn, cfg, events, now_ms)
+    # --- end issue 9 ---------------------------------------------------------------------------------
     return len(rows)
 
 

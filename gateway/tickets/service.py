@@ -39,6 +39,13 @@ class TicketService:
         self.sender = NotifySender(
             gw.store_path, cfg, call=gw.pipeline.call, publish=publish, incidents=self.processor.ctx.incidents
         )
+        # --- issue 9: staff channels (gateway/channels): own sender thread, same outbox transaction ---
+        from gateway.channels.dispatcher import ChannelDispatcher
+
+        self.channels = ChannelDispatcher(
+            gw.store_path, cfg, call=gw.pipeline.call, incidents=self.processor.ctx.incidents
+        )
+        # --- end issue 9 ---
         gw.add_listener(self._committed)
 
     @property
@@ -48,13 +55,17 @@ class TicketService:
     def start(self) -> None:
         if self.gw.cfg.tickets.enabled:
             self.sender.start()
+            if self.gw.cfg.channels.enabled:  # issue 9
+                self.channels.start()
 
     def stop(self) -> None:
         self.sender.stop()
+        self.channels.stop()  # issue 9
 
     def _committed(self, result: BatchResult) -> None:
         if result.incident_events:
             self.sender.wake()
+            self.channels.wake()  # issue 9
 
     # --- the API's entry points ------------------------------------------------------------------
     def apply_action(

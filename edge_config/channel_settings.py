@@ -1,0 +1,275 @@
+"""Config of the staff alarm channels (section ``channels``); see docs/channels.md (issue 9).
+
+WeCom (企业微信) and DingTalk (钉钉) group robots, an HTTP SMS/voice gateway and SMTP e-mail
+(digests, scorecard), with storm grouping, per-channel rate limits, quiet hours and fallback.
+Every key has a default, so a site file without a ``channels`` section stays valid (and sends
+nothing: no robot, gateway or SMTP server is configured).
+
+Who gets what: the ticket loop decides the *people* (assignee, escalation rungs, department);
+each person is reached through ``staff[].channels`` in order (the first that works; a failing one
+falls back to the next). For ``wecom``/``dingtalk`` entries the ``target`` is the *name* of a robot
+configured here, and the person's phone is @-mentioned. ``policies`` narrow that list per person or
+team by category and severity and set quiet hours. Robots with ``broadcast: true`` also receive
+every matching notification for their group chat.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .secrets import EnvSecret
+
+_Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+Category = Literal["parking", "security", "eldercare", "device_health"]
+Severity = Literal["critical", "major", "minor", "warning"]
+ChannelType = Literal["wecom", "dingtalk", "sms", "voice", "email"]
+GroupField = Literal["compound", "building", "grid", "category", "type", "event", "severity"]
+
+DEFAULT_EVENTS = ["dispatched", "renotified", "escalated", "whistle", "dispatch_failed"]
+
+
+def _url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("URLs start with http:// or https://")
+    return value.rstrip("/")
+
+
+class QuietHours(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    days: list[Annotated[int, Field(ge=1, le=7)]] = Field(
+        default_factory=lambda: [1, 2, 3, 4, 5, 6, 7], description="ISO weekdays (1 = Monday) the window starts on."
+    )
+    start: dt.time = Field(description='Start, quoted "HH:MM" (site time zone).')
+    end: dt.time = Field(description='End, quoted "HH:MM"; before start = past midnight.')
+
+
+class Robot(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: _Id = Field(description="Robot id; staff[].channels entries of this type name it as their target.")
+    categories: list[Category] = Field(default_factory=list, description="Only these categories; empty = all.")
+    severities: list[Severity] = Field(default_factory=list, description="Only these severities; empty = all.")
+    events: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EVENTS), description="Notification events posted (ticket-loop names)."
+    )
+    broadcast: bool = Field(
+        default=False,
+        description="Post every matching notification to the group, not only those addressed to a person "
+        "whose channel is this robot.",
+    )
+    elder_care: bool = Field(
+        default=False,
+        description="An elder-care group: messages include residents' names and flats (each release logged). "
+        "Only for groups of elder-care workers.",
+    )
+    msgtype: Literal["text", "markdown"] = Field(default="markdown", description="Message type posted.")
+    mentioned_mobiles: list[str] = Field(
+        default_factory=list, description="Phones always @-mentioned (in addition to the addressed people)."
+    )
+    rate_per_min: int = Field(
+        default=20, ge=1, le=600, description="Messages per rolling minute (both services allow 20 per robot)."
+    )
+    quiet_hours: list[QuietHours] = Field(
+        default_factory=list, description="Non-critical messages wait until the window ends (never critical ones)."
+    )
+
+
+class WecomRobot(Robot):
+    base_url: str = Field(
+        default="https://qyapi.weixin.qq.com", description="WeCom API base (private deployments, tests)."
+    )
+    key: EnvSecret = Field(description='The robot webhook key (…/webhook/send?key=KEY), ONLY as "${ENV_NAME}".')
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        return _url(value)
+
+
+class DingtalkRobot(Robot):
+    base_url: str = Field(default="https://oapi.dingtalk.com", description="DingTalk API base (tests, proxies).")
+    access_token: EnvSecret = Field(description='The robot access_token, ONLY as "${ENV_NAME}".')
+    secret: EnvSecret | None = Field(
+        default=None, description='Signing secret of the "加签" security mode (SEC…), ONLY as "${ENV_NAME}".'
+    )
+    keyword: str | None = Field(
+        default=None,
+        max_length=20,
+        description="For the custom-keyword security mode: a keyword added to every message (e.g. 告警).",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        return _url(value)
+
+
+class SmsGateway(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="SMS gateway URL (POST).")
+    voice_url: str | None = Field(default=None, description="Voice-call URL (POST); default: the SMS URL.")
+    auth_header: EnvSecret | None = Field(
+        default=None, description='Value of the auth header (e.g. "Bearer …"), ONLY as "${ENV_NAME}".'
+    )
+    auth_header_name: str = Field(default="Authorization", description="Name of the auth header.")
+    template: str = Field(
+        default='{"to": "{phone}", "text": "{message}"}',
+        description="JSON request body; {phone} and {message} are replaced (JSON-escaped).",
+    )
+    voice_template: str = Field(
+        default='{"to": "{phone}", "tts": "{message}", "kind": "voice"}',
+        description="JSON request body of a voice call; {phone} and {message} are replaced.",
+    )
+    ok_field: str | None = Field(
+        default=None, description="Reply JSON field that must equal ok_value for success (null: any 2xx)."
+    )
+    ok_value: str | int | None = Field(default=0, description="Value of ok_field meaning success.")
+    max_chars: int = Field(default=70, ge=20, le=1000, description="SMS text is cut to this many characters.")
+    rate_per_min: int = Field(default=10, ge=1, le=600, description="Messages per phone per rolling minute.")
+    sms_critical: bool = Field(
+        default=True, description="Critical incidents also go by SMS to the on-duty person's phone (assignee)."
+    )
+    voice_eldercare_critical: bool = Field(
+        default=True,
+        description="Call the assignee when a critical elder-care incident is not accepted after its first rung.",
+    )
+
+    @field_validator("url", "voice_url")
+    @classmethod
+    def _urls(cls, value: str | None) -> str | None:
+        return None if value is None else _url(value)
+
+    @field_validator("template", "voice_template")
+    @classmethod
+    def _tpl(cls, value: str) -> str:
+        try:
+            json.loads(value.replace("{phone}", "1").replace("{message}", "m"))
+        except ValueError as exc:
+            raise ValueError(f"the template must be JSON once {{phone}}/{{message}} are filled in: {exc}") from None
+        return value
+
+
+class SmtpSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    host: str = Field(description="SMTP server host.")
+    port: int = Field(default=587, ge=1, le=65535, description="SMTP port (587 submission with STARTTLS).")
+    starttls: bool = Field(default=True, description="Upgrade with STARTTLS (required when authenticating).")
+    username: str | None = Field(default=None, description="SMTP user; null = no AUTH.")
+    password: EnvSecret | None = Field(default=None, description='SMTP password, ONLY as "${ENV_NAME}".')
+    from_addr: str = Field(alias="from", description="Sender address, e.g. 'edge-gw@community.example'.")
+    ca_file: str | None = Field(default=None, description="CA bundle (PEM) to verify the server; null = system CAs.")
+    timeout_s: float = Field(default=15, gt=0, le=120, description="Connection timeout.")
+    digest_recipients: list[str] = Field(default_factory=list, description="Who gets the daily/weekly digests.")
+    scorecard_recipients: list[str] = Field(
+        default_factory=list, description="Who gets the weekly scorecard (default: the digest recipients)."
+    )
+    daily_at: dt.time | None = Field(default=dt.time(7, 30), description='Daily digest time "HH:MM"; null = off.')
+    weekly_day: int | None = Field(
+        default=1, ge=1, le=7, description="ISO weekday of the weekly digest + scorecard (at daily_at); null = off."
+    )
+    rate_per_min: int = Field(default=30, ge=1, le=600, description="Messages per recipient per rolling minute.")
+
+    @model_validator(mode="after")
+    def _auth(self) -> SmtpSettings:
+        if self.username and self.password is None:
+            raise ValueError('username needs password: "${ENV_NAME}"')
+        return self
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    who: _Id = Field(description="Staff id or team id (a person's own policies win over their team's).")
+    categories: list[Category] = Field(default_factory=list, description="Applies to these categories; empty = all.")
+    severities: list[Severity] = Field(default_factory=list, description="Applies to these severities; empty = all.")
+    channels: list[ChannelType] | None = Field(
+        default=None,
+        description="Channel types used, in this order, from the person's staff[].channels (null = all, "
+        "the person's order; [] = none).",
+    )
+    quiet_hours: list[QuietHours] = Field(
+        default_factory=list, description="Non-critical messages wait until the window ends (never critical ones)."
+    )
+
+
+def _default_group_by() -> list[GroupField]:
+    return ["compound", "category", "type", "event"]
+
+
+def _default_immediate() -> list[Severity]:
+    return ["critical"]
+
+
+class GroupingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    group_by: list[GroupField] = Field(
+        default_factory=_default_group_by,
+        description="Notifications for the same channel target with equal values here become one message.",
+    )
+    group_wait_s: float = Field(
+        default=10, ge=0, le=600, description="A new group waits this long for more members (Alertmanager group_wait)."
+    )
+    group_interval_s: float = Field(
+        default=60, ge=0, le=3600, description="A group that has sent waits this long before its next message."
+    )
+    immediate_severities: list[Severity] = Field(
+        default_factory=_default_immediate,
+        description="These severities (and life-safety incidents) are never grouped or delayed and go first.",
+    )
+    max_listed: int = Field(default=10, ge=1, le=100, description="Incidents listed in a grouped message.")
+    reserve_for_critical: int = Field(
+        default=2, ge=0, le=20, description="Per rolling minute, this many messages are kept for critical ones."
+    )
+
+
+class ChannelSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Send staff alarms on the channels configured here.")
+    language: Literal["zh", "en"] | None = Field(
+        default=None, description="Message language; default gateway.language."
+    )
+    console_base_url: str | None = Field(
+        default=None, description="Console URL put in messages, e.g. https://gw.example:8443 (null: no link)."
+    )
+    wecom: list[WecomRobot] = Field(default_factory=list, description="WeCom group robots.")
+    dingtalk: list[DingtalkRobot] = Field(default_factory=list, description="DingTalk custom robots.")
+    sms: SmsGateway | None = Field(default=None, description="HTTP SMS / voice-call gateway.")
+    smtp: SmtpSettings | None = Field(default=None, description="SMTP for e-mail (digests, scorecard, alarms).")
+    policies: list[Policy] = Field(default_factory=list, description="Per person/team: channels by category/severity.")
+    grouping: GroupingSettings = Field(default_factory=GroupingSettings, description="Storm grouping.")
+    http_timeout_s: float = Field(default=5, gt=0, le=60, description="Timeout of one HTTP attempt.")
+    retry_min_s: float = Field(default=2, gt=0, le=600, description="First retry delay of a failed message.")
+    retry_max_s: float = Field(default=120, gt=0, le=3600, description="Cap of the retry delay (with jitter).")
+    max_attempts: int = Field(
+        default=4, ge=1, le=100, description="Attempts on one channel before the person's next channel is tried."
+    )
+    health_after_failures: int = Field(
+        default=5, ge=1, le=1000, description="Consecutive failures of a channel that raise a gateway-health incident."
+    )
+
+    @field_validator("console_base_url")
+    @classmethod
+    def _console(cls, value: str | None) -> str | None:
+        return None if value is None else _url(value)
+
+    @model_validator(mode="after")
+    def _unique(self) -> ChannelSettings:
+        for kind, robots in (("wecom", self.wecom), ("dingtalk", self.dingtalk)):
+            names = [r.name for r in robots]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"{kind} robot names must be unique: {', '.join(dup)}")
+        return self
+
+    def robot(self, kind: str, name: str) -> WecomRobot | DingtalkRobot | None:
+        robots: list[WecomRobot] | list[DingtalkRobot] = self.wecom if kind == "wecom" else self.dingtalk
+        return next((r for r in robots if r.name == name), None)

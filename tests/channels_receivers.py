@@ -1,0 +1,323 @@
+"""Real local receivers for the channel tests: WeCom robot, DingTalk robot, SMS gateway, SMTP.
+
+Each HTTP receiver implements the documented request format and checks it, answers with the
+service's documented errcodes, enforces 20 messages per rolling minute the way the service does
+(DingTalk then blocks the robot for 10 minutes), and can be scripted to fail for a while.
+The DingTalk signature is verified with the algorithm written out here, independently of
+gateway/channels/dingtalk.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import http.server
+import json
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from tests.tickets_harness import write_ticket_site
+
+
+@dataclass
+class Hit:
+    t: float  # time.monotonic() at arrival
+    wall: float  # time.time()
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+    status: int
+    reply: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200 and self.reply.get("errcode", self.reply.get("code")) == 0
+
+    @property
+    def text(self) -> str:
+        b = self.body if isinstance(self.body, dict) else {}
+        return json.dumps(b, ensure_ascii=False)
+
+
+class _Receiver:
+    """http.server on 127.0.0.1:<free port>; subclasses implement ``handle``."""
+
+    limit_per_min = 20
+
+    def __init__(self) -> None:
+        self.hits: list[Hit] = []
+        self.lock = threading.Lock()
+        self.fail: Callable[[int], tuple[int, dict[str, Any]] | None] | None = None  # n-th request -> reply
+        self.accepted: list[float] = []  # monotonic times of requests counted against the rate limit
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                parts = urlsplit(self.path)
+                query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+                try:
+                    body: Any = json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, ValueError):
+                    body = None
+                with outer.lock:
+                    n = len(outer.hits)
+                    scripted = outer.fail(n) if outer.fail is not None else None
+                    status, reply = scripted or outer.handle(parts.path, query, dict(self.headers), body)
+                    outer.hits.append(
+                        Hit(time.monotonic(), time.time(), parts.path, query, dict(self.headers), body, status, reply)
+                    )
+                data = json.dumps(reply, ensure_ascii=False).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def handle(self, path: str, query: dict[str, str], headers: dict[str, str], body: Any) -> tuple[int, dict]:
+        raise NotImplementedError
+
+    def over_limit(self) -> bool:
+        """Count this request; True when it is the 21st within a rolling minute."""
+        now = time.monotonic()
+        self.accepted = [t for t in self.accepted if t > now - 60]
+        self.accepted.append(now)
+        return len(self.accepted) > self.limit_per_min
+
+    def max_per_rolling_minute(self) -> int:
+        times = sorted(h.t for h in self.hits)
+        return max((sum(1 for u in times if t <= u < t + 60) for t in times), default=0)
+
+    def delivered(self) -> list[Hit]:
+        return [h for h in self.hits if h.ok]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class WecomReceiver(_Receiver):
+    """POST /cgi-bin/webhook/send?key=KEY; errcodes 0, 93000, 40008, 44004, 45002, 45009."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__()
+
+    def handle(self, path: str, query: dict[str, str], headers: dict[str, str], body: Any) -> tuple[int, dict]:
+        if path != "/cgi-bin/webhook/send" or query.get("key") != self.key:
+            return 200, {"errcode": 93000, "errmsg": "invalid webhook url, hint: [x], from ip: 127.0.0.1"}
+        if not headers.get("Content-Type", "").startswith("application/json") or not isinstance(body, dict):
+            return 200, {"errcode": 40008, "errmsg": "invalid message type"}
+        mt = body.get("msgtype")
+        if mt == "text":
+            content = body.get("text", {}).get("content")
+            mobiles = body["text"].get("mentioned_mobile_list", [])
+            if not isinstance(mobiles, list) or not all(isinstance(m, str) for m in mobiles):
+                return 200, {"errcode": 40058, "errmsg": "invalid mentioned_mobile_list"}
+            limit = 2048
+        elif mt == "markdown":
+            content = body.get("markdown", {}).get("content")
+            limit = 4096
+        else:
+            return 200, {"errcode": 40008, "errmsg": "invalid message type"}
+        if not content:
+            return 200, {"errcode": 44004, "errmsg": "empty content"}
+        if len(content.encode()) > limit:
+            return 200, {"errcode": 45002, "errmsg": "content size out of limit"}
+        if self.over_limit():
+            return 200, {"errcode": 45009, "errmsg": "api freq out of limit"}
+        return 200, {"errcode": 0, "errmsg": "ok"}
+
+
+def dingtalk_sign(secret: str, timestamp: str) -> str:
+    """The documented algorithm, written out independently: base64(HMAC-SHA256(secret, ts + "\\n" + secret))."""
+    string_to_sign = timestamp + "\n" + secret
+    digest = hmac.new(secret.encode("utf-8"), string_to_sign.encode("utf-8"), digestmod=hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+class DingtalkReceiver(_Receiver):
+    """POST /robot/send?access_token=T&timestamp=&sign=; errcodes 0, 300001, 310000, 130101 (10-min block)."""
+
+    block_s = 600.0
+
+    def __init__(self, token: str, secret: str | None = None, keyword: str | None = None) -> None:
+        self.token = token
+        self.secret = secret
+        self.keyword = keyword
+        self.blocked_until = 0.0
+        super().__init__()
+
+    def handle(self, path: str, query: dict[str, str], headers: dict[str, str], body: Any) -> tuple[int, dict]:
+        if path != "/robot/send" or query.get("access_token") != self.token:
+            return 200, {"errcode": 300001, "errmsg": "token is not exist"}
+        if self.secret is not None:
+            ts = query.get("timestamp", "")
+            if not ts.isdigit() or abs(int(ts) - time.time() * 1000) > 3_600_000:
+                return 200, {"errcode": 310000, "errmsg": "invalid timestamp"}
+            # parse_qs has URL-decoded the sign once: compare with the plain base64
+            if not hmac.compare_digest(query.get("sign", ""), dingtalk_sign(self.secret, ts)):
+                return 200, {"errcode": 310000, "errmsg": "sign not match"}
+        if not isinstance(body, dict) or body.get("msgtype") not in ("text", "markdown"):
+            return 200, {"errcode": 40035, "errmsg": "缺少参数 json"}
+        if body["msgtype"] == "text":
+            content = body.get("text", {}).get("content", "")
+        else:
+            md = body.get("markdown", {})
+            if not md.get("title"):
+                return 200, {"errcode": 40035, "errmsg": "缺少参数 title"}
+            content = md.get("text", "")
+        at = body.get("at", {})
+        if not isinstance(at.get("atMobiles", []), list):
+            return 200, {"errcode": 40035, "errmsg": "atMobiles"}
+        if not content:
+            return 200, {"errcode": 40035, "errmsg": "缺少参数 content"}
+        if self.keyword and self.keyword not in content:
+            return 200, {"errcode": 310000, "errmsg": "keywords not in content"}
+        now = time.monotonic()
+        if now < self.blocked_until:
+            return 200, {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}
+        if self.over_limit():
+            self.blocked_until = now + self.block_s
+            return 200, {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}
+        return 200, {"errcode": 0, "errmsg": "ok"}
+
+
+class SmsReceiver(_Receiver):
+    """A typical SMS/voice HTTP gateway: Bearer auth, JSON {to, text|tts}, replies {"code": 0}."""
+
+    limit_per_min = 1000
+
+    def __init__(self, auth: str) -> None:
+        self.auth = auth
+        super().__init__()
+
+    def handle(self, path: str, query: dict[str, str], headers: dict[str, str], body: Any) -> tuple[int, dict]:
+        if headers.get("Authorization") != self.auth:
+            return 401, {"code": 401, "msg": "unauthorized"}
+        if not isinstance(body, dict) or not str(body.get("to", "")).isdigit():
+            return 400, {"code": 400, "msg": "bad request"}
+        if path == "/sms" and not body.get("text"):
+            return 400, {"code": 400, "msg": "no text"}
+        if path == "/voice" and not body.get("tts"):
+            return 400, {"code": 400, "msg": "no tts"}
+        return 200, {"code": 0, "msg": "queued"}
+
+    def ok_hits(self) -> list[Hit]:
+        return [h for h in self.hits if h.status == 200]
+
+
+@dataclass
+class Mail:
+    mail_from: str
+    rcpt: list[str]
+    data: bytes
+    tls: bool
+    auth: Any
+
+
+@dataclass
+class SmtpServer:
+    """aiosmtpd with STARTTLS required and AUTH (user/password) over a self-signed certificate."""
+
+    directory: Path
+    user: str = "gw"
+    password: str = "smtp-pass"
+    mails: list[Mail] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        import ssl
+
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        self.cert = self.directory / "smtp-cert.pem"
+        key = self.directory / "smtp-key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(self.cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.cert, key)
+        outer = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                outer.mails.append(
+                    Mail(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, session.ssl is not None,
+                         session.auth_data)
+                )  # fmt: skip
+                return "250 OK"
+
+        def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+            ok = isinstance(auth_data, LoginPassword) and (auth_data.login.decode(), auth_data.password.decode()) == (
+                outer.user,
+                outer.password,
+            )
+            return AuthResult(success=ok, handled=False)
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.controller = Controller(
+            Handler(),
+            hostname="127.0.0.1",
+            port=self.port,
+            tls_context=ctx,
+            require_starttls=True,
+            authenticator=authenticator,
+            auth_require_tls=True,
+        )
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+# --- site ------------------------------------------------------------------------------------------
+STAFF_CHANNELS = {
+    "ps1": "channels: [{type: wecom, target: duty}, {type: sms, target: '13800000001'}]",
+    "ps2": "channels: [{type: wecom, target: duty}, {type: sms, target: '13800000002'}]",
+    "ec1": "phone: '13900000001', channels: [{type: dingtalk, target: care}, {type: sms, target: '13900000001'}, "
+    "{type: voice, target: '13900000001'}]",
+    "ec2": "phone: '13900000002', channels: [{type: dingtalk, target: care}, {type: sms, target: '13900000002'}, "
+    "{type: voice, target: '13900000002'}]",
+    "mt1": "phone: '13700000001', channels: [{type: wecom, target: duty}, {type: email, target: 'mt1@example.cn'}]",
+}
+
+
+def write_channel_site(directory: Path, *, channels: str, tickets_extra: str = "  mqtt: false\n") -> Path:
+    """The ticket harness site with staff channels and a ``channels:`` section (YAML text)."""
+    path = write_ticket_site(directory, extra=tickets_extra)
+    text = path.read_text(encoding="utf-8")
+    for sid, extra in STAFF_CHANNELS.items():
+        for line in text.splitlines():
+            if line.strip().startswith(f"- {{id: {sid}, ") and line.rstrip().endswith("}"):
+                text = text.replace(line, line.rstrip()[:-1] + ", " + extra + "}", 1)
+                break
+        else:
+            raise AssertionError(f"staff {sid} not found in the harness site")
+    text += "\n" + channels
+    path.write_text(text, encoding="utf-8")
+    return path
