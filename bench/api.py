@@ -27,7 +27,6 @@ import multiprocessing as mp
 import os
 import random
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,7 +49,7 @@ def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 def free_port() -> int:
@@ -64,7 +63,18 @@ class GatewayProc:
         env = {**os.environ, "EDGE_GATEWAY_INSTALLER_TOKEN": TOKEN}
         self.log = open(store.parent / "gateway.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "run", "--config", str(site), "--store", str(store), "--api-port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "run",
+                "--config",
+                str(site),
+                "--store",
+                str(store),
+                "--api-port",
+                str(port),
+            ],
             cwd=ROOT,
             env=env,
             stdout=self.log,
@@ -106,6 +116,7 @@ class SosInjector:
         self.devs = [d for d in traffic.sim_devices(load_config(site)) if d.type == "sos_button"]
         random.Random(3).shuffle(self.devs)
         self.sent: dict[str, float] = {}
+        self.split: list[tuple[float, float]] = []
         self.every = every
         self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-sos-{os.getpid()}")
         self.c.connect("127.0.0.1", port)
@@ -136,24 +147,30 @@ async def sse_client(base: str, latencies: list[float], sos: SosInjector | None,
     import httpx
 
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=httpx.Timeout(10, read=60)) as c:
-        async with c.stream("GET", "/api/v1/stream") as r:
-            event, data = "", ""
-            async for line in r.aiter_lines():
-                if stop.is_set():
-                    return
-                if line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:"):
-                    data = line[5:].strip()
-                elif line == "" and event == "incident" and data:
-                    now = time.time()
-                    msg = json.loads(data)
-                    if msg["kind"] == "created" and sos is not None:
-                        for dev in msg["incident"].get("devices", []):
-                            if dev in sos.sent:
-                                latencies.append((now - sos.sent[dev]) * 1000)
-                    event, data = "", ""
+    timeout = httpx.Timeout(10, read=60)
+    async with (
+        httpx.AsyncClient(base_url=base, headers=headers, timeout=timeout) as c,
+        c.stream("GET", "/api/v1/stream") as r,
+    ):
+        event, data = "", ""
+        async for line in r.aiter_lines():
+            if stop.is_set():
+                return
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data = line[5:].strip()
+            elif line == "" and event == "incident" and data:
+                now = time.time()
+                msg = json.loads(data)
+                if msg["kind"] == "created" and sos is not None:
+                    for dev in msg["incident"].get("devices", []):
+                        if dev in sos.sent:
+                            latencies.append((now - sos.sent[dev]) * 1000)
+                            # split: publish -> committed incident (ingest) vs commit -> received (API path)
+                            created = msg["incident"]["created_ms"]
+                            sos.split.append((created - sos.sent[dev] * 1000, now * 1000 - created))
+                event, data = "", ""
 
 
 async def poller(base: str, paths: list[str], latencies: list[float] | None, stop: asyncio.Event) -> None:
@@ -192,7 +209,9 @@ def start_publisher(port: int, messages: list[tuple[str, bytes]], rate: float) -
     return p, go_w, out_r
 
 
-async def phase_latency(args: argparse.Namespace, broker_port: int, site: Path, work: Path) -> tuple[list[float], list[float]]:
+async def phase_latency(
+    args: argparse.Namespace, broker_port: int, site: Path, work: Path
+) -> tuple[list[float], list[float]]:
     gw = GatewayProc(site, work / "lat.db", free_port())
     sse_lat: list[float] = []
     list_lat: list[float] = []
@@ -214,6 +233,13 @@ async def phase_latency(args: argparse.Namespace, broker_port: int, site: Path, 
         for t in [*clients, poll]:
             t.cancel()
         await asyncio.gather(*clients, poll, return_exceptions=True)
+        ingest = [a for a, _ in sos.split]
+        api = [b for _, b in sos.split]
+        print(
+            f"  split: publish->commit p50={pct(ingest, 50):.1f} p99={pct(ingest, 99):.1f} ms;"
+            f" commit->SSE received p50={pct(api, 50):.1f} p99={pct(api, 99):.1f} ms",
+            flush=True,
+        )
     finally:
         gw.stop()
     return sse_lat, list_lat
@@ -269,9 +295,10 @@ async def phase_saturation(
 async def main_async(args: argparse.Namespace) -> None:
     from gateway.mosquitto import Mosquitto
 
-    with tempfile.TemporaryDirectory(prefix="bench-broker-") as bdir, tempfile.TemporaryDirectory(
-        prefix="bench-api-"
-    ) as wdir:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-broker-") as bdir,
+        tempfile.TemporaryDirectory(prefix="bench-api-") as wdir,
+    ):
         broker = Mosquitto(Path(bdir)).start()
         work = Path(wdir)
         site = write_bench_site(work, broker.port, sos=SOS_DEVICES)
@@ -305,4 +332,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-    _ = statistics

@@ -76,6 +76,13 @@ class ApiSettings(BaseModel):
         description="Events buffered per stream client; a client that falls further behind is disconnected "
         "and resumes with Last-Event-ID (ingest never waits for a slow client).",
     )
+    max_busy_share: float = Field(
+        default=0.3,
+        gt=0,
+        le=1,
+        description="Largest share of time the API may spend serving requests back to back (ingest shares "
+        "the process); 1 = no cap. The live stream is not counted.",
+    )
     reader_threads: int = Field(
         default=4, ge=1, le=32, description="Threads reading the store for API requests (bounds the API's CPU share)."
     )

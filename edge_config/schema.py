@@ -34,6 +34,8 @@ from pydantic import (
 
 from .api_settings import ApiSettings
 from .camera_settings import CamerasSettings
+from .channel_settings import ChannelSettings
+from .privacy_settings import PrivacySettings
 from .rules_settings import RulesSettings
 from .secrets import EnvSecret
 from .sync_settings import SyncSettings
@@ -773,6 +775,13 @@ class SiteConfig(StrictModel):
     tickets: TicketSettings = Field(default_factory=TicketSettings, description="Ticket loop, SLAs, escalation.")
     cameras: CamerasSettings = Field(
         default_factory=CamerasSettings, description="Camera analytics: parking occupancy and zone intrusion."
+    )
+    channels: ChannelSettings = Field(
+        default_factory=ChannelSettings,
+        description="Staff alarm channels: WeCom/DingTalk robots, SMS/voice, e-mail; grouping (issue 9).",
+    )
+    privacy: PrivacySettings = Field(
+        default_factory=PrivacySettings, description="Personal-data retention and at-rest checks (issue 10)."
     )
 
     _revision: str = PrivateAttr("")

@@ -205,7 +205,6 @@ class Gateway:
             "committed_total": self.pipeline.committed_total,
         }
 
-
     # --- config reload (issue 8; gateway/reload.py) ----------------------------------------------
     def reload(self, new_cfg: Any) -> None:
         """Swap a validated config in (routing, processors, subscriptions) without losing messages."""
@@ -219,6 +218,7 @@ class Gateway:
 
         return reload_from(self, path)
 
+
 async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event) -> None:
     """Run the HTTP API until ``stop`` is set."""
     import uvicorn
@@ -227,9 +227,15 @@ async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event) -> None:
 
     app = create_app(gw)
     tls = gw.cfg.api.tls  # issue 5: HTTPS when configured; open streams get 5 s to finish on stop
-    ssl = {"ssl_certfile": str(tls.cert_file), "ssl_keyfile": str(tls.key_file)} if tls is not None else {}
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5, **ssl
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        ssl_certfile=str(tls.cert_file) if tls is not None else None,
+        ssl_keyfile=str(tls.key_file) if tls is not None else None,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -273,6 +273,32 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (entity_kind, entity, period, item)
     ) WITHOUT ROWID;
     """,
+    # 6: staff channels (issue 9, gateway/channels): WeCom/DingTalk robots, SMS/voice, e-mail
+    """
+    CREATE TABLE channel_deliveries (       -- staff-channel outbox, written with the event (docs/channels.md)
+        id INTEGER PRIMARY KEY,
+        created_ms INTEGER NOT NULL,
+        incident_id TEXT NOT NULL,
+        event_seq INTEGER,
+        event TEXT NOT NULL,
+        channel TEXT NOT NULL,              -- wecom | dingtalk | sms | voice | email
+        target TEXT NOT NULL,               -- robot name, phone or e-mail address
+        person TEXT,                        -- staff id addressed (NULL: a robot's broadcast)
+        chain TEXT NOT NULL DEFAULT '[]',   -- JSON [[channel, target], ...] still to try on failure
+        mentions TEXT NOT NULL DEFAULT '[]',-- JSON phones to @-mention
+        group_key TEXT NOT NULL,
+        priority INTEGER NOT NULL,          -- 0 critical/life-safety, 1 major, 2 other
+        status TEXT NOT NULL DEFAULT 'pending', -- pending | sent | failed
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_ms INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        done_ms INTEGER,
+        message_id INTEGER,                 -- rows sent in one message share the id of its first row
+        fallback_of INTEGER                 -- the failed row this one replaces (next channel)
+    );
+    CREATE INDEX channel_deliveries_pending ON channel_deliveries(priority, id) WHERE status = 'pending';
+    CREATE INDEX channel_deliveries_incident ON channel_deliveries(incident_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -27,7 +27,9 @@ api:
 """
 
 
-def write_api_site(directory: Path, broker_port: int, *, heartbeat: float = 15, failures: int = 1000, **kw: Any) -> Path:
+def write_api_site(
+    directory: Path, broker_port: int, *, heartbeat: float = 15, failures: int = 1000, **kw: Any
+) -> Path:
     path = write_site(directory, broker_port, **kw)
     with path.open("a", encoding="utf-8") as f:
         f.write(API_YAML.format(heartbeat=heartbeat, failures=failures))

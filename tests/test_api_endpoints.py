@@ -232,7 +232,10 @@ def test_list_filters_and_cursor(env: dict[str, Any]) -> None:
     seen = [i["id"] for i in page["items"]]
     while page["next_cursor"] is not None:
         page = get(
-            env, "installer", "/api/v1/incidents", params={"category": "parking", "limit": 2, "cursor": page["next_cursor"]}
+            env,
+            "installer",
+            "/api/v1/incidents",
+            params={"category": "parking", "limit": 2, "cursor": page["next_cursor"]},
         ).json()
         seen += [i["id"] for i in page["items"]]
     assert seen == ids[::-1]
@@ -431,7 +434,7 @@ def test_feed_pages_in_commit_order_with_redaction(env: dict[str, Any]) -> None:
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     store_seqs = [r[0] for r in env["srv"].read("SELECT seq FROM incident_events ORDER BY seq")]
     assert seqs == store_seqs[: len(seqs)] and len(seqs) >= len(store_seqs) - 5
-    created = [i for i in items_all if i["incident_id"] == env["sos"] and i["kind"] == "created"][0]
+    created = next(i for i in items_all if i["incident_id"] == env["sos"] and i["kind"] == "created")
     assert "readings" not in created["data"] and "resident_id" not in created["data"]
     assert created["incident"]["category"] == "eldercare" and "building" not in created["incident"]
     inst = get(env, "installer", "/api/v1/feed/incidents", params={"after": created["seq"] - 1, "limit": 1}).json()
@@ -497,7 +500,7 @@ def test_sse_live_resume_heartbeat_and_filtering(env: dict[str, Any]) -> None:
         )
         assert wait_until(lambda: any(json.loads(e["data"])["incident_id"] == iid for e in ec.of("incident")), 5)
         assert time.monotonic() - t0 < 2
-        first = [e for e in ec.of("incident") if json.loads(e["data"])["incident_id"] == iid][0]
+        first = next(e for e in ec.of("incident") if json.loads(e["data"])["incident_id"] == iid)
         assert json.loads(first["data"])["incident"]["personal"]["name"] == "张阿姨"
         assert wait_until(lambda: any(json.loads(e["data"])["incident_id"] == iid for e in ps.of("incident")), 5)
         seen_ps = [json.loads(e["data"]) for e in ps.of("incident") if json.loads(e["data"])["incident_id"] == iid]
@@ -534,9 +537,14 @@ def test_sse_device_status_events(env: dict[str, Any]) -> None:
     try:
         assert wait_until(lambda: ps.of("hello"), 10)
         pub.publish_all([traffic.availability(sim["acc-b2"], False)])
-        assert wait_until(lambda: any(json.loads(e["data"])["device_id"] == "acc-b2" for e in ps.of("device")), 5)
-        ev = [e for e in ps.of("device") if json.loads(e["data"])["device_id"] == "acc-b2"][0]
-        assert "id" not in ev and json.loads(ev["data"])["online"] is False  # live only: no id
+
+        def changes() -> list[dict[str, Any]]:
+            return [ch for e in ps.of("devices") for ch in json.loads(e["data"])["changes"]]
+
+        assert wait_until(lambda: any(ch["device_id"] == "acc-b2" for ch in changes()), 5)
+        ch = next(ch for ch in changes() if ch["device_id"] == "acc-b2")
+        assert ch["online"] is False and ch["building"] == "b2"
+        assert all("id" not in e for e in ps.of("devices"))  # live only: no id
     finally:
         pub.close()
         ps.close()

@@ -34,12 +34,17 @@ def fuzz_env() -> Iterator[dict[str, Any]]:
     d = Path(ddir.name)
     srv = ApiServer(write_api_site(d, broker.port), d / "gateway.db").start()
     srv.raise_incident(
-        trigger("sos-r1|sos", "eldercare", "sos", "critical", grid="g1", building="b1", resident="r1", devices=["sos-r1"])
+        trigger(
+            "sos-r1|sos", "eldercare", "sos", "critical", grid="g1", building="b1", resident="r1", devices=["sos-r1"]
+        )
     )
     try:
         yield {
             "srv": srv,
-            "tokens": {"installer": srv.token("installer", name="inst"), "low": srv.token("property_staff", name="ps1")},
+            "tokens": {
+                "installer": srv.token("installer", name="inst"),
+                "low": srv.token("property_staff", name="ps1"),
+            },
         }
     finally:
         srv.stop()

@@ -26,7 +26,14 @@ ARTIFACTS = ROOT / "test-artifacts"
 XSS = "<img src=x onerror=window.__xss=1>"
 DEVICES = [
     *MINI_DEVICES,
-    ("door-xss", "zigbee2mqtt", "0x00158d0000000009", "b1/xss", "door_contact", f'location: {{building: b1}}\n    name: "{XSS}"'),
+    (
+        "door-xss",
+        "zigbee2mqtt",
+        "0x00158d0000000009",
+        "b1/xss",
+        "door_contact",
+        f'location: {{building: b1}}\n    name: "{XSS}"',
+    ),
 ]
 CHROME_ARGS = [
     "--headless",

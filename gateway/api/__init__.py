@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,37 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class Governor:
+    """Caps the share of time the API spends serving requests, so a busy API cannot starve ingest.
+
+    Ingest and the API share one process (and one GIL). Requests (not the stream, not /healthz)
+    run one at a time; after each, the next waits ``elapsed * (1 / share - 1)``: with share 0.3
+    the API is busy at most ~30 % of the time however many clients hammer it. A single request
+    is never slowed; only back-to-back traffic queues.
+    """
+
+    EXEMPT = ("/api/v1/stream", "/healthz", "/console")
+
+    def __init__(self, app: ASGIApp, share: float) -> None:
+        self.app = app
+        self.share = share
+        self._sem: asyncio.Semaphore | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.share >= 1 or scope["path"].startswith(self.EXEMPT):
+            await self.app(scope, receive, send)
+            return
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(1)
+        async with self._sem:
+            t0 = time.monotonic()
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                pause = (time.monotonic() - t0) * (1 / self.share - 1)
+                await asyncio.sleep(min(pause, 2.0))
+
+
 def create_app(gw: Any, *, first_start_token: bool = True) -> FastAPI:
     from gateway.api.routes_incidents import router as incidents_router
     from gateway.api.routes_misc import router as misc_router
@@ -106,6 +138,7 @@ def create_app(gw: Any, *, first_start_token: bool = True) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.close_streams = hub.close_streams
+    app.add_middleware(Governor, share=settings.max_busy_share)
     app.add_middleware(SecurityHeaders)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import StringConstraints
 
 from gateway.api import access, db, ticketing
@@ -32,7 +33,13 @@ R: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("", response_model=IncidentPage, summary="List incidents (newest first, cursor pagination)", responses=R)
+@router.get(
+    "",
+    response_model=IncidentPage,
+    response_class=JSONResponse,
+    summary="List incidents (newest first, cursor pagination)",
+    responses=R,
+)
 async def list_incidents(
     request: Request,
     p: Annotated[Principal, Depends(require("incidents.read"))],
@@ -49,14 +56,14 @@ async def list_incidents(
     until_ms: Annotated[int | None, Query(ge=0, le=2**53, description="First trigger at or before (epoch ms).")] = None,
     cursor: Annotated[int | None, Query(ge=0, le=2**53, description="next_cursor of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> dict[str, Any]:
+) -> Response:
     ctx = ctx_of(request)
     f = db.IncidentFilter(state, _l(category), _l(severity), grid, building, compound, assignee, since_ms, until_ms)
     rows, nxt = await ctx.readers.run(db.list_incidents, p, f, cursor, limit)
     release = access.Release()
     items = [access.present_incident(p, r, ctx.cfg, release) for r in rows]
     await ctx.log_release(p, release, "list")
-    return {"items": items, "next_cursor": nxt}
+    return JSONResponse({"items": items, "next_cursor": nxt})  # plain dicts: no re-validation per request
 
 
 def _detail(conn: sqlite3.Connection, incident_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:

@@ -3,8 +3,9 @@
 - ``event: incident`` carries ``id: <incident_events.seq>``: the feed cursor. A client that
   reconnects with ``Last-Event-ID`` gets every incident event after it replayed from the store
   (``incidents.events(conn, after)``), then the live ones, without gaps or repeats.
-- ``event: device`` (online/offline changes) is live only and has no id, so it never moves the
-  client's Last-Event-ID; after a reconnect the client re-reads /api/v1/devices.
+- ``event: devices`` (online/offline changes, ``{"changes": [...]}``, all of one dispatch in one
+  event) is live only and has no id, so it never moves the client's Last-Event-ID; after a
+  reconnect the client re-reads /api/v1/devices.
 - ``event: hello`` opens every stream (no id): the current max seq and the role's view.
 - ``event: reset`` (no id): the resume point is too far back (> ``REPLAY_MAX`` events): reload lists.
 - Heartbeat comments (``: ping``) every ``api.sse_heartbeat_s`` seconds.
@@ -118,20 +119,28 @@ class Hub:
         if evs:
             rows = await self.ctx.readers.run(db.get_incidents, [e["incident_id"] for e in evs])
         cfg = self.ctx.cfg
+        # Clients with the same role and scope see the same thing: build each message once per view.
+        views: dict[tuple[Any, ...], tuple[list[dict[str, Any]], list[access.Release]]] = {}
         for c in list(self.clients):
             if c.overflow:
                 continue
-            msgs = []
-            for e in evs:
-                if e["seq"] <= c.resume_after:
-                    continue
-                msg = incident_message(c, cfg, e, rows.get(e["incident_id"]))
-                if msg is not None:
-                    msgs.append(msg)
-            for dev_id, online, reason, ts in sts:
-                msg = device_message(c.p, cfg, dev_id, online, reason, ts)
-                if msg is not None:
-                    msgs.append(msg)
+            key = (c.p.role, c.p.grids, c.p.compounds, c.resume_after if evs else 0)
+            built = views.get(key)
+            if built is None:
+                probe = Client(c.p, c.queue, resume_after=c.resume_after)
+                msgs = []
+                for e in evs:
+                    if e["seq"] <= c.resume_after:
+                        continue
+                    msg = incident_message(probe, cfg, e, rows.get(e["incident_id"]))
+                    if msg is not None:
+                        msgs.append(msg)
+                dev = devices_message(c.p, cfg, sts)
+                if dev is not None:
+                    msgs.append(dev)
+                built = views[key] = (msgs, probe.released)
+            msgs, released = built
+            c.released.extend(released)
             for m in msgs:
                 try:
                     c.queue.put_nowait(m)
@@ -166,13 +175,21 @@ def incident_message(c: Client, cfg: Any, e: dict[str, Any], row: dict[str, Any]
     return {"event": "incident", "id": str(e["seq"]), "data": json.dumps(data, ensure_ascii=False)}
 
 
-def device_message(p: Principal, cfg: Any, dev_id: str, online: bool, reason: str, ts: int) -> dict[str, Any] | None:
-    if p.role not in access.PERMISSIONS["devices.read"] or not access.device_visible(p, cfg, dev_id):
+def devices_message(p: Principal, cfg: Any, sts: list[tuple[str, bool, str, int]]) -> dict[str, Any] | None:
+    """All device-status changes of one dispatch in one ``devices`` event (a burst of devices coming
+    online after a restart is one message per client, not thousands)."""
+    if not sts or p.role not in access.PERMISSIONS["devices.read"]:
         return None
-    d = cfg.device(dev_id)
-    building = d.location.building if d is not None else None
-    data = {"device_id": dev_id, "online": online, "reason": reason, "ts_ms": ts, "building": building}
-    return {"event": "device", "data": json.dumps(data, ensure_ascii=False)}
+    changes = []
+    for dev_id, online, reason, ts in sts:
+        if not access.device_visible(p, cfg, dev_id):
+            continue
+        d = cfg.device(dev_id)
+        building = d.location.building if d is not None else None
+        changes.append({"device_id": dev_id, "online": online, "reason": reason, "ts_ms": ts, "building": building})
+    if not changes:
+        return None
+    return {"event": "devices", "data": json.dumps({"changes": changes}, ensure_ascii=False)}
 
 
 async def _replay(ctx: ApiContext, c: Client, after: int) -> tuple[list[dict[str, Any]], int, bool]:

@@ -227,13 +227,15 @@
       renderIncidents(isNew ? inc.id : null);
       if (isNew) alarm(inc.severity);
       if (state.selected === inc.id) showDetail(inc.id);
-    } else if (ev.event === "device") {
-      const d = state.devices.get(data.device_id);
-      if (d) {
-        d.online = data.online;
-        d.online_changed_ms = data.ts_ms;
-        renderDevices();
+    } else if (ev.event === "devices") {
+      for (const ch of data.changes || []) {
+        const d = state.devices.get(ch.device_id);
+        if (d) {
+          d.online = ch.online;
+          d.online_changed_ms = ch.ts_ms;
+        }
       }
+      renderDevices();
     } else if (ev.event === "reset") {
       state.incidents.clear();
       loadIncidents();
