@@ -1,9 +1,11 @@
 """The sender thread: outbox -> central store, deleting rows only after a 2xx.
 
 It owns its own SQLite connection. Reads need no lock (WAL); each acknowledgement is one small
-write transaction (DELETE ... RETURNING, totals, counters), so the pipeline's writer waits a few
-milliseconds at most. ``synchronous=NORMAL`` on this connection: a delete lost in a power cut only
-means the batch is sent again, and re-sent points are idempotent (same series + timestamp).
+write transaction (a range delete for telemetry, totals, counters), so the pipeline's writer waits a
+few milliseconds at most. Telemetry is read as a :class:`Span`: SQLite joins the request body in one
+aggregate query (no Python object per point, GIL free during the read). ``synchronous=NORMAL``
+on this connection: a delete lost in a power cut only means the batch is sent again, and re-sent
+points are idempotent (same series + timestamp).
 
 Order: incident events (prio 0), then health (1), then telemetry (2). While a telemetry backlog
 drains, ``live_share`` of the batches take the newest telemetry so live data is not starved.
@@ -29,6 +31,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +56,24 @@ _LINE_NO = re.compile(r"\bline (\d+)\b")
 _PARSE = "unable to parse '"
 
 Rows = list[tuple[Any, ...]]  # (id, line[, prio, bytes])
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A telemetry batch: every prio-2 row with ``lo <= id <= hi`` (``count`` rows, ``nbytes``
+    accounted bytes), and the request body SQLite joined for it."""
+
+    lo: int
+    hi: int
+    count: int
+    nbytes: int
+    body: bytes
+
+    def __len__(self) -> int:
+        return self.count
+
+
+Batch = Rows | Span
 
 
 def find_bad_lines(rows: Rows, message: str) -> set[int]:
@@ -183,27 +204,27 @@ class Sender:
     # --- one step ----------------------------------------------------------------------------------
     def step(self) -> tuple[float, bool]:
         """Send batches while full ones are ready. Returns (seconds to wait, whether a wake-up may cut it)."""
-        rows, wait = self.next_batch()
-        if rows is None:
+        batch, wait = self.next_batch()
+        if batch is None:
             return wait, True
-        if self.stream(rows):
+        if self.stream(batch):
             self._fails = 0
             return 0.0, True
         return self._backoff(), False
 
-    def stream(self, rows: Rows) -> bool:
+    def stream(self, batch: Batch) -> bool:
         """Post batches back to back: while one request is in flight, this thread acknowledges the
         previous batch and reads the next (SQLite work overlaps the HTTP round trip). Stops at the
-        first reply that is not 2xx and settles that batch the careful way (:meth:`deliver`)."""
+        first reply that is not 2xx and settles that batch the careful way (:meth:`settle`)."""
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="cloud-sync-post")
-        cur = rows
+        cur = batch
         self._set_inflight(cur)
         fut = self._pool.submit(self._post, cur)
         while True:
-            nxt: Rows | None = None
+            nxt: Batch | None = None
             if not self._stop.is_set():
                 nxt, _ = self.next_batch(after=cur)
             out = fut.result()
@@ -220,19 +241,52 @@ class Sender:
                 return True
             cur = nxt
 
-    def _set_inflight(self, rows: Rows | None) -> None:
+    def _set_inflight(self, batch: Batch | None) -> None:
         if self.shared is not None:
+            if isinstance(batch, Span):
+                rng = (batch.lo, batch.hi)
+            elif batch:
+                rng = (min(r[0] for r in batch), max(r[0] for r in batch))
+            else:
+                rng = (0, -1)
             with self.shared.lock:
-                self.shared.inflight = (min(r[0] for r in rows), max(r[0] for r in rows)) if rows else (0, -1)
+                self.shared.inflight = rng
 
-    def _post(self, rows: Rows) -> WriteOutcome:
-        return self.target.write("\n".join(r[1] for r in rows).encode())
+    def _post(self, batch: Batch) -> WriteOutcome:
+        if isinstance(batch, Span):
+            return self.target.write(batch.body)
+        return self.target.write("\n".join(r[1] for r in batch).encode())
 
-    def next_batch(self, after: Rows | None = None) -> tuple[Rows | None, float]:
-        """The next batch to send; with ``after`` (a batch in flight), one that does not overlap it."""
+    def _span(self, where: str, args: tuple[Any, ...]) -> Span | None:
+        """The first ``batch_size`` telemetry rows (ascending id) matching ``where``, as a :class:`Span`.
+
+        SQLite builds the body (``group_concat`` of the lines, as a blob: the UTF-8 bytes that go on
+        the wire) in one C call: no Python object per row, and the GIL is free meanwhile, so the
+        request in flight is not slowed down. The rows are the first n of the prio-2 rows in id
+        order under a one-sided id condition, so every prio-2 row between ``lo`` and ``hi`` is in it.
+        """
+        got = (
+            self.open()
+            .execute(
+                "SELECT min(id), max(id), count(*), sum(bytes), CAST(group_concat(line, char(10)) AS BLOB)"
+                f" FROM (SELECT id, line, bytes FROM outbox WHERE prio=2 AND {where} ORDER BY id LIMIT ?)",
+                (*args, self.batch_size),
+            )
+            .fetchall()
+        )
+        if not got or not got[0][2]:
+            return None
+        lo, hi, count, nbytes, body = got[0]
+        return Span(int(lo), int(hi), int(count), int(nbytes or 0), bytes(body))
+
+    def next_batch(self, after: Batch | None = None) -> tuple[Batch | None, float]:
+        """The next batch to send; with ``after`` (a batch in flight), one that does not overlap it.
+
+        Incident events and health come as :data:`Rows` (few, through the partial index); telemetry
+        as a :class:`Span` (a contiguous id range with its body already joined by SQLite)."""
         c = self.open()
         n = self.batch_size
-        skip = {r[0] for r in after} if after else set()
+        skip = {r[0] for r in after} if isinstance(after, list) else set()
         urgent = c.execute(
             "SELECT id, line, prio, bytes FROM outbox WHERE prio<2 ORDER BY prio, id LIMIT ?", (n + len(skip),)
         ).fetchall()
@@ -240,8 +294,9 @@ class Sender:
             urgent = [r for r in urgent if r[0] not in skip][:n]
         if urgent:
             return urgent, 0.0
+        inflight = after if isinstance(after, Span) else None
         row = c.execute("SELECT rows FROM outbox_totals WHERE prio=2").fetchone()
-        tele = (int(row[0]) if row else 0) - len(skip)
+        tele = (int(row[0]) if row else 0) - (inflight.count if inflight else 0)
         if tele <= 0:
             return None, IDLE_POLL_S
         if after is not None and tele < n:
@@ -253,27 +308,23 @@ class Sender:
             age = self.clock() - int(oldest[0])
             if age < self.max_age_ms:
                 return None, min(IDLE_POLL_S, (self.max_age_ms - age) / 1000.0)
-        order = "ASC"
+        lo, hi = (inflight.lo, inflight.hi) if inflight else (0, -1)
+        span: Span | None = None
         if tele > 2 * n and self.s.live_share > 0:
             self._live_credit += self.s.live_share
             if self._live_credit >= 1.0:
                 self._live_credit -= 1.0
-                order = "DESC"
-        lo, hi = (min(skip), max(skip)) if skip else (0, -1)  # the batch in flight: a contiguous range
-        rows: Rows = []
-        if order == "DESC":
-            rows = c.execute(
-                "SELECT id, line, prio, bytes FROM outbox WHERE prio=2 ORDER BY id DESC LIMIT ?", (n,)
-            ).fetchall()
-            rows.reverse()
-            if rows and skip and rows[0][0] <= hi:
-                order = "ASC"  # would overlap the batch in flight
-        if order == "ASC":
-            rows = c.execute(
-                "SELECT id, line, prio, bytes FROM outbox WHERE prio=2 AND (id<? OR id>?) ORDER BY id LIMIT ?",
-                (lo, hi, n),
-            ).fetchall()
-        return (rows or None), (0.0 if rows else IDLE_POLL_S)
+                # The newest n above the batch in flight (fewer there: it is the newest itself -> oldest).
+                first = c.execute(
+                    "SELECT id FROM outbox WHERE prio=2 AND id>? ORDER BY id DESC LIMIT 1 OFFSET ?", (hi, n - 1)
+                ).fetchall()
+                if first:
+                    span = self._span("id>=?", (int(first[0][0]),))
+        if span is None and inflight is not None:
+            span = self._span("id<?", (lo,))  # older than the batch in flight (it was a newest batch)
+        if span is None:
+            span = self._span("id>?", (hi,))
+        return span, (0.0 if span else IDLE_POLL_S)
 
     def deliver(self, rows: Rows) -> bool:
         """Post ``rows``; True when every row is settled (accepted or dead-lettered)."""
@@ -286,13 +337,23 @@ class Sender:
             self._set_inflight(None)
         return self.settle(rows, out)
 
-    def settle(self, rows: Rows, out: WriteOutcome) -> bool:
-        """Act on the reply to ``rows``; True when every row is settled (accepted or dead-lettered)."""
+    def settle(self, batch: Batch, out: WriteOutcome) -> bool:
+        """Act on the reply to ``batch``; True when every row is settled (accepted or dead-lettered)."""
         if out.ok:
-            self.ack(rows)
+            self.ack(batch)
             self._ok()
             return True
         status = out.status
+        if isinstance(batch, Span):
+            if status not in (400, 413):
+                self._failed(out)
+                return False
+            rows = self._rows_of(batch)
+            if len(rows) != batch.count:
+                # Some were thinned since: the server's line numbers no longer match; ask again.
+                return self.deliver(rows)
+            return self.settle(rows, out)
+        rows = batch
         if status == 413:
             if len(rows) > 1:
                 mid = len(rows) // 2
@@ -359,20 +420,53 @@ class Sender:
             c.execute("ROLLBACK")
             raise
 
-    def ack(self, rows: Rows) -> None:
-        ids = [r[0] for r in rows]
+    def _rows_of(self, span: Span) -> Rows:
+        """The rows of a span still in the outbox, in the order its body has them (the server's
+        400 message may name lines by number)."""
+        got = (
+            self.open()
+            .execute(
+                "SELECT id, line, prio, bytes FROM outbox WHERE prio=2 AND id BETWEEN ? AND ? ORDER BY id",
+                (span.lo, span.hi),
+            )
+            .fetchall()
+        )
+        pool: dict[bytes, list[tuple[Any, ...]]] = {}
+        for r in reversed(got):
+            pool.setdefault(r[1].encode(), []).append(r)
+        rows: Rows = []
+        for line in span.body.split(b"\n"):
+            same = pool.get(line)
+            if same:
+                rows.append(same.pop())
+        return rows
+
+    def _remove_span(self, c: sqlite3.Connection, span: Span) -> dict[int, tuple[int, int]]:
+        """Delete a span: a range delete (every prio-2 row from lo to hi was sent)."""
+        n = c.execute("DELETE FROM outbox WHERE id BETWEEN ? AND ? AND prio=2", (span.lo, span.hi)).rowcount
+        if n == span.count:
+            c.execute("UPDATE outbox_totals SET rows=rows-?, bytes=bytes-? WHERE prio=2", (span.count, span.nbytes))
+            return {2: (n, span.nbytes)}
+        c.execute(  # some were thinned meanwhile: recount (rare)
+            "UPDATE outbox_totals SET rows=(SELECT count(*) FROM outbox WHERE prio=2),"
+            " bytes=(SELECT coalesce(sum(bytes), 0) FROM outbox WHERE prio=2) WHERE prio=2"
+        )
+        return {2: (n, 0)}
+
+    def ack(self, batch: Batch) -> None:
+        sent = batch.count if isinstance(batch, Span) else len(batch)
         now = self.clock()
 
         def fn(c: sqlite3.Connection) -> None:
-            per = self._remove(c, rows)
+            per = self._remove_span(c, batch) if isinstance(batch, Span) else self._remove(c, batch)
             removed = sum(r for r, _ in per.values())
-            deltas: dict[str, int] = {"sync_sent": len(ids)}
+            deltas: dict[str, int] = {"sync_sent": sent}
             for p, (r, _) in per.items():
                 deltas[f"sync_sent.{PRIO_NAMES.get(p, p)}"] = r
-            if removed < len(ids):
+            if removed < sent:
                 # Thinned by the quota while in flight, yet the server has them: not thinned after all.
-                deltas["sync_thinned"] = removed - len(ids)
-                deltas["sync_sent.telemetry"] = deltas.get("sync_sent.telemetry", 0) + len(ids) - removed
+                deltas["sync_thinned"] = removed - sent
+                deltas["sync_sent.telemetry"] = deltas.get("sync_sent.telemetry", 0) + sent - removed
             c.executemany(
                 "INSERT INTO counters(name, value) VALUES (?,?)"
                 " ON CONFLICT(name) DO UPDATE SET value=value+excluded.value",
@@ -385,7 +479,7 @@ class Sender:
             )
 
         self._write(fn)
-        self.sent += len(ids)
+        self.sent += sent
         self.last_success_ms = now
 
     def dead_letter(self, rows: Rows, out: WriteOutcome) -> None:

@@ -193,3 +193,47 @@ def test_cli_sync_status(tmp_path: object) -> None:
         assert data["backlog_points"] == 11 and data["backlog"]["events"] == 1 and data["enabled"] is True
     finally:
         f.close()
+
+
+def test_telemetry_span_body_in_id_order_and_400_by_line_number() -> None:
+    """Telemetry goes as a span whose body SQLite joined: lines in id order, so a 400 naming a line
+    number dead-letters exactly that point, and the rest is acknowledged by a range delete."""
+    from cloud_sync.sender import Span
+    from cloud_sync.targets import WriteOutcome
+
+    class Target:
+        name = "fake"
+
+        def __init__(self) -> None:
+            self.bodies: list[bytes] = []
+
+        def write(self, body: bytes) -> WriteOutcome:
+            self.bodies.append(body)
+            if len(self.bodies) == 1:
+                return WriteOutcome(400, "partial write has occurred, errors encountered on line(s):\nline 3: invalid")
+            return WriteOutcome(204)
+
+        def close(self) -> None:
+            pass
+
+    f = Feeder("http://127.0.0.1:9", batch_size=10)
+    try:
+        f.batch(readings(25, st.now_ms()))
+        lines = [r[0] for r in f.q("SELECT line FROM outbox WHERE prio=2 ORDER BY id")]
+        t = Target()
+        s = f.sender(target=t)
+        s.flush = True
+        batch, _ = s.next_batch()
+        assert isinstance(batch, Span) and batch.count == 10 and batch.body == "\n".join(lines[:10]).encode()
+        while f.outbox_rows():
+            s.step()
+        s.stop()
+        assert t.bodies[0] == batch.body and t.bodies[1] == "\n".join(lines[:2] + lines[3:10]).encode()
+        assert [r[0] for r in f.q("SELECT payload_excerpt FROM dead_letters")] == [lines[2].encode()]
+        assert b"\n".join(t.bodies[1:]) == "\n".join(lines[:2] + lines[3:]).encode()
+        totals = f.q("SELECT rows, bytes FROM outbox_totals WHERE prio=2")[0]
+        assert tuple(totals) == (0, 0)
+        sent = dict(f.q("SELECT name, value FROM counters WHERE name LIKE 'sync_sent%'"))
+        assert sent == {"sync_sent": 24, "sync_sent.telemetry": 24}
+    finally:
+        f.close()
