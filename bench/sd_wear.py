@@ -66,7 +66,7 @@ def main() -> None:
         try:
             site = write_bench_site(work, broker.port)
             messages = make_messages(site, n, seed=5)
-            (commits, total, rss, written), _sent, acked = run_phase(  # type: ignore[misc]
+            (commits, total, _rss, written), _sent, acked = run_phase(  # type: ignore[misc]
                 ctx, gateway_proc, (str(site), n), broker.port, messages, args.rate
             )
         finally:
