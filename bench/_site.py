@@ -8,7 +8,7 @@ HEADER = """\
 version: 1
 gateway: {{id: gw-bench, name: bench}}
 mqtt: {{host: 127.0.0.1, port: {port}}}
-store: {{path: {store}, quota_mb: 4096, reserve_mb: 64}}
+store: {{path: {store}, quota_mb: 4096, reserve_mb: 64, group_commit_ms: {group_commit_ms}}}
 site:
   street: {{id: st1, name: 街道}}
   community: {{id: c1, name: 社区, households: 3000}}
@@ -47,6 +47,7 @@ def write_bench_site(
     native: int = 300,
     sos: int = 0,
     extra_yaml: str = "",
+    group_commit_ms: int = 200,
 ) -> Path:
     """Ordinary telemetry devices (doors, parking sensors, access controllers) plus ``sos`` SOS
     buttons, each in its own elder-care home (resident with consent)."""
@@ -89,6 +90,7 @@ def write_bench_site(
         )
     text = HEADER.format(
         port=port,
+        group_commit_ms=group_commit_ms,
         store=directory / "gateway.db",
         buildings=buildings,
         spaces=spaces or "        []",

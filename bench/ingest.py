@@ -98,7 +98,9 @@ def publisher(port: int, messages: list[tuple[str, bytes]], rate: float, go: Con
     out.send((sent, acked))
 
 
-def bare_subscriber(port: int, topics: list[str], expect: int, ready: Connection, out: Connection) -> None:
+def bare_subscriber(
+    port: int, topics: list[str], expect: int, ready: Connection, out: Connection, client_id: str = "bench-bare"
+) -> None:
     """The ceiling: paho-mqtt, QoS 1, persistent session, automatic acknowledgement, counts only."""
     import threading
 
@@ -122,19 +124,21 @@ def bare_subscriber(port: int, topics: list[str], expect: int, ready: Connection
     def on_connect(c: paho.Client, u: object, f: object, rc: object, p: object) -> None:
         c.subscribe([(t, 1) for t in topics])
 
-    c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare", clean_session=False)
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
     c.on_message = on_message
     c.on_connect = on_connect
     c.on_subscribe = lambda *a: ready.send("ready")
     c.connect("127.0.0.1", port)
     c.loop_start()
-    done.wait(600)
+    if expect == 0:  # only register the persistent session
+        time.sleep(0.5)
+    done.wait(600 if expect else 0)
     c.disconnect()
     c.loop_stop()
     out.send((count, first, last, vm_hwm_mb()))
 
 
-def gateway_proc(site: str, expect: int, ready: Connection, out: Connection) -> None:
+def gateway_proc(site: str, expect: int, ready: Connection, out: Connection, _unused: object = None) -> None:
     """The full gateway pipeline in its own process; reports commit times and peak RSS."""
     from edge_config import load_config
     from gateway.app import Gateway
@@ -160,10 +164,33 @@ def gateway_proc(site: str, expect: int, ready: Connection, out: Connection) -> 
     time.sleep(0.3)  # subscriptions acknowledged
     ready.send("ready")
     deadline = time.time() + 600
-    while total < expect and time.time() < deadline:
+    while total < max(expect, 0) and time.time() < deadline:
         time.sleep(0.05)
     gw.stop()
     out.send((commits, total, vm_hwm_mb(), io_write_bytes() - io_start))
+
+
+def drain(
+    ctx: mp.context.SpawnContext,
+    target: object,
+    args_register: tuple,
+    args_drain: tuple,  # type: ignore[type-arg]
+    port: int,
+    messages: list[tuple[str, bytes]],
+) -> object:
+    """Consumer-bound comparison: the consumer registers its persistent session and leaves, the
+    backlog is queued at the broker, then the consumer returns and drains it alone."""
+    for args in (args_register, None, args_drain):
+        if args is None:
+            queue_backlog(port, messages)
+            continue
+        _ready_r, ready_w = ctx.Pipe(duplex=False)
+        out_r, out_w = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=target, args=(*args[:-1], ready_w, out_w, *args[-1:]))  # type: ignore[arg-type]
+        p.start()
+        result = out_r.recv()
+        p.join()
+    return result
 
 
 def latencies(commits: list[tuple[float, int]], sent: list[float]) -> list[float]:
@@ -175,6 +202,16 @@ def latencies(commits: list[tuple[float, int]], sent: list[float]) -> list[float
             lat.append((t_commit - sent[k]) * 1000)
             k += 1
     return sorted(lat)
+
+
+def queue_backlog(port: int, messages: list[tuple[str, bytes]]) -> None:
+    """Publish everything while the consumer is away; the broker queues it for its session."""
+    import paho.mqtt.publish as publish
+
+    for i in range(0, len(messages), 5000):
+        publish.multiple(
+            [{"topic": t, "payload": p, "qos": 1} for t, p in messages[i : i + 5000]], hostname="127.0.0.1", port=port
+        )
 
 
 def stored_count(db: Path) -> int:
@@ -219,6 +256,7 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--latency-rate", type=float, default=1000.0, help="paced phase: messages per second")
     ap.add_argument("--latency-seconds", type=float, default=10.0)
+    ap.add_argument("--group-commit-ms", type=int, default=200, help="store.group_commit_ms of the site")
     args = ap.parse_args()
 
     from bench._site import write_bench_site
@@ -231,10 +269,21 @@ def main() -> None:
         work = Path(tmp)
         broker = Mosquitto(work / "broker").start()
         try:
-            site = write_bench_site(work, broker.port, zigbee=per * 4, lorawan=per * 3, native=per * 3)
+            site = write_bench_site(
+                work,
+                broker.port,
+                zigbee=per * 4,
+                lorawan=per * 3,
+                native=per * 3,
+                group_commit_ms=args.group_commit_ms,
+            )
             messages = make_messages(site, n)
             topics = ["zigbee2mqtt/#", "application/+/device/+/event/up", "edge/v1/devices/+/+"]
-            print(f"site: {args.devices} devices; {n} messages, mixed Zigbee2MQTT / ChirpStack / native", flush=True)
+            print(
+                f"site: {args.devices} devices; {n} messages, mixed Zigbee2MQTT / ChirpStack / native; "
+                f"group_commit_ms={args.group_commit_ms}",
+                flush=True,
+            )
 
             (count, first, last, bare_rss), _sent, bare_acked = run_phase(  # type: ignore[misc]
                 ctx, bare_subscriber, (broker.port, topics, n), broker.port, messages
@@ -280,10 +329,45 @@ def main() -> None:
             rss = max(rss, rss2)
             acked += acked2
             total += total2
+            # Consumer-bound: each drains the same queued backlog with no publisher competing for
+            # CPU, each on a fresh broker (so no other persistent session queues a copy of it).
+            backlog = messages[: min(n, 40_000)]
+            broker_b = Mosquitto(work / "broker-drain-bare").start()
+            try:
+                _, d_first, d_last, _ = drain(  # type: ignore[misc]
+                    ctx,
+                    bare_subscriber,
+                    (broker_b.port, topics, 0, "bench-bare-drain"),
+                    (broker_b.port, topics, len(backlog), "bench-bare-drain"),
+                    broker_b.port,
+                    backlog,
+                )
+            finally:
+                broker_b.stop()
+            bare_drain = (len(backlog) - 1) / (d_last - d_first)
+            # The gateway's own broker restarts empty on the same port (the site file names it).
+            broker.stop()
+            broker = Mosquitto(work / "broker-drain-gw", port=broker.port).start()
+            d_commits, d_total, _, _ = drain(  # type: ignore[misc]
+                ctx,
+                gateway_proc,
+                (str(site), 0, None),
+                (str(site), len(backlog), None),
+                broker.port,
+                backlog,
+            )
+            gw_drain = (d_total - d_commits[0][1]) / (d_commits[-1][0] - d_commits[0][0])
+            print(
+                f"backlog drain ({len(backlog)} queued, no publisher running): gateway {gw_drain:,.0f} msg/s, "
+                f"bare paho {bare_drain:,.0f} msg/s, ratio {gw_drain / bare_drain:.2f}",
+                flush=True,
+            )
             stored = stored_count(work / "gateway.db")
+            acked += len(backlog)
+            total += d_total
             lost = acked - stored
             print(
-                f"counts: published {n + len(paced)}, acknowledged to the publisher {acked}, "
+                f"counts: published {n + len(paced) + len(backlog)}, acknowledged to the publisher {acked}, "
                 f"committed by the gateway {total}, found stored {stored}",
                 flush=True,
             )
