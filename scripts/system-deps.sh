@@ -12,6 +12,8 @@ command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v influxd >/dev/null 2>&1 || need+=(influxdb)
 # The console's browser test (issue 5): Debian's Chromium, driven by Playwright (no downloaded browsers).
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# A CJK font, so the console's Chinese text renders in the browser test's screenshots.
+[ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || need+=(fonts-wqy-zenhei)
 if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
