@@ -75,10 +75,13 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> SiteC
     except UnicodeDecodeError:
         raise ConfigError([ConfigIssue(file, None, "", "the file is not UTF-8 text; save it as UTF-8")]) from None
 
+    too_deep = ConfigIssue(file, None, "", "the file is nested too deeply to be a site file; check its brackets")
     try:
         doc = YAML(typ="rt").load(text)
     except YAMLError as exc:
         raise ConfigError([_yaml_issue(file, exc)]) from None
+    except RecursionError:  # '[' x 100,000 (issue 10 fuzzing): the parser recurses per level
+        raise ConfigError([too_deep]) from None
     if doc is None:
         raise ConfigError(
             [ConfigIssue(file, 1, "", "the file is empty; start from edge_config/examples/community.yaml")]
@@ -88,7 +91,13 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> SiteC
             [ConfigIssue(file, 1, "", "the top level must be a mapping of sections (version:, gateway:, site: ...)")]
         )
 
-    data = _plain(doc)
+    if _too_many_nodes(doc):  # YAML aliases can expand exponentially ("billion laughs")
+        msg = f"the file expands to more than {MAX_NODES:,} values (YAML aliases/anchors?); a site file is far smaller"
+        raise ConfigError([ConfigIssue(file, None, "", msg)])
+    try:
+        data = _plain(doc)
+    except RecursionError:
+        raise ConfigError([too_deep]) from None
     issues: list[ConfigIssue] = []
     cfg: SiteConfig | None = None
     context = {"env": os.environ if env is None else env, "skip_cross_check": True}
@@ -170,6 +179,25 @@ def _yaml_issue(file: str, exc: YAMLError) -> ConfigIssue:
         "",
         f"{detail}; fix the syntax at this line (indentation, ':' after keys, quotes, no duplicate keys)",
     )
+
+
+MAX_NODES = 2_000_000  # values after alias expansion; a 3,000-household site has ~100,000
+
+
+def _too_many_nodes(doc: Any) -> bool:
+    """Count values iteratively (aliases counted each time they are used), stopping at MAX_NODES."""
+    stack, n = [doc], 0
+    while stack:
+        node = stack.pop()
+        n += 1
+        if n > MAX_NODES:
+            return True
+        if isinstance(node, Mapping):
+            stack.extend(node.values())
+            n += len(node)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def _plain(node: Any) -> Any:

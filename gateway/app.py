@@ -16,6 +16,7 @@ from typing import Any
 from gateway import store as st
 from gateway.mqtt_ingest import LIFE_SAFETY, TELEMETRY, Inbound, MqttSession, MqttSettings
 from gateway.pipeline import BatchResult, Pipeline, Processor
+from gateway.privacy import RetentionProcessor
 from gateway.routing import Routing, build_routing
 from gateway.rules import RuleEngine
 
@@ -75,7 +76,12 @@ class Gateway:
             dead_letter_limit=cfg.ingest.dead_letter_limit,
             acker=self._ack,
             # The rule engine first, so later processors (cloud outbox) see its incident events.
-            processors=[RuleEngine(cfg, config_rev=self.config_rev), *(processors or [])],
+            processors=[
+                RuleEngine(cfg, config_rev=self.config_rev),
+                # issue 10: personal-data retention (a pass every few minutes, in small slices)
+                RetentionProcessor(cfg, snapshots=lambda: getattr(self.cameras, "snapshots", None)),
+                *(processors or []),
+            ],
             on_commit=self._committed,
             commit_delay_s=cfg.store.group_commit_ms / 1000,
             retention_ms=cfg.store.readings_retention_days * 86_400_000,

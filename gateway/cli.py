@@ -63,6 +63,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.mqtt_ingest import MqttConfigRefused
 
     cfg = _load(args.config)
+    from gateway.privacy import ConfigPermissionError, check_config_permissions
+
+    try:  # issue 10: the site file holds residents' personal data (privacy.config_permissions)
+        check_config_permissions(args.config, cfg.privacy.config_permissions)
+    except ConfigPermissionError as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr)
+        return 2
     try:
         gw = Gateway(cfg, store_path=args.store)
         gw.start()
@@ -279,6 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", required=True)
     tr.add_argument("--store")
     tr.set_defaults(fn=cmd_token_revoke)
+    rs = sub.add_parser("resident", help="residents' personal data (issue 10; docs/security.md)")
+    rs_sub = rs.add_subparsers(dest="resident_cmd", required=True)
+    rf = rs_sub.add_parser("forget", help="remove or anonymise one resident's personal data everywhere")
+    rf.add_argument("id")
+    rf.add_argument("--config", required=True)
+    rf.add_argument("--store")
+    rf.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    rf.add_argument("--config-edit", action="store_true", help="also delete the resident from the site file")
+    rf.set_defaults(fn=cmd_resident_forget)
     cam = sub.add_parser("camera", help="camera analytics (issue 7)")
     cam_sub = cam.add_subparsers(dest="camera_cmd", required=True)
     cc = cam_sub.add_parser("calibrate", help="save a camera's empty-space reference and draw its polygons")
@@ -292,6 +308,30 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(sub)
     add_log_options(p)
     return p
+
+
+def cmd_resident_forget(args: argparse.Namespace) -> int:
+    """Remove/anonymise one resident's data in store, outbox, snapshots, dead letters (gateway/privacy.py)."""
+    from gateway.privacy import edit_config_forget, forget_in_store
+
+    cfg = _load(args.config)
+    if not args.yes:
+        answer = input(f"forget resident {args.id!r} (cannot be undone)? type the id to confirm: ")
+        if answer.strip() != args.id:
+            print("not confirmed; nothing changed", file=sys.stderr)
+            return 1
+    try:
+        rep = forget_in_store(args.store or cfg.store.path, cfg, args.id)
+    except (FileNotFoundError, sqlite3.Error) as exc:
+        print(f"cannot forget: {exc}", file=sys.stderr)
+        return 1
+    if args.config_edit and rep.in_config:
+        for line in edit_config_forget(Path(args.config), args.id):
+            print(f"  site file: {line}")
+        rep.in_config = False
+        print("  site file edited: reload the gateway (systemctl reload edge-gateway) to apply it")
+    print("\n".join(rep.lines()))
+    return 0
 
 
 def cmd_camera_calibrate(args: argparse.Namespace) -> int:

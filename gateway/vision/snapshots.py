@@ -102,6 +102,14 @@ class SnapshotStore:
         except FileNotFoundError:
             return None
 
+    def forget(self, ids: list[str]) -> None:
+        """Drop files another component deleted (retention, resident forget; gateway/privacy.py)."""
+        with self._lock:
+            for sid in ids:
+                snap = self._index.pop(sid, None)
+                if snap is not None:
+                    self._total -= snap.size
+
     def find(self, camera: str | None = None, from_ms: int = 0, to_ms: int = 2**62) -> list[Snapshot]:
         with self._lock:
             snaps = list(self._index.values())
