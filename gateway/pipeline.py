@@ -43,7 +43,7 @@ DEAD_LETTER_EXCERPT = 256
 BATCH_MAX = 1000
 # Telemetry commits at most this many messages at once: an SOS arriving meanwhile waits for one
 # such commit at most (a few ms), while an fsync still covers a large group.
-TELEMETRY_BATCH = 250
+TELEMETRY_BATCH = 64
 RETRY_HELD_S = 2.0
 PRUNE_EVERY_S = 30.0
 PRUNE_SLICE = 20_000
