@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 # States in which an incident holds its open key (issue 4 adds the ticket states in between).
 OPEN_STATES: frozenset[str] = frozenset({"new", "dispatched", "accepted", "in_progress", "reopened"})
@@ -43,6 +44,23 @@ RULES_ACTOR = "rules"
 
 def is_open(state: str) -> bool:
     return state in OPEN_STATES
+
+
+class KeyChanges:
+    """Process-wide record of open-key changes, kept by every :class:`IncidentStore` (any
+    instance, any connection) *before* it writes: ``opened`` counts incidents taking their key
+    (created, re-opened; the newest keys are in ``recent``), ``released`` counts those letting it
+    go (a closed state). The rule engine's "known not open" cache is exact because of them
+    (``RuleEngine._not_open``)."""
+
+    opened: ClassVar[int] = 0
+    released: ClassVar[int] = 0
+    recent: ClassVar[deque[tuple[int, str]]] = deque(maxlen=256)  # (value of ``opened``, key)
+
+    @classmethod
+    def open(cls, key: str) -> None:
+        cls.opened += 1
+        cls.recent.append((cls.opened, key))
 
 
 def severity_rank(sev: str) -> int:
@@ -235,6 +253,7 @@ class IncidentStore:
         detail = dict(trig.detail)
         loc = trig.location
         devices = list(dict.fromkeys(trig.devices))
+        KeyChanges.open(trig.key)
         conn.execute(
             f"INSERT INTO incidents({_COLS}) VALUES ({','.join('?' * len(_NAMES))})",
             (
@@ -404,11 +423,13 @@ class IncidentStore:
             raise KeyError(incident_id)
         if state in OPEN_STATES:
             key = row[1]
+            KeyChanges.open(key)
             # Re-opening takes the key back; the unique index refuses if a newer one holds it.
             conn.execute(
                 "UPDATE incidents SET state=?, open_key=?, updated_ms=? WHERE id=?", (state, key, now_ms, incident_id)
             )
         else:
+            KeyChanges.released += 1
             conn.execute(
                 "UPDATE incidents SET state=?, open_key=NULL, updated_ms=? WHERE id=?", (state, now_ms, incident_id)
             )

@@ -225,3 +225,77 @@ def test_families_precomputed_per_device(h: Harness) -> None:
         order = [immediate, duration, threshold, correlation]
         got = [f for f in dev.families if f in order]
         assert got == [f for f in order if f in got]
+
+
+# --- open keys: a recovery reading of a key with no open incident needs no query -----------------
+class OpenKeyQueries:
+    """Counts the open-key look-ups on a connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.n = 0
+        conn.set_trace_callback(self._trace)
+
+    def _trace(self, sql: str) -> None:
+        if "FROM incidents WHERE open_key=" in sql:
+            self.n += 1
+
+
+def test_repeated_normal_reading_does_not_query_incidents(h: Harness) -> None:
+    h.at(0)
+    h.send("door-b1", "state", {"contact": True, "tamper": False})
+    h.at(1)
+    h.send("door-b1", "state", {"contact": True, "tamper": False})  # learnt: nothing open
+    q = OpenKeyQueries(h.store.conn)
+    for s in range(2, 6):
+        h.at(s)
+        h.send("door-b1", "state", {"contact": True, "tamper": False})
+    assert q.n == 0
+    h.at(10)
+    h.send("door-b1", "state", {"contact": True, "tamper": True})  # a change: evaluated
+    assert q.n > 0 and [i["type"] for i in h.incidents()] == ["tamper"]
+    n = q.n
+    h.at(20)
+    h.send("door-b1", "state", {"contact": True, "tamper": False})  # the key is open again
+    assert q.n > n
+    assert "clear|door-b1|tamper" in h.engine.rs.timers
+    h.at(20 + h.engine.settings.clear_hold_s + 1)
+    assert [i["state"] for i in h.incidents()] == ["resolved"]
+    h.at(200)
+    h.send("door-b1", "state", {"contact": True, "tamper": True})  # a new incident on the key
+    assert [i["state"] for i in h.incidents()] == ["resolved", "new"]
+
+
+class ResolveFirst(Processor):
+    """A stage before the rules that resolves one incident (as a ticket action would)."""
+
+    def __init__(self, h: Harness) -> None:
+        self.h = h
+        self.incident_id: str | None = None
+
+    def process(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
+        if self.incident_id is not None and result.resolved:
+            self.h.engine.incidents.transition(conn, result, self.incident_id, "resolved", now_ms, now_ms)
+            self.incident_id = None
+
+
+def test_rolled_back_release_leaves_the_key_open(h: Harness) -> None:
+    first = ResolveFirst(h)
+    fail = FailOnce()
+    h.pipeline.processors.insert(0, first)
+    h.pipeline.processors.append(fail)
+    h.at(0)
+    h.send("door-b1", "state", {"tamper": True})
+    h.at(1)
+    h.send("door-b1", "state", {"contact": True})
+    [tamper] = h.incidents()
+    # Resolved, then the rules see the key released, then the batch is rolled back.
+    first.incident_id, fail.armed = tamper["id"], True
+    h.at(10)
+    h.send("door-b1", "state", {"tamper": False})
+    assert h.incidents()[0]["state"] == "new" and "clear|door-b1|tamper" not in h.engine.rs.timers
+    h.pipeline._held = []
+    h.at(20)
+    h.send("door-b1", "state", {"tamper": False})  # the key is still open: the clear is armed
+    assert "clear|door-b1|tamper" in h.engine.rs.timers
+    h.at(20 + h.engine.settings.clear_hold_s + 1)
+    assert [i["state"] for i in h.incidents()] == ["resolved"]

@@ -38,18 +38,19 @@ def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts)
     if isinstance(contact, bool) and limit_s:
         tkey = f"door|{dev.id}"
         if contact is False:
-            # Already armed (the door still open): kept as is, nothing encoded or written.
-            eng.rs.timer_arm(
-                tkey,
-                "door",
-                res.ts_ms + limit_s * 1000,
-                ctx.now,
-                {
-                    "since": res.ts_ms,
-                    "limit_s": limit_s,
-                    "reading": reading_dict(dev.id, res.ts_ms, res.reading.kind, vals),
-                },
-            )
+            # Already armed (the door still open): kept as is, nothing built, encoded or written.
+            if tkey not in eng.rs.timers:
+                eng.rs.timer_arm(
+                    tkey,
+                    "door",
+                    res.ts_ms + limit_s * 1000,
+                    ctx.now,
+                    {
+                        "since": res.ts_ms,
+                        "limit_s": limit_s,
+                        "reading": reading_dict(dev.id, res.ts_ms, res.reading.kind, vals),
+                    },
+                )
         else:
             eng.rs.timer_cancel(tkey)
             eng.clear(ctx, eng.key(dev.id, "door_held_open"), res.ts_ms, "door_closed")
@@ -59,6 +60,8 @@ def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts)
         limit_min = getattr(dev.settings, field)
         tkey = f"park|{dev.id}"
         if occupied and limit_min:
+            if tkey in eng.rs.timers:  # still occupied: the first arming is kept
+                return
             eng.rs.timer_arm(
                 tkey,
                 "park",

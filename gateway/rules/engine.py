@@ -74,6 +74,14 @@ class RuleEngine(Processor):
         self.errors = 0
         self.suppressed = 0
         self._isolate = False
+        # Keys known to hold no open incident, so ``clear``/``is_open`` need no query (most
+        # readings report a recovered or normal value). Exact: an incident taking a key removes
+        # it (``KeyChanges.open``); a key is only learnt while no key was released since the
+        # end of the last committed transaction (``after``), so a rolled-back release cannot
+        # leave a key here that is open again.
+        self._not_open: set[str] = set()
+        self._opened_seen = inc.KeyChanges.opened
+        self._released_base = -1  # nothing is learnt before the first transaction ends
 
     # --- configuration -------------------------------------------------------------------------
     def _build(self) -> None:
@@ -190,13 +198,43 @@ class RuleEngine(Processor):
         self.rs.timer_cancel("clear|" + trig.key)  # the condition is back: no auto-clear
         return self.incidents.raise_or_repeat(ctx.conn, ctx.result, trig, ctx.now)
 
+    # --- open keys -----------------------------------------------------------------------------
+    def _known_not_open(self, key: str) -> bool:
+        kc = inc.KeyChanges
+        if kc.opened != self._opened_seen:
+            seen, recent = self._opened_seen, kc.recent
+            self._opened_seen = kc.opened
+            if recent and recent[0][0] <= seen + 1:  # forget just the keys taken since
+                for n, k in reversed(recent):
+                    if n <= seen:
+                        break
+                    self._not_open.discard(k)
+            else:
+                self._not_open.clear()
+        return key in self._not_open
+
+    def _saw_not_open(self, key: str) -> None:
+        """A query just found ``key`` not open: remember it, if that is safe (see __init__)."""
+        if inc.KeyChanges.released == self._released_base and inc.KeyChanges.opened == self._opened_seen:
+            self._not_open.add(key)
+
     def is_open(self, ctx: Ctx, key: str) -> bool:
-        return ctx.conn.execute("SELECT 1 FROM incidents WHERE open_key=?", (key,)).fetchone() is not None
+        if self._known_not_open(key):
+            return False
+        if ctx.conn.execute("SELECT 1 FROM incidents WHERE open_key=?", (key,)).fetchone() is not None:
+            return True
+        self._saw_not_open(key)
+        return False
 
     def clear(self, ctx: Ctx, key: str, ts_ms: int, reason: str, *, hold_s: int | None = None) -> None:
         """The condition behind ``key`` recovered: auto-clear after the hold (flapping guard)."""
+        if self._known_not_open(key):
+            return
         row = ctx.conn.execute("SELECT auto_cleared_ms FROM incidents WHERE open_key=?", (key,)).fetchone()
-        if row is None or row[0] is not None:
+        if row is None:
+            self._saw_not_open(key)
+            return
+        if row[0] is not None:
             return
         hold = self.settings.clear_hold_s if hold_s is None else hold_s
         if hold <= 0:
@@ -244,6 +282,11 @@ class RuleEngine(Processor):
         self.rs.begin(conn, result)
         ctx = Ctx(conn, result, now_ms)
         self._guarded(ctx, self._process_batch, self._process_one)
+
+    def after(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
+        # The transaction is about to commit: its releases are settled either way (a failed
+        # COMMIT leaves the keys open, and the next query sees that).
+        self._released_base = inc.KeyChanges.released
 
     def tick(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
         if not self.settings.enabled:
