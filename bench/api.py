@@ -301,7 +301,23 @@ async def main_async(args: argparse.Namespace) -> None:
     ):
         broker = Mosquitto(Path(bdir)).start()
         work = Path(wdir)
-        site = write_bench_site(work, broker.port, sos=SOS_DEVICES)
+        # The bench's own pollers and stream clients must not be throttled by the per-role limits.
+        unlimited = ", ".join(
+            f"{r}: 1000000"
+            for r in (
+                "installer",
+                "central_platform",
+                "property_staff",
+                "eldercare_worker",
+                "grid_worker",
+                "community_office",
+                "street_office",
+                "department",
+            )
+        )
+        site = write_bench_site(
+            work, broker.port, sos=SOS_DEVICES, extra_yaml=f"api:\n  rate_limits: {{per_minute: {{{unlimited}}}}}\n"
+        )
         try:
             sse_lat, list_lat = await phase_latency(args, broker.port, site, work)
             print(

@@ -23,6 +23,20 @@ class ApiRateLimits(BaseModel):
     auth_window_s: int = Field(
         default=60, ge=1, le=86400, description="... within this many seconds; beyond that: 429 until the window ends."
     )
+    per_minute: dict[str, int] = Field(
+        default_factory=lambda: {
+            "installer": 600,
+            "central_platform": 1200,
+            "property_staff": 300,
+            "eldercare_worker": 300,
+            "grid_worker": 300,
+            "community_office": 300,
+            "street_office": 300,
+            "department": 120,
+        },
+        description="Requests per minute per token, by role (a burst of the same size is allowed); beyond that "
+        "429 with Retry-After. The live stream counts once per connection.",
+    )
 
 
 class ApiReadiness(BaseModel):

@@ -108,6 +108,7 @@ def create_app(gw: Any, *, first_start_token: bool = True) -> FastAPI:
         readers=Readers(gw.store_path, settings.reader_threads),
         verifier=auth.TokenVerifier(),
         limiter=auth.AuthFailureLimiter(settings.rate_limits.auth_failures, settings.rate_limits.auth_window_s),
+        role_limiter=auth.RoleRateLimiter(settings.rate_limits.per_minute),
     )
     hub = Hub(ctx, settings.sse_queue_max)
     ctx.hub = hub

@@ -39,6 +39,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "stream": ALL,
     "health.read": frozenset({"installer", "central_platform"}),  # /readyz, /metrics
     "me": ALL,
+    "access_log.read": frozenset({"installer"}),  # who saw residents' personal data, and why
 }
 
 PERSONAL_ROLES = frozenset({"installer", "eldercare_worker"})

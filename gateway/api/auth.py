@@ -378,3 +378,30 @@ def mark_used(gw: Any, token_id: str, now_ms: int) -> None:
         conn.execute("UPDATE api_tokens SET last_used_ms=? WHERE id=?", (now_ms, token_id))
 
     gw.pipeline.call(write)
+
+
+class RoleRateLimiter:
+    """Per-token token bucket whose rate depends on the token's role (api.rate_limits.per_minute).
+
+    Keeps a compromised or buggy low-privilege client from starving the gateway (the API shares a
+    process with ingest); in memory, so a restart refills every bucket.
+    """
+
+    def __init__(self, per_minute: dict[str, int], default: int = 300) -> None:
+        self.per_minute = dict(per_minute)
+        self.default = default
+        self._buckets: dict[str, tuple[float, float]] = {}  # token id -> (tokens, last refill)
+        self._lock = threading.Lock()
+
+    def retry_after(self, token_id: str, role: str, now: float | None = None) -> int:
+        """0 when the request may proceed (and is counted), else seconds to wait."""
+        rate = max(1, self.per_minute.get(role, self.default))
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.get(token_id, (float(rate), now))
+            tokens = min(float(rate), tokens + (now - last) * rate / 60.0)
+            if tokens >= 1.0:
+                self._buckets[token_id] = (tokens - 1.0, now)
+                return 0
+            self._buckets[token_id] = (tokens, now)
+            return max(1, int((1.0 - tokens) * 60.0 / rate + 0.999))

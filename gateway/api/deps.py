@@ -15,7 +15,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.api import access
-from gateway.api.auth import AuthFailureLimiter, Principal, TokenVerifier, mark_used
+from gateway.api.auth import AuthFailureLimiter, Principal, RoleRateLimiter, TokenVerifier, mark_used
 from gateway.api.db import Readers
 
 bearer = HTTPBearer(auto_error=False, description="Token from `edge-gateway token create` (see docs/api.md)")
@@ -30,6 +30,7 @@ class ApiContext:
     verifier: TokenVerifier
     limiter: AuthFailureLimiter
     hub: Any = None
+    role_limiter: RoleRateLimiter | None = None
     _logged: dict[tuple[str, str, str], float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -122,6 +123,12 @@ def require(perm: str) -> Callable[..., Awaitable[Principal]]:
         p = await authenticate(request, creds)
         if p.role not in roles:
             raise HTTPException(403, f"role '{p.role}' may not use this endpoint (allowed: {', '.join(sorted(roles))})")
+        limiter = ctx_of(request).role_limiter
+        wait = limiter.retry_after(p.token_id, p.role) if limiter is not None else 0
+        if wait:
+            raise HTTPException(
+                429, f"too many requests for role '{p.role}'; retry in {wait} s", {"Retry-After": str(wait)}
+            )
         request.state.principal = p
         return p
 

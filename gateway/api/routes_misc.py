@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -278,6 +279,45 @@ async def feed(
 
 
 # --- health ------------------------------------------------------------------------------------
+
+
+def _access_log(conn: sqlite3.Connection, after: int, limit: int) -> dict[str, Any]:
+    rows = conn.execute(
+        "SELECT rowid, ts_ms, token_id, role, reason, incident_id, resident_id, fields, via FROM access_log"
+        " WHERE rowid > ? ORDER BY rowid LIMIT ?",
+        (after, limit),
+    ).fetchall()
+    items = [
+        {
+            "id": r[0],
+            "ts_ms": r[1],
+            "token_id": r[2],
+            "role": r[3],
+            "reason": r[4],
+            "incident_id": r[5],
+            "resident_id": r[6],
+            "fields": json.loads(r[7]) if r[7] else [],
+            "via": r[8],
+        }
+        for r in rows
+    ]
+    return {"items": items, "next_cursor": items[-1]["id"] if items else after, "has_more": len(items) == limit}
+
+
+@router.get(
+    "/api/v1/access-log",
+    tags=["site"],
+    summary="Every release of residents' personal details or home location (installers only)",
+    responses=R,
+)
+async def access_log(
+    request: Request,
+    p: Annotated[Principal, Depends(require("access_log.read"))],
+    after: Annotated[int, Query(ge=0, le=2**53)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    return await ctx.readers.run(_access_log, after, limit)
 
 
 @router.get("/healthz", tags=["health"], summary="Liveness: the process answers (no token)")
