@@ -129,3 +129,34 @@ def test_api_serves_https_with_the_configured_certificate(tmp_path: Path, privat
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=3)  # no plain text on the TLS port
     finally:
         gw.stop()
+
+
+def test_installer_can_forget_a_resident_through_the_api(srv: ApiServer) -> None:
+    iid = srv.raise_incident(
+        trigger(
+            "sos-r1|sos", "eldercare", "sos", "critical", grid="g1", building="b1", resident="r1", devices=["sos-r1"]
+        )
+    )
+    with srv.client(srv.token("property_staff", name="ps-forget")) as c:
+        assert c.post("/api/v1/residents/r1/forget").status_code == 403
+    with srv.client(srv.token("installer", name="inst-forget")) as c:
+        r = c.post("/api/v1/residents/r1/forget")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["resident_id"] == "r1" and body["stand_in"] != "r1" and body["report"]
+    (resident,) = srv.read("SELECT resident_id FROM incidents WHERE id=?", (iid,))[0]
+    assert resident != "r1", "the incident keeps its statistics under a stand-in id"
+
+
+def test_snapshots_are_private_to_the_service_user(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from gateway.vision.snapshots import SnapshotStore
+
+    store = SnapshotStore(tmp_path / "snaps", 10 * 1024 * 1024)
+    sid = store.put("cam-1", "zone-a", 1_700_000_000_000, b"\xff\xd8\xff\xe0" + b"0" * 100 + b"\xff\xd9")
+    files = [p for p in (tmp_path / "snaps").rglob("*") if p.is_file()]
+    assert sid and files
+    for f in files:
+        assert stat.S_IMODE(os.stat(f).st_mode) & 0o077 == 0, f

@@ -40,6 +40,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "health.read": frozenset({"installer", "central_platform"}),  # /readyz, /metrics
     "me": ALL,
     "access_log.read": frozenset({"installer"}),  # who saw residents' personal data, and why
+    "resident.forget": frozenset({"installer"}),
 }
 
 PERSONAL_ROLES = frozenset({"installer", "eldercare_worker"})

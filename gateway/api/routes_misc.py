@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import sqlite3
@@ -318,6 +319,28 @@ async def access_log(
 ) -> dict[str, Any]:
     ctx = ctx_of(request)
     return await ctx.readers.run(_access_log, after, limit)
+
+
+@router.post(
+    "/api/v1/residents/{resident_id}/forget",
+    tags=["site"],
+    summary="Remove or anonymise one resident's personal data everywhere it lives (installers only)",
+    responses=R,
+)
+async def forget_resident(
+    request: Request,
+    p: Annotated[Principal, Depends(require("resident.forget"))],
+    resident_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")],
+) -> dict[str, Any]:
+    from gateway import privacy
+
+    ctx = ctx_of(request)
+    cfg = ctx.cfg
+    rep = await ctx.write(lambda conn, result, now: privacy.forget_resident(conn, cfg, resident_id, now))
+    if cfg.cameras.cameras or privacy.snapshot_dir(cfg).exists():
+        live = getattr(ctx.gw.cameras, "snapshots", None)
+        await asyncio.to_thread(privacy.forget_snapshots, rep, privacy.snapshot_dir(cfg), live)
+    return {"resident_id": resident_id, "stand_in": rep.token, "changed": dict(rep.changed), "report": rep.lines()}
 
 
 @router.get("/healthz", tags=["health"], summary="Liveness: the process answers (no token)")
