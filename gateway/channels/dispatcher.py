@@ -25,7 +25,6 @@ import json
 import logging
 import random
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
@@ -36,6 +35,7 @@ from zoneinfo import ZoneInfo
 from gateway import incidents as inc
 from gateway.channels import dingtalk, email, grouping, render, sms, wecom
 from gateway.channels.base import Outcome
+from gateway.reader_thread import ReaderThread
 from gateway.tickets import dispatch as dp
 from gateway.tickets import lifecycle as lc
 from gateway.tickets import notify as nt
@@ -246,8 +246,10 @@ def _row(r: Sequence[Any]) -> grouping.Row:
     )  # fmt: skip
 
 
-class ChannelDispatcher:
+class ChannelDispatcher(ReaderThread):
     """Sends pending ``channel_deliveries``; outcomes go back through ``call`` (Pipeline.call)."""
+
+    thread_name = "channels"
 
     def __init__(
         self,
@@ -259,17 +261,13 @@ class ChannelDispatcher:
         clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         rng: Callable[[], float] = random.random,
     ) -> None:
-        self.db_path = Path(db_path)
+        super().__init__(db_path)
         self.cfg = cfg
         self.s = cfg.channels
         self.call = call
         self.incidents = incidents or inc.IncidentStore(cfg.gateway.id)
         self.clock = clock
         self.rng = rng
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None
         self.limiters: dict[tuple[str, str], grouping.RollingLimiter] = {}
         self.last_sent: dict[str, int] = {}
         self.failures: dict[tuple[str, str], int] = {}
@@ -279,29 +277,6 @@ class ChannelDispatcher:
         self._digest_retry_ms: dict[str, int] = {}
 
     # --- thread -----------------------------------------------------------------------------------
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="channels", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def _read(self) -> sqlite3.Connection:
-        if self._conn is None:
-            from gateway.store import connect
-
-            self._conn = connect(self.db_path, readonly=True)
-        return self._conn
-
     def _run(self) -> None:
         while not self._stop.is_set():
             try:

@@ -24,7 +24,6 @@ import json
 import logging
 import random
 import sqlite3
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import incidents as inc
+from gateway.reader_thread import ReaderThread
 from gateway.tickets import lifecycle as lc
 
 log = logging.getLogger("gateway.tickets.notify")
@@ -235,8 +235,10 @@ def paho_publisher(get_client: Callable[[], Any], timeout_s: float = 5.0) -> Pub
     return publish
 
 
-class NotifySender:
+class NotifySender(ReaderThread):
     """Delivers pending ``deliveries`` rows; outcomes go back through ``call`` (Pipeline.call)."""
+
+    thread_name = "ticket-notify"
 
     def __init__(
         self,
@@ -249,7 +251,7 @@ class NotifySender:
         clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         rng: Callable[[], float] = random.random,
     ) -> None:
-        self.db_path = Path(db_path)
+        super().__init__(db_path)
         self.cfg = cfg
         self.settings = cfg.tickets
         self.call = call
@@ -257,35 +259,8 @@ class NotifySender:
         self.incidents = incidents or inc.IncidentStore(cfg.gateway.id)
         self.clock = clock
         self.rng = rng
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None
         self.sent = 0
         self.failed_attempts = 0
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="ticket-notify", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def _read(self) -> sqlite3.Connection:
-        if self._conn is None:
-            from gateway.store import connect
-
-            self._conn = connect(self.db_path, readonly=True)
-        return self._conn
 
     def _run(self) -> None:
         while not self._stop.is_set():
