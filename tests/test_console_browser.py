@@ -24,6 +24,7 @@ pytestmark = pytest.mark.broker
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
 XSS = "<img src=x onerror=window.__xss=1>"
+COMMENT_XSS = "谢谢 <img src=y onerror=window.__xss=2>"  # a resident's evaluation comment
 DEVICES = [
     *MINI_DEVICES,
     (
@@ -130,6 +131,19 @@ def test_sos_appears_with_sound_and_accept_works(
     # the note from a person is shown as text, and nothing ran
     assert XSS in page.text_content("#timeline")
     page.screenshot(path=str(ARTIFACTS / "console-accepted.png"), full_page=True)
+    assert page.evaluate("window.__xss") is None
+    # the resident's evaluation comment is hostile too: handled, resolved, rated with it
+    with httpx.Client(base_url=srv.base, headers={"Authorization": f"Bearer {token}"}) as c:
+        for n, (action, data) in enumerate(
+            [("start", None), ("resolve", {"what_done": "已上门"}), ("evaluate", {"rating": 4, "comment": COMMENT_XSS})]
+        ):
+            r = c.post(
+                f"/api/v1/incidents/{iid}/actions",
+                json={"action": action, "note": "ok", "request_id": f"xss-{n}", "data": data},
+            )
+            assert r.status_code == 200, r.text
+    # the open detail follows the live stream, so the rated timeline appears without a reload
+    assert wait_until(lambda: COMMENT_XSS in (page.text_content("#timeline") or ""), 5)
     assert page.evaluate("window.__xss") is None
     assert [e for e in errors if "favicon" not in e] == []
 

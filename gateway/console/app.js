@@ -308,7 +308,10 @@
       ...inc.timeline.map((e) => {
         const d = e.data || {};
         const what = d.to ? `${t(d.from, "state")} → ${t(d.to, "state")}` : e.kind;
-        const text = [fmtTime(e.ts_ms), what, e.actor || "", d.note || "", d.what_done && d.what_done !== d.note ? d.what_done : ""]
+        // the resident's rating and comment are shown too (as text, like every string from people)
+        const rating = d.rating ? `★${d.rating}` : "";
+        const text = [fmtTime(e.ts_ms), what, e.actor || "", d.note || "", d.what_done && d.what_done !== d.note ? d.what_done : "",
+          rating, d.comment || ""]
           .filter(Boolean)
           .join("  ");
         return el("li", `ev-${e.kind}`, text);
