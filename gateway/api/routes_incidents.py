@@ -191,3 +191,49 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
         if isinstance(v, str | int | float | bool | type(None) | list | dict):
             out[str(k)] = v
     return out
+
+
+# --- camera snapshots of an incident (issue 7) -------------------------------------------------
+def _incident_snapshots(ctx: Any, p: Principal, row: dict[str, Any]) -> list[Any]:
+    """Snapshots taken by the incident's cameras around its trigger times (may show residents:
+    elder-care incidents' images only for the personal-data roles)."""
+    if row.get("category") == "eldercare" and p.role not in access.PERSONAL_ROLES:
+        raise HTTPException(403, "images of elder-care incidents are for elder-care workers and installers only")
+    store = getattr(ctx.gw.cameras, "snapshots", None)
+    if store is None:
+        return []
+    devices = set(row.get("devices") or [])
+    cameras = [c.id for c in ctx.cfg.cameras.cameras if c.device in devices]
+    return list(store.for_incident(cameras, int(row["first_ms"]), int(row["last_ms"])))
+
+
+@router.get("/{incident_id}/snapshots", summary="Camera snapshots of the incident", responses=R)
+async def list_snapshots(
+    request: Request, incident_id: IdStr, p: Annotated[Principal, Depends(require("incidents.read"))]
+) -> dict[str, Any]:
+    row = await visible_incident(request, p, incident_id)
+    snaps = _incident_snapshots(ctx_of(request), p, row)
+    items = [{"id": s.id, "camera": s.camera, "zone": s.zone, "ts_ms": s.ts_ms, "size": s.size} for s in snaps]
+    return {"items": items}
+
+
+@router.get(
+    "/{incident_id}/snapshots/{snapshot_id}",
+    summary="One snapshot (image/jpeg)",
+    responses={**R, 200: {"content": {"image/jpeg": {}}}},
+    response_class=Response,
+)
+async def get_snapshot(
+    request: Request,
+    incident_id: IdStr,
+    snapshot_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}-\d{13}-[a-z0-9][a-z0-9_-]{0,63}-\d+$")],
+    p: Annotated[Principal, Depends(require("incidents.read"))],
+) -> Response:
+    ctx = ctx_of(request)
+    row = await visible_incident(request, p, incident_id)
+    if snapshot_id not in {s.id for s in _incident_snapshots(ctx, p, row)}:
+        raise HTTPException(404, "no such snapshot for this incident")
+    data = await ctx.readers.run(lambda _conn: ctx.gw.cameras.snapshots.get(snapshot_id))
+    if data is None:
+        raise HTTPException(404, "the snapshot was removed (quota or retention)")
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})

@@ -317,6 +317,26 @@
         return el("li", `ev-${e.kind}`, text);
       }),
     );
+    loadSnapshots(id);
+  }
+
+  // Camera snapshots of the incident: fetched with the token, shown from blob: URLs (an <img>
+  // cannot send the Authorization header; the CSP allows img-src blob:).
+  async function loadSnapshots(id) {
+    const box = $("snapshots");
+    for (const img of box.querySelectorAll("img")) URL.revokeObjectURL(img.src);
+    box.replaceChildren();
+    const r = await api(`/api/v1/incidents/${encodeURIComponent(id)}/snapshots`);
+    if (!r.ok || state.selected !== id) return;
+    const { items } = await r.json();
+    for (const s of items.slice(-4)) {
+      const ri = await api(`/api/v1/incidents/${encodeURIComponent(id)}/snapshots/${encodeURIComponent(s.id)}`);
+      if (!ri.ok || state.selected !== id) continue;
+      const img = document.createElement("img");
+      img.alt = `${s.camera} ${fmtTime(s.ts_ms)}`;
+      img.src = URL.createObjectURL(await ri.blob());
+      box.append(img);
+    }
   }
 
   async function act(action) {
