@@ -46,12 +46,12 @@ def test_role_rate_limiter_refills_and_says_when_to_retry() -> None:
 def test_department_token_is_throttled_with_retry_after(srv: ApiServer) -> None:
     token = srv.token("department", name="fire-brigade")
     with srv.client(token) as c:
-        codes = [c.get("/api/v1/me").status_code for _ in range(130)]
-    assert codes[:100] == [200] * 100
-    assert 429 in codes
-    with srv.client(token) as c:
-        r = c.get("/api/v1/me")
-    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+        responses = [c.get("/api/v1/me") for _ in range(250)]
+    codes = [r.status_code for r in responses]
+    assert codes[:100] == [200] * 100, "the burst of the role's size is allowed"
+    refused = [r for r in responses if r.status_code == 429]
+    assert refused, "past the department's 120 a minute, requests are refused"
+    assert int(refused[0].headers["Retry-After"]) >= 1
     with srv.client(srv.token("installer", name="inst-rl")) as c:
         assert c.get("/api/v1/me").status_code == 200, "other tokens are not affected"
 
