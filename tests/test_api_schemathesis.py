@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
 
-schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-
-from gateway.mosquitto import Mosquitto  # noqa: E402
-from tests.api_harness import ApiServer, trigger, write_api_site  # noqa: E402
-from tests.support import service_missing  # noqa: E402
+from gateway.mosquitto import Mosquitto
+from tests.api_harness import ApiServer, trigger, write_api_site
+from tests.support import service_missing
 
 pytestmark = pytest.mark.broker
 MAX_EXAMPLES = 12

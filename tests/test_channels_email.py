@@ -8,6 +8,7 @@ import email.policy
 from pathlib import Path
 from typing import Any
 
+import aiosmtpd  # noqa: F401  (a dev dependency: missing means a broken install, not a skip)
 import pytest
 
 from edge_config import load_config
@@ -16,8 +17,6 @@ from gateway.channels.dispatcher import ChannelDispatcher
 from tests.channels_receivers import SmtpServer, write_channel_site
 from tests.rules_harness import Harness
 from tests.tickets_harness import TicketHarness
-
-pytest.importorskip("aiosmtpd")
 
 
 def _harness(tmp_path: Path, smtp: SmtpServer, password_env: str = "SMTP_PW") -> TicketHarness:

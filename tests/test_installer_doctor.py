@@ -18,7 +18,7 @@ from gateway import doctor
 from gateway import store as st
 from gateway.mosquitto import Mosquitto, free_port
 from tests.installer_helpers import site
-from tests.support import ROOT
+from tests.support import ROOT, service_missing
 
 OPTS = doctor.Options(timeout_s=2.0, broker_conf=str(Path(__file__).resolve().parent.parent / "deploy/mosquitto.conf"))
 
@@ -60,7 +60,7 @@ def test_broker_queue_settings_from_a_stock_config(tmp_path: Path) -> None:
 def auth_broker(broker_dir: Path) -> Iterator[Mosquitto]:
     exe = "/usr/bin/mosquitto_passwd"
     if not Path(exe).exists():
-        pytest.skip("mosquitto_passwd missing")
+        service_missing("mosquitto_passwd (Debian package mosquitto)")
     passwd = broker_dir / "passwd"
     subprocess.run([exe, "-c", "-b", str(passwd), "gateway", "s3cret-Pa55"], check=True)
     acl = broker_dir / "acl"
