@@ -6,6 +6,10 @@
    code the pipeline runs), with the central store down.
 2. Starts VictoriaMetrics and drains with the sender thread; meanwhile raises an incident event
    every 100 ms (committed through the outbox like the pipeline does) and measures commit -> 2xx.
+   The drain ends when no telemetry is left unsent (``outbox_totals``). Accepted batches are
+   acknowledged by id range and their rows deleted afterwards by the sender's clean-up (see
+   cloud_sync/sender.py): the time until the last row is gone is measured and printed too, and the
+   sender's CPU time over drain + clean-up is printed next to the bare client's.
 3. Verifies the count in VictoriaMetrics (points stored == points sent, every incident event).
 4. On a fresh VictoriaMetrics, a bare influxdb-client SYNCHRONOUS loop writes the same line
    protocol in the same batch size (pre-joined, no store): the ceiling.
@@ -19,6 +23,7 @@ import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +50,31 @@ class TimedTarget(V2Target):
                 if line.startswith(b"edge_incident"):
                     self.accepted[int(line.split(b",seq=")[1].split(b"i")[0])] = t
         return out
+
+
+def thread_cpu(sender: object) -> Callable[[], float]:
+    """CPU seconds used so far by the sender's threads (the loop and its HTTP poster), read from
+    /proc: a measure that does not depend on how busy the other core is."""
+    import os
+
+    tids: set[int] = set()
+
+    def read() -> float:
+        for t in threading.enumerate():
+            if t.name.startswith("cloud-sync") and t.native_id is not None:
+                tids.add(t.native_id)
+        total = 0
+        for tid in tids:
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime + stime, clock ticks
+            except OSError:
+                pass
+        return total / os.sysconf("SC_CLK_TCK")
+
+    read()
+    return read
 
 
 def p99(values: list[float]) -> float:
@@ -106,16 +136,19 @@ def main() -> int:
     lock_feed = threading.Thread(target=incidents, daemon=True)
     t1 = time.perf_counter()
     sender.start()
+    sender_cpu = thread_cpu(sender)
     lock_feed.start()
     ro = sqlite3.connect(f"file:{f.db}?mode=ro", uri=True, timeout=30)
     while int(ro.execute("SELECT rows FROM outbox_totals WHERE prio=2").fetchone()[0]) > 0:
-        time.sleep(0.05)
+        time.sleep(0.01)
     drain_s = time.perf_counter() - t1
     stop.set()
     lock_feed.join()
     sender.flush = True
     while int(ro.execute("SELECT count(*) FROM outbox").fetchone()[0]) > 0:
-        time.sleep(0.05)
+        time.sleep(0.01)
+    cleanup_s = time.perf_counter() - t1 - drain_s
+    cpu_s = sender_cpu()
     sender.stop()
     drain_rate = backlog / drain_s
     lat = [(target.accepted[s] - t) * 1000 for s, t in raised.items() if s in target.accepted]
@@ -123,6 +156,11 @@ def main() -> int:
     print(
         f"drain: {backlog} points in {drain_s:.2f}s = {drain_rate:,.0f}/s; incidents raised during drain: "
         f"{len(raised)}, p99 raise->2xx {p99(lat):.1f} ms, max {max(lat or [0]):.1f} ms",
+        flush=True,
+    )
+    print(
+        f"clean-up: last accepted row deleted {cleanup_s:.2f}s after the drain ended; "
+        f"sender threads' CPU over drain + clean-up {cpu_s:.2f}s",
         flush=True,
     )
 
@@ -160,14 +198,17 @@ def main() -> int:
     client = InfluxDBClient(url=vm2.url, token="", org="-", timeout=30_000)
     api = client.write_api(write_options=SYNCHRONOUS)
     t2 = time.perf_counter()
+    c2 = time.thread_time()
     for body in bodies:
         api.write(bucket="b", org="-", record=body, write_precision=WritePrecision.NS)
     ceil_s = time.perf_counter() - t2
+    ceil_cpu = time.thread_time() - c2
     client.close()
     vm2.close()
     ceiling = n / ceil_s
     print(
         f"ceiling: bare influxdb-client, {len(bodies)} batches of {bs}: {n} points in {ceil_s:.2f}s = {ceiling:,.0f}/s"
+        f" (client CPU {ceil_cpu:.2f}s)"
     )
     f.close()
     print(

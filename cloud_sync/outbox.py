@@ -7,16 +7,24 @@ concatenates stored lines.
 
 Hot path per ingest batch: one ``executemany`` INSERT, one UPDATE of ``outbox_totals``, one
 upsert of ``meta.sync_last_id``. The outbox has no index that telemetry inserts pay for.
+
+Acknowledged telemetry is recorded as id ranges in ``outbox_sent`` (:class:`SentRanges`) and its
+rows are deleted later by the sender: "unsent" telemetry is every prio-2 row outside those ranges.
+``outbox_totals`` counts only unsent rows, so the quota and the backlog figures never include rows
+waiting for that clean-up. Whatever deletes unsent telemetry other than the sender (thinning, the
+privacy "forget" request) bumps ``meta.outbox_epoch`` so that the sender recounts the batch it has
+in flight instead of trusting the count it read.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from cloud_sync import lineproto as lp
@@ -32,6 +40,98 @@ PRIO_NAMES = {PRIO_EVENT: "events", PRIO_HEALTH: "health", PRIO_TELEMETRY: "tele
 ROW_OVERHEAD = 24  # bytes accounted per row on top of the line (ids, timestamps, b-tree cell)
 THIN_TO = 0.9  # thinning frees space down to this share of the quota (hysteresis)
 MiB = 1024 * 1024
+EPOCH_KEY = "outbox_epoch"
+
+
+class SentRanges:
+    """Sorted, disjoint, inclusive id ranges of telemetry the central store accepted but whose
+    rows are still in the outbox (deleted later in slices). Adjacent ranges merge, so a backlog
+    sent oldest first stays one range however many batches it took."""
+
+    def __init__(self, ranges: Iterable[tuple[int, int]] = ()) -> None:
+        self.items: list[tuple[int, int]] = []
+        for lo, hi in sorted(ranges):
+            self.add(lo, hi)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter(self.items)
+
+    def covers(self, row_id: int) -> bool:
+        i = bisect.bisect_right(self.items, (row_id, 1 << 62)) - 1
+        return i >= 0 and self.items[i][0] <= row_id <= self.items[i][1]
+
+    def add(self, lo: int, hi: int) -> tuple[tuple[int, int], list[int]]:
+        """Add ``[lo, hi]``; returns the merged range and the ``lo`` of every range it absorbed."""
+        absorbed: list[int] = []
+        keep: list[tuple[int, int]] = []
+        for a, b in self.items:
+            if b + 1 < lo or a > hi + 1:
+                keep.append((a, b))
+            else:
+                lo, hi = min(lo, a), max(hi, b)
+                absorbed.append(a)
+        bisect.insort(keep, (lo, hi))
+        self.items = keep
+        return (lo, hi), absorbed
+
+    def top(self) -> int:
+        return self.items[-1][1] if self.items else 0
+
+    def gaps(self, extra: tuple[int, int] | None = None) -> list[tuple[int, int | None]]:
+        """The id intervals ``(after, before)`` (exclusive; ``before`` None = no upper bound) that
+        can hold unsent telemetry, oldest first; ``extra`` is one more range to leave out (the
+        batch in flight)."""
+        items = self.items
+        if extra is not None and extra[0] <= extra[1]:
+            tmp = SentRanges(items)
+            tmp.add(*extra)
+            items = tmp.items
+        out: list[tuple[int, int | None]] = []
+        after = 0
+        for lo, hi in items:
+            if lo > after + 1:
+                out.append((after, lo))
+            after = max(after, hi)
+        out.append((after, None))
+        return out
+
+
+def sent_ranges(conn: sqlite3.Connection) -> SentRanges:
+    return SentRanges((int(a), int(b)) for a, b in conn.execute("SELECT lo, hi FROM outbox_sent"))
+
+
+def first_unsent_telemetry(conn: sqlite3.Connection, ranges: SentRanges) -> tuple[int, int] | None:
+    """(id, created_ms) of the oldest unsent telemetry row, skipping acknowledged ranges."""
+    for after, before in ranges.gaps():
+        row = conn.execute(
+            "SELECT id, created_ms FROM outbox WHERE prio=2 AND id>? AND id<? ORDER BY id LIMIT 1",
+            (after, before if before is not None else 1 << 62),
+        ).fetchone()
+        if row is not None:
+            return int(row[0]), int(row[1])
+    return None
+
+
+def oldest_unsent_ms(conn: sqlite3.Connection) -> int | None:
+    """Creation time of the oldest point not yet accepted by the central store (any priority)."""
+    urgent = conn.execute("SELECT min(created_ms) FROM outbox WHERE prio<2").fetchone()
+    tele = first_unsent_telemetry(conn, sent_ranges(conn))
+    found = [int(urgent[0])] if urgent and urgent[0] is not None else []
+    if tele is not None:
+        found.append(tele[1])
+    return min(found) if found else None
+
+
+def bump_epoch(conn: sqlite3.Connection) -> None:
+    """Record (in the caller's transaction) that unsent telemetry was deleted by someone other
+    than the sender: the batch it has in flight may have lost rows."""
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES (?, '1') ON CONFLICT(key) DO UPDATE SET value=CAST(value AS INTEGER)+1",
+        (EPOCH_KEY,),
+    )
 
 
 def next_id(conn: sqlite3.Connection) -> int:
@@ -76,7 +176,8 @@ def total_bytes(conn: sqlite3.Connection) -> int:
 def thin(conn: sqlite3.Connection, need_bytes: int, skip: Callable[[int], bool] | None = None) -> tuple[int, int]:
     """Free ``need_bytes`` by deleting every other telemetry point *per series*, oldest first.
 
-    Walks the oldest telemetry in slices; in each series every second point goes, so every
+    Walks the oldest unsent telemetry in slices (rows in acknowledged ranges are already sent and
+    not counted: they are skipped); in each series every second point goes, so every
     device keeps half its resolution in the thinned span rather than some devices vanishing.
     Repeated thinning of the same span halves it again (older data gets sparser). Incident
     events and health points are never touched. Runs in the caller's transaction.
@@ -84,6 +185,7 @@ def thin(conn: sqlite3.Connection, need_bytes: int, skip: Callable[[int], bool] 
     """
     freed = deleted = 0
     after = 0
+    sent = sent_ranges(conn)
     toggle: dict[str, bool] = {}
     passes = 0
     while freed < need_bytes and passes < 16:
@@ -97,7 +199,7 @@ def thin(conn: sqlite3.Connection, need_bytes: int, skip: Callable[[int], bool] 
             continue
         victims: list[int] = []
         for row_id, line, nbytes in rows:
-            if skip is not None and skip(row_id):
+            if (skip is not None and skip(row_id)) or sent.covers(row_id):
                 continue
             series = line[: line.find(" ")]
             drop = toggle.get(series, False)
@@ -113,6 +215,7 @@ def thin(conn: sqlite3.Connection, need_bytes: int, skip: Callable[[int], bool] 
             deleted += len(victims)
     if deleted:
         conn.execute("UPDATE outbox_totals SET rows=rows-?, bytes=bytes-? WHERE prio=2", (deleted, min(freed, 1 << 62)))
+        bump_epoch(conn)
     return deleted, freed
 
 
@@ -338,8 +441,8 @@ class OutboxProcessor(Processor):
                 rate = (committed - c0) * 1000.0 / (now_ms - ms0)
         self._last_committed = (now_ms, committed)
         totals = {int(p): (int(r), int(b)) for p, r, b in conn.execute("SELECT prio, rows, bytes FROM outbox_totals")}
-        oldest = conn.execute("SELECT created_ms FROM outbox ORDER BY id LIMIT 1").fetchone()
-        oldest_age = max(0, now_ms - int(oldest[0])) / 1000.0 if oldest else 0.0
+        oldest = oldest_unsent_ms(conn)
+        oldest_age = max(0, now_ms - oldest) / 1000.0 if oldest is not None else 0.0
         last_ok = conn.execute("SELECT value FROM meta WHERE key='sync_last_success_ms'").fetchone()
         f = {
             "uptime_s": round(time.monotonic() - self.started_mono, 3),

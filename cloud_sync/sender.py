@@ -1,11 +1,18 @@
-"""The sender thread: outbox -> central store, deleting rows only after a 2xx.
+"""The sender thread: outbox -> central store; a point leaves the backlog only after a 2xx.
 
 It owns its own SQLite connection. Reads need no lock (WAL); each acknowledgement is one small
-write transaction (a range delete for telemetry, totals, counters), so the pipeline's writer waits a
-few milliseconds at most. Telemetry is read as a :class:`Span`: SQLite joins the request body in one
-aggregate query (no Python object per point, GIL free during the read). ``synchronous=NORMAL``
-on this connection: a delete lost in a power cut only means the batch is sent again, and re-sent
-points are idempotent (same series + timestamp).
+write transaction, so the pipeline's writer waits a few milliseconds at most. An accepted telemetry
+batch is acknowledged by recording its id range in ``outbox_sent`` (totals, counters; no row is
+touched); the rows themselves are deleted later, in slices of :data:`CLEANUP_ROWS`, when there is
+nothing to send, after a failed write, or at once while they hold more than :data:`CLEANUP_SHARE`
+of ``sync.quota_mb``. Deleting 5,000 rows costs as much CPU as reading them, and on a two-core
+box that CPU is taken from the central store's own parser during a drain; deferring it lets a
+backlog reach the central store sooner, and the space comes back within seconds of the drain.
+
+Telemetry is read as a :class:`Span`: SQLite joins the request body in one aggregate query (no
+Python object per point, GIL free during the read). ``synchronous=NORMAL`` on this connection: an
+acknowledgement lost in a power cut only means the batch is sent again, and re-sent points are
+idempotent (same series + timestamp).
 
 Order: incident events (prio 0), then health (1), then telemetry (2). While a telemetry backlog
 drains, ``live_share`` of the batches take the newest telemetry so live data is not starved.
@@ -35,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cloud_sync.outbox import PRIO_NAMES
+from cloud_sync.outbox import EPOCH_KEY, PRIO_NAMES, MiB, SentRanges, first_unsent_telemetry, sent_ranges
 from cloud_sync.targets import Target, WriteOutcome, make_target
 from gateway import store as st
 
@@ -45,6 +52,9 @@ IDLE_POLL_S = 0.25
 MAX_RETRY_AFTER_S = 3600.0
 ERROR_PERSIST_S = 10.0
 DEAD_LETTER_MAX = 4096
+MAX_ID = 1 << 62
+CLEANUP_ROWS = 5000  # acknowledged rows deleted per clean-up transaction (a few ms; events never wait long)
+CLEANUP_SHARE = 0.25  # acknowledged rows may hold this share of sync.quota_mb before clean-up runs while busy
 
 # A 400 whose message says one of these is about particular points, not the whole request.
 _POINT_ERROR = re.compile(
@@ -61,13 +71,18 @@ Rows = list[tuple[Any, ...]]  # (id, line[, prio, bytes])
 @dataclass(frozen=True, slots=True)
 class Span:
     """A telemetry batch: every prio-2 row with ``lo <= id <= hi`` (``count`` rows, ``nbytes``
-    accounted bytes), and the request body SQLite joined for it."""
+    accounted bytes), and the request body SQLite joined for it. Every unsent telemetry row with
+    ``cover_lo <= id <= cover_hi`` is in it (that range is recorded as sent on a 2xx); ``epoch``
+    is ``meta.outbox_epoch`` as it was when the rows were read."""
 
     lo: int
     hi: int
     count: int
     nbytes: int
     body: bytes
+    cover_lo: int = 0
+    cover_hi: int = -1
+    epoch: int = 0
 
     def __len__(self) -> int:
         return self.count
@@ -133,6 +148,9 @@ class Sender:
         self._alarm_active = False
         self._persisted_error: tuple[str, float] | None = None
         self._pool: Any = None
+        self.acked = SentRanges()  # acknowledged telemetry whose rows are not deleted yet (outbox_sent)
+        self.pending_bytes = 0  # accounted bytes in those ranges
+        self.cleanup_at = int(CLEANUP_SHARE * float(settings.quota_mb) * MiB)
         self.flush = False  # tests/bench: send partial telemetry batches without waiting for their age
         # status (also persisted in meta for other processes)
         self.last_success_ms: int | None = None
@@ -155,6 +173,15 @@ class Sender:
             # FAST still zeroes what it can without extra I/O (the outbox holds no personal data by default).
             self.conn.execute("PRAGMA secure_delete=FAST")
             self.conn.execute("PRAGMA cache_size=-16000")
+            self.acked = sent_ranges(self.conn)
+            self.pending_bytes = sum(
+                int(
+                    self.conn.execute(
+                        "SELECT coalesce(sum(bytes), 0) FROM outbox WHERE prio=2 AND id BETWEEN ? AND ?", r
+                    ).fetchone()[0]
+                )
+                for r in self.acked
+            )
         return self.conn
 
     def start(self) -> None:
@@ -206,10 +233,16 @@ class Sender:
         """Send batches while full ones are ready. Returns (seconds to wait, whether a wake-up may cut it)."""
         batch, wait = self.next_batch()
         if batch is None:
+            if self.acked and not self._stop.is_set():
+                # Nothing to send: delete acknowledged rows, one short transaction per step, so an
+                # incident event raised meanwhile waits for one slice at most.
+                return (0.0 if self.cleanup() else wait), True
             return wait, True
         if self.stream(batch):
             self._fails = 0
             return 0.0, True
+        if self.acked:
+            self.cleanup()  # the link is down: use the wait to give space back
         return self._backoff(), False
 
     def stream(self, batch: Batch) -> bool:
@@ -236,6 +269,8 @@ class Sender:
                 fut = self._pool.submit(self._post, nxt)
             self.ack(cur)
             self._ok()
+            if self.pending_bytes > self.cleanup_at:
+                self.cleanup()  # a long drain must not hold more than its share of the quota twice
             if not nxt:
                 self._set_inflight(None)
                 return True
@@ -257,18 +292,24 @@ class Sender:
             return self.target.write(batch.body)
         return self.target.write("\n".join(r[1] for r in batch).encode())
 
-    def _span(self, where: str, args: tuple[Any, ...]) -> Span | None:
-        """The first ``batch_size`` telemetry rows (ascending id) matching ``where``, as a :class:`Span`.
+    def _span(self, after: int, before: int | None, *, newest_from: int | None = None) -> Span | None:
+        """The first ``batch_size`` telemetry rows with ``after < id < before`` (or, with
+        ``newest_from``, from that id up), ascending, as a :class:`Span`.
 
         SQLite builds the body (``group_concat`` of the lines, as a blob: the UTF-8 bytes that go on
         the wire) in one C call: no Python object per row, and the GIL is free meanwhile, so the
-        request in flight is not slowed down. The rows are the first n of the prio-2 rows in id
-        order under a one-sided id condition, so every prio-2 row between ``lo`` and ``hi`` is in it.
+        request in flight is not slowed down. The epoch is read by the same statement (one snapshot).
         """
+        args: tuple[int, ...]
+        if newest_from is not None:
+            where, args = "id>=?", (newest_from,)
+        else:
+            where, args = "id>? AND id<?", (after, before if before is not None else MAX_ID)
         got = (
             self.open()
             .execute(
-                "SELECT min(id), max(id), count(*), sum(bytes), CAST(group_concat(line, char(10)) AS BLOB)"
+                "SELECT min(id), max(id), count(*), sum(bytes), CAST(group_concat(line, char(10)) AS BLOB),"
+                f" (SELECT value FROM meta WHERE key='{EPOCH_KEY}')"
                 f" FROM (SELECT id, line, bytes FROM outbox WHERE prio=2 AND {where} ORDER BY id LIMIT ?)",
                 (*args, self.batch_size),
             )
@@ -276,8 +317,14 @@ class Sender:
         )
         if not got or not got[0][2]:
             return None
-        lo, hi, count, nbytes, body = got[0]
-        return Span(int(lo), int(hi), int(count), int(nbytes or 0), bytes(body))
+        lo, hi, count, nbytes, body, epoch = got[0]
+        if newest_from is not None:
+            cover = (int(lo), int(hi))
+        elif count < self.batch_size and before is not None:
+            cover = (after + 1, before - 1)  # the whole gap: it merges with the ranges on both sides
+        else:
+            cover = (after + 1, int(hi))
+        return Span(int(lo), int(hi), int(count), int(nbytes or 0), bytes(body), *cover, int(epoch or 0))
 
     def next_batch(self, after: Batch | None = None) -> tuple[Batch | None, float]:
         """The next batch to send; with ``after`` (a batch in flight), one that does not overlap it.
@@ -302,28 +349,31 @@ class Sender:
         if after is not None and tele < n:
             return None, 0.0  # partial batches go the normal way (their age decides)
         if tele < n and not self.flush:
-            oldest = c.execute("SELECT created_ms FROM outbox WHERE prio=2 ORDER BY id LIMIT 1").fetchone()
+            oldest = first_unsent_telemetry(c, self.acked)
             if oldest is None:
                 return None, IDLE_POLL_S
-            age = self.clock() - int(oldest[0])
+            age = self.clock() - oldest[1]
             if age < self.max_age_ms:
                 return None, min(IDLE_POLL_S, (self.max_age_ms - age) / 1000.0)
-        lo, hi = (inflight.lo, inflight.hi) if inflight else (0, -1)
+        extra = (inflight.cover_lo, inflight.cover_hi) if inflight else None
         span: Span | None = None
         if tele > 2 * n and self.s.live_share > 0:
             self._live_credit += self.s.live_share
             if self._live_credit >= 1.0:
                 self._live_credit -= 1.0
-                # The newest n above the batch in flight (fewer there: it is the newest itself -> oldest).
+                # The newest n above everything sent or in flight (fewer there: the oldest instead).
+                top = max(self.acked.top(), extra[1] if extra else 0)
                 first = c.execute(
-                    "SELECT id FROM outbox WHERE prio=2 AND id>? ORDER BY id DESC LIMIT 1 OFFSET ?", (hi, n - 1)
+                    "SELECT id FROM outbox WHERE prio=2 AND id>? ORDER BY id DESC LIMIT 1 OFFSET ?", (top, n - 1)
                 ).fetchall()
                 if first:
-                    span = self._span("id>=?", (int(first[0][0]),))
-        if span is None and inflight is not None:
-            span = self._span("id<?", (lo,))  # older than the batch in flight (it was a newest batch)
+                    span = self._span(0, None, newest_from=int(first[0][0]))
         if span is None:
-            span = self._span("id>?", (hi,))
+            # Oldest first, in the gaps between acknowledged ranges (and the batch in flight).
+            for after_id, before_id in self.acked.gaps(extra):
+                span = self._span(after_id, before_id)
+                if span is not None:
+                    break
         return span, (0.0 if span else IDLE_POLL_S)
 
     def deliver(self, rows: Rows) -> bool:
@@ -441,24 +491,72 @@ class Sender:
                 rows.append(same.pop())
         return rows
 
-    def _remove_span(self, c: sqlite3.Connection, span: Span) -> dict[int, tuple[int, int]]:
-        """Delete a span: a range delete (every prio-2 row from lo to hi was sent)."""
-        n = c.execute("DELETE FROM outbox WHERE id BETWEEN ? AND ? AND prio=2", (span.lo, span.hi)).rowcount
-        if n == span.count:
-            c.execute("UPDATE outbox_totals SET rows=rows-?, bytes=bytes-? WHERE prio=2", (span.count, span.nbytes))
-            return {2: (n, span.nbytes)}
-        c.execute(  # some were thinned meanwhile: recount (rare)
-            "UPDATE outbox_totals SET rows=(SELECT count(*) FROM outbox WHERE prio=2),"
-            " bytes=(SELECT coalesce(sum(bytes), 0) FROM outbox WHERE prio=2) WHERE prio=2"
+    def _ack_span(self, c: sqlite3.Connection, span: Span, ranges: SentRanges) -> dict[int, tuple[int, int]]:
+        """Record an accepted span as sent (``outbox_sent``; its rows are deleted by :meth:`cleanup`).
+        ``ranges`` is a copy of :attr:`acked` that becomes it once the transaction commits."""
+        row = c.execute("SELECT value FROM meta WHERE key=?", (EPOCH_KEY,)).fetchone()
+        if (int(row[0]) if row else 0) == span.epoch:
+            n, nbytes = span.count, span.nbytes
+        else:  # thinning or a "forget" request deleted unsent telemetry since the read: count what is left
+            n, nbytes = c.execute(
+                "SELECT count(*), coalesce(sum(bytes), 0) FROM outbox WHERE prio=2 AND id BETWEEN ? AND ?",
+                (span.cover_lo, span.cover_hi),
+            ).fetchone()
+        c.execute("UPDATE outbox_totals SET rows=rows-?, bytes=bytes-? WHERE prio=2", (n, nbytes))
+        (lo, hi), absorbed = ranges.add(span.cover_lo, span.cover_hi)
+        if absorbed:
+            c.execute("DELETE FROM outbox_sent WHERE lo IN (SELECT value FROM json_each(?))", (json.dumps(absorbed),))
+        c.execute("INSERT OR REPLACE INTO outbox_sent(lo, hi) VALUES (?, ?)", (lo, hi))
+        return {2: (int(n), int(nbytes))}
+
+    def cleanup(self) -> bool:
+        """Delete one slice of acknowledged telemetry rows (the oldest range first). True when more remain."""
+        if not self.acked:
+            return False
+        lo, hi = self.acked.items[0]
+        row = (
+            self.open()
+            .execute(
+                "SELECT id FROM outbox WHERE prio=2 AND id BETWEEN ? AND ? ORDER BY id LIMIT 1 OFFSET ?",
+                (lo, hi, CLEANUP_ROWS - 1),
+            )
+            .fetchone()
         )
-        return {2: (n, 0)}
+        end = min(hi, int(row[0])) if row else hi
+        freed = 0
+
+        def fn(c: sqlite3.Connection) -> None:
+            nonlocal freed
+            got = c.execute(
+                "DELETE FROM outbox WHERE prio=2 AND id BETWEEN ? AND ? RETURNING bytes", (lo, end)
+            ).fetchall()
+            freed = sum(int(b) for (b,) in got)
+            c.execute("DELETE FROM outbox_sent WHERE lo=?", (lo,))
+            if end < hi:
+                c.execute("INSERT INTO outbox_sent(lo, hi) VALUES (?, ?)", (end + 1, hi))
+
+        self._write(fn)
+        if end < hi:
+            self.acked.items[0] = (end + 1, hi)
+        else:
+            self.acked.items.pop(0)
+        self.pending_bytes = max(0, self.pending_bytes - freed) if self.acked else 0
+        return bool(self.acked)
 
     def ack(self, batch: Batch) -> None:
         sent = batch.count if isinstance(batch, Span) else len(batch)
         now = self.clock()
+        ranges = SentRanges(self.acked.items) if isinstance(batch, Span) else None
+        recorded = 0  # bytes now waiting for clean-up
 
         def fn(c: sqlite3.Connection) -> None:
-            per = self._remove_span(c, batch) if isinstance(batch, Span) else self._remove(c, batch)
+            nonlocal recorded
+            if isinstance(batch, Span):
+                assert ranges is not None
+                per = self._ack_span(c, batch, ranges)
+                recorded = per[2][1]
+            else:
+                per = self._remove(c, batch)
             removed = sum(r for r, _ in per.values())
             deltas: dict[str, int] = {"sync_sent": sent}
             for p, (r, _) in per.items():
@@ -479,6 +577,9 @@ class Sender:
             )
 
         self._write(fn)
+        if ranges is not None:
+            self.acked = ranges
+            self.pending_bytes += recorded
         self.sent += sent
         self.last_success_ms = now
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from cloud_sync.outbox import PRIO_NAMES
+from cloud_sync.outbox import PRIO_NAMES, oldest_unsent_ms
 from gateway import store as st
 
 
@@ -36,7 +36,7 @@ def sync_status(conn: sqlite3.Connection, now_ms: int | None = None) -> dict[str
     }
     try:
         totals = conn.execute("SELECT prio, rows, bytes FROM outbox_totals").fetchall()
-        oldest = conn.execute("SELECT created_ms FROM outbox ORDER BY id LIMIT 1").fetchone()
+        oldest = oldest_unsent_ms(conn)
         meta = dict(conn.execute("SELECT key, value FROM meta WHERE key LIKE 'sync_%'").fetchall())
         counters = dict(
             conn.execute(
@@ -52,8 +52,8 @@ def sync_status(conn: sqlite3.Connection, now_ms: int | None = None) -> dict[str
         out["backlog_points"] += int(rows)
         out["backlog_bytes"] += int(nbytes)
     if oldest is not None:
-        out["oldest_unsent_ms"] = int(oldest[0])
-        out["oldest_unsent_age_s"] = round(max(0, now - int(oldest[0])) / 1000.0, 3)
+        out["oldest_unsent_ms"] = oldest
+        out["oldest_unsent_age_s"] = round(max(0, now - oldest) / 1000.0, 3)
     if "sync_last_success_ms" in meta:
         ok = int(meta["sync_last_success_ms"])
         out["last_success_ms"] = ok

@@ -299,6 +299,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX channel_deliveries_pending ON channel_deliveries(priority, id) WHERE status = 'pending';
     CREATE INDEX channel_deliveries_incident ON channel_deliveries(incident_id);
     """,
+    # 7: sync acknowledgement by range (issue 6; cloud_sync/sender.py). A telemetry batch the central
+    # store accepted is recorded here in one tiny write; its outbox rows are deleted later, in slices,
+    # when the sender is idle (or at once when they take a quarter of sync.quota_mb).
+    """
+    CREATE TABLE outbox_sent (
+        lo INTEGER PRIMARY KEY,             -- every prio-2 outbox row with lo <= id <= hi was accepted
+        hi INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

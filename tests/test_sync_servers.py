@@ -215,7 +215,8 @@ def _outbox_reader(db: Path):  # type: ignore[no-untyped-def]
     def rows() -> int:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
         try:
-            return int(conn.execute("SELECT count(*) FROM outbox WHERE prio=2").fetchone()[0])
+            # unsent telemetry (accepted rows wait in outbox_sent ranges for the sender's clean-up)
+            return int(conn.execute("SELECT rows FROM outbox_totals WHERE prio=2").fetchone()[0])
         finally:
             conn.close()
 
