@@ -1,6 +1,6 @@
 """Drain rate of the sync outbox against VictoriaMetrics, next to a bare influxdb-client ceiling.
 
-    .venv/bin/python bench/sync_drain.py [--points N] [--batch-size B]
+    .venv/bin/python bench/sync_drain.py [--points N] [--batch-size B] [--quota-mb Q]
 
 1. Builds a backlog of N telemetry points in a fresh store through the outbox processor (the same
    code the pipeline runs), with the central store down.
@@ -88,12 +88,18 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--points", type=int, default=1_000_000)
     ap.add_argument("--batch-size", type=int, default=5000)
+    ap.add_argument(
+        "--quota-mb",
+        type=float,
+        default=4096,
+        help="sync.quota_mb; acknowledged rows are cleaned up during the drain once they pass a quarter of it",
+    )
     args = ap.parse_args()
     n, bs = args.points, args.batch_size
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    f = Feeder(url, batch_size=bs, quota_mb=4096, max_batch_age_s=0.5, heartbeat_s=3600)
+    f = Feeder(url, batch_size=bs, quota_mb=args.quota_mb, max_batch_age_s=0.5, heartbeat_s=3600)
     f.store.set_page_limit(life_safety=True)
     # 1. backlog (store down)
     t0 = time.perf_counter()
@@ -111,7 +117,12 @@ def main() -> int:
         f.batch(rs, now=st.now_ms())
     build_s = time.perf_counter() - t0
     backlog = f.outbox_rows()
-    print(f"backlog: {backlog} points built in {build_s:.1f}s ({backlog / build_s:,.0f}/s)", flush=True)
+    mb = f.q("SELECT bytes FROM outbox_totals WHERE prio=2")[0][0] / 1048576
+    print(
+        f"backlog: {backlog} points ({mb:.0f} MiB accounted, quota {args.quota_mb:g} MiB) built in {build_s:.1f}s"
+        f" ({backlog / build_s:,.0f}/s)",
+        flush=True,
+    )
 
     # 2. drain
     vm = VictoriaMetrics(port=port).start()

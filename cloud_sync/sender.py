@@ -149,7 +149,8 @@ class Sender:
         self._persisted_error: tuple[str, float] | None = None
         self._pool: Any = None
         self.acked = SentRanges()  # acknowledged telemetry whose rows are not deleted yet (outbox_sent)
-        self.pending_bytes = 0  # accounted bytes in those ranges
+        self.pending_rows = 0  # rows in those ranges (estimates: forget requests may delete some)
+        self.pending_bytes = 0  # and their accounted bytes
         self.cleanup_at = int(CLEANUP_SHARE * float(settings.quota_mb) * MiB)
         self.flush = False  # tests/bench: send partial telemetry batches without waiting for their age
         # status (also persisted in meta for other processes)
@@ -174,14 +175,13 @@ class Sender:
             self.conn.execute("PRAGMA secure_delete=FAST")
             self.conn.execute("PRAGMA cache_size=-16000")
             self.acked = sent_ranges(self.conn)
-            self.pending_bytes = sum(
-                int(
-                    self.conn.execute(
-                        "SELECT coalesce(sum(bytes), 0) FROM outbox WHERE prio=2 AND id BETWEEN ? AND ?", r
-                    ).fetchone()[0]
-                )
-                for r in self.acked
-            )
+            self.pending_rows = self.pending_bytes = 0
+            for r in self.acked:
+                n, nbytes = self.conn.execute(
+                    "SELECT count(*), coalesce(sum(bytes), 0) FROM outbox WHERE prio=2 AND id BETWEEN ? AND ?", r
+                ).fetchone()
+                self.pending_rows += int(n)
+                self.pending_bytes += int(nbytes)
         return self.conn
 
     def start(self) -> None:
@@ -269,8 +269,6 @@ class Sender:
                 fut = self._pool.submit(self._post, nxt)
             self.ack(cur)
             self._ok()
-            if self.pending_bytes > self.cleanup_at:
-                self.cleanup()  # a long drain must not hold more than its share of the quota twice
             if not nxt:
                 self._set_inflight(None)
                 return True
@@ -509,52 +507,63 @@ class Sender:
         c.execute("INSERT OR REPLACE INTO outbox_sent(lo, hi) VALUES (?, ?)", (lo, hi))
         return {2: (int(n), int(nbytes))}
 
+    @staticmethod
+    def _delete_slice(c: sqlite3.Connection, ranges: SentRanges) -> int:
+        """Delete the acknowledged rows of the first ``CLEANUP_ROWS`` ids of the oldest range (in
+        the caller's transaction) and shrink the range; ``ranges`` is updated to match. Returns the
+        rows deleted. Ids are nearly dense, so a slice of ids is about a slice of rows, without a
+        query to find where the slice ends."""
+        lo, hi = ranges.items[0]
+        end = min(hi, lo + CLEANUP_ROWS - 1)
+        n = c.execute("DELETE FROM outbox WHERE prio=2 AND id BETWEEN ? AND ?", (lo, end)).rowcount
+        c.execute("DELETE FROM outbox_sent WHERE lo=?", (lo,))
+        if end < hi:
+            c.execute("INSERT INTO outbox_sent(lo, hi) VALUES (?, ?)", (end + 1, hi))
+            ranges.items[0] = (end + 1, hi)
+        else:
+            ranges.items.pop(0)
+        return max(0, n)
+
+    def _cleaned(self, n: int) -> None:
+        if not self.acked or n >= self.pending_rows:
+            self.pending_rows = self.pending_bytes = 0
+            return
+        self.pending_bytes -= self.pending_bytes * n // self.pending_rows
+        self.pending_rows -= n
+
     def cleanup(self) -> bool:
         """Delete one slice of acknowledged telemetry rows (the oldest range first). True when more remain."""
         if not self.acked:
             return False
-        lo, hi = self.acked.items[0]
-        row = (
-            self.open()
-            .execute(
-                "SELECT id FROM outbox WHERE prio=2 AND id BETWEEN ? AND ? ORDER BY id LIMIT 1 OFFSET ?",
-                (lo, hi, CLEANUP_ROWS - 1),
-            )
-            .fetchone()
-        )
-        end = min(hi, int(row[0])) if row else hi
-        freed = 0
+        ranges = SentRanges(self.acked.items)
+        deleted = 0
 
         def fn(c: sqlite3.Connection) -> None:
-            nonlocal freed
-            got = c.execute(
-                "DELETE FROM outbox WHERE prio=2 AND id BETWEEN ? AND ? RETURNING bytes", (lo, end)
-            ).fetchall()
-            freed = sum(int(b) for (b,) in got)
-            c.execute("DELETE FROM outbox_sent WHERE lo=?", (lo,))
-            if end < hi:
-                c.execute("INSERT INTO outbox_sent(lo, hi) VALUES (?, ?)", (end + 1, hi))
+            nonlocal deleted
+            deleted = self._delete_slice(c, ranges)
 
         self._write(fn)
-        if end < hi:
-            self.acked.items[0] = (end + 1, hi)
-        else:
-            self.acked.items.pop(0)
-        self.pending_bytes = max(0, self.pending_bytes - freed) if self.acked else 0
+        self.acked = ranges
+        self._cleaned(deleted)
         return bool(self.acked)
 
     def ack(self, batch: Batch) -> None:
         sent = batch.count if isinstance(batch, Span) else len(batch)
         now = self.clock()
         ranges = SentRanges(self.acked.items) if isinstance(batch, Span) else None
-        recorded = 0  # bytes now waiting for clean-up
+        recorded = (0, 0)  # rows, bytes now waiting for clean-up
+        deleted = 0
 
         def fn(c: sqlite3.Connection) -> None:
-            nonlocal recorded
+            nonlocal recorded, deleted
             if isinstance(batch, Span):
                 assert ranges is not None
                 per = self._ack_span(c, batch, ranges)
-                recorded = per[2][1]
+                recorded = per[2]
+                if self.pending_bytes + recorded[1] > self.cleanup_at:
+                    # A long drain must not hold more than its share of the quota twice: clean up
+                    # one slice per batch, in the same transaction (one commit).
+                    deleted = self._delete_slice(c, ranges)
             else:
                 per = self._remove(c, batch)
             removed = sum(r for r, _ in per.values())
@@ -579,7 +588,10 @@ class Sender:
         self._write(fn)
         if ranges is not None:
             self.acked = ranges
-            self.pending_bytes += recorded
+            self.pending_rows += recorded[0]
+            self.pending_bytes += recorded[1]
+            if deleted:
+                self._cleaned(deleted)
         self.sent += sent
         self.last_success_ms = now
 
