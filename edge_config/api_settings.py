@@ -91,11 +91,12 @@ class ApiSettings(BaseModel):
         "and resumes with Last-Event-ID (ingest never waits for a slow client).",
     )
     max_busy_share: float = Field(
-        default=0.3,
+        default=0.05,
         gt=0,
         le=1,
-        description="Largest share of time the API may spend serving requests back to back (ingest shares "
-        "the process); 1 = no cap. The live stream is not counted.",
+        description="While ingest is behind (its backlog beyond a few commit batches), the largest share of a "
+        "CPU the API may spend serving requests (then served one at a time); ingest shares the process. "
+        "While ingest keeps up, requests are not limited. 1 = never limit. The live stream is not counted.",
     )
     reader_threads: int = Field(
         default=4, ge=1, le=32, description="Threads reading the store for API requests (bounds the API's CPU share)."

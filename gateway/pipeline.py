@@ -236,6 +236,12 @@ class Pipeline:
         self._events.put((kind, severity, detail))
         self._wake.set()
 
+    @property
+    def backlog(self) -> int:
+        """Messages received and not yet committed (approximate; read-only, from any thread).
+        The API throttles itself while this is high (gateway/api Governor)."""
+        return self._q_safety.qsize() + self._q_tele.qsize() + len(self._tele_buf) + len(self._held)
+
     # --- thread ----------------------------------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,9 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.api import auth
+from gateway.api import auth, db
 from gateway.api.db import Readers
-from gateway.api.deps import ApiContext
+from gateway.api.deps import BACKLOG_HIGH, ApiContext
 
 log = logging.getLogger("gateway.api")
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
@@ -66,35 +67,72 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-class Governor:
-    """Caps the share of time the API spends serving requests, so a busy API cannot starve ingest.
+@dataclass
+class GovernorStats:
+    passed: int = 0  # requests served at once (ingest keeping up)
+    throttled: int = 0  # requests served one at a time under the CPU cap (ingest behind)
+    paused_s: float = 0.0
 
-    Ingest and the API share one process (and one GIL). Requests (not the stream, not /healthz)
-    run one at a time; after each, the next waits ``elapsed * (1 / share - 1)``: with share 0.3
-    the API is busy at most ~30 % of the time however many clients hammer it. A single request
-    is never slowed; only back-to-back traffic queues.
+
+class Governor:
+    """Keeps API requests from slowing ingest, which runs in the same process (and under the same GIL).
+
+    While ingest keeps up (pipeline backlog at most ``backlog_high`` messages) requests pass
+    straight through: nothing is queued or delayed. While ingest is behind, requests (not the
+    stream, not /healthz or the console's static files) run one at a time and after each the next
+    waits ``cost * (1 / share - 1)``, where ``cost`` is the CPU time the request took: the event
+    loop thread's (``time.thread_time``, which also counts stream work done meanwhile) plus the
+    reader threads' working for it (``db.reader_cpu``). So with share 0.05 the API takes at most
+    ~5 % of a CPU from a backlogged ingest however many clients hammer it. CPU, not wall time:
+    a request's wall time grows with the very GIL contention that ingest causes, and would throttle
+    the API hardest exactly when its own share is smallest. A single request is never slowed.
     """
 
     EXEMPT = ("/api/v1/stream", "/healthz", "/console")
+    MAX_PAUSE_S = 2.0
 
-    def __init__(self, app: ASGIApp, share: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        share: float,
+        backlog: Callable[[], int] | None = None,
+        backlog_high: int = BACKLOG_HIGH,
+        stats: GovernorStats | None = None,
+    ) -> None:
         self.app = app
         self.share = share
+        self.backlog = backlog
+        self.backlog_high = backlog_high
         self._sem: asyncio.Semaphore | None = None
+        self.stats = stats if stats is not None else GovernorStats()
+
+    def behind(self) -> bool:
+        return self.backlog is not None and self.backlog() > self.backlog_high
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.share >= 1 or scope["path"].startswith(self.EXEMPT):
             await self.app(scope, receive, send)
             return
+        if not self.behind():
+            self.stats.passed += 1
+            await self.app(scope, receive, send)
+            return
         if self._sem is None:
             self._sem = asyncio.Semaphore(1)
         async with self._sem:
-            t0 = time.monotonic()
+            self.stats.throttled += 1
+            meter: list[float] = []
+            token = db.reader_cpu.set(meter)
+            t0 = time.thread_time()
             try:
                 await self.app(scope, receive, send)
             finally:
-                pause = (time.monotonic() - t0) * (1 / self.share - 1)
-                await asyncio.sleep(min(pause, 2.0))
+                cost = time.thread_time() - t0 + sum(meter)
+                db.reader_cpu.reset(token)
+                if self.behind():
+                    pause = min(cost * (1 / self.share - 1), self.MAX_PAUSE_S)
+                    self.stats.paused_s += pause
+                    await asyncio.sleep(pause)
 
 
 def create_app(gw: Any, *, first_start_token: bool = True) -> FastAPI:
@@ -140,7 +178,10 @@ def create_app(gw: Any, *, first_start_token: bool = True) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.close_streams = hub.close_streams
-    app.add_middleware(Governor, share=settings.max_busy_share)
+    app.state.governor = governor_stats = GovernorStats()
+    app.add_middleware(
+        Governor, share=settings.max_busy_share, backlog=lambda: gw.pipeline.backlog, stats=governor_stats
+    )
     app.add_middleware(SecurityHeaders)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +27,11 @@ from gateway.api import access
 from gateway.api.auth import Principal
 
 T = TypeVar("T")
+
+# CPU seconds spent by reader threads on behalf of the current request, when set (the Governor in
+# gateway/api/__init__.py charges them to the API). anyio runs worker-thread calls in a copy of the
+# caller's context, so the list itself is shared with the request.
+reader_cpu: ContextVar[list[float] | None] = ContextVar("reader_cpu", default=None)
 
 
 class Readers:
@@ -49,8 +56,16 @@ class Readers:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.threads)
 
+        meter = reader_cpu.get()
+
         def call() -> T:
-            return fn(self.conn(), *args)
+            if meter is None:
+                return fn(self.conn(), *args)
+            t0 = time.thread_time()
+            try:
+                return fn(self.conn(), *args)
+            finally:
+                meter.append(time.thread_time() - t0)
 
         return await anyio.to_thread.run_sync(call, limiter=self._limiter)
 

@@ -17,6 +17,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from gateway.api import access
 from gateway.api.auth import AuthFailureLimiter, Principal, RoleRateLimiter, TokenVerifier, mark_used
 from gateway.api.db import Readers
+from gateway.pipeline import TELEMETRY_BATCH
+
+# Ingest is "behind" while more than this many messages wait uncommitted (a few commit batches):
+# then the API caps its requests (Governor) and the stream gathers non-urgent changes for longer.
+BACKLOG_HIGH = 4 * TELEMETRY_BATCH
+
+
+def ingest_behind(gw: Any) -> bool:
+    return int(getattr(gw.pipeline, "backlog", 0)) > BACKLOG_HIGH
+
 
 bearer = HTTPBearer(auto_error=False, description="Token from `edge-gateway token create` (see docs/api.md)")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="edge-gateway"'}

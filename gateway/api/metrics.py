@@ -28,8 +28,8 @@ OTHER_COUNTERS = (
 
 
 class StoreCollector:
-    def __init__(self, conn: sqlite3.Connection, gw: Any, stream_clients: int) -> None:
-        self.conn, self.gw, self.stream_clients = conn, gw, stream_clients
+    def __init__(self, conn: sqlite3.Connection, gw: Any, stream_clients: int, throttled: int = 0) -> None:
+        self.conn, self.gw, self.stream_clients, self.throttled = conn, gw, stream_clients, throttled
 
     def collect(self) -> Iterator[Metric]:
         c = self.conn
@@ -117,9 +117,18 @@ class StoreCollector:
         g = GaugeMetricFamily("edge_stream_clients", "Connected live-stream (SSE) clients")
         g.add_metric([], self.stream_clients)
         yield g
+        g = GaugeMetricFamily("edge_ingest_backlog_messages", "Messages received and not yet committed")
+        g.add_metric([], int(getattr(self.gw.pipeline, "backlog", 0)))
+        yield g
+        m = CounterMetricFamily(
+            "edge_api_requests_throttled",
+            "API requests served under the CPU cap because ingest was behind (since start)",
+        )
+        m.add_metric([], self.throttled)
+        yield m
 
 
-def render_metrics(conn: sqlite3.Connection, gw: Any, stream_clients: int = 0) -> bytes:
+def render_metrics(conn: sqlite3.Connection, gw: Any, stream_clients: int = 0, throttled: int = 0) -> bytes:
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(StoreCollector(conn, gw, stream_clients))
+    reg.register(StoreCollector(conn, gw, stream_clients, throttled))
     return bytes(generate_latest(reg))

@@ -65,14 +65,45 @@ def _static_views(cfg: Any) -> dict[str, dict[str, Any]]:
     return views
 
 
+_VISIBLE: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+_VISIBLE_CFG: list[Any] = [None]
+
+
+def _visible_views(p: Principal, cfg: Any) -> list[dict[str, Any]]:
+    """The static views of the devices ``p`` may see, computed once per config, role and scope
+    (``access.device_visible`` walks the config for every device: too costly per request)."""
+    if _VISIBLE_CFG[0] is not cfg or len(_VISIBLE) > 256:
+        _VISIBLE.clear()
+        _VISIBLE_CFG[0] = cfg
+    key = (p.role, p.grids, p.compounds)
+    views = _VISIBLE.get(key)
+    if views is None:
+        views = []
+        static = _static_views(cfg)
+        for d in cfg.owned_devices():
+            if not access.device_visible(p, cfg, d.id):
+                continue
+            v = dict(static.get(d.id) or {})
+            if not v:
+                v = {"id": d.id, "name": d.name or d.id, "type": d.type, "driver": d.driver}
+                v["category"] = "device_health"
+            if p.role not in access.PERSONAL_ROLES:
+                v["resident_id"] = None
+            views.append(v)
+        _VISIBLE[key] = views
+    return views
+
+
+_DYNAMIC = ("online", "online_reason", "online_changed_ms", "last_seen_ms", "battery")
+
+
 def device_view(p: Principal, cfg: Any, d: Any, row: dict[str, Any] | None) -> dict[str, Any]:
     out = dict(_static_views(cfg).get(d.id) or {})
     if not out:
         out = {"id": d.id, "name": d.name or d.id, "type": d.type, "driver": d.driver, "category": "device_health"}
     if p.role not in access.PERSONAL_ROLES:
         out["resident_id"] = None
-    dyn = ("online", "online_reason", "online_changed_ms", "last_seen_ms", "battery")
-    for k in dyn:
+    for k in _DYNAMIC:
         out[k] = row[k] if row is not None else None
     out["values"] = row["values"] if row is not None else None
     return out
@@ -93,16 +124,22 @@ async def list_devices(
     type: Annotated[Name | None, Query()] = None,
 ) -> Response:
     ctx = ctx_of(request)
-    cfg = ctx.cfg
-    devs = [d for d in cfg.owned_devices() if access.device_visible(p, cfg, d.id)]
-    rows = {r["device_id"]: r for r in await ctx.readers.run(db.device_rows, None)}
-    out = [device_view(p, cfg, d, rows.get(d.id)) for d in devs]
+    views = _visible_views(p, ctx.cfg)
     if building is not None:
-        out = [o for o in out if o["building"] == building]
+        views = [v for v in views if v.get("building") == building]
+    if type is not None:
+        views = [v for v in views if v.get("type") == type]
+    rows = {r["device_id"]: r for r in await ctx.readers.run(db.device_rows, None)}
+    out = []
+    for v in views:
+        row = rows.get(v["id"])
+        o = dict(v)
+        for k in _DYNAMIC:
+            o[k] = row[k] if row is not None else None
+        o["values"] = row["values"] if row is not None else None
+        out.append(o)
     if online is not None:
         out = [o for o in out if o["online"] is online]
-    if type is not None:
-        out = [o for o in out if o["type"] == type]
     return JSONResponse(out)  # built from plain dicts: skip re-validating 1,000 devices per request
 
 
@@ -401,5 +438,6 @@ async def readyz(request: Request, p: Annotated[Principal, Depends(require("heal
 )
 async def metrics(request: Request, p: Annotated[Principal, Depends(require("health.read"))]) -> Response:
     ctx = ctx_of(request)
-    body = await ctx.readers.run(render_metrics, ctx.gw, len(ctx.hub.clients))
+    throttled = request.app.state.governor.throttled
+    body = await ctx.readers.run(render_metrics, ctx.gw, len(ctx.hub.clients), throttled)
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -10,61 +10,160 @@
 - ``event: reset`` (no id): the resume point is too far back (> ``REPLAY_MAX`` events): reload lists.
 - Heartbeat comments (``: ping``) every ``api.sse_heartbeat_s`` seconds.
 
-The pipeline thread calls :meth:`Hub.on_commit` after each commit; it only copies the changes and
-hands them to the event loop with ``call_soon_threadsafe``. One dispatcher task on the loop reads
-the changed incidents once per batch (reader thread) and fans out to per-client bounded queues.
-A client whose queue is full is disconnected (``event: overflow``) and resumes with
-Last-Event-ID: nothing ever waits for a slow client, least of all ingest.
+Cost (the stream shares the process, and the GIL, with ingest; see bench/api.py):
+
+- The pipeline thread calls :meth:`Hub.on_commit` after each commit; it only copies the changes
+  onto a deque and wakes the event loop when no wake-up is already on its way (one
+  ``call_soon_threadsafe`` per dispatch, not per commit).
+- One dispatcher task on the loop reads the changed incidents once per dispatch (its own reader
+  thread and connection, so it never queues behind API requests) and builds each SSE frame once
+  per view (role + scope), encoded to bytes: 50 clients of one view cost one JSON encoding.
+- Urgent changes (a new life-safety, critical or major incident: SOS, fall, smoke, door forced ...)
+  are dispatched at once.
+  Everything else (e.g. a flood of flapping-sensor incidents or device-status changes under heavy
+  ingest) is gathered for up to ``COALESCE_S`` after the previous dispatch (``COALESCE_BEHIND_S``
+  while ingest is behind), so the stream costs a bounded number of dispatches a second however
+  fast commits come. Within a dispatch the incident frames go out before the device-status frames
+  are even built.
+- Each client drains everything pending in one write (incident frames first).
+- A client that falls ``api.sse_queue_max`` frames behind is disconnected (``event: overflow``)
+  and resumes with Last-Event-ID; a write stuck longer than ``SEND_TIMEOUT_S`` (a client that
+  stopped reading) ends the stream. Nothing ever waits for a slow client, least of all ingest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
-from sse_starlette.sse import EventSourceResponse
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from gateway.api import access, db
 from gateway.api.auth import Principal
-from gateway.api.deps import ApiContext, ctx_of, require
+from gateway.api.deps import ApiContext, ctx_of, ingest_behind, require
 from gateway.pipeline import BatchResult
 
 log = logging.getLogger("gateway.api.stream")
 REPLAY_MAX = 5000
+# Non-urgent changes wait at most this long after the previous dispatch (10 dispatches a second),
+# and while ingest is behind (deps.ingest_behind) this long (each dispatch costs a write per client).
+COALESCE_S = 0.1
+COALESCE_BEHIND_S = 0.5
+# A write to a client that has not completed after this long (the client stopped reading) ends it.
+SEND_TIMEOUT_S = 30.0
+PING = b": ping\n\n"
 router = APIRouter(tags=["stream"])
+
+Status = tuple[str, bool, str, int]
+
+
+def frame(event: str, data: str, event_id: str | None = None) -> bytes:
+    """One SSE message. ``data`` is compact JSON: it never contains CR or LF, so one data line."""
+    head = f"id: {event_id}\nevent: {event}\n" if event_id is not None else f"event: {event}\n"
+    return f"{head}data: {data}\n\n".encode()
+
+
+URGENT_SEVERITIES = frozenset({"critical", "major"})
+
+
+def is_urgent(e: dict[str, Any]) -> bool:
+    """A change to send at once: a new life-safety, critical or major incident (the snapshot on
+    creation), or a severity raised to one of those. Everything else (warnings and minor ones, ticket
+    steps, device status) may wait up to the coalescing window."""
+    snap = e.get("incident") or {}
+    data = e.get("data") or {}
+    return (
+        bool(snap.get("life_safety"))
+        or snap.get("severity") in URGENT_SEVERITIES
+        or (e.get("kind") == "severity_changed" and data.get("to") in URGENT_SEVERITIES)
+    )
 
 
 @dataclass(eq=False)
 class Client:
     p: Principal
-    queue: asyncio.Queue[dict[str, Any] | None]
+    queue_max: int
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    incidents: list[tuple[int, bytes]] = field(default_factory=list)  # (seq, frame), sent first
+    other: list[bytes] = field(default_factory=list)  # device-status frames
+    ping: bool = False
     overflow: bool = False
+    ended: bool = False  # the hub closed this stream (shutdown or overflow)
+    gone: bool = False  # the client disconnected
     resume_after: int = 0  # live incident events at or below this were replayed already
     released: list[access.Release] = field(default_factory=list)
+    sending_since: float | None = None
+    scope: anyio.CancelScope | None = None
+
+    def push(self, incidents: list[tuple[int, bytes]] | None, other: bytes | None) -> bool:
+        """Queue frames (event loop); False when the client is too far behind (overflow)."""
+        if self.ended:
+            return True
+        if incidents:
+            self.incidents += incidents
+        if other is not None:
+            self.other.append(other)
+        if len(self.incidents) + len(self.other) > self.queue_max:
+            return False
+        self.wake.set()
+        return True
+
+    def take(self) -> bytes:
+        """Everything pending as one chunk: incident frames first, then device status, then a ping."""
+        incs, self.incidents = self.incidents, []
+        other, self.other = self.other, []
+        parts = [f for seq, f in incs if seq > self.resume_after]  # skip what the replay sent
+        parts += other
+        if self.ping:
+            self.ping = False
+            parts.append(PING)
+        return b"".join(parts)
 
 
 class Hub:
     def __init__(self, ctx: ApiContext, queue_max: int) -> None:
         self.ctx = ctx
         self.queue_max = queue_max
-        self.clients: set[Client] = set()
+        self.clients: set[Client] = set()  # receiving live changes
+        self.streams: set[Client] = set()  # every open response, also one ended but still writing
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._batches: asyncio.Queue[tuple[list[dict[str, Any]], list[tuple[str, bool, str, int]]]] | None = None
-        self._task: asyncio.Task[None] | None = None
+        # Filled by the pipeline thread (deque.append is thread-safe), drained by the dispatcher.
+        self._pending: collections.deque[tuple[list[dict[str, Any]], list[Status]]] = collections.deque()
+        self._scheduled = False  # a wake-up of the dispatcher is on its way
+        self._urgent = False
+        self._wake: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        # The dispatcher's own reader (one thread, own connection): it never waits behind API reads.
+        self._reader = db.Readers(ctx.readers.path, 1)
+        self._dev_cache: dict[tuple[Any, ...], dict[str, str | bool | None]] = {}
+        self._dev_cache_cfg: Any = None
+        self.coalesce_s = COALESCE_S
         self.closed = asyncio.Event()
         self.dispatched = 0
+        self.dispatches = 0
 
     # --- lifecycle (event loop) ----------------------------------------------------------------
     def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self._batches = asyncio.Queue()
-        self._task = asyncio.create_task(self._dispatcher(), name="sse-dispatcher")
+        self._wake = asyncio.Event()
+        self._tasks = [
+            asyncio.create_task(self._dispatcher(), name="sse-dispatcher"),
+            asyncio.create_task(self._ticker(), name="sse-heartbeat"),
+        ]
+
+    async def _warm_up(self) -> None:
+        """Open the dispatcher's reader connection now, not on the first (possibly SOS) dispatch."""
+        with contextlib.suppress(Exception):
+            await self._reader.run(db.max_seq)
 
     async def close_streams(self) -> None:
         """End every open stream (server shutdown); clients reconnect with Last-Event-ID."""
@@ -74,126 +173,190 @@ class Hub:
 
     async def stop(self) -> None:
         await self.close_streams()
-        if self._task is not None:
-            self._task.cancel()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await t
+        self._reader.close()
 
     # --- writer thread -------------------------------------------------------------------------
     def on_commit(self, result: BatchResult) -> None:
-        """Called on the pipeline thread after each commit: copy, hand over, return."""
+        """Called on the pipeline thread after each commit: copy, queue, wake the loop if needed."""
         loop = self.loop
         if loop is None or not self.clients:
             return
+        if not result.incident_events and not result.status_changes:
+            return
+        urgent = any(is_urgent(e) for e in result.incident_events)
         evs = [{k: v for k, v in e.items() if k != "incident"} for e in result.incident_events]
         sts = [(c.device_id, c.online, c.reason, c.ts_ms) for c in result.status_changes]
-        if evs or sts:
+        self._pending.append((evs, sts))
+        # While a wake-up is on its way (or the dispatcher gathers non-urgent changes) there is no
+        # need to wake the loop again: every wake-up costs ingest a GIL hand-over.
+        if urgent or not self._scheduled:
+            self._scheduled = True
             try:
-                loop.call_soon_threadsafe(self._enqueue, evs, sts)
+                loop.call_soon_threadsafe(self._poke, urgent)
             except RuntimeError:  # loop closed (shutdown)
                 pass
 
     # --- event loop ----------------------------------------------------------------------------
-    def _enqueue(self, evs: list[dict[str, Any]], sts: list[tuple[str, bool, str, int]]) -> None:
-        if self._batches is not None:
-            self._batches.put_nowait((evs, sts))
+    def _poke(self, urgent: bool) -> None:
+        if urgent:
+            self._urgent = True
+        if self._wake is not None:
+            self._wake.set()
 
     async def _dispatcher(self) -> None:
-        assert self._batches is not None
+        assert self._wake is not None and self.loop is not None
+        wake, loop = self._wake, self.loop
+        last = -1e9
+        await self._warm_up()
         while True:
-            evs, sts = await self._batches.get()
-            # coalesce whatever else is waiting: one store read for all of it
-            while not self._batches.empty():
-                more_e, more_s = self._batches.get_nowait()
+            await wake.wait()
+            wake.clear()
+            window = self.coalesce_s
+            if ingest_behind(self.ctx.gw):
+                window = max(window, COALESCE_BEHIND_S)
+            delay = last + window - loop.time()
+            if delay > 0 and not self._urgent:
+                # gather non-urgent changes; an urgent one ends the wait at once
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        while not self._urgent:
+                            await wake.wait()
+                            wake.clear()
+            self._urgent = False
+            self._scheduled = False  # before draining: a commit after the drain wakes us again
+            evs: list[dict[str, Any]] = []
+            sts: list[Status] = []
+            while self._pending:
+                more_e, more_s = self._pending.popleft()
                 evs += more_e
                 sts += more_s
+            if not evs and not sts:
+                continue
+            last = loop.time()
             try:
                 await self._fan_out(evs, sts)
             except Exception:
                 log.exception("stream dispatch failed")
 
-    async def _fan_out(self, evs: list[dict[str, Any]], sts: list[tuple[str, bool, str, int]]) -> None:
+    async def _fan_out(self, evs: list[dict[str, Any]], sts: list[Status]) -> None:
         if not self.clients:
             return
-        rows: dict[str, dict[str, Any]] = {}
-        if evs:
-            rows = await self.ctx.readers.run(db.get_incidents, [e["incident_id"] for e in evs])
+        self.dispatches += 1
         cfg = self.ctx.cfg
-        # Clients with the same role and scope see the same thing: build each message once per view.
-        views: dict[tuple[Any, ...], tuple[list[dict[str, Any]], list[access.Release]]] = {}
-        for c in list(self.clients):
-            if c.overflow:
-                continue
-            key = (c.p.role, c.p.grids, c.p.compounds, c.resume_after if evs else 0)
-            built = views.get(key)
-            if built is None:
-                probe = Client(c.p, c.queue, resume_after=c.resume_after)
-                msgs = []
-                for e in evs:
-                    if e["seq"] <= c.resume_after:
-                        continue
-                    msg = incident_message(probe, cfg, e, rows.get(e["incident_id"]))
-                    if msg is not None:
-                        msgs.append(msg)
-                dev = devices_message(c.p, cfg, sts)
-                if dev is not None:
-                    msgs.append(dev)
-                built = views[key] = (msgs, probe.released)
-            msgs, released = built
-            c.released.extend(released)
-            for m in msgs:
-                try:
-                    c.queue.put_nowait(m)
-                except asyncio.QueueFull:
-                    c.overflow = True
-                    self._close(c)
-                    break
+        if evs:
+            rows = await self._reader.run(db.get_incidents, [e["incident_id"] for e in evs])
+            # Clients with the same role, scope and resume point see the same frames: build once.
+            views: dict[tuple[Any, ...], tuple[list[tuple[int, bytes]], list[access.Release]]] = {}
+            for c in list(self.clients):
+                key = (c.p.role, c.p.grids, c.p.compounds, c.resume_after)
+                built = views.get(key)
+                if built is None:
+                    released: list[access.Release] = []
+                    frames = []
+                    for e in evs:
+                        if e["seq"] <= c.resume_after:
+                            continue
+                        f = incident_frame(c.p, cfg, e, rows.get(e["incident_id"]), released)
+                        if f is not None:
+                            frames.append((e["seq"], f))
+                    built = views[key] = (frames, released)
+                frames, released = built
+                if frames:
+                    c.released.extend(released)
+                    if not c.push(frames, None):
+                        self._overflow(c)
+            if sts:
+                await asyncio.sleep(0)  # let the incident frames leave before the device-status work
+        if sts:
+            dev_views: dict[tuple[Any, ...], bytes | None] = {}
+            for c in list(self.clients):
+                vkey = (c.p.role, c.p.grids, c.p.compounds)
+                if vkey not in dev_views:
+                    dev_views[vkey] = self._devices_frame(c.p, cfg, sts)
+                f = dev_views[vkey]
+                if f is not None and not c.push(None, f):
+                    self._overflow(c)
         self.dispatched += len(evs) + len(sts)
+
+    def _devices_frame(self, p: Principal, cfg: Any, sts: list[Status]) -> bytes | None:
+        """All device-status changes of one dispatch in one ``devices`` event (a burst of devices
+        coming online after a restart is one message per client, not thousands)."""
+        if p.role not in access.PERMISSIONS["devices.read"]:
+            return None
+        if cfg is not self._dev_cache_cfg:  # config reloaded: visibility may have changed
+            self._dev_cache, self._dev_cache_cfg = {}, cfg
+        seen = self._dev_cache.setdefault((p.role, p.grids, p.compounds), {})
+        changes = []
+        for dev_id, online, reason, ts in sts:
+            if dev_id in seen:
+                building = seen[dev_id]
+            else:
+                building = seen[dev_id] = _device_building(p, cfg, dev_id)
+            if building is False:  # not visible to this view
+                continue
+            changes.append({"device_id": dev_id, "online": online, "reason": reason, "ts_ms": ts, "building": building})
+        if not changes:
+            return None
+        return frame("devices", json.dumps({"changes": changes}, ensure_ascii=False, separators=(",", ":")))
+
+    def _overflow(self, c: Client) -> None:
+        c.overflow = True
+        c.incidents.clear()  # too far behind: it resumes from its Last-Event-ID instead
+        c.other.clear()
+        self._close(c)
 
     def _close(self, c: Client) -> None:
         self.clients.discard(c)
-        # make room for the end marker: the client stops at once either way
+        c.ended = True
+        c.wake.set()
+
+    async def _ticker(self) -> None:
+        """Heartbeats for every client at once, and the watchdog for writes that never complete."""
+        assert self.loop is not None
         while True:
-            try:
-                c.queue.put_nowait(None)
-                return
-            except asyncio.QueueFull:
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    c.queue.get_nowait()
+            await asyncio.sleep(float(self.ctx.cfg.api.sse_heartbeat_s))
+            now = self.loop.time()
+            for c in list(self.clients):
+                c.ping = True
+                c.wake.set()
+            for c in list(self.streams):  # also an overflowed client whose last write never ends
+                since = c.sending_since
+                if since is not None and now - since > SEND_TIMEOUT_S and c.scope is not None:
+                    log.warning("stream client stopped reading for %.0f s; closing its stream", now - since)
+                    self.clients.discard(c)
+                    c.scope.cancel()
 
 
-def incident_message(c: Client, cfg: Any, e: dict[str, Any], row: dict[str, Any] | None) -> dict[str, Any] | None:
-    if row is None or not access.incident_visible(c.p, row, cfg):
+def _device_building(p: Principal, cfg: Any, dev_id: str) -> str | bool | None:
+    """The building shown with a device's status change, or False when ``p`` may not see it."""
+    if not access.device_visible(p, cfg, dev_id):
+        return False
+    d = cfg.device(dev_id)
+    return d.location.building if d is not None else None
+
+
+def incident_frame(
+    p: Principal, cfg: Any, e: dict[str, Any], row: dict[str, Any] | None, released: list[access.Release]
+) -> bytes | None:
+    if row is None or not access.incident_visible(p, row, cfg):
         return None
     release = access.Release()
     data = {
-        **access.present_event(c.p, e, row),
-        "incident": access.present_incident(c.p, row, cfg, release),
+        **access.present_event(p, e, row),
+        "incident": access.present_incident(p, row, cfg, release),
     }
     if release.rows:
-        c.released.append(release)
-    return {"event": "incident", "id": str(e["seq"]), "data": json.dumps(data, ensure_ascii=False)}
+        released.append(release)
+    return frame("incident", json.dumps(data, ensure_ascii=False, separators=(",", ":")), str(e["seq"]))
 
 
-def devices_message(p: Principal, cfg: Any, sts: list[tuple[str, bool, str, int]]) -> dict[str, Any] | None:
-    """All device-status changes of one dispatch in one ``devices`` event (a burst of devices coming
-    online after a restart is one message per client, not thousands)."""
-    if not sts or p.role not in access.PERMISSIONS["devices.read"]:
-        return None
-    changes = []
-    for dev_id, online, reason, ts in sts:
-        if not access.device_visible(p, cfg, dev_id):
-            continue
-        d = cfg.device(dev_id)
-        building = d.location.building if d is not None else None
-        changes.append({"device_id": dev_id, "online": online, "reason": reason, "ts_ms": ts, "building": building})
-    if not changes:
-        return None
-    return {"event": "devices", "data": json.dumps({"changes": changes}, ensure_ascii=False)}
-
-
-async def _replay(ctx: ApiContext, c: Client, after: int) -> tuple[list[dict[str, Any]], int, bool]:
-    """Incident events after ``after`` from the store, as messages; (messages, last seq, too_many)."""
+async def _replay(ctx: ApiContext, c: Client, after: int) -> tuple[list[bytes], int, bool]:
+    """Incident events after ``after`` from the store, as frames; (frames, last seq, too_many)."""
 
     def read(conn: Any) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], int]:
         top = db.max_seq(conn)
@@ -205,14 +368,86 @@ async def _replay(ctx: ApiContext, c: Client, after: int) -> tuple[list[dict[str
     evs, rows, top = await ctx.readers.run(read)
     if not evs and top - after > REPLAY_MAX:
         return [], top, True
-    msgs = []
+    frames = []
     last = after
     for e in evs:
         last = e["seq"]
-        m = incident_message(c, ctx.cfg, e, rows.get(e["incident_id"]))
-        if m is not None:
-            msgs.append(m)
-    return msgs, max(last, after), False
+        f = incident_frame(c.p, ctx.cfg, e, rows.get(e["incident_id"]), c.released)
+        if f is not None:
+            frames.append(f)
+    return frames, max(last, after), False
+
+
+class SseResponse(Response):
+    """A minimal event-stream response driven by the hub: one write per wake-up with everything
+    pending, no per-message timeout scopes (the hub's watchdog covers a stuck write)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        hub: Hub,
+        client: Client,
+        prelude: Callable[[], Awaitable[list[bytes]]],
+        flush: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.hub = hub
+        self.client = client
+        self.prelude = prelude
+        self.flush = flush
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"X-Accel-Buffering": "no", "Cache-Control": "no-store"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        c = self.client
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_disconnect, receive)
+                with anyio.CancelScope() as c.scope:
+                    await self._pump(send)
+                tg.cancel_scope.cancel()
+            if not c.gone and c.scope is not None and not c.scope.cancel_called:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:  # the client went away mid-write
+            pass
+        finally:
+            self.hub.clients.discard(c)
+            self.hub.streams.discard(c)
+
+    async def _watch_disconnect(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.client.gone = True
+                self.client.wake.set()
+                return
+
+    async def _write(self, send: Send, chunk: bytes) -> None:
+        c = self.client
+        assert self.hub.loop is not None
+        c.sending_since = self.hub.loop.time()
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        c.sending_since = None
+
+    async def _pump(self, send: Send) -> None:
+        c = self.client
+        first = await self.prelude()
+        await self._write(send, b"".join(first))
+        while True:
+            await c.wake.wait()
+            c.wake.clear()
+            if c.gone:
+                return
+            chunk = c.take()
+            if chunk:
+                await self.flush()  # personal-data releases are logged before the frames leave
+                await self._write(send, chunk)
+            if c.ended:
+                if c.overflow:
+                    await self._write(send, frame("overflow", json.dumps({"reason": "client too slow; resume"})))
+                return
 
 
 @router.get(
@@ -227,7 +462,7 @@ async def stream(
     after: Annotated[
         int | None, Query(ge=0, le=2**53, description="Resume after this seq (if no Last-Event-ID).")
     ] = None,
-) -> EventSourceResponse:
+) -> Response:
     ctx = ctx_of(request)
     hub: Hub = ctx.hub
     resume: int | None = after
@@ -235,49 +470,30 @@ async def stream(
         resume = int(last_event_id.strip())
     if hub.closed.is_set():
         raise HTTPException(503, "the gateway is stopping")
-    c = Client(p, asyncio.Queue(hub.queue_max))
+    c = Client(p, hub.queue_max)
     hub.clients.add(c)  # live events buffer from now on; the replay below covers the time before
+    hub.streams.add(c)
 
     async def flush() -> None:
-        """Log personal-data releases before the messages carrying them leave."""
+        """Log personal-data releases before the frames carrying them leave."""
         while c.released:
             releases, c.released = c.released, []
             for r in releases:
                 await ctx.log_release(p, r, "stream")
 
-    async def gen() -> AsyncIterator[dict[str, Any]]:
-        try:
-            if resume is not None:
-                msgs, top, too_many = await _replay(ctx, c, resume)
-                c.resume_after = top
-                if too_many:
-                    yield {"event": "reset", "data": json.dumps({"reason": "resume point too old", "seq": top})}
-                await flush()
-                for m in msgs:
-                    yield m
-            else:  # a fresh client reads the lists itself; everything from now on is live
-                top = await ctx.readers.run(db.max_seq)
-            yield {
-                "event": "hello",
-                "data": json.dumps({"seq": top, "role": p.role, "personal_data": p.role in access.PERSONAL_ROLES}),
-            }
-            while True:
-                got = await c.queue.get()
-                if got is None:
-                    if c.overflow:
-                        yield {"event": "overflow", "data": json.dumps({"reason": "client too slow; resume"})}
-                    return
-                if got.get("event") == "incident" and int(got["id"]) <= c.resume_after:
-                    continue  # already replayed
-                await flush()
-                yield got
-        finally:
-            hub.clients.discard(c)
+    async def prelude() -> list[bytes]:
+        out: list[bytes] = []
+        if resume is not None:
+            frames, top, too_many = await _replay(ctx, c, resume)
+            c.resume_after = top
+            if too_many:
+                out.append(frame("reset", json.dumps({"reason": "resume point too old", "seq": top})))
+            await flush()
+            out += frames
+        else:  # a fresh client reads the lists itself; everything from now on is live
+            top = await ctx.readers.run(db.max_seq)
+        hello = {"seq": top, "role": p.role, "personal_data": p.role in access.PERSONAL_ROLES}
+        out.append(frame("hello", json.dumps(hello)))
+        return out
 
-    return EventSourceResponse(
-        gen(),
-        ping=ctx.cfg.api.sse_heartbeat_s,
-        headers={"X-Accel-Buffering": "no"},
-        send_timeout=30,
-        shutdown_event=None,
-    )
+    return SseResponse(hub, c, prelude, flush)

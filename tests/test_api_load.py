@@ -1,0 +1,166 @@
+"""The API under ingest load (issue 5, "API traffic must not slow ingest"), against a real gateway:
+
+- the Governor leaves requests alone while ingest keeps up and caps them only while ingest is
+  behind (its backlog measured on the real pipeline, held up by a real writer-thread call);
+- the live stream sends an urgent (life-safety / critical) incident at once, ahead of device-status
+  changes that are being gathered, and keeps the order incident first within a dispatch.
+
+No timing asserts on performance here: bench/api.py measures that.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway import traffic
+from gateway.api.stream import is_urgent
+from gateway.mosquitto import Mosquitto
+from gateway.pipeline import StatusChange
+from tests.api_harness import ApiServer, trigger, write_api_site
+from tests.support import TrackedPublisher, wait_until
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def srv(tmp_path: Path, private_broker: Mosquitto) -> Iterator[ApiServer]:
+    s = ApiServer(write_api_site(tmp_path, private_broker.port), tmp_path / "gateway.db").start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+class Events:
+    """Reads the stream in a thread: (event, id, data) in arrival order."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.items: list[tuple[str, str | None, str]] = []
+        self._client = httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=httpx.Timeout(5, read=60)
+        )
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        try:
+            with self._client.stream("GET", "/api/v1/stream") as r:
+                cur: dict[str, str] = {}
+                for line in r.iter_lines():
+                    if line == "":
+                        if "event" in cur:
+                            self.items.append((cur["event"], cur.get("id"), cur.get("data", "")))
+                        cur = {}
+                    elif not line.startswith(":"):
+                        k, _, v = line.partition(":")
+                        cur[k] = v[1:] if v.startswith(" ") else v
+        except httpx.HTTPError:
+            pass
+
+    def index(self, pred: Any) -> int | None:
+        for i, item in enumerate(list(self.items)):
+            if pred(item):
+                return i
+        return None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _status(srv: ApiServer, device_id: str, online: bool) -> None:
+    """A device-status change committed through the writer thread, as ingest would commit it."""
+
+    def write(conn: Any, result: Any, now: int) -> None:
+        result.status_changes.append(StatusChange(device_id, online, "test", now))
+
+    srv.gw.pipeline.call(write).result(10)
+
+
+def _device_event(device_id: str, online: bool) -> Any:
+    def pred(item: tuple[str, str | None, str]) -> bool:
+        if item[0] != "devices":
+            return False
+        return any(c["device_id"] == device_id and c["online"] is online for c in json.loads(item[2])["changes"])
+
+    return pred
+
+
+def test_urgent_incident_is_sent_at_once_ahead_of_gathered_device_changes(srv: ApiServer) -> None:
+    hub = srv.app.state.ctx.hub
+    ev = Events(srv.base, srv.token("installer"))
+    try:
+        assert wait_until(lambda: ev.index(lambda i: i[0] == "hello") is not None, 10)
+        hub.coalesce_s = 30.0  # non-urgent changes now wait up to 30 s after the previous dispatch
+        _status(srv, "acc-b2", False)  # nothing sent for a while: dispatched at once
+        assert wait_until(lambda: ev.index(_device_event("acc-b2", False)) is not None, 5)
+        _status(srv, "acc-b2", True)  # gathered: not sent yet
+        time.sleep(0.5)
+        assert ev.index(_device_event("acc-b2", True)) is None
+        iid = srv.raise_incident(
+            trigger("sos-r1|sos-load", "eldercare", "sos", "critical", grid="g1", building="b1", resident="r1")
+        )
+
+        def created(item: tuple[str, str | None, str]) -> bool:
+            return item[0] == "incident" and json.loads(item[2])["incident_id"] == iid
+
+        # the SOS ends the 30 s wait at once; the gathered device change goes with it, after it
+        assert wait_until(lambda: ev.index(created) is not None, 5)
+        assert wait_until(lambda: ev.index(_device_event("acc-b2", True)) is not None, 5)
+        first_incident, device = ev.index(created), ev.index(_device_event("acc-b2", True))
+        assert first_incident is not None and device is not None and first_incident < device
+    finally:
+        ev.close()
+
+
+def test_which_changes_are_urgent() -> None:
+    def created(severity: str, life: bool = False) -> dict[str, Any]:
+        snap = {"severity": severity, "life_safety": life}
+        return {"kind": "created", "data": dict(snap), "incident": snap}
+
+    assert is_urgent(created("critical")) and is_urgent(created("major")) and is_urgent(created("minor", life=True))
+    assert not is_urgent(created("warning")) and not is_urgent(created("minor"))
+    assert is_urgent({"kind": "severity_changed", "data": {"from": "minor", "to": "critical"}})
+    assert not is_urgent({"kind": "severity_changed", "data": {"from": "warning", "to": "minor"}})
+    assert not is_urgent({"kind": "state_changed", "data": {"to": "accepted"}})
+
+
+def test_governor_caps_requests_only_while_ingest_is_behind(srv: ApiServer) -> None:
+    governor = srv.app.state.governor
+    token = srv.token("installer")
+    with srv.client(token) as c:
+        for _ in range(5):
+            assert c.get("/api/v1/me").status_code == 200
+        assert governor.throttled == 0 and governor.passed >= 5  # ingest idle: straight through
+
+        # Hold the writer thread (a real pipeline call) and publish: messages pile up uncommitted.
+        gate = threading.Event()
+        held = srv.gw.pipeline.call(lambda conn, result, now: gate.wait(60))
+        pub = TrackedPublisher("127.0.0.1", srv.cfg.mqtt.port, "api-load-pub")
+        try:
+            devs = traffic.sim_devices(srv.cfg)
+            rng = random.Random(5)
+            pub.publish_all([traffic.telemetry(devs[i % len(devs)], rng) for i in range(600)])
+            assert wait_until(lambda: srv.gw.pipeline.backlog > 400, 20)
+            assert c.get("/api/v1/me").status_code == 200  # still served, one at a time under the cap
+            assert governor.throttled >= 1
+            metrics = c.get("/metrics").text
+            assert "edge_api_requests_throttled_total" in metrics
+            backlog = next(ln for ln in metrics.splitlines() if ln.startswith("edge_ingest_backlog_messages"))
+            assert float(backlog.split()[-1]) > 400
+        finally:
+            gate.set()
+            held.result(60)
+            pub.close()
+        assert wait_until(lambda: srv.gw.pipeline.backlog == 0, 30)
+        throttled = governor.throttled
+        assert c.get("/api/v1/me").status_code == 200
+        assert governor.throttled == throttled  # caught up: no cap again
