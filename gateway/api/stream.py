@@ -25,7 +25,9 @@ Cost (the stream shares the process, and the GIL, with ingest; see bench/api.py)
   while ingest is behind), so the stream costs a bounded number of dispatches a second however
   fast commits come. Within a dispatch the incident frames go out before the device-status frames
   are even built.
-- Each client drains everything pending in one write (incident frames first).
+- Each client drains everything pending in one write (incident frames first); sse-starlette's
+  ``EventSourceResponse`` writes those pre-encoded chunks as they are and does the heartbeats,
+  disconnects, shutdown and the per-write timeout.
 - A client that falls ``api.sse_queue_max`` frames behind is disconnected (``event: overflow``)
   and resumes with Last-Event-ID; a write stuck longer than ``SEND_TIMEOUT_S`` (a client that
   stopped reading) ends the stream. Nothing ever waits for a slow client, least of all ingest.
@@ -38,14 +40,13 @@ import collections
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from gateway.api import access, db
 from gateway.api.auth import Principal
@@ -60,7 +61,6 @@ COALESCE_S = 0.1
 COALESCE_BEHIND_S = 0.5
 # A write to a client that has not completed after this long (the client stopped reading) ends it.
 SEND_TIMEOUT_S = 30.0
-PING = b": ping\n\n"
 router = APIRouter(tags=["stream"])
 
 Status = tuple[str, bool, str, int]
@@ -95,14 +95,11 @@ class Client:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     incidents: list[tuple[int, bytes]] = field(default_factory=list)  # (seq, frame), sent first
     other: list[bytes] = field(default_factory=list)  # device-status frames
-    ping: bool = False
     overflow: bool = False
     ended: bool = False  # the hub closed this stream (shutdown or overflow)
     gone: bool = False  # the client disconnected
     resume_after: int = 0  # live incident events at or below this were replayed already
     released: list[access.Release] = field(default_factory=list)
-    sending_since: float | None = None
-    scope: anyio.CancelScope | None = None
 
     def push(self, incidents: list[tuple[int, bytes]] | None, other: bytes | None) -> bool:
         """Queue frames (event loop); False when the client is too far behind (overflow)."""
@@ -118,14 +115,11 @@ class Client:
         return True
 
     def take(self) -> bytes:
-        """Everything pending as one chunk: incident frames first, then device status, then a ping."""
+        """Everything pending as one chunk: incident frames first, then device status."""
         incs, self.incidents = self.incidents, []
         other, self.other = self.other, []
         parts = [f for seq, f in incs if seq > self.resume_after]  # skip what the replay sent
         parts += other
-        if self.ping:
-            self.ping = False
-            parts.append(PING)
         return b"".join(parts)
 
 
@@ -134,7 +128,6 @@ class Hub:
         self.ctx = ctx
         self.queue_max = queue_max
         self.clients: set[Client] = set()  # receiving live changes
-        self.streams: set[Client] = set()  # every open response, also one ended but still writing
         self.loop: asyncio.AbstractEventLoop | None = None
         # Filled by the pipeline thread (deque.append is thread-safe), drained by the dispatcher.
         self._pending: collections.deque[tuple[list[dict[str, Any]], list[Status]]] = collections.deque()
@@ -157,7 +150,6 @@ class Hub:
         self._wake = asyncio.Event()
         self._tasks = [
             asyncio.create_task(self._dispatcher(), name="sse-dispatcher"),
-            asyncio.create_task(self._ticker(), name="sse-heartbeat"),
         ]
 
     async def _warm_up(self) -> None:
@@ -315,22 +307,6 @@ class Hub:
         c.ended = True
         c.wake.set()
 
-    async def _ticker(self) -> None:
-        """Heartbeats for every client at once, and the watchdog for writes that never complete."""
-        assert self.loop is not None
-        while True:
-            await asyncio.sleep(float(self.ctx.cfg.api.sse_heartbeat_s))
-            now = self.loop.time()
-            for c in list(self.clients):
-                c.ping = True
-                c.wake.set()
-            for c in list(self.streams):  # also an overflowed client whose last write never ends
-                since = c.sending_since
-                if since is not None and now - since > SEND_TIMEOUT_S and c.scope is not None:
-                    log.warning("stream client stopped reading for %.0f s; closing its stream", now - since)
-                    self.clients.discard(c)
-                    c.scope.cancel()
-
 
 def _device_building(p: Principal, cfg: Any, dev_id: str) -> str | bool | None:
     """The building shown with a device's status change, or False when ``p`` may not see it."""
@@ -378,78 +354,6 @@ async def _replay(ctx: ApiContext, c: Client, after: int) -> tuple[list[bytes], 
     return frames, max(last, after), False
 
 
-class SseResponse(Response):
-    """A minimal event-stream response driven by the hub: one write per wake-up with everything
-    pending, no per-message timeout scopes (the hub's watchdog covers a stuck write)."""
-
-    media_type = "text/event-stream"
-
-    def __init__(
-        self,
-        hub: Hub,
-        client: Client,
-        prelude: Callable[[], Awaitable[list[bytes]]],
-        flush: Callable[[], Awaitable[None]],
-    ) -> None:
-        self.hub = hub
-        self.client = client
-        self.prelude = prelude
-        self.flush = flush
-        self.status_code = 200
-        self.background = None
-        self.init_headers({"X-Accel-Buffering": "no", "Cache-Control": "no-store"})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        c = self.client
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._watch_disconnect, receive)
-                with anyio.CancelScope() as c.scope:
-                    await self._pump(send)
-                tg.cancel_scope.cancel()
-            if not c.gone and c.scope is not None and not c.scope.cancel_called:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:  # the client went away mid-write
-            pass
-        finally:
-            self.hub.clients.discard(c)
-            self.hub.streams.discard(c)
-
-    async def _watch_disconnect(self, receive: Receive) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                self.client.gone = True
-                self.client.wake.set()
-                return
-
-    async def _write(self, send: Send, chunk: bytes) -> None:
-        c = self.client
-        assert self.hub.loop is not None
-        c.sending_since = self.hub.loop.time()
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        c.sending_since = None
-
-    async def _pump(self, send: Send) -> None:
-        c = self.client
-        first = await self.prelude()
-        await self._write(send, b"".join(first))
-        while True:
-            await c.wake.wait()
-            c.wake.clear()
-            if c.gone:
-                return
-            chunk = c.take()
-            if chunk:
-                await self.flush()  # personal-data releases are logged before the frames leave
-                await self._write(send, chunk)
-            if c.ended:
-                if c.overflow:
-                    await self._write(send, frame("overflow", json.dumps({"reason": "client too slow; resume"})))
-                return
-
-
 @router.get(
     "/api/v1/stream",
     summary="Live incident and device-status changes (Server-Sent Events; resume with Last-Event-ID)",
@@ -472,7 +376,6 @@ async def stream(
         raise HTTPException(503, "the gateway is stopping")
     c = Client(p, hub.queue_max)
     hub.clients.add(c)  # live events buffer from now on; the replay below covers the time before
-    hub.streams.add(c)
 
     async def flush() -> None:
         """Log personal-data releases before the frames carrying them leave."""
@@ -496,4 +399,31 @@ async def stream(
         out.append(frame("hello", json.dumps(hello)))
         return out
 
-    return SseResponse(hub, c, prelude, flush)
+    async def chunks() -> AsyncIterator[bytes]:
+        """One chunk per wake-up with everything pending (frames were encoded once per view by the
+        hub); sse-starlette writes it as is, sends the heartbeats, ends the stream on a disconnect,
+        on server shutdown, or when one write takes longer than SEND_TIMEOUT_S (a client that
+        stopped reading)."""
+        try:
+            yield b"".join(await prelude())
+            while True:
+                await c.wake.wait()
+                c.wake.clear()
+                chunk = c.take()
+                if chunk:
+                    await flush()  # personal-data releases are logged before the frames leave
+                    yield chunk
+                if c.ended:
+                    if c.overflow:
+                        yield frame("overflow", json.dumps({"reason": "client too slow; resume"}))
+                    return
+        finally:
+            hub.clients.discard(c)
+
+    return EventSourceResponse(
+        chunks(),
+        ping=float(ctx.cfg.api.sse_heartbeat_s),
+        ping_message_factory=lambda: ServerSentEvent(comment="ping"),
+        send_timeout=SEND_TIMEOUT_S,
+        headers={"X-Accel-Buffering": "no", "Cache-Control": "no-store"},
+    )
