@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -164,3 +165,81 @@ def test_governor_caps_requests_only_while_ingest_is_behind(srv: ApiServer) -> N
         throttled = governor.throttled
         assert c.get("/api/v1/me").status_code == 200
         assert governor.throttled == throttled  # caught up: no cap again
+
+
+def test_release_waits_for_the_access_log_row_of_a_concurrent_request(srv: ApiServer) -> None:
+    """Two requests of one token release the same personal data while the first one's access-log
+    row is still being written: the second must not return (let the data leave) before that row is
+    committed, and a failed write withholds the data from both."""
+    import asyncio
+
+    from gateway.api import access
+    from gateway.api.auth import Principal
+
+    ctx = srv.app.state.ctx
+    loop = srv._loop
+    assert loop is not None
+    p = Principal(token_id="tok-race", name="ec1", role="eldercare_worker")
+    rel = access.Release()
+    rel.add("inc-race", "r1", "personal_data", ["resident_name"])
+
+    def logged(incident: str = "inc-race") -> int:
+        conn = sqlite3.connect(srv.db)  # a reader of its own: the writer's connection belongs to its thread
+        try:
+            return int(conn.execute("SELECT count(*) FROM access_log WHERE incident_id=?", (incident,)).fetchone()[0])
+        finally:
+            conn.close()
+
+    gate = threading.Event()
+    held = srv.gw.pipeline.call(lambda conn, result, now: gate.wait(60))  # the writer thread is busy
+    first = asyncio.run_coroutine_threadsafe(ctx.log_release(p, rel, "api"), loop)
+    time.sleep(0.2)
+    second = asyncio.run_coroutine_threadsafe(ctx.log_release(p, rel, "api"), loop)
+    time.sleep(0.3)
+    assert not first.done() and not second.done()  # neither lets the data go before the row exists
+    gate.set()
+    held.result(30)
+    first.result(30)
+    second.result(30)
+    assert logged() == 1  # one row for both (deduplicated), committed before either returned
+    third = asyncio.run_coroutine_threadsafe(ctx.log_release(p, rel, "api"), loop)
+    third.result(10)
+    assert logged() == 1  # logged already: no second row within the dedupe window
+
+    # A write that fails: the concurrent waiter withholds the data too (503), nothing is marked logged.
+    rel2 = access.Release()
+    rel2.add("inc-race-2", "r1", "personal_data", ["resident_name"])
+    gate2 = threading.Event()
+    held2 = srv.gw.pipeline.call(lambda conn, result, now: gate2.wait(60))
+    failing = asyncio.run_coroutine_threadsafe(_failing_release(ctx, p, rel2), loop)
+    time.sleep(0.2)
+    waiter = asyncio.run_coroutine_threadsafe(ctx.log_release(p, rel2, "api"), loop)
+    time.sleep(0.2)
+    gate2.set()
+    held2.result(30)
+    from fastapi import HTTPException
+
+    for fut in (failing, waiter):
+        with pytest.raises(HTTPException) as ei:
+            fut.result(30)
+        assert ei.value.status_code == 503
+    asyncio.run_coroutine_threadsafe(ctx.log_release(p, rel2, "api"), loop).result(10)  # retried, written
+    assert logged("inc-race-2") == 1
+
+
+async def _failing_release(ctx: Any, p: Any, rel: Any) -> None:
+    """log_release whose store write raises (as a full disk would), on the real pipeline thread."""
+
+    def boom(conn: Any, result: Any, now: int) -> None:
+        raise RuntimeError("disk full")
+
+    original = ctx.write
+
+    async def write(fn: Any, timeout: float = 10.0) -> Any:
+        return await original(boom, timeout)
+
+    ctx.write = write
+    try:
+        await ctx.log_release(p, rel, "api")
+    finally:
+        del ctx.write  # back to the class's method

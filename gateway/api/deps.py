@@ -42,6 +42,7 @@ class ApiContext:
     hub: Any = None
     role_limiter: RoleRateLimiter | None = None
     _logged: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    _writing: dict[tuple[str, str, str], asyncio.Future[None]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -57,24 +58,46 @@ class ApiContext:
         """Write personal-data / location releases to access_log before the data leaves.
 
         The same (token, incident, reason) is logged at most once per ACCESS_LOG_DEDUPE_S (a console
-        refreshing its list would otherwise write on every refresh: SD-card wear).
+        refreshing its list would otherwise write on every refresh: SD-card wear). A key counts as
+        logged only once its row is committed: a second request for a key whose row is still being
+        written waits for that write (and fails with it) instead of releasing the data early.
         """
         if not release.rows:
             return
         now = time.monotonic()
         rows = []
+        keys: list[tuple[str, str, str]] = []
+        waits: list[asyncio.Future[None]] = []
+        mine: asyncio.Future[None] | None = None
         with self._lock:
             if len(self._logged) > 20_000:
                 self._logged = {k: v for k, v in self._logged.items() if v > now}
             for incident_id, resident_id, reason, fields in release.rows:
                 key = (p.token_id, incident_id, reason)
-                if self._logged.get(key, 0.0) > now:
+                pending = self._writing.get(key)
+                if pending is not None:
+                    waits.append(pending)
                     continue
-                self._logged[key] = now + ACCESS_LOG_DEDUPE_S
+                if self._logged.get(key, 0.0) > now or key in keys:
+                    continue
+                keys.append(key)
                 rows.append((p.token_id, p.role, reason, incident_id, resident_id, json.dumps(fields), via))
-        if not rows:
-            return
+            if rows:
+                mine = asyncio.get_running_loop().create_future()
+                for key in keys:
+                    self._writing[key] = mine
+        if rows:
+            assert mine is not None
+            await self._write_log(rows, keys, mine)
+        for w in waits:
+            try:
+                await asyncio.shield(w)
+            except Exception:
+                raise HTTPException(503, "the access log could not be written; personal data is withheld") from None
 
+    async def _write_log(
+        self, rows: list[tuple[Any, ...]], keys: list[tuple[str, str, str]], done: asyncio.Future[None]
+    ) -> None:
         def write(conn: sqlite3.Connection, result: Any, now_ms: int) -> None:
             conn.executemany(
                 "INSERT INTO access_log(ts_ms, token_id, role, reason, incident_id, resident_id, fields, via)"
@@ -82,13 +105,26 @@ class ApiContext:
                 [(now_ms, *r) for r in rows],
             )
 
+        ok = False
         try:
             await self.write(write)
+            ok = True
         except Exception:
-            with self._lock:  # not logged: log it next time
-                for r in rows:
-                    self._logged.pop((r[0], r[3], r[2]), None)
-            raise HTTPException(503, "the access log could not be written; personal data is withheld") from None
+            pass
+        finally:  # also when this request is cancelled mid-write: never leave a key "being written"
+            with self._lock:
+                until = time.monotonic() + ACCESS_LOG_DEDUPE_S
+                for key in keys:
+                    self._writing.pop(key, None)
+                    if ok:
+                        self._logged[key] = until
+            if ok:
+                done.set_result(None)
+            else:  # not logged: waiters withhold the data too, and the next request tries again
+                done.set_exception(RuntimeError("access log not written"))
+                done.exception()  # retrieved here, so an unawaited failure is not reported as lost
+        if not ok:
+            raise HTTPException(503, "the access log could not be written; personal data is withheld")
 
 
 def ctx_of(request: Request) -> ApiContext:
