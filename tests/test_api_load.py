@@ -14,7 +14,6 @@ import json
 import random
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,7 +103,7 @@ def test_urgent_incident_is_sent_at_once_ahead_of_gathered_device_changes(srv: A
         _status(srv, "acc-b2", False)  # nothing sent for a while: dispatched at once
         assert wait_until(lambda: ev.index(_device_event("acc-b2", False)) is not None, 5)
         _status(srv, "acc-b2", True)  # gathered: not sent yet
-        time.sleep(0.5)
+        assert wait_until(lambda: len(hub._pending) > 0, 5)  # handed to the hub, held by the gathering window
         assert ev.index(_device_event("acc-b2", True)) is None
         iid = srv.raise_incident(
             trigger("sos-r1|sos-load", "eldercare", "sos", "critical", grid="g1", building="b1", resident="r1")
@@ -193,9 +192,9 @@ def test_release_waits_for_the_access_log_row_of_a_concurrent_request(srv: ApiSe
     gate = threading.Event()
     held = srv.gw.pipeline.call(lambda conn, result, now: gate.wait(60))  # the writer thread is busy
     first = asyncio.run_coroutine_threadsafe(ctx.log_release(p, rel, "api"), loop)
-    time.sleep(0.2)
+    _loop_turns(loop)  # it has handed its access-log row to the (held) writer thread
     second = asyncio.run_coroutine_threadsafe(ctx.log_release(p, rel, "api"), loop)
-    time.sleep(0.3)
+    _loop_turns(loop)  # the second request has run up to its first wait
     assert not first.done() and not second.done()  # neither lets the data go before the row exists
     gate.set()
     held.result(30)
@@ -212,9 +211,10 @@ def test_release_waits_for_the_access_log_row_of_a_concurrent_request(srv: ApiSe
     gate2 = threading.Event()
     held2 = srv.gw.pipeline.call(lambda conn, result, now: gate2.wait(60))
     failing = asyncio.run_coroutine_threadsafe(_failing_release(ctx, p, rel2), loop)
-    time.sleep(0.2)
+    _loop_turns(loop)
     waiter = asyncio.run_coroutine_threadsafe(ctx.log_release(p, rel2, "api"), loop)
-    time.sleep(0.2)
+    _loop_turns(loop)
+    assert not waiter.done()
     gate2.set()
     held2.result(30)
     from fastapi import HTTPException
@@ -225,6 +225,18 @@ def test_release_waits_for_the_access_log_row_of_a_concurrent_request(srv: ApiSe
         assert ei.value.status_code == 503
     asyncio.run_coroutine_threadsafe(ctx.log_release(p, rel2, "api"), loop).result(10)  # retried, written
     assert logged("inc-race-2") == 1
+
+
+def _loop_turns(loop: Any, turns: int = 3) -> None:
+    """Return once the server loop has run everything submitted before this call up to its first
+    wait (the loop runs submitted callbacks in order; a few turns cover their first steps)."""
+    import asyncio
+
+    async def turn() -> None:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+
+    asyncio.run_coroutine_threadsafe(turn(), loop).result(5)
 
 
 async def _failing_release(ctx: Any, p: Any, rel: Any) -> None:

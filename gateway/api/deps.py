@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -27,6 +28,8 @@ BACKLOG_HIGH = 4 * TELEMETRY_BATCH
 def ingest_behind(gw: Any) -> bool:
     return int(getattr(gw.pipeline, "backlog", 0)) > BACKLOG_HIGH
 
+
+log = logging.getLogger("gateway.api.access_log")
 
 bearer = HTTPBearer(auto_error=False, description="Token from `edge-gateway token create` (see docs/api.md)")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="edge-gateway"'}
@@ -109,8 +112,8 @@ class ApiContext:
         try:
             await self.write(write)
             ok = True
-        except Exception:
-            pass
+        except Exception as exc:
+            log.error("access log write failed; the personal data of this release is withheld: %s", exc)
         finally:  # also when this request is cancelled mid-write: never leave a key "being written"
             with self._lock:
                 until = time.monotonic() + ACCESS_LOG_DEDUPE_S
