@@ -17,6 +17,7 @@ from gateway import store as st
 from gateway.api import access, db, ticketing
 from gateway.api.auth import Principal
 from gateway.api.deps import ctx_of, require
+from gateway.api.device_views import static_view, static_views, visible_devices
 from gateway.api.metrics import render_metrics
 from gateway.api.models import DeadLetter, Device, FeedPage, Me, Unconfigured
 
@@ -33,80 +34,19 @@ FEED_MAX = 1000
 # --- devices ------------------------------------------------------------------------------------
 
 
-_STATIC: dict[int, dict[str, dict[str, Any]]] = {}
-
-
-def _static_views(cfg: Any) -> dict[str, dict[str, Any]]:
-    """The config part of every device view, computed once per config (device_settings is costly)."""
-    views = _STATIC.get(id(cfg))
-    if views is None:
-        views = {}
-        for d in cfg.owned_devices():
-            loc = d.location
-            building, unit = loc.building, loc.unit
-            resident = cfg.resident(d.resident) if d.resident else None
-            if building is None and resident is not None:
-                building, unit = resident.building, resident.unit
-            views[d.id] = {
-                "id": d.id,
-                "name": d.name or d.id,
-                "type": d.type,
-                "driver": d.driver,
-                "category": cfg.device_settings(d).category,
-                "building": building,
-                "unit": unit,
-                "floor": loc.floor,
-                "area": loc.area,
-                "parking_space": loc.parking_space,
-                "resident_id": d.resident,
-            }
-        _STATIC.clear()
-        _STATIC[id(cfg)] = views
-    return views
-
-
-_VISIBLE: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-_VISIBLE_CFG: list[Any] = [None]
-
-
-def _visible_views(p: Principal, cfg: Any) -> list[dict[str, Any]]:
-    """The static views of the devices ``p`` may see, computed once per config, role and scope
-    (``access.device_visible`` walks the config for every device: too costly per request)."""
-    if _VISIBLE_CFG[0] is not cfg or len(_VISIBLE) > 256:
-        _VISIBLE.clear()
-        _VISIBLE_CFG[0] = cfg
-    key = (p.role, p.grids, p.compounds)
-    views = _VISIBLE.get(key)
-    if views is None:
-        views = []
-        static = _static_views(cfg)
-        for d in cfg.owned_devices():
-            if not access.device_visible(p, cfg, d.id):
-                continue
-            v = dict(static.get(d.id) or {})
-            if not v:
-                v = {"id": d.id, "name": d.name or d.id, "type": d.type, "driver": d.driver}
-                v["category"] = "device_health"
-            if p.role not in access.PERSONAL_ROLES:
-                v["resident_id"] = None
-            views.append(v)
-        _VISIBLE[key] = views
-    return views
-
-
 _DYNAMIC = ("online", "online_reason", "online_changed_ms", "last_seen_ms", "battery")
 
 
-def device_view(p: Principal, cfg: Any, d: Any, row: dict[str, Any] | None) -> dict[str, Any]:
-    out = dict(_static_views(cfg).get(d.id) or {})
-    if not out:
-        out = {"id": d.id, "name": d.name or d.id, "type": d.type, "driver": d.driver, "category": "device_health"}
-    if p.role not in access.PERSONAL_ROLES:
-        out["resident_id"] = None
+def _with_state(view: dict[str, Any], row: dict[str, Any] | None) -> dict[str, Any]:
+    out = dict(view)
     for k in _DYNAMIC:
         out[k] = row[k] if row is not None else None
     out["values"] = row["values"] if row is not None else None
     return out
+
+
+def device_view(p: Principal, cfg: Any, d: Any, row: dict[str, Any] | None) -> dict[str, Any]:
+    return _with_state(static_view(p, static_views(cfg), d), row)
 
 
 @router.get(
@@ -124,20 +64,13 @@ async def list_devices(
     type: Annotated[Name | None, Query()] = None,
 ) -> Response:
     ctx = ctx_of(request)
-    views = _visible_views(p, ctx.cfg)
+    views = list(visible_devices(p, ctx.cfg).values())
     if building is not None:
         views = [v for v in views if v.get("building") == building]
     if type is not None:
         views = [v for v in views if v.get("type") == type]
     rows = {r["device_id"]: r for r in await ctx.readers.run(db.device_rows, None)}
-    out = []
-    for v in views:
-        row = rows.get(v["id"])
-        o = dict(v)
-        for k in _DYNAMIC:
-            o[k] = row[k] if row is not None else None
-        o["values"] = row["values"] if row is not None else None
-        out.append(o)
+    out = [_with_state(v, rows.get(v["id"])) for v in views]
     if online is not None:
         out = [o for o in out if o["online"] is online]
     return JSONResponse(out)  # built from plain dicts: skip re-validating 1,000 devices per request

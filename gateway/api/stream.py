@@ -51,6 +51,7 @@ from starlette.responses import Response
 from gateway.api import access, db
 from gateway.api.auth import Principal
 from gateway.api.deps import ApiContext, ctx_of, ingest_behind, require
+from gateway.api.device_views import visible_devices
 from gateway.pipeline import BatchResult
 
 log = logging.getLogger("gateway.api.stream")
@@ -137,8 +138,6 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         # The dispatcher's own reader (one thread, own connection): it never waits behind API reads.
         self._reader = db.Readers(ctx.readers.path, 1)
-        self._dev_cache: dict[tuple[Any, ...], dict[str, str | bool | None]] = {}
-        self._dev_cache_cfg: Any = None
         self.coalesce_s = COALESCE_S
         self.closed = asyncio.Event()
         self.dispatched = 0
@@ -280,17 +279,13 @@ class Hub:
         coming online after a restart is one message per client, not thousands)."""
         if p.role not in access.PERMISSIONS["devices.read"]:
             return None
-        if cfg is not self._dev_cache_cfg:  # config reloaded: visibility may have changed
-            self._dev_cache, self._dev_cache_cfg = {}, cfg
-        seen = self._dev_cache.setdefault((p.role, p.grids, p.compounds), {})
+        visible = visible_devices(p, cfg)
         changes = []
         for dev_id, online, reason, ts in sts:
-            if dev_id in seen:
-                building = seen[dev_id]
-            else:
-                building = seen[dev_id] = _device_building(p, cfg, dev_id)
-            if building is False:  # not visible to this view
+            view = visible.get(dev_id)
+            if view is None:  # not visible to this view
                 continue
+            building = view.get("building")
             changes.append({"device_id": dev_id, "online": online, "reason": reason, "ts_ms": ts, "building": building})
         if not changes:
             return None
@@ -306,14 +301,6 @@ class Hub:
         self.clients.discard(c)
         c.ended = True
         c.wake.set()
-
-
-def _device_building(p: Principal, cfg: Any, dev_id: str) -> str | bool | None:
-    """The building shown with a device's status change, or False when ``p`` may not see it."""
-    if not access.device_visible(p, cfg, dev_id):
-        return False
-    d = cfg.device(dev_id)
-    return d.location.building if d is not None else None
 
 
 def incident_frame(

@@ -1,0 +1,70 @@
+"""What the config says of each device, as one role and scope may see it (cached per config).
+
+Shared by the device list (gateway/api/routes_misc.py) and the live stream's device-status events
+(gateway/api/stream.py), so both show the same building and hide the same devices.
+``access.device_visible`` and ``cfg.device_settings`` walk the config: too costly per request or
+per status change, so the results are kept until the config object changes (a reload).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.api import access
+from gateway.api.auth import Principal
+
+_STATIC: dict[int, dict[str, dict[str, Any]]] = {}
+_VISIBLE: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
+
+
+def static_views(cfg: Any) -> dict[str, dict[str, Any]]:
+    """The config part of every device view, computed once per config (device_settings is costly)."""
+    views = _STATIC.get(id(cfg))
+    if views is None:
+        views = {}
+        for d in cfg.owned_devices():
+            loc = d.location
+            building, unit = loc.building, loc.unit
+            resident = cfg.resident(d.resident) if d.resident else None
+            if building is None and resident is not None:
+                building, unit = resident.building, resident.unit
+            views[d.id] = {
+                "id": d.id,
+                "name": d.name or d.id,
+                "type": d.type,
+                "driver": d.driver,
+                "category": cfg.device_settings(d).category,
+                "building": building,
+                "unit": unit,
+                "floor": loc.floor,
+                "area": loc.area,
+                "parking_space": loc.parking_space,
+                "resident_id": d.resident,
+            }
+        _STATIC.clear()
+        _STATIC[id(cfg)] = views
+    return views
+
+
+def static_view(p: Principal, static: dict[str, dict[str, Any]], d: Any) -> dict[str, Any]:
+    """What the config says of a device, as ``p`` may see it (a copy: callers add live state)."""
+    out = dict(static.get(d.id) or {})
+    if not out:
+        out = {"id": d.id, "name": d.name or d.id, "type": d.type, "driver": d.driver, "category": "device_health"}
+    if p.role not in access.PERSONAL_ROLES:
+        out["resident_id"] = None
+    return out
+
+
+def visible_devices(p: Principal, cfg: Any) -> dict[str, dict[str, Any]]:
+    """Device id -> static view of every device ``p`` may see, in config order; computed once per
+    config, role and scope."""
+    key = (id(cfg), p.role, p.grids, p.compounds)
+    views = _VISIBLE.get(key)
+    if views is None:
+        if len(_VISIBLE) > 256 or any(k[0] != id(cfg) for k in _VISIBLE):
+            _VISIBLE.clear()  # a reload (or many scopes): start over
+        static = static_views(cfg)
+        views = {d.id: static_view(p, static, d) for d in cfg.owned_devices() if access.device_visible(p, cfg, d.id)}
+        _VISIBLE[key] = views
+    return views
