@@ -70,7 +70,7 @@ def thread_cpu(sender: object) -> Callable[[], float]:
                     fields = fh.read().rsplit(")", 1)[1].split()
                 total += int(fields[11]) + int(fields[12])  # utime + stime, clock ticks
             except OSError:
-                pass
+                continue  # that thread has ended (its time is no longer counted)
         return total / os.sysconf("SC_CLK_TCK")
 
     read()

@@ -39,6 +39,14 @@ def _telemetry_lines(f: Feeder) -> list[str]:
     return [r[0] for r in f.q("SELECT line FROM outbox WHERE prio=2 ORDER BY id")]
 
 
+def _clean_up_all(s: sender_mod.Sender) -> int:
+    """Run the clean-up until nothing acknowledged is left; returns the slices it took."""
+    slices = 1
+    while s.cleanup():
+        slices += 1
+    return slices
+
+
 def _unsent(f: Feeder) -> int:
     return int(f.q("SELECT rows FROM outbox_totals WHERE prio=2")[0][0])
 
@@ -75,8 +83,7 @@ def test_ack_records_range_then_cleanup_deletes_rows() -> None:
         assert f.q("SELECT lo, hi FROM outbox_sent") == [tuple(s.acked.items[0])]
         assert oldest_unsent_ms(f.store.conn) is None
         assert {k: v for k, v in t.lines.items() if k.startswith("edge_telemetry")} == expected
-        while s.cleanup():
-            pass
+        assert _clean_up_all(s) >= 1
         assert f.outbox_rows() == 0 and f.q("SELECT count(*) FROM outbox_sent") == [(0,)]
         assert s.pending_bytes == 0
         sent = dict(f.q("SELECT name, value FROM counters WHERE name LIKE 'sync_sent%'"))
@@ -103,8 +110,10 @@ def test_restart_after_ack_before_cleanup_sends_nothing_twice() -> None:
         s2.flush = True
         s2.open()
         assert s2.acked.items and s2.pending_bytes > 0
-        while s2.step()[0] == 0.0:
-            pass
+        steps = 1
+        while s2.step()[0] == 0.0:  # send the 30 new points, then clean up: until it would wait
+            steps += 1
+        assert steps >= 2
         s2.stop()
         assert max(t.lines.values()) == 1 and sum(t.lines.values()) == 230  # nothing sent twice
         assert f.outbox_rows() == 0 and _unsent(f) == 0
@@ -136,8 +145,7 @@ def test_live_batches_and_gaps_send_every_point_once() -> None:
         got = {k: v for k, v in t.lines.items() if k.startswith("edge_telemetry")}
         assert got == expected and max(got.values()) == 1
         assert s.acked.items == [(s.acked.items[0][0], s.acked.items[0][1])]  # merged back into one
-        while s.cleanup():
-            pass
+        assert _clean_up_all(s) >= 1
         assert f.outbox_rows() == 0
         s.stop()
     finally:
