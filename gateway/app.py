@@ -221,15 +221,21 @@ class Gateway:
     # --- config reload (issue 8; gateway/reload.py) ----------------------------------------------
     def reload(self, new_cfg: Any) -> None:
         """Swap a validated config in (routing, processors, subscriptions) without losing messages."""
+        from gateway.heap import refreeze
         from gateway.reload import apply_config
 
         apply_config(self, new_cfg)
+        refreeze()  # the old config's cycles are collectable again, the new config is frozen
 
     def reload_from(self, path: str | Path | None = None) -> list[str]:
         """Reload the site file (SIGHUP, installer API): [] = applied, else every validation error."""
+        from gateway.heap import refreeze
         from gateway.reload import reload_from
 
-        return reload_from(self, path)
+        errors = reload_from(self, path)
+        if not errors:
+            refreeze()  # the old config's cycles are collectable again, the new config is frozen
+        return errors
 
 
 async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event) -> None:
@@ -237,8 +243,14 @@ async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event) -> None:
     import uvicorn
 
     from gateway.api import create_app
+    from gateway.api.device_views import static_views
+    from gateway.heap import freeze_long_lived
 
     app = create_app(gw)
+    # Start-up is done: the config, routes and schemas live until a reload; keep them out of the
+    # cycle collector's full passes, which stop every thread (gateway/heap.py).
+    static_views(gw.cfg)  # the per-device config views, built now so they are frozen too
+    freeze_long_lived()
     tls = gw.cfg.api.tls  # issue 5: HTTPS when configured; open streams get 5 s to finish on stop
     config = uvicorn.Config(
         app,

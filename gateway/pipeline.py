@@ -14,6 +14,7 @@ first and commits them in their own transaction, which may use the store's reser
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
@@ -46,6 +47,10 @@ BATCH_MAX = 1000
 TELEMETRY_BATCH = 64
 RETRY_HELD_S = 2.0
 PRUNE_EVERY_S = 30.0
+# Coalesced device rows (last seen, values, battery) written per commit. Each tick hands a second's
+# worth over (~1,000 rows at a busy site: 15-50 ms of writing in one go, which an SOS arriving
+# meanwhile had to wait for); the telemetry commits that follow write them this many at a time.
+DEVICE_ROWS_PER_COMMIT = 128
 PRUNE_SLICE = 20_000
 
 
@@ -186,7 +191,8 @@ class Pipeline:
         self._next_tick = 0.0
         self._dead_letters_since_trim = 0
         self._events: queue.SimpleQueue[tuple[str, str, dict[str, Any]]] = queue.SimpleQueue()
-        self._dirty: dict[str, tuple[int, float | None]] = {}  # device rows to write at the next tick
+        self._dirty: dict[str, tuple[int, float | None]] = {}  # device rows to hand over at the next tick
+        self._rows_due: dict[str, tuple[int, float | None]] = {}  # handed over; written a slice per commit
         self._counters: Counter[str] = Counter()  # counter increments to write at the next tick
         self._calls: queue.SimpleQueue[tuple[Callable[..., Any], Future[Any]]] = queue.SimpleQueue()
         self._load_state()
@@ -268,7 +274,7 @@ class Pipeline:
             self._wake.clear()
             self.run_once()
         self.run_once(flush=True)  # commit what arrived before stop
-        self._tick()  # and write the coalesced device rows
+        self._tick(all_rows=True)  # and write every coalesced device row
 
     def _wait_s(self) -> float:
         """Sleep until new work, the telemetry buffer's commit deadline or the next tick."""
@@ -543,6 +549,7 @@ class Pipeline:
                 if d not in changed:
                     self._dirty[d] = tb
             self._write_devices(c, [(d, tb) for d, tb in touched.items() if d in changed], result)
+        written = self._write_rows_due(c, DEVICE_ROWS_PER_COMMIT)
         if unconf:
             c.executemany(
                 "INSERT INTO unconfigured(driver, address, first_seen_ms, last_seen_ms, count, last_topic, sample)"
@@ -598,6 +605,23 @@ class Pipeline:
         for p in self.processors:
             p.after(c, result, now)
         c.execute("COMMIT")
+        self._rows_written(written)
+
+    def _write_rows_due(self, c: sqlite3.Connection, limit: int | None) -> list[tuple[str, tuple[int, float | None]]]:
+        """Write up to ``limit`` (None: all) of the device rows the last tick handed over, oldest
+        hand-over first; they leave ``_rows_due`` only once their transaction commits."""
+        due = self._rows_due
+        if not due:
+            return []
+        items = list(due.items()) if limit is None or len(due) <= limit else list(itertools.islice(due.items(), limit))
+        self._write_devices(c, items, None)
+        return items
+
+    def _rows_written(self, items: list[tuple[str, tuple[int, float | None]]]) -> None:
+        due = self._rows_due
+        for d, tb in items:
+            if due.get(d) == tb:  # a newer hand-over of the same device stays due
+                del due[d]
 
     def _write_devices(
         self, c: sqlite3.Connection, items: list[tuple[str, tuple[int, float | None]]], result: BatchResult | None
@@ -703,12 +727,12 @@ class Pipeline:
                 result.status_changes.append(StatusChange(bridge_id, online, "bridge", item.rx_ms))
 
     # --- periodic work (same thread, so all writes stay serial) ---------------------------------
-    def _tick(self) -> None:
+    def _tick(self, *, all_rows: bool = False) -> None:
         now = self.clock()
         result = BatchResult()
         silent: list[tuple[str, int]] = []
         events: list[tuple[str, str, dict[str, Any]]] = []
-        dirty: dict[str, tuple[int, float | None]] = {}
+        written: list[tuple[str, tuple[int, float | None]]] = []
         counts: Counter[str] = Counter()
         for dev in self.routing.by_id.values():
             if self._online.get(dev.id) == 0:
@@ -720,8 +744,13 @@ class Pipeline:
             self.faults.check()
             c = self.conn
             c.execute("BEGIN IMMEDIATE")
-            dirty, self._dirty = self._dirty, {}
-            self._write_devices(c, list(dirty.items()), None)
+            # Hand the second's coalesced rows over; the telemetry commits write them in slices
+            # (an SOS never waits behind all of them). A row still due is replaced by its newer state.
+            handed, self._dirty = self._dirty, {}
+            for d, tb in handed.items():
+                self._rows_due.pop(d, None)  # re-inserted at the end: the slices go oldest first
+                self._rows_due[d] = tb
+            written = self._write_rows_due(c, None if all_rows else DEVICE_ROWS_PER_COMMIT)
             counts, self._counters = self._counters, Counter()
             self.store.add_counters(counts)
             if time.monotonic() >= self._next_prune:
@@ -756,9 +785,9 @@ class Pipeline:
                 self._online[ch.device_id] = 1
             for ev in events:
                 self._events.put(ev)
-            self._dirty = {**dirty, **self._dirty}
-            self._counters.update(counts)
+            self._counters.update(counts)  # (the handed-over device rows simply stay due)
             return
+        self._rows_written(written)
         if (result.status_changes or result.notices or result.incident_events) and self.on_commit is not None:
             self.on_commit(result)
 

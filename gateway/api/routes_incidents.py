@@ -6,12 +6,12 @@ import sqlite3
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import StringConstraints
 
 from gateway.api import access, db, ticketing
 from gateway.api.auth import Principal
 from gateway.api.deps import ctx_of, require
+from gateway.api.fastjson import FastJSONResponse
 from gateway.api.models import (
     ActionRequest,
     ActionResult,
@@ -36,7 +36,7 @@ R: dict[int | str, dict[str, Any]] = {
 @router.get(
     "",
     response_model=IncidentPage,
-    response_class=JSONResponse,
+    response_class=FastJSONResponse,
     summary="List incidents (newest first, cursor pagination)",
     responses=R,
 )
@@ -63,7 +63,7 @@ async def list_incidents(
     release = access.Release()
     items = [access.present_incident(p, r, ctx.cfg, release) for r in rows]
     await ctx.log_release(p, release, "list")
-    return JSONResponse({"items": items, "next_cursor": nxt})  # plain dicts: no re-validation per request
+    return FastJSONResponse({"items": items, "next_cursor": nxt})  # plain dicts: no re-validation per request
 
 
 def _detail(conn: sqlite3.Connection, incident_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from gateway.api import access, db
 from gateway.api.auth import Principal
 from gateway.api.deps import ApiContext, ctx_of, ingest_behind, require
 from gateway.api.device_views import visible_devices
+from gateway.api.fastjson import dumps
 from gateway.pipeline import BatchResult
 
 log = logging.getLogger("gateway.api.stream")
@@ -67,10 +67,11 @@ router = APIRouter(tags=["stream"])
 Status = tuple[str, bool, str, int]
 
 
-def frame(event: str, data: str, event_id: str | None = None) -> bytes:
-    """One SSE message. ``data`` is compact JSON: it never contains CR or LF, so one data line."""
-    head = f"id: {event_id}\nevent: {event}\n" if event_id is not None else f"event: {event}\n"
-    return f"{head}data: {data}\n\n".encode()
+def frame(event: str, data: Any, event_id: str | None = None) -> bytes:
+    """One SSE message carrying ``data`` as compact JSON (fastjson: string escapes keep CR and LF
+    out of it, so it is one data line)."""
+    head = f"id: {event_id}\nevent: {event}\ndata: " if event_id is not None else f"event: {event}\ndata: "
+    return head.encode() + dumps(data) + b"\n\n"
 
 
 URGENT_SEVERITIES = frozenset({"critical", "major"})
@@ -289,7 +290,7 @@ class Hub:
             changes.append({"device_id": dev_id, "online": online, "reason": reason, "ts_ms": ts, "building": building})
         if not changes:
             return None
-        return frame("devices", json.dumps({"changes": changes}, ensure_ascii=False, separators=(",", ":")))
+        return frame("devices", {"changes": changes})
 
     def _overflow(self, c: Client) -> None:
         c.overflow = True
@@ -315,7 +316,7 @@ def incident_frame(
     }
     if release.rows:
         released.append(release)
-    return frame("incident", json.dumps(data, ensure_ascii=False, separators=(",", ":")), str(e["seq"]))
+    return frame("incident", data, str(e["seq"]))
 
 
 async def _replay(ctx: ApiContext, c: Client, after: int) -> tuple[list[bytes], int, bool]:
@@ -377,13 +378,13 @@ async def stream(
             frames, top, too_many = await _replay(ctx, c, resume)
             c.resume_after = top
             if too_many:
-                out.append(frame("reset", json.dumps({"reason": "resume point too old", "seq": top})))
+                out.append(frame("reset", {"reason": "resume point too old", "seq": top}))
             await flush()
             out += frames
         else:  # a fresh client reads the lists itself; everything from now on is live
             top = await ctx.readers.run(db.max_seq)
         hello = {"seq": top, "role": p.role, "personal_data": p.role in access.PERSONAL_ROLES}
-        out.append(frame("hello", json.dumps(hello)))
+        out.append(frame("hello", hello))
         return out
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -402,7 +403,7 @@ async def stream(
                     yield chunk
                 if c.ended:
                     if c.overflow:
-                        yield frame("overflow", json.dumps({"reason": "client too slow; resume"}))
+                        yield frame("overflow", {"reason": "client too slow; resume"})
                     return
         finally:
             hub.clients.discard(c)
