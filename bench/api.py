@@ -1,6 +1,7 @@
 """API benchmark: the HTTP API and live stream served by the same process as ingest.
 
-    .venv/bin/python bench/api.py [--rate 2000] [--seconds 15] [--clients 50] [--saturate 100000] [--rounds 3]
+    .venv/bin/python bench/api.py [--rate 2000] [--seconds 15] [--clients 50] [--saturate 400000]
+                                  [--warmup 0.35] [--window 2] [--settle 0.5]
 
 Runs `python -m gateway run` (ingest + API in one process, as deployed) against a private Mosquitto
 with the ~1,000-device bench site plus 200 SOS buttons, and from this process:
@@ -12,17 +13,18 @@ with the ~1,000-device bench site plus 200 SOS buttons, and from this process:
    incident list (GET /api/v1/incidents?limit=50) is polled back to back (p50/p99).
 2. Saturation: a fresh gateway registers its persistent sessions and stops; --saturate messages are
    queued at the broker; the gateway comes back and drains them (consumer-bound: a live publisher
-   process tops out near the gateway's own rate on 2 cores, so it cannot saturate it);
-   throughput = stored messages/s between 20 % (or once the clients are connected, if later) and
-   90 % of the backlog (store rowids polled);
-   once with no API clients, once with the SSE clients plus 4 busy API pollers (incident list,
-   open incidents, devices, metrics). The drop is measured at saturation, not at a fixed rate. --rounds rounds of
-   (no clients, busy) run back to back, in alternating order, and the drop is that of the
-   medians: the machine is shared and noisy, and a background load (or the previous run's disk
-   writeback) then hits both kinds of run alike.
-   For the busy runs the bench prints what the clients actually received in the measured window
-   (stream events/s and bytes, requests/s, streams that ended early), so a load that did not
-   happen cannot pass for a light one.
+   process tops out near the gateway's own rate on 2 cores, so it cannot saturate it). Once
+   --warmup of the backlog is stored, the drain is cut into alternating windows of --window
+   seconds: no API clients, then the --clients SSE clients plus 4 busy API pollers (incident list,
+   open incidents, devices, metrics), then none again, and so on, with --settle seconds between
+   windows for the clients to connect or leave; throughput = stored messages/s (store rowids).
+   Each busy window is compared with the mean of the idle windows on either side, and the drop
+   is that of the median ratio. Neighbouring windows of one drain share the machine's background
+   load, the broker's queue and the store's size; the earlier method (separate drains with and
+   without clients, in rounds) saw single rounds swing by +-25 % on this shared machine.
+   The drop is measured at saturation, not at a fixed rate. For each busy window the bench
+   prints what the clients actually received (stream events/s and bytes, requests/s, streams that
+   ended early), so a load that did not happen cannot pass for a light one.
 
 Methodology. The clients run in this process, on the same 2 cores as the gateway, where real
 phones would not take any of the gateway's CPU. So the stream clients are plain asyncio sockets
