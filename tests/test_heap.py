@@ -34,4 +34,3 @@ def test_a_frozen_cycle_survives_full_passes_until_refreeze() -> None:
     heap.refreeze()  # what a config reload does
     assert ref() is None
     assert gc.get_freeze_count() > 0  # and what is alive is frozen again
-
