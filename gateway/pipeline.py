@@ -458,7 +458,8 @@ class Pipeline:
                 log.exception("unexpected error on %s", item.topic)
                 buf.dead.append(self._dead(item, None, "pipeline_error", f"{type(exc).__name__}: {exc}"[:300]))
         buf.counters["messages_committed"] += len(items)
-        self._commit(buf)
+        # A life-safety commit carries nothing else: the device rows wait for the next telemetry one.
+        self._commit(buf, 0 if items and items[0].session == LIFE_SAFETY else DEVICE_ROWS_PER_COMMIT)
 
     def _one(self, item: Inbound, key: int, buf: _BatchBuffer) -> None:
         routing = self.routing
@@ -522,7 +523,7 @@ class Pipeline:
             buf.result.resolved.append(Resolved(dev, r, ts, item.rx_ms, fl, item.session))
             self._apply_state(dev, r, ts, item.rx_ms, item.retain, buf)
 
-    def _commit(self, buf: _BatchBuffer) -> None:
+    def _commit(self, buf: _BatchBuffer, device_rows: int) -> None:
         c = self.conn
         rev = self.config_rev
         rows, dead, unconf, touched = buf.rows, buf.dead, buf.unconf, buf.touched
@@ -549,7 +550,7 @@ class Pipeline:
                 if d not in changed:
                     self._dirty[d] = tb
             self._write_devices(c, [(d, tb) for d, tb in touched.items() if d in changed], result)
-        written = self._write_rows_due(c, DEVICE_ROWS_PER_COMMIT)
+        written = self._write_rows_due(c, device_rows)
         if unconf:
             c.executemany(
                 "INSERT INTO unconfigured(driver, address, first_seen_ms, last_seen_ms, count, last_topic, sample)"
@@ -611,7 +612,7 @@ class Pipeline:
         """Write up to ``limit`` (None: all) of the device rows the last tick handed over, oldest
         hand-over first; they leave ``_rows_due`` only once their transaction commits."""
         due = self._rows_due
-        if not due:
+        if not due or limit == 0:
             return []
         items = list(due.items()) if limit is None or len(due) <= limit else list(itertools.islice(due.items(), limit))
         self._write_devices(c, items, None)

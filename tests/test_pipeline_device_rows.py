@@ -92,3 +92,18 @@ def test_stopping_writes_every_row_still_due(h: Harness) -> None:
     assert h.pipeline._rows_due == {}
     seen = last_seen(h)
     assert all(seen[d] == t_sent for d in ids)
+
+
+def test_a_life_safety_commit_writes_no_device_rows(h: Harness) -> None:
+    rng = random.Random(4)
+    h.at(0)
+    send_all(h, rng)
+    h.clock.step(1000)
+    send_all(h, rng)
+    h.tick()
+    due = dict(h.pipeline._rows_due)
+    assert due
+    sos = next(d for d in h.sim.values() if d.type == "sos_button")
+    h.send(sos.id, "sos")  # its own short transaction: nothing else rides along
+    assert any(i["category"] for i in h.incidents())
+    assert h.pipeline._rows_due == due
