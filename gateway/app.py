@@ -221,21 +221,15 @@ class Gateway:
     # --- config reload (issue 8; gateway/reload.py) ----------------------------------------------
     def reload(self, new_cfg: Any) -> None:
         """Swap a validated config in (routing, processors, subscriptions) without losing messages."""
-        from gateway.heap import refreeze
         from gateway.reload import apply_config
 
         apply_config(self, new_cfg)
-        refreeze()  # the old config's cycles are collectable again, the new config is frozen
 
     def reload_from(self, path: str | Path | None = None) -> list[str]:
         """Reload the site file (SIGHUP, installer API): [] = applied, else every validation error."""
-        from gateway.heap import refreeze
         from gateway.reload import reload_from
 
-        errors = reload_from(self, path)
-        if not errors:
-            refreeze()  # the old config's cycles are collectable again, the new config is frozen
-        return errors
+        return reload_from(self, path)
 
 
 async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event) -> None:

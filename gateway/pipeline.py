@@ -611,18 +611,15 @@ class Pipeline:
     def _write_rows_due(self, c: sqlite3.Connection, limit: int | None) -> list[tuple[str, tuple[int, float | None]]]:
         """Write up to ``limit`` (None: all) of the device rows the last tick handed over, oldest
         hand-over first; they leave ``_rows_due`` only once their transaction commits."""
-        due = self._rows_due
-        if not due or limit == 0:
-            return []
-        items = list(due.items()) if limit is None or len(due) <= limit else list(itertools.islice(due.items(), limit))
+        items = list(itertools.islice(self._rows_due.items(), limit))
         self._write_devices(c, items, None)
         return items
 
     def _rows_written(self, items: list[tuple[str, tuple[int, float | None]]]) -> None:
-        due = self._rows_due
-        for d, tb in items:
-            if due.get(d) == tb:  # a newer hand-over of the same device stays due
-                del due[d]
+        # Only _tick hands rows over, and never between a slice's write and its commit: each row
+        # written is still the one due.
+        for d, _ in items:
+            del self._rows_due[d]
 
     def _write_devices(
         self, c: sqlite3.Connection, items: list[tuple[str, tuple[int, float | None]]], result: BatchResult | None

@@ -45,6 +45,7 @@ class Events:
 
     def __init__(self, base: str, token: str) -> None:
         self.items: list[tuple[str, str | None, str]] = []
+        self.ended: httpx.HTTPError | None = None
         self._client = httpx.Client(
             base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=httpx.Timeout(5, read=60)
         )
@@ -63,8 +64,8 @@ class Events:
                     elif not line.startswith(":"):
                         k, _, v = line.partition(":")
                         cur[k] = v[1:] if v.startswith(" ") else v
-        except httpx.HTTPError:
-            pass
+        except httpx.HTTPError as exc:  # the server ended the stream (shutdown): keep what arrived
+            self.ended = exc
 
     def index(self, pred: Any) -> int | None:
         for i, item in enumerate(list(self.items)):

@@ -25,6 +25,7 @@ class Recorder:
     def __init__(self) -> None:
         self.lines: Counter[str] = Counter()
         self.bodies = 0
+        self.closed = False
 
     def write(self, body: bytes) -> WriteOutcome:
         self.bodies += 1
@@ -32,7 +33,15 @@ class Recorder:
         return WriteOutcome(204)
 
     def close(self) -> None:
-        pass
+        self.closed = True  # the sender closes its target when it stops
+
+
+def _recording_sender(f: Feeder) -> tuple[Recorder, sender_mod.Sender]:
+    """A sender that writes to a Recorder and sends without waiting for full batches."""
+    t = Recorder()
+    s = f.sender(target=t)
+    s.flush = True
+    return t, s
 
 
 def _telemetry_lines(f: Feeder) -> list[str]:
@@ -70,9 +79,7 @@ def test_ack_records_range_then_cleanup_deletes_rows() -> None:
     try:
         f.batch(readings(230, st.now_ms()), incidents=2)
         expected = Counter(_telemetry_lines(f))
-        t = Recorder()
-        s = f.sender(target=t)
-        s.flush = True
+        t, s = _recording_sender(f)
         batch, _ = s.next_batch()
         while batch is not None:
             assert s.stream(batch)
@@ -97,12 +104,11 @@ def test_restart_after_ack_before_cleanup_sends_nothing_twice() -> None:
     f = Feeder("http://127.0.0.1:9", batch_size=40)
     try:
         f.batch(readings(200, st.now_ms()))
-        t = Recorder()
-        s = f.sender(target=t)
-        s.flush = True
+        t, s = _recording_sender(f)
         batch, _ = s.next_batch()
         assert batch is not None and s.stream(batch)  # five batches back to back, none cleaned up
         s.stop()  # ... then the gateway stops
+        assert t.closed  # and closed its target
         assert sum(t.lines.values()) == 200 and _unsent(f) == 0 and t.bodies == 5
         assert f.q("SELECT count(*) FROM outbox WHERE prio=2")[0][0] == 200
         f.batch(readings(30, st.now_ms() + 10_000))
@@ -130,9 +136,7 @@ def test_live_batches_and_gaps_send_every_point_once() -> None:
         for k in range(8):
             f.batch(readings(60, now + k * 1000), incidents=1, now=now + k * 1000)
         expected = Counter(_telemetry_lines(f))
-        t = Recorder()
-        s = f.sender(target=t)
-        s.flush = True
+        t, s = _recording_sender(f)
         for _ in range(200):
             batch, _ = s.next_batch()
             if batch is None:
@@ -156,9 +160,7 @@ def test_thinning_skips_acknowledged_rows_and_inflight_recount() -> None:
     f = Feeder("http://127.0.0.1:9", batch_size=100)
     try:
         f.batch(readings(400, st.now_ms()))
-        t = Recorder()
-        s = f.sender(target=t)
-        s.flush = True
+        _, s = _recording_sender(f)
         first, _ = s.next_batch()
         assert first is not None and s.stream(first) and _unsent(f) == 0  # all 400 accepted, rows kept
         f.batch(readings(300, st.now_ms() + 10_000))
@@ -193,9 +195,7 @@ def test_cleanup_runs_while_busy_above_its_share_of_the_quota() -> None:
     f = Feeder("http://127.0.0.1:9", batch_size=50, quota_mb=1)
     try:
         f.batch(readings(1000, st.now_ms()))
-        t = Recorder()
-        s = f.sender(target=t)
-        s.flush = True
+        _, s = _recording_sender(f)
         s.cleanup_at = 20_000  # bytes: about two batches
         batch, _ = s.next_batch()
         assert batch is not None and s.stream(batch)  # the whole backlog, back to back
