@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api import auth, db
 from gateway.api.db import Readers
-from gateway.api.deps import BACKLOG_HIGH, ApiContext
+from gateway.api.deps import ApiContext, ingest_behind
 
 log = logging.getLogger("gateway.api")
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
@@ -77,7 +77,7 @@ class GovernorStats:
 class Governor:
     """Keeps API requests from slowing ingest, which runs in the same process (and under the same GIL).
 
-    While ingest keeps up (pipeline backlog at most ``backlog_high`` messages) requests pass
+    While ingest keeps up (``behind()`` false: deps.ingest_behind, as the stream uses) requests pass
     straight through: nothing is queued or delayed. While ingest is behind, requests (not the
     stream, not /healthz or the console's static files) run one at a time and after each the next
     waits ``cost * (1 / share - 1)``, where ``cost`` is the CPU time the request took: the event
@@ -95,19 +95,14 @@ class Governor:
         self,
         app: ASGIApp,
         share: float,
-        backlog: Callable[[], int] | None = None,
-        backlog_high: int = BACKLOG_HIGH,
+        behind: Callable[[], bool],
         stats: GovernorStats | None = None,
     ) -> None:
         self.app = app
         self.share = share
-        self.backlog = backlog
-        self.backlog_high = backlog_high
+        self.behind = behind
         self._sem: asyncio.Semaphore | None = None
         self.stats = stats if stats is not None else GovernorStats()
-
-    def behind(self) -> bool:
-        return self.backlog is not None and self.backlog() > self.backlog_high
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.share >= 1 or scope["path"].startswith(self.EXEMPT):
@@ -179,9 +174,7 @@ def create_app(gw: Any, *, first_start_token: bool = True) -> FastAPI:
     app.state.ctx = ctx
     app.state.close_streams = hub.close_streams
     app.state.governor = governor_stats = GovernorStats()
-    app.add_middleware(
-        Governor, share=settings.max_busy_share, backlog=lambda: gw.pipeline.backlog, stats=governor_stats
-    )
+    app.add_middleware(Governor, share=settings.max_busy_share, behind=lambda: ingest_behind(gw), stats=governor_stats)
     app.add_middleware(SecurityHeaders)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
