@@ -68,6 +68,14 @@ _PARSE = "unable to parse '"
 Rows = list[tuple[Any, ...]]  # (id, line[, prio, bytes])
 
 
+def _telemetry_in(c: sqlite3.Connection, lo: int, hi: int) -> tuple[int, int]:
+    """(rows, accounted bytes) of the telemetry rows with ``lo <= id <= hi``."""
+    n, nbytes = c.execute(
+        "SELECT count(*), coalesce(sum(bytes), 0) FROM outbox WHERE prio=2 AND id BETWEEN ? AND ?", (lo, hi)
+    ).fetchone()
+    return int(n), int(nbytes)
+
+
 @dataclass(frozen=True, slots=True)
 class Span:
     """A telemetry batch: every prio-2 row with ``lo <= id <= hi`` (``count`` rows, ``nbytes``
@@ -176,12 +184,10 @@ class Sender:
             self.conn.execute("PRAGMA cache_size=-16000")
             self.acked = sent_ranges(self.conn)
             self.pending_rows = self.pending_bytes = 0
-            for r in self.acked:
-                n, nbytes = self.conn.execute(
-                    "SELECT count(*), coalesce(sum(bytes), 0) FROM outbox WHERE prio=2 AND id BETWEEN ? AND ?", r
-                ).fetchone()
-                self.pending_rows += int(n)
-                self.pending_bytes += int(nbytes)
+            for lo, hi in self.acked:
+                n, nbytes = _telemetry_in(self.conn, lo, hi)
+                self.pending_rows += n
+                self.pending_bytes += nbytes
         return self.conn
 
     def start(self) -> None:
@@ -496,10 +502,7 @@ class Sender:
         if (int(row[0]) if row else 0) == span.epoch:
             n, nbytes = span.count, span.nbytes
         else:  # thinning or a "forget" request deleted unsent telemetry since the read: count what is left
-            n, nbytes = c.execute(
-                "SELECT count(*), coalesce(sum(bytes), 0) FROM outbox WHERE prio=2 AND id BETWEEN ? AND ?",
-                (span.cover_lo, span.cover_hi),
-            ).fetchone()
+            n, nbytes = _telemetry_in(c, span.cover_lo, span.cover_hi)
         c.execute("UPDATE outbox_totals SET rows=rows-?, bytes=bytes-? WHERE prio=2", (n, nbytes))
         (lo, hi), absorbed = ranges.add(span.cover_lo, span.cover_hi)
         if absorbed:
