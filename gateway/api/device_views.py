@@ -8,20 +8,38 @@ per status change, so the results are kept until the config object changes (a re
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.api import access
 from gateway.api.auth import Principal
 
-_STATIC: dict[int, dict[str, dict[str, Any]]] = {}
-_VISIBLE: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
+
+@dataclass
+class _Cache:
+    """The views of one config object. Keyed by the object itself, not its id(): after a reload
+    the old config is freed and a new one may get the same id."""
+
+    cfg: Any = None
+    static: dict[str, dict[str, Any]] = field(default_factory=dict)
+    visible: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+
+_cache = _Cache()
+
+
+def _cache_of(cfg: Any) -> _Cache:
+    global _cache
+    if _cache.cfg is not cfg:  # a reload: start over
+        _cache = _Cache(cfg)
+    return _cache
 
 
 def static_views(cfg: Any) -> dict[str, dict[str, Any]]:
     """The config part of every device view, computed once per config (device_settings is costly)."""
-    views = _STATIC.get(id(cfg))
-    if views is None:
-        views = {}
+    cache = _cache_of(cfg)
+    if not cache.static:
+        views: dict[str, dict[str, Any]] = {}
         for d in cfg.owned_devices():
             loc = d.location
             building, unit = loc.building, loc.unit
@@ -41,9 +59,8 @@ def static_views(cfg: Any) -> dict[str, dict[str, Any]]:
                 "parking_space": loc.parking_space,
                 "resident_id": d.resident,
             }
-        _STATIC.clear()
-        _STATIC[id(cfg)] = views
-    return views
+        cache.static = views
+    return cache.static
 
 
 def static_view(p: Principal, static: dict[str, dict[str, Any]], d: Any) -> dict[str, Any]:
@@ -59,12 +76,13 @@ def static_view(p: Principal, static: dict[str, dict[str, Any]], d: Any) -> dict
 def visible_devices(p: Principal, cfg: Any) -> dict[str, dict[str, Any]]:
     """Device id -> static view of every device ``p`` may see, in config order; computed once per
     config, role and scope."""
-    key = (id(cfg), p.role, p.grids, p.compounds)
-    views = _VISIBLE.get(key)
+    cache = _cache_of(cfg)
+    key = (p.role, p.grids, p.compounds)
+    views = cache.visible.get(key)
     if views is None:
-        if len(_VISIBLE) > 256 or any(k[0] != id(cfg) for k in _VISIBLE):
-            _VISIBLE.clear()  # a reload (or many scopes): start over
+        if len(cache.visible) > 256:
+            cache.visible = {}  # many scopes: start over
         static = static_views(cfg)
         views = {d.id: static_view(p, static, d) for d in cfg.owned_devices() if access.device_visible(p, cfg, d.id)}
-        _VISIBLE[key] = views
+        cache.visible[key] = views
     return views
