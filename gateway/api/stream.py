@@ -141,8 +141,6 @@ class Hub:
         self._reader = db.Readers(ctx.readers.path, 1)
         self.coalesce_s = COALESCE_S
         self.closed = asyncio.Event()
-        self.dispatched = 0
-        self.dispatches = 0
 
     # --- lifecycle (event loop) ----------------------------------------------------------------
     def start(self) -> None:
@@ -238,7 +236,6 @@ class Hub:
     async def _fan_out(self, evs: list[dict[str, Any]], sts: list[Status]) -> None:
         if not self.clients:
             return
-        self.dispatches += 1
         cfg = self.ctx.cfg
         if evs:
             rows = await self._reader.run(db.get_incidents, [e["incident_id"] for e in evs])
@@ -273,7 +270,6 @@ class Hub:
                 f = dev_views[vkey]
                 if f is not None and not c.push(None, f):
                     self._overflow(c)
-        self.dispatched += len(evs) + len(sts)
 
     def _devices_frame(self, p: Principal, cfg: Any, sts: list[Status]) -> bytes | None:
         """All device-status changes of one dispatch in one ``devices`` event (a burst of devices
