@@ -1,7 +1,7 @@
 """API benchmark: the HTTP API and live stream served by the same process as ingest.
 
-    .venv/bin/python bench/api.py [--rate 2000] [--seconds 15] [--clients 50] [--saturate 400000]
-                                  [--warmup 0.35] [--window 2] [--settle 0.5]
+    .venv/bin/python bench/api.py [--rate 2000] [--seconds 15] [--clients 50] [--saturate 600000]
+                                  [--warmup 0.2] [--calm 10] [--window 2] [--settle 0.5]
 
 Runs `python -m gateway run` (ingest + API in one process, as deployed) against a private Mosquitto
 with the ~1,000-device bench site plus 200 SOS buttons, and from this process:
@@ -14,10 +14,13 @@ with the ~1,000-device bench site plus 200 SOS buttons, and from this process:
 2. Saturation: a fresh gateway registers its persistent sessions and stops; --saturate messages are
    queued at the broker; the gateway comes back and drains them (consumer-bound: a live publisher
    process tops out near the gateway's own rate on 2 cores, so it cannot saturate it). Once
-   --warmup of the backlog is stored, the drain is cut into alternating windows of --window
+   --warmup of the backlog is stored and the start-up wave of incidents is over (fewer than
+   --calm incidents opened in the last second), the drain is cut into alternating windows of --window
    seconds: no API clients, then the --clients SSE clients plus 4 busy API pollers (incident list,
    open incidents, devices, metrics), then none again, and so on, with --settle seconds between
    windows for the clients to connect or leave; throughput = stored messages/s (store rowids).
+   An SOS press every 250 ms runs through every measured window, idle and busy alike (the busy
+   clients' streams carry its incidents); the windows end when its 200 buttons are used up.
    Each busy window is compared with the mean of the idle windows on either side, and the drop
    is that of the median ratio. Neighbouring windows of one drain share the machine's background
    load, the broker's queue and the store's size; the earlier method (separate drains with and
@@ -161,9 +164,13 @@ class SosInjector:
             self.sent[dev.id] = time.time()
             self.c.publish(topic, payload, qos=1)
 
+    def pressing(self) -> bool:
+        return self._t.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
-        self._t.join(5)
+        if self._t.ident is not None:  # started
+            self._t.join(5)
         self.c.loop_stop()
         self.c.disconnect()
 
@@ -308,6 +315,14 @@ def stored(db: Path) -> int:
         return 0
 
 
+def incidents_opened(db: Path) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(conn.execute("SELECT count(*) FROM incidents").fetchone()[0])
+    finally:
+        conn.close()
+
+
 def start_publisher(port: int, messages: list[tuple[str, bytes]], rate: float) -> tuple[Any, Any, Any]:
     ctx = mp.get_context("spawn")
     go_r, go_w = ctx.Pipe(duplex=False)
@@ -394,15 +409,27 @@ async def phase_saturation(
     off: list[float] = []
     on: list[float] = []
     got: list[str] = []
-    sos = SosInjector(broker_port, site).start()  # a side load in every window alike
+    sos = SosInjector(broker_port, site)  # a side load in every measured window alike
     try:
-        # Past the wave of start-up work: the replayed messages carry timestamps up to a minute old,
-        # so ~1,000 devices first look silent, their offline incidents are opened and closed, and
-        # the drain runs at a third of its later pace for ~40 % of a 300,000 backlog (seen by
-        # polling readings and incidents every 2 s). A window pair inside that wave measures the
-        # wave, not the API.
+        # Past the wave of start-up work: the bench traffic gives each parking sensor a random
+        # occupancy, so every one of them soon counts as flapping and ~1,000 sensor_flapping incidents
+        # are opened in a burst (seen in the store: incidents by type while draining); the drain runs
+        # at a fifth of its later pace until they are all open (here the first 180,000-250,000 messages). A window pair
+        # inside that wave measures the wave, not the API. So the windows start once --warmup of the
+        # backlog is stored and fewer than --calm incidents a second are being opened (the SOS side
+        # load alone opens 4 a second).
         while await asyncio.to_thread(stored, db) < base + n * args.warmup:
             await asyncio.sleep(0.05)
+        seen = [await asyncio.to_thread(incidents_opened, db)]
+        while True:
+            await asyncio.sleep(0.5)
+            seen.append(await asyncio.to_thread(incidents_opened, db))
+            if len(seen) >= 3 and seen[-1] - seen[-3] < args.calm:
+                break
+        print(f"  start-up wave over after {await asyncio.to_thread(stored, db) - base} of {n} messages", flush=True)
+        # One fresh button per press (a second press would join its open incident): 200 buttons at
+        # 4 presses a second last 50 s; the windows end when they run out.
+        sos.start()
         rate = 0.0
         for i in itertools.count():
             load = Load()
@@ -413,6 +440,8 @@ async def phase_saturation(
                 l0 = (load.sse_events, load.sse_bytes, load.requests)
                 if rate and base + n - c0 < rate * args.window * 1.5:
                     break  # every window must be at saturation: stop before the backlog runs out
+                if not sos.pressing():
+                    break  # out of fresh SOS buttons: later windows would lack the side load
                 await asyncio.sleep(args.window)
                 c1, t1 = await asyncio.to_thread(stored, db), time.monotonic()
                 l1 = (load.sse_events, load.sse_bytes, load.requests, load.sse_ended)
@@ -497,8 +526,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=2000)
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--clients", type=int, default=50)
-    ap.add_argument("--saturate", type=int, default=400_000, help="backlog drained in the saturation phase")
-    ap.add_argument("--warmup", type=float, default=0.35, help="share of the backlog drained before the windows")
+    ap.add_argument("--saturate", type=int, default=600_000, help="backlog drained in the saturation phase")
+    ap.add_argument("--warmup", type=float, default=0.2, help="share of the backlog drained before the windows")
+    ap.add_argument("--calm", type=int, default=10, help="wave over below this many incidents opened a second")
     ap.add_argument("--window", type=float, default=2.0, help="seconds of each measured saturation window")
     ap.add_argument("--settle", type=float, default=0.5, help="seconds between windows (clients connect/leave)")
     args = ap.parse_args()

@@ -91,7 +91,7 @@ class ApiSettings(BaseModel):
         "and resumes with Last-Event-ID (ingest never waits for a slow client).",
     )
     max_busy_share: float = Field(
-        default=0.05,
+        default=0.03,
         gt=0,
         le=1,
         description="While ingest is behind (its backlog beyond a few commit batches), the largest share of a "

@@ -529,6 +529,62 @@ def test_sse_live_resume_heartbeat_and_filtering(env: dict[str, Any]) -> None:
         resumed.close()
 
 
+def test_sse_personal_data_is_logged_once_per_dispatch_or_withheld(env: dict[str, Any]) -> None:
+    """Every stream client that receives a resident's personal data gets its access_log row, all rows
+    of one dispatch in one transaction (same ts_ms), committed before the frames leave; staff get the
+    redacted frame without a row. If the log cannot be written the personal data is withheld: those
+    streams end (their clients resume with Last-Event-ID), the redacted ones go on."""
+    srv = env["srv"]
+    ctx = srv.app.state.ctx
+    readers = {r: SseReader(srv.base, env["tokens"][r]) for r in ("eldercare_worker", "installer", "property_staff")}
+
+    def got(role: str, iid: str) -> list[dict[str, Any]]:
+        return [d for e in readers[role].of("incident") if (d := json.loads(e["data"]))["incident_id"] == iid]
+
+    try:
+        assert wait_until(lambda: all(r.of("hello") for r in readers.values()), 10)
+        iid = srv.raise_incident(
+            trigger("wear-r1|hr_high", "eldercare", "hr_high", "major", grid="g1", building="b1", resident="r1")
+        )
+        assert wait_until(lambda: all(got(r, iid) for r in readers), 5)
+        assert got("eldercare_worker", iid)[0]["incident"]["personal"]["name"] == "张阿姨"
+        assert got("installer", iid)[0]["incident"]["personal"]["name"] == "张阿姨"
+        assert got("property_staff", iid)[0]["incident"]["personal"] is None
+        rows = srv.read("SELECT role, ts_ms FROM access_log WHERE incident_id=? AND via='stream'", (iid,))
+        assert sorted(r[0] for r in rows) == ["eldercare_worker", "installer"]  # none for property staff
+        assert len({r[1] for r in rows}) == 1  # one transaction for the whole dispatch
+
+        async def failing_write(fn: Any, timeout: float = 10.0) -> Any:
+            raise RuntimeError("disk full")
+
+        ctx.write = failing_write  # the access log cannot be written (as with a full disk)
+        try:
+            iid2 = srv.raise_incident(
+                trigger("wear-r1|spo2_low2", "eldercare", "spo2_low", "major", grid="g1", building="b1", resident="r1")
+            )
+            assert wait_until(lambda: got("property_staff", iid2), 5)
+            assert wait_until(lambda: not readers["eldercare_worker"]._t.is_alive(), 5)  # stream ended
+            assert wait_until(lambda: not readers["installer"]._t.is_alive(), 5)
+        finally:
+            del ctx.write  # back to the class's method
+        assert not got("eldercare_worker", iid2) and not got("installer", iid2)  # withheld
+        assert srv.read("SELECT count(*) FROM access_log WHERE incident_id=?", (iid2,)) == [(0,)]
+        # the client resumes with its Last-Event-ID: the replay logs the release and delivers it
+        back = SseReader(
+            srv.base, env["tokens"]["eldercare_worker"], last_id=readers["eldercare_worker"].of("incident")[-1]["id"]
+        )
+        try:
+            assert wait_until(
+                lambda: any(json.loads(e["data"])["incident_id"] == iid2 for e in back.of("incident")), 10
+            )
+            assert srv.read("SELECT via FROM access_log WHERE incident_id=?", (iid2,)) == [("stream",)]
+        finally:
+            back.close()
+    finally:
+        for r in readers.values():
+            r.close()
+
+
 def test_sse_device_status_events(env: dict[str, Any]) -> None:
     srv = env["srv"]
     ps = SseReader(srv.base, env["tokens"]["property_staff"])

@@ -58,33 +58,41 @@ class ApiContext:
         return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
 
     async def log_release(self, p: Principal, release: access.Release, via: str) -> None:
-        """Write personal-data / location releases to access_log before the data leaves.
+        """Write personal-data / location releases to access_log before the data leaves."""
+        await self.log_releases([(p, release)], via)
+
+    async def log_releases(self, items: list[tuple[Principal, access.Release]], via: str) -> None:
+        """Write the releases of one response, or of one stream dispatch to many clients, to
+        access_log in one transaction before the data leaves; raises HTTPException 503 if it fails.
 
         The same (token, incident, reason) is logged at most once per ACCESS_LOG_DEDUPE_S (a console
         refreshing its list would otherwise write on every refresh: SD-card wear). A key counts as
         logged only once its row is committed: a second request for a key whose row is still being
         written waits for that write (and fails with it) instead of releasing the data early.
         """
-        if not release.rows:
+        if not any(release.rows for _, release in items):
             return
         now = time.monotonic()
         rows = []
         keys: list[tuple[str, str, str]] = []
+        seen: set[tuple[str, str, str]] = set()
         waits: list[asyncio.Future[None]] = []
         mine: asyncio.Future[None] | None = None
         with self._lock:
             if len(self._logged) > 20_000:
                 self._logged = {k: v for k, v in self._logged.items() if v > now}
-            for incident_id, resident_id, reason, fields in release.rows:
-                key = (p.token_id, incident_id, reason)
-                pending = self._writing.get(key)
-                if pending is not None:
-                    waits.append(pending)
-                    continue
-                if self._logged.get(key, 0.0) > now or key in keys:
-                    continue
-                keys.append(key)
-                rows.append((p.token_id, p.role, reason, incident_id, resident_id, json.dumps(fields), via))
+            for p, release in items:
+                for incident_id, resident_id, reason, fields in release.rows:
+                    key = (p.token_id, incident_id, reason)
+                    pending = self._writing.get(key)
+                    if pending is not None:
+                        waits.append(pending)
+                        continue
+                    if self._logged.get(key, 0.0) > now or key in seen:
+                        continue
+                    seen.add(key)
+                    keys.append(key)
+                    rows.append((p.token_id, p.role, reason, incident_id, resident_id, json.dumps(fields), via))
             if rows:
                 mine = asyncio.get_running_loop().create_future()
                 for key in keys:

@@ -241,6 +241,7 @@ class Hub:
             rows = await self._reader.run(db.get_incidents, [e["incident_id"] for e in evs])
             # Clients with the same role, scope and resume point see the same frames: build once.
             views: dict[tuple[Any, ...], tuple[list[tuple[int, bytes]], list[access.Release]]] = {}
+            personal: list[tuple[Client, list[tuple[int, bytes]], list[access.Release]]] = []
             for c in list(self.clients):
                 key = (c.p.role, c.p.grids, c.p.compounds, c.resume_after)
                 built = views.get(key)
@@ -255,10 +256,12 @@ class Hub:
                             frames.append((e["seq"], f))
                     built = views[key] = (frames, released)
                 frames, released = built
-                if frames:
-                    c.released.extend(released)
-                    if not c.push(frames, None):
-                        self._overflow(c)
+                if released:
+                    personal.append((c, frames, released))  # sent once the release is logged
+                elif frames and not c.push(frames, None):
+                    self._overflow(c)
+            if personal:
+                await self._release(personal)
             if sts:
                 await asyncio.sleep(0)  # let the incident frames leave before the device-status work
         if sts:
@@ -270,6 +273,21 @@ class Hub:
                 f = dev_views[vkey]
                 if f is not None and not c.push(None, f):
                     self._overflow(c)
+
+    async def _release(self, personal: list[tuple[Client, list[tuple[int, bytes]], list[access.Release]]]) -> None:
+        """Log the personal data / locations this dispatch releases, for every client at once (one
+        access_log transaction, not one per client), then send those clients their frames. If the
+        log cannot be written the data is withheld: those streams end, and their clients resume
+        with Last-Event-ID (the replay logs, or withholds, again)."""
+        try:
+            await self.ctx.log_releases([(c.p, r) for c, _, rels in personal for r in rels], "stream")
+        except HTTPException:
+            for c, _, _ in personal:
+                self._close(c)
+            return
+        for c, frames, _ in personal:
+            if not c.push(frames, None):
+                self._overflow(c)
 
     def _devices_frame(self, p: Principal, cfg: Any, sts: list[Status]) -> bytes | None:
         """All device-status changes of one dispatch in one ``devices`` event (a burst of devices
