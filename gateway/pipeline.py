@@ -194,7 +194,7 @@ class Pipeline:
         self._dirty: dict[str, tuple[int, float | None]] = {}  # device rows to hand over at the next tick
         self._rows_due: dict[str, tuple[int, float | None]] = {}  # handed over; written a slice per commit
         self._counters: Counter[str] = Counter()  # counter increments to write at the next tick
-        self._calls: queue.SimpleQueue[tuple[Callable[..., Any], Future[Any]]] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[tuple[Callable[..., Any], Future[Any], list[float] | None]] = queue.SimpleQueue()
         self._load_state()
 
     # --- start-up ------------------------------------------------------------------------------
@@ -225,7 +225,9 @@ class Pipeline:
         if not self._wake.is_set():  # Event.set takes a lock; most calls find it already set
             self._wake.set()
 
-    def call(self, fn: Callable[[sqlite3.Connection, BatchResult, int], Any]) -> Future[Any]:
+    def call(
+        self, fn: Callable[[sqlite3.Connection, BatchResult, int], Any], meter: list[float] | None = None
+    ) -> Future[Any]:
         """Run ``fn(conn, result, now_ms)`` in its own transaction on the pipeline thread.
 
         All writes go through this one thread (the API's incident actions included), so SQLite
@@ -233,7 +235,7 @@ class Pipeline:
         The future holds fn's return value, or its exception (the transaction is then rolled back).
         """
         fut: Future[Any] = Future()
-        self._calls.put((fn, fut))
+        self._calls.put((fn, fut, meter))
         self._wake.set()
         return fut
 
@@ -327,7 +329,7 @@ class Pipeline:
         ran = False
         while True:
             try:
-                fn, fut = self._calls.get_nowait()
+                fn, fut, meter = self._calls.get_nowait()
             except queue.Empty:
                 return ran
             ran = True
@@ -336,6 +338,7 @@ class Pipeline:
             result = BatchResult()
             c = self.conn
             now = self.clock()
+            t0 = time.perf_counter()
             try:
                 c.execute("BEGIN IMMEDIATE")
                 value = fn(c, result, now)
@@ -349,6 +352,9 @@ class Pipeline:
                     pass
                 fut.set_exception(exc)
                 continue
+            finally:
+                if meter is not None:  # the caller is charged this thread's time (the API Governor)
+                    meter.append(time.perf_counter() - t0)
             fut.set_result(value)
             if self.on_commit is not None:
                 self.on_commit(result)

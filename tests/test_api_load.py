@@ -167,6 +167,42 @@ def test_governor_caps_requests_only_while_ingest_is_behind(srv: ApiServer) -> N
         assert governor.throttled == throttled  # caught up: no cap again
 
 
+def test_a_requests_writes_are_charged_to_it_with_the_pipeline_threads_time(srv: ApiServer) -> None:
+    """The Governor charges a request what its writes cost the pipeline thread (where ingest runs):
+    the whole transaction, failed ones too, and nothing for writes outside a request."""
+    import asyncio
+    import time
+
+    from gateway.api import db
+
+    ctx = srv.app.state.ctx
+    loop = srv._loop
+    assert loop is not None
+
+    def slow(conn: Any, result: Any, now: int) -> None:
+        time.sleep(0.05)
+
+    def failing(conn: Any, result: Any, now: int) -> None:
+        time.sleep(0.02)
+        raise RuntimeError("refused")
+
+    async def request() -> list[float]:
+        meter: list[float] = []
+        token = db.request_cost.set(meter)
+        try:
+            await ctx.write(slow)
+            with pytest.raises(RuntimeError):
+                await ctx.write(failing)
+        finally:
+            db.request_cost.reset(token)
+        await ctx.write(slow)  # no request being metered
+        return meter
+
+    meter = asyncio.run_coroutine_threadsafe(request(), loop).result(30)
+    assert len(meter) == 2
+    assert meter[0] >= 0.05 and meter[1] >= 0.02
+
+
 def test_release_waits_for_the_access_log_row_of_a_concurrent_request(srv: ApiServer) -> None:
     """Two requests of one token release the same personal data while the first one's access-log
     row is still being written: the second must not return (let the data leave) before that row is

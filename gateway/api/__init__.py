@@ -80,12 +80,14 @@ class Governor:
     While ingest keeps up (``behind()`` false: deps.ingest_behind, as the stream uses) requests pass
     straight through: nothing is queued or delayed. While ingest is behind, requests (not the
     stream, not /healthz or the console's static files) run one at a time and after each the next
-    waits ``cost * (1 / share - 1)``, where ``cost`` is the CPU time the request took: the event
-    loop thread's (``time.thread_time``, which also counts stream work done meanwhile) plus the
-    reader threads' working for it (``db.reader_cpu``). So with share 0.05 the API takes at most
-    ~5 % of a CPU from a backlogged ingest however many clients hammer it. CPU, not wall time:
-    a request's wall time grows with the very GIL contention that ingest causes, and would throttle
-    the API hardest exactly when its own share is smallest. A single request is never slowed.
+    waits ``cost * (1 / share - 1)``, where ``cost`` is what the request took from the rest: the
+    event loop thread's CPU time (``time.thread_time``, which also counts stream work done
+    meanwhile), the reader threads' CPU working for it, and the pipeline thread's whole time on its
+    writes (``db.request_cost``; an access-log row is a transaction with an fsync on the thread
+    ingest runs on). So with share 0.03 the API takes at most ~3 % of a CPU from a backlogged
+    ingest however many clients hammer it. CPU, not the request's wall time: that grows with the
+    very GIL contention that ingest causes, and would throttle the API hardest exactly when its own
+    share is smallest. A single request is never slowed.
     """
 
     EXEMPT = ("/api/v1/stream", "/healthz", "/console")
@@ -117,13 +119,13 @@ class Governor:
         async with self._sem:
             self.stats.throttled += 1
             meter: list[float] = []
-            token = db.reader_cpu.set(meter)
+            token = db.request_cost.set(meter)
             t0 = time.thread_time()
             try:
                 await self.app(scope, receive, send)
             finally:
                 cost = time.thread_time() - t0 + sum(meter)
-                db.reader_cpu.reset(token)
+                db.request_cost.reset(token)
                 if self.behind():
                     pause = min(cost * (1 / self.share - 1), self.MAX_PAUSE_S)
                     self.stats.paused_s += pause

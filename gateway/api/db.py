@@ -28,10 +28,12 @@ from gateway.api.auth import Principal
 
 T = TypeVar("T")
 
-# CPU seconds spent by reader threads on behalf of the current request, when set (the Governor in
-# gateway/api/__init__.py charges them to the API). anyio runs worker-thread calls in a copy of the
-# caller's context, so the list itself is shared with the request.
-reader_cpu: ContextVar[list[float] | None] = ContextVar("reader_cpu", default=None)
+# Seconds other threads spent on behalf of the current request, when set (the Governor in
+# gateway/api/__init__.py charges them to the API): reader threads' CPU, and the pipeline thread's
+# whole time on the request's writes (ApiContext.write: an access-log row or a ticket action is a
+# transaction with an fsync on the thread ingest runs on). anyio runs worker-thread calls in a copy
+# of the caller's context, so the list itself is shared with the request.
+request_cost: ContextVar[list[float] | None] = ContextVar("request_cost", default=None)
 
 
 class Readers:
@@ -56,7 +58,7 @@ class Readers:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.threads)
 
-        meter = reader_cpu.get()
+        meter = request_cost.get()
 
         def call() -> T:
             if meter is None:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gateway.api import access
+from gateway.api import access, db
 from gateway.api.auth import AuthFailureLimiter, Principal, RoleRateLimiter, TokenVerifier, mark_used
 from gateway.api.db import Readers
 from gateway.pipeline import TELEMETRY_BATCH
@@ -54,7 +54,7 @@ class ApiContext:
 
     async def write(self, fn: Callable[[sqlite3.Connection, Any, int], Any], timeout: float = 10.0) -> Any:
         """Run a write on the pipeline thread and wait for it without blocking the loop."""
-        fut = self.gw.pipeline.call(fn)
+        fut = self.gw.pipeline.call(fn, db.request_cost.get())
         return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
 
     async def log_release(self, p: Principal, release: access.Release, via: str) -> None:
