@@ -233,6 +233,8 @@ class Pipeline:
         All writes go through this one thread (the API's incident actions included), so SQLite
         never sees two writers and every change reaches the same processors and listeners.
         The future holds fn's return value, or its exception (the transaction is then rolled back).
+        ``meter``, when given, gets this thread's time on the call appended (BEGIN to COMMIT, fsync
+        included): what the call took from ingest, charged to API requests by their Governor.
         """
         fut: Future[Any] = Future()
         self._calls.put((fn, fut, meter))
