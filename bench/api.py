@@ -411,13 +411,13 @@ async def phase_saturation(
     got: list[str] = []
     sos = SosInjector(broker_port, site)  # a side load in every measured window alike
     try:
-        # Past the wave of start-up work: the bench traffic gives each parking sensor a random
-        # occupancy, so every one of them soon counts as flapping and ~1,000 sensor_flapping incidents
-        # are opened in a burst (seen in the store: incidents by type while draining); the drain runs
-        # at a fifth of its later pace until they are all open (here the first 180,000-250,000 messages). A window pair
-        # inside that wave measures the wave, not the API. So the windows start once --warmup of the
-        # backlog is stored and fewer than --calm incidents a second are being opened (the SOS side
-        # load alone opens 4 a second).
+        # Past the start-up wave: the first part of a drain is slower and uneven (2,500-5,000 msg/s
+        # against ~15,000 later on a 2-core machine, while the safety session drains its own queue),
+        # and the bench traffic gives each parking sensor a random occupancy, so ~1,000
+        # sensor_flapping incidents open in a burst (seen in the store: incidents by type while
+        # draining). A window pair inside that wave measures the wave, not the API. So the windows
+        # start once --warmup of the backlog is stored and fewer than --calm incidents a second are
+        # being opened (the SOS side load alone opens 4 a second); here after 180,000-250,000 messages.
         while await asyncio.to_thread(stored, db) < base + n * args.warmup:
             await asyncio.sleep(0.05)
         seen = [await asyncio.to_thread(incidents_opened, db)]
