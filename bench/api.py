@@ -304,23 +304,24 @@ async def poller(
                 load.requests += 1
 
 
-def stored(db: Path) -> int:
+def _scalar(db: Path, sql: str) -> int:
+    """One number from the gateway's store while it runs (read-only; 0 while it is not there yet)."""
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
         try:
-            return int(conn.execute("SELECT coalesce(max(id), 0) FROM readings").fetchone()[0])
+            return int(conn.execute(sql).fetchone()[0])
         finally:
             conn.close()
     except sqlite3.Error:
         return 0
 
 
+def stored(db: Path) -> int:
+    return _scalar(db, "SELECT coalesce(max(id), 0) FROM readings")
+
+
 def incidents_opened(db: Path) -> int:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return int(conn.execute("SELECT count(*) FROM incidents").fetchone()[0])
-    finally:
-        conn.close()
+    return _scalar(db, "SELECT count(*) FROM incidents")
 
 
 def start_publisher(port: int, messages: list[tuple[str, bytes]], rate: float) -> tuple[Any, Any, Any]:

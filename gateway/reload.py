@@ -25,7 +25,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from gateway.heap import refreeze
+from gateway.heap import freeze_long_lived
 from gateway.mqtt_ingest import LIFE_SAFETY, TELEMETRY, MqttSession
 from gateway.pipeline import BatchResult, Processor
 from gateway.routing import Routing, build_routing
@@ -186,7 +186,7 @@ def apply_config(gw: Any, cfg: Any, timeout: float = 30.0) -> int:
         len(routing.by_id),
         len(new_safety),
     )
-    refreeze()  # the old config's cycles are collectable again, the new config is frozen (gateway/heap.py)
+    freeze_long_lived()  # the old config's cycles are collected, the new config is frozen (gateway/heap.py)
     return rev
 
 

@@ -23,7 +23,7 @@ def thawed() -> Iterator[None]:
     gc.unfreeze()  # leave the test process as it was
 
 
-def test_a_frozen_cycle_survives_full_passes_until_refreeze() -> None:
+def test_a_frozen_cycle_survives_full_passes_until_the_next_freeze() -> None:
     node = Node()
     ref = weakref.ref(node)
     heap.freeze_long_lived()
@@ -31,6 +31,6 @@ def test_a_frozen_cycle_survives_full_passes_until_refreeze() -> None:
     del node
     gc.collect()
     assert ref() is not None, "frozen objects are out of the collector's sight"
-    heap.refreeze()  # what a config reload does
+    heap.freeze_long_lived()  # what a config reload does
     assert ref() is None
     assert gc.get_freeze_count() > 0  # and what is alive is frozen again
