@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from gateway import traffic  # noqa: E402
-from gateway.mosquitto import Mosquitto, free_port, wait_port  # noqa: E402
+from gateway.install import traffic  # noqa: E402
+from gateway.install.mosquitto import Mosquitto, free_port, wait_port  # noqa: E402
 
 
 def site_yaml(port: int, n_sos: int, n_bg: int) -> tuple[str, list[traffic.SimDevice], list[traffic.SimDevice]]:

@@ -80,7 +80,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 def free_port() -> int:
-    from gateway.mosquitto import free_port as fp
+    from gateway.install.mosquitto import free_port as fp
 
     return fp()
 
@@ -138,7 +138,7 @@ class SosInjector:
         from paho.mqtt.enums import CallbackAPIVersion
 
         from edge_config import load_config
-        from gateway import traffic
+        from gateway.install import traffic
 
         self.traffic = traffic
         self.devs = [d for d in traffic.sim_devices(load_config(site)) if d.type == "sos_button"]
@@ -467,7 +467,7 @@ async def phase_saturation(
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    from gateway.mosquitto import Mosquitto
+    from gateway.install.mosquitto import Mosquitto
 
     with (
         tempfile.TemporaryDirectory(prefix="bench-broker-") as bdir,

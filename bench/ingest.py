@@ -51,7 +51,7 @@ def io_write_bytes() -> int:
 
 def make_messages(site: Path, n: int, seed: int = 7) -> list[tuple[str, bytes]]:
     from edge_config import load_config
-    from gateway import traffic
+    from gateway.install import traffic
 
     devs = traffic.sim_devices(load_config(site))
     rng = random.Random(seed)
@@ -143,7 +143,7 @@ def gateway_proc(site: str, expect: int, ready: Connection, out: Connection, _un
     """The full gateway pipeline in its own process; reports commit times and peak RSS."""
     from edge_config import load_config
     from gateway.app import Gateway
-    from gateway.pipeline import BatchResult
+    from gateway.ingest.pipeline import BatchResult
 
     cfg = load_config(site)
     gw = Gateway(cfg)
@@ -281,7 +281,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from bench._site import write_bench_site
-    from gateway.mosquitto import Mosquitto
+    from gateway.install.mosquitto import Mosquitto
 
     ctx = mp.get_context("spawn")
     n = args.messages

@@ -28,7 +28,7 @@ from bench.ingest import gateway_proc, io_write_bytes, make_messages, run_phase 
 
 def one_tx_per_message(db: Path, n: int, rate: float) -> int:
     """The naive design: each reading its own fsync'd transaction, paced like the site."""
-    from gateway import store as st
+    from gateway.core import store as st
 
     s = st.Store(db, st.Quota(1 << 30, 1 << 20))
     c = s.conn
@@ -56,7 +56,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from bench._site import write_bench_site
-    from gateway.mosquitto import Mosquitto
+    from gateway.install.mosquitto import Mosquitto
 
     ctx = mp.get_context("spawn")
     n = int(args.rate * args.seconds)

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cloud_sync.targets import V2Target, WriteOutcome  # noqa: E402
-from gateway import store as st  # noqa: E402
+from gateway.core import store as st  # noqa: E402
 from tests.sync_helpers import NON_PERSONAL, Feeder  # noqa: E402
 from tests.sync_servers import VictoriaMetrics, free_port  # noqa: E402
 

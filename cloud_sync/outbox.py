@@ -1,6 +1,6 @@
 """The durable outbox: points written inside the pipeline's own transaction.
 
-:class:`OutboxProcessor` is a pipeline :class:`~gateway.pipeline.Processor`, so a point is in the
+:class:`OutboxProcessor` is a pipeline :class:`~gateway.ingest.pipeline.Processor`, so a point is in the
 outbox exactly when the reading or incident event it describes is committed: one transaction,
 one fsync. Line protocol is built here, once, with plain string formatting; the sender only
 concatenates stored lines.
@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from cloud_sync import lineproto as lp
-from gateway import store as st
-from gateway.pipeline import BatchResult, Processor
+from gateway.core import store as st
+from gateway.ingest.pipeline import BatchResult, Processor
 
 log = logging.getLogger("cloud_sync.outbox")
 

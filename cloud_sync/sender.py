@@ -44,7 +44,7 @@ from typing import Any
 
 from cloud_sync.outbox import EPOCH_KEY, PRIO_NAMES, MiB, SentRanges, first_unsent_telemetry, sent_ranges
 from cloud_sync.targets import Target, WriteOutcome, make_target
-from gateway import store as st
+from gateway.core import store as st
 
 log = logging.getLogger("cloud_sync.sender")
 

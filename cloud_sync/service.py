@@ -7,7 +7,7 @@ from typing import Any
 
 from cloud_sync.outbox import OutboxProcessor
 from cloud_sync.sender import Sender
-from gateway.pipeline import BatchResult
+from gateway.ingest.pipeline import BatchResult
 
 log = logging.getLogger("cloud_sync")
 
@@ -39,7 +39,7 @@ class SyncService:
         p = self.gw.pipeline
         p.post_event(kind if active else f"{kind}_cleared", "critical" if active else "info", detail)
         try:
-            from gateway.incidents import IncidentStore, Trigger
+            from gateway.core.incidents import IncidentStore, Trigger
         except ImportError:  # incidents not wired in this build
             return
         store = IncidentStore(self.gw.cfg.gateway.id, getattr(self.gw, "config_rev", None))

@@ -6,7 +6,7 @@ import sqlite3
 from typing import Any
 
 from cloud_sync.outbox import PRIO_NAMES, oldest_unsent_ms
-from gateway import store as st
+from gateway.core import store as st
 
 
 def sync_status(conn: sqlite3.Connection, now_ms: int | None = None) -> dict[str, Any]:

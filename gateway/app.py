@@ -14,37 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway import store as st
-from gateway.mqtt_ingest import LIFE_SAFETY, TELEMETRY, Inbound, MqttSession, MqttSettings
-from gateway.pipeline import BatchResult, Pipeline, Processor
+from gateway.core import store as st
+from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, BrokerConnection, Inbound, MqttSession, connection_from_config
+from gateway.ingest.pipeline import BatchResult, Pipeline, Processor
+from gateway.ingest.routing import Routing, build_routing
 from gateway.privacy import RetentionProcessor
-from gateway.routing import Routing, build_routing
 from gateway.rules import RuleEngine
 
 log = logging.getLogger("gateway.app")
 
 SWITCH_INTERVAL_S = 0.001
-
-
-def mqtt_settings(cfg: Any) -> MqttSettings:
-    m = cfg.mqtt
-    tls = m.tls
-    password = m.password.get_secret_value() if m.password is not None else None
-    return MqttSettings(
-        host=m.host,
-        port=m.port,
-        client_id=m.client_id or f"edge-{cfg.gateway.id}",
-        keepalive_s=m.keepalive_s,
-        username=m.username,
-        password=password,
-        ca_file=str(tls.ca_file) if tls and tls.ca_file else None,
-        cert_file=str(tls.cert_file) if tls and tls.cert_file else None,
-        key_file=str(tls.key_file) if tls and tls.key_file else None,
-        tls_insecure=bool(tls.insecure_skip_verify) if tls else False,
-        allow_plaintext_remote=m.allow_plaintext_remote,
-        status_topic=m.status_topic or f"edge/{cfg.gateway.id}/status",
-        gateway_id=cfg.gateway.id,
-    )
 
 
 class Gateway:
@@ -56,7 +35,7 @@ class Gateway:
         *,
         store_path: str | Path | None = None,
         processors: list[Processor] | None = None,
-        settings: MqttSettings | None = None,
+        settings: BrokerConnection | None = None,
         quota: st.Quota | None = None,
     ) -> None:
         self.cfg = cfg
@@ -69,7 +48,7 @@ class Gateway:
         self.config_rev = self.store.config_rev_id(cfg.revision, cfg.version)
         self.store.conn.execute("COMMIT")
         self.routing: Routing = build_routing(cfg)
-        self.settings = settings or mqtt_settings(cfg)
+        self.settings = settings or connection_from_config(cfg)
         self._listeners: list[Callable[[BatchResult], None]] = []
         self.pipeline = Pipeline(
             self.store,
@@ -238,11 +217,11 @@ async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event) -> None:
 
     from gateway.api import create_app
     from gateway.api.device_views import static_views
-    from gateway.heap import freeze_long_lived
+    from gateway.core.heap import freeze_long_lived
 
     app = create_app(gw)
     # Start-up is done: the config, routes and schemas live until a reload; keep them out of the
-    # cycle collector's full passes, which stop every thread (gateway/heap.py).
+    # cycle collector's full passes, which stop every thread (gateway/core/heap.py).
     static_views(gw.cfg)  # the per-device config views, built now so they are frozen too
     freeze_long_lived()
     tls = gw.cfg.api.tls  # issue 5: HTTPS when configured; open streams get 5 s to finish on stop

@@ -18,7 +18,7 @@ replaced by an *unlinkable* random token beginning with ``~anon-`` (never a vali
 the API still treats the incident as personal and shows it to the personal roles only).
 
 :class:`RetentionProcessor` runs inside the pipeline's transactions (a pipeline
-:class:`~gateway.pipeline.Processor`): a pass at most every ``RETENTION_EVERY_S`` seconds,
+:class:`~gateway.ingest.pipeline.Processor`): a pass at most every ``RETENTION_EVERY_S`` seconds,
 in slices of a few thousand rows, so it never holds the writer for long.
 """
 
@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.incidents import CLOSED_STATES
-from gateway.pipeline import BatchResult, Processor
+from gateway.core.incidents import CLOSED_STATES
+from gateway.ingest.pipeline import BatchResult, Processor
 
 log = logging.getLogger("gateway.privacy")
 
@@ -477,7 +477,7 @@ def forget_in_store(store_path: str | Path, cfg: Any, resident_id: str) -> Forge
     transaction (waiting up to busy_timeout for the pipeline's current commit) is acceptable; the
     pipeline simply waits for it the same way. Readings deletion is one statement, not sliced.
     """
-    from gateway.store import connect, migrate
+    from gateway.core.store import connect, migrate
 
     p = Path(store_path)
     if not p.exists():

@@ -25,10 +25,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from gateway.heap import freeze_long_lived
-from gateway.mqtt_ingest import LIFE_SAFETY, TELEMETRY, MqttSession
-from gateway.pipeline import BatchResult, Processor
-from gateway.routing import Routing, build_routing
+from gateway.core.heap import freeze_long_lived
+from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, MqttSession
+from gateway.ingest.pipeline import BatchResult, Processor
+from gateway.ingest.routing import Routing, build_routing
 
 log = logging.getLogger("gateway.reload")
 
@@ -186,7 +186,7 @@ def apply_config(gw: Any, cfg: Any, timeout: float = 30.0) -> int:
         len(routing.by_id),
         len(new_safety),
     )
-    freeze_long_lived()  # the old config's cycles are collected, the new config is frozen (gateway/heap.py)
+    freeze_long_lived()  # the old config's cycles are collected, the new config is frozen (gateway/core/heap.py)
     return rev
 
 

@@ -14,10 +14,10 @@ import httpx
 import uvicorn
 
 from edge_config import load_config
-from gateway import incidents as inc
 from gateway.api import auth, create_app
 from gateway.app import Gateway
-from gateway.mosquitto import free_port
+from gateway.core import incidents as inc
+from gateway.install.mosquitto import free_port
 from tests.conftest import write_site
 
 API_YAML = """

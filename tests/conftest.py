@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.mosquitto import Mosquitto, free_port
+from gateway.install.mosquitto import Mosquitto, free_port
 from tests.support import port_open, service_missing
 
 SYSTEM_BROKER = ("127.0.0.1", 1883)

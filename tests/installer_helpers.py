@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.mosquitto import free_port
+from gateway.install.mosquitto import free_port
 from tests.conftest import MINI_DEVICES, write_site
 
 # A second building with six devices that report availability (the power-loss scenario needs a

@@ -1,5 +1,5 @@
 """In-process harness for the rule tests: a real store, routing, Pipeline and RuleEngine driven
-by a controllable clock, fed with real driver payloads (gateway/traffic.py)."""
+by a controllable clock, fed with real driver payloads (gateway/install/traffic.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from edge_config import load_config
-from gateway import incidents as inc
-from gateway import store as st
-from gateway import traffic
-from gateway.mqtt_ingest import LIFE_SAFETY, TELEMETRY, Inbound
-from gateway.pipeline import BatchResult, Pipeline
-from gateway.routing import build_routing
+from gateway.core import incidents as inc
+from gateway.core import store as st
+from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, Inbound
+from gateway.ingest.pipeline import BatchResult, Pipeline
+from gateway.ingest.routing import build_routing
+from gateway.install import traffic
 from gateway.rules import RuleEngine
 
 TZ = ZoneInfo("Asia/Shanghai")

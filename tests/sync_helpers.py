@@ -11,10 +11,10 @@ from cloud_sync.outbox import OutboxProcessor
 from cloud_sync.sender import Sender
 from drivers.base import Reading
 from edge_config import load_config
-from gateway import store as st
-from gateway.incidents import IncidentStore, Location, Trigger
-from gateway.pipeline import BatchResult, Resolved
-from gateway.routing import build_routing
+from gateway.core import store as st
+from gateway.core.incidents import IncidentStore, Location, Trigger
+from gateway.ingest.pipeline import BatchResult, Resolved
+from gateway.ingest.routing import build_routing
 from tests.conftest import write_site
 
 NON_PERSONAL = ("door-b1", "park-01", "park-fire", "acc-b2")

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway import traffic
-from gateway.mosquitto import Mosquitto
+from gateway.install import traffic
+from gateway.install.mosquitto import Mosquitto
 from tests.api_harness import ApiServer, trigger, write_api_site
 from tests.support import ROOT, TrackedPublisher, service_missing, wait_until
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import paho.mqtt.publish as publish
 
-from gateway.mosquitto import Mosquitto
+from gateway.install.mosquitto import Mosquitto
 from tests.conftest import write_site
 from tests.support import ROOT, GatewayProcess, wait_until
 

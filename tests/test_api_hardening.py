@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from gateway.api.auth import RoleRateLimiter
-from gateway.mosquitto import Mosquitto, free_port
+from gateway.install.mosquitto import Mosquitto, free_port
 from tests.api_harness import ApiServer, trigger, write_api_site
 from tests.conftest import write_site
 from tests.support import GatewayProcess, service_missing, wait_until

@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway import traffic
 from gateway.api.stream import is_urgent
-from gateway.mosquitto import Mosquitto
-from gateway.pipeline import StatusChange
+from gateway.ingest.pipeline import StatusChange
+from gateway.install import traffic
+from gateway.install.mosquitto import Mosquitto
 from tests.api_harness import ApiServer, trigger, write_api_site
 from tests.support import TrackedPublisher, wait_until
 

@@ -13,7 +13,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from gateway.mosquitto import Mosquitto
+from gateway.install.mosquitto import Mosquitto
 from tests.api_harness import ApiServer, trigger, write_api_site
 from tests.support import service_missing
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway.mosquitto import Mosquitto
+from gateway.install.mosquitto import Mosquitto
 from gateway.vision.snapshots import SnapshotStore
 from tests.api_harness import ApiServer, trigger, write_api_site
 

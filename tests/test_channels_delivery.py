@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from edge_config import load_config
-from gateway.channels.dispatcher import ChannelDispatcher
+from gateway.channels.delivery import ChannelDispatcher
 from tests.channels_receivers import DingtalkReceiver, SmsReceiver, WecomReceiver, write_channel_site
 from tests.rules_harness import Harness
 from tests.tickets_harness import TicketHarness

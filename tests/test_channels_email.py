@@ -13,7 +13,7 @@ import pytest
 
 from edge_config import load_config
 from gateway.channels import grouping
-from gateway.channels.dispatcher import ChannelDispatcher
+from gateway.channels.delivery import ChannelDispatcher
 from tests.channels_receivers import SmtpServer, write_channel_site
 from tests.rules_harness import Harness
 from tests.tickets_harness import TicketHarness

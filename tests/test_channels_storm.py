@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from edge_config import load_config
-from gateway import incidents as inc
-from gateway import traffic
-from gateway.channels.dispatcher import ChannelDispatcher
-from gateway.mqtt_ingest import LIFE_SAFETY, Inbound
-from gateway.pipeline import BatchResult
+from gateway.channels.delivery import ChannelDispatcher
+from gateway.core import incidents as inc
+from gateway.ingest.mqtt import LIFE_SAFETY, Inbound
+from gateway.ingest.pipeline import BatchResult
+from gateway.install import traffic
 from tests.channels_receivers import DingtalkReceiver, WecomReceiver, write_channel_site
 from tests.rules_harness import FakeClock, Harness
 from tests.tickets_harness import TicketHarness

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway import store as st
+from gateway.core import store as st
 from tests.conftest import write_site
 from tests.support import ROOT
 

@@ -1,4 +1,4 @@
-"""gateway/heap.py: the long-lived heap is frozen out of the collector's full passes, and a reload
+"""gateway/core/heap.py: the long-lived heap is frozen out of the collector's full passes, and a reload
 thaws it so the old config's reference cycles can still be collected."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway import heap
+from gateway.core import heap
 
 
 class Node:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from gateway import incidents as inc
-from gateway import store as st
-from gateway.pipeline import BatchResult
+from gateway.core import incidents as inc
+from gateway.core import store as st
+from gateway.ingest.pipeline import BatchResult
 
 
 def _store(path: Path) -> st.Store:

@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 
 from edge_config import load_config
-from gateway import traffic
 from gateway.app import Gateway
-from gateway.mosquitto import Mosquitto
-from gateway.pipeline import _dumps
-from gateway.routing import build_routing
-from gateway.store import FLAG_RETAINED
+from gateway.core.store import FLAG_RETAINED
+from gateway.ingest.pipeline import _dumps
+from gateway.ingest.routing import build_routing
+from gateway.install import traffic
+from gateway.install.mosquitto import Mosquitto
 from tests.conftest import write_site
 from tests.support import GatewayProcess, TrackedPublisher, count_readings, stored_messages, wait_until
 

@@ -12,8 +12,8 @@ import pytest
 
 from edge_config import load_config
 from gateway.app import Gateway
-from gateway.mosquitto import Mosquitto
-from gateway.store import Quota
+from gateway.core.store import Quota
+from gateway.install.mosquitto import Mosquitto
 from tests.conftest import MINI_DEVICES, write_site
 from tests.support import count_readings, wait_until
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from edge_config import load_config
-from gateway import store as st
-from gateway.adopt import AdoptError, Adoption, adopt, from_store
+from gateway.core import store as st
+from gateway.install.adopt import AdoptError, Adoption, adopt, from_store
 from tests.installer_helpers import site
 from tests.support import ROOT
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import store as st
-from gateway.backup import BackupError, backup, restore, verify
+from gateway.core import store as st
+from gateway.install.backup import BackupError, backup, restore, verify
 from tests.support import ROOT
 
 
@@ -117,12 +117,12 @@ def _previous_release_migrations() -> list[str]:
     """MIGRATIONS of the last committed release (git HEAD), else the first release's."""
     try:
         src = subprocess.run(
-            ["git", "show", "HEAD:gateway/store.py"], cwd=ROOT, capture_output=True, text=True, check=True
+            ["git", "show", "HEAD:gateway/core/store.py"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return st.MIGRATIONS[:1]
     ns: dict[str, object] = {}
-    exec(compile(src, "HEAD:gateway/store.py", "exec"), ns)
+    exec(compile(src, "HEAD:gateway/core/store.py", "exec"), ns)
     migrations = ns["MIGRATIONS"]
     assert isinstance(migrations, list)
     assert migrations == st.MIGRATIONS[: len(migrations)], "a released migration was edited"

@@ -15,7 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from gateway.mosquitto import free_port
+from gateway.install.mosquitto import free_port
 from tests.support import ROOT
 
 EXPECTED = {"fall", "door_held_open", "building_offline", "parking_fire_lane"}

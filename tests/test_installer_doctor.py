@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import doctor
-from gateway import store as st
-from gateway.mosquitto import Mosquitto, free_port
+from gateway.core import store as st
+from gateway.install import doctor
+from gateway.install.mosquitto import Mosquitto, free_port
 from tests.installer_helpers import site
 from tests.support import ROOT, service_missing
 

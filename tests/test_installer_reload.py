@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edge_config import load_config
 from gateway.app import Gateway
-from gateway.mosquitto import Mosquitto
+from gateway.install.mosquitto import Mosquitto
 from tests.conftest import MINI_DEVICES
 from tests.installer_helpers import site
 from tests.support import TrackedPublisher, count_readings, wait_until

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 from edge_config import load_config
-from gateway import traffic
 from gateway.app import Gateway
-from gateway.mosquitto import Mosquitto
-from gateway.scenarios import SCENARIOS, plan
-from gateway.simulator import Simulator, day_factor
+from gateway.install import traffic
+from gateway.install.mosquitto import Mosquitto
+from gateway.install.scenarios import SCENARIOS, plan
+from gateway.install.simulator import Simulator, day_factor
 from tests.installer_helpers import SCENARIO_DEVICES, site
 from tests.support import wait_until
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from gateway import systemd
+from gateway.install import systemd
 
 
 class _FakeGw:

@@ -12,8 +12,8 @@ import pytest
 
 from edge_config import load_config
 from gateway.app import Gateway
-from gateway.mosquitto import Mosquitto
-from gateway.mqtt_ingest import MqttConfigRefused, MqttSettings, backoff_delay
+from gateway.ingest.mqtt import BrokerConnection, MqttConfigRefused, backoff_delay
+from gateway.install.mosquitto import Mosquitto
 from tests.conftest import write_site
 from tests.support import count_readings, service_missing, wait_until
 
@@ -171,12 +171,12 @@ def test_tls_with_a_private_ca(tmp_path: Path, broker_dir: Path) -> None:
 
 
 def test_plain_text_to_a_remote_broker_is_refused_with_the_reason() -> None:
-    s = MqttSettings(host="192.0.2.10", port=1883, client_id="x")
+    s = BrokerConnection(host="192.0.2.10", port=1883, client_id="x")
     with pytest.raises(MqttConfigRefused, match="allow_plaintext_remote"):
         s.check_transport()
-    MqttSettings(host="192.0.2.10", port=1883, client_id="x", allow_plaintext_remote=True).check_transport()
-    MqttSettings(host="192.0.2.10", port=8883, client_id="x", ca_file="/ca.pem").check_transport()
-    MqttSettings(host="127.0.0.1", port=1883, client_id="x").check_transport()
+    BrokerConnection(host="192.0.2.10", port=1883, client_id="x", allow_plaintext_remote=True).check_transport()
+    BrokerConnection(host="192.0.2.10", port=8883, client_id="x", ca_file="/ca.pem").check_transport()
+    BrokerConnection(host="127.0.0.1", port=1883, client_id="x").check_transport()
 
 
 def test_reconnect_backoff_is_capped_and_jittered() -> None:

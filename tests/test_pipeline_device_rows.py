@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import gateway.pipeline as pl
-from gateway import traffic
+import gateway.ingest.pipeline as pl
+from gateway.install import traffic
 from tests.rules_harness import Harness
 
 

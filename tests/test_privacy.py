@@ -16,10 +16,10 @@ import pytest
 
 from edge_config import load_config
 from gateway import privacy
-from gateway import store as st
 from gateway.app import Gateway
-from gateway.incidents import IncidentStore, Location, Trigger
-from gateway.mosquitto import Mosquitto, free_port
+from gateway.core import store as st
+from gateway.core.incidents import IncidentStore, Location, Trigger
+from gateway.install.mosquitto import Mosquitto, free_port
 from gateway.privacy import (
     ANON_PREFIX,
     ConfigPermissionError,

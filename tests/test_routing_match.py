@@ -7,7 +7,7 @@ import itertools
 
 from paho.mqtt.client import topic_matches_sub
 
-from gateway.routing import Routing
+from gateway.ingest.routing import Routing
 
 FILTERS = [
     "application/+/device/0000000000000005/event/up",

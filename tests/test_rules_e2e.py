@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from edge_config import load_config
-from gateway import incidents as inc
-from gateway import traffic
 from gateway.app import Gateway
-from gateway.mosquitto import Mosquitto
-from gateway.pipeline import BatchResult
+from gateway.core import incidents as inc
+from gateway.ingest.pipeline import BatchResult
+from gateway.install import traffic
+from gateway.install.mosquitto import Mosquitto
 from tests.rules_harness import write_rules_site
 from tests.support import GatewayProcess, TrackedPublisher, wait_until
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from edge_config import load_config
-from gateway.pipeline import BatchResult, Processor
+from gateway.ingest.pipeline import BatchResult, Processor
 from gateway.rules import correlation, duration, immediate, inactivity, offline, threshold
 from gateway.rules.base import same_json
 from tests.rules_harness import T0, Harness, write_rules_site

@@ -4,7 +4,7 @@ Each case runs in-process (real store, Pipeline and RuleEngine) with a controlla
 starts on Monday 2026-03-02 10:00 Asia/Shanghai. Steps are ``(seconds after T0, action, ...)``:
 
 - ``(t, "send", device, what, arg)``: ``what`` is state (canonical values), sos, event (name),
-  avail (online bool) - built by gateway/traffic.py in the device's own ecosystem format;
+  avail (online bool) - built by gateway/install/traffic.py in the device's own ecosystem format;
 - ``(t, "bridge", online)``: zigbee2mqtt/bridge/state;
 - ``(t, "tick",)``: advance the clock and run a pipeline tick (timers fire here);
 - ``(t, "step", seconds)``: the wall clock jumps by ``seconds`` (monotonic clock does not).
@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from edge_config import load_config
-from gateway import incidents as inc
+from gateway.core import incidents as inc
 from tests.rules_harness import T0, Harness, write_rules_site
 
 H = 3600

@@ -28,8 +28,8 @@ from hypothesis import strategies as hs
 
 from edge_config import ConfigError, load_config
 from gateway.app import Gateway
-from gateway.mosquitto import Mosquitto
-from gateway.mqtt_ingest import Inbound
+from gateway.ingest.mqtt import Inbound
+from gateway.install.mosquitto import Mosquitto
 from tests.conftest import write_site
 from tests.support import wait_until
 

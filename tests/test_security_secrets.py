@@ -29,7 +29,7 @@ import pytest
 
 from edge_config import ConfigError, load_config
 from gateway.app import Gateway
-from gateway.mosquitto import Mosquitto, free_port
+from gateway.install.mosquitto import Mosquitto, free_port
 from tests.api_harness import ApiServer
 from tests.conftest import write_site
 from tests.support import service_missing, wait_until

@@ -13,7 +13,7 @@ from cloud_sync import sender as sender_mod
 from cloud_sync.outbox import SentRanges, add_counters, oldest_unsent_ms, thin
 from cloud_sync.status import sync_status
 from cloud_sync.targets import WriteOutcome
-from gateway import store as st
+from gateway.core import store as st
 from tests.sync_helpers import Feeder, readings
 
 

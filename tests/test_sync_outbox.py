@@ -14,7 +14,7 @@ import pytest
 from cloud_sync import lineproto as lp
 from cloud_sync.sender import find_bad_lines
 from cloud_sync.status import metrics_text, sync_status
-from gateway import store as st
+from gateway.core import store as st
 from tests.support import ROOT, wait_until
 from tests.sync_helpers import Feeder, readings
 from tests.sync_servers import FakeInfluxV2

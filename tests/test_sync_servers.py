@@ -14,9 +14,9 @@ import pytest
 
 from cloud_sync.status import sync_status
 from edge_config import load_config
-from gateway import store as st
-from gateway import traffic
-from gateway.mosquitto import Mosquitto
+from gateway.core import store as st
+from gateway.install import traffic
+from gateway.install.mosquitto import Mosquitto
 from tests.conftest import write_site
 from tests.support import GatewayProcess, TrackedPublisher, count_readings, service_missing, wait_until
 from tests.sync_helpers import Feeder, readings, sync_yaml

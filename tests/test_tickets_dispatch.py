@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from edge_config import load_config
-from gateway.tickets import dispatch as dp
+from gateway.tickets import assignment as dp
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "edge_config" / "examples" / "community.yaml"
 TZ = ZoneInfo("Asia/Shanghai")

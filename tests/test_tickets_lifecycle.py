@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway import incidents as inc
+from gateway.core import incidents as inc
 from gateway.tickets import lifecycle as lc
 from gateway.tickets.lifecycle import ACTIONS, STATES, TicketError
 from tests.tickets_harness import T0, TicketHarness

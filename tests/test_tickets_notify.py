@@ -16,7 +16,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.mosquitto import Mosquitto
+from gateway.install.mosquitto import Mosquitto
 from gateway.tickets.notify import NotifySender, backoff_s, paho_publisher
 from tests.tickets_harness import TicketHarness
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from edge_config import load_config
-from gateway import incidents as inc
 from gateway.app import Gateway
-from gateway.mosquitto import Mosquitto
+from gateway.core import incidents as inc
+from gateway.install.mosquitto import Mosquitto
 from gateway.vision.occupancy import OccupancyModel
 from tests import vision_synth as vs
 from tests.support import TrackedPublisher, wait_until

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_config import load_config
-from gateway import incidents as inc
+from gateway.core import incidents as inc
 from gateway.tickets import lifecycle as lc
 from gateway.tickets.processor import TicketProcessor
 from tests.rules_harness import T0, FakeClock, Harness, write_rules_site

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway import store as st
+from gateway.core import store as st
 
 log = logging.getLogger("gateway.api.auth")
 

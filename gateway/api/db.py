@@ -21,10 +21,10 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from gateway import incidents as inc
-from gateway import store as st
 from gateway.api import access
 from gateway.api.auth import Principal
+from gateway.core import incidents as inc
+from gateway.core import store as st
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from gateway.api import access, db
 from gateway.api.auth import AuthFailureLimiter, Principal, RoleRateLimiter, TokenVerifier, mark_used
 from gateway.api.db import Readers
-from gateway.pipeline import TELEMETRY_BATCH
+from gateway.ingest.pipeline import TELEMETRY_BATCH
 
 # Ingest is "behind" while more than this many messages wait uncommitted (a few commit batches):
 # then the API caps its requests (Governor) and the stream gathers non-urgent changes for longer.

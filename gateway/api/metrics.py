@@ -13,8 +13,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from gateway import incidents as inc
 from gateway.api.db import columns
+from gateway.core import incidents as inc
 
 OTHER_COUNTERS = (
     "messages_committed",

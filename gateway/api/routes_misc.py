@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import StringConstraints
 
-from gateway import store as st
 from gateway.api import access, db, ticketing
 from gateway.api.auth import Principal
 from gateway.api.deps import ctx_of, require
@@ -20,6 +19,7 @@ from gateway.api.device_views import static_view, static_views, visible_devices
 from gateway.api.fastjson import FastJSONResponse
 from gateway.api.metrics import render_metrics
 from gateway.api.models import DeadLetter, Device, FeedPage, Me, Unconfigured
+from gateway.core import store as st
 
 router = APIRouter()
 R: dict[int | str, dict[str, Any]] = {

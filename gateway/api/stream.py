@@ -52,7 +52,7 @@ from gateway.api.auth import Principal
 from gateway.api.deps import ApiContext, ctx_of, ingest_behind, require
 from gateway.api.device_views import visible_devices
 from gateway.api.fastjson import dumps
-from gateway.pipeline import BatchResult
+from gateway.ingest.pipeline import BatchResult
 
 log = logging.getLogger("gateway.api.stream")
 REPLAY_MAX = 5000

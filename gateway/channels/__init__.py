@@ -1,5 +1,5 @@
 """Staff alarm channels (issue 9): WeCom/DingTalk group robots, SMS/voice gateway, SMTP e-mail.
 
-See docs/channels.md. Rows are written by :func:`gateway.channels.dispatcher.enqueue` in the ticket
-loop's transaction and sent by :class:`gateway.channels.dispatcher.ChannelDispatcher`.
+See docs/channels.md. Rows are written by :func:`gateway.channels.delivery.enqueue` in the ticket
+loop's transaction and sent by :class:`gateway.channels.delivery.ChannelDispatcher`.
 """

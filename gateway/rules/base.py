@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from gateway.incidents import Location
+from gateway.core.incidents import Location
 
 if TYPE_CHECKING:
-    from gateway.pipeline import BatchResult
+    from gateway.ingest.pipeline import BatchResult
 
 
 @dataclass(slots=True)

@@ -21,12 +21,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from drivers.base import EVENT, STATE
-from gateway import incidents as inc
-from gateway.clock import StepDetector, mono_ms
-from gateway.pipeline import BatchResult, Processor, Resolved
+from gateway.core import incidents as inc
+from gateway.core.clock import StepDetector, mono_ms
+from gateway.core.store import FLAG_RETAINED
+from gateway.ingest.pipeline import BatchResult, Processor, Resolved
 from gateway.rules import correlation, duration, immediate, inactivity, offline, schedule, threshold
 from gateway.rules.base import Ctx, Dev, Facts, RuleStore, reading_dict
-from gateway.store import FLAG_RETAINED
 
 log = logging.getLogger("gateway.rules")
 

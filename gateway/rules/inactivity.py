@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gateway import incidents as inc
-from gateway.pipeline import Resolved
+from gateway.core import incidents as inc
+from gateway.ingest.pipeline import Resolved
 from gateway.rules.base import Ctx, Dev, Facts, add_active_time
 
 if TYPE_CHECKING:

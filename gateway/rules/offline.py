@@ -26,8 +26,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from gateway import incidents as inc
-from gateway.pipeline import Resolved, StatusChange
+from gateway.core import incidents as inc
+from gateway.ingest.pipeline import Resolved, StatusChange
 from gateway.rules.base import Ctx, Dev, Facts
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 Deadlines live in ``ticket_timers`` (wall-clock due times, so they survive a restart and fire on
 time after it). The wall clock of a Pi without an RTC is not trusted blindly:
 
-* while running, a :class:`gateway.clock.StepDetector` compares wall and monotonic time; a step
+* while running, a :class:`gateway.core.clock.StepDetector` compares wall and monotonic time; a step
   shifts every ticket timer by the step, so elapsed time is effectively measured monotonically;
 * at start, a wall clock behind the last one saved (``meta tickets_last_wall``) is a backward
   step of the same kind (fake-hwclock before NTP): timers keep their remaining time;
@@ -26,9 +26,9 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gateway import incidents as inc
-from gateway.clock import StepDetector, mono_ms
-from gateway.tickets import dispatch as dp
+from gateway.core import incidents as inc
+from gateway.core.clock import StepDetector, mono_ms
+from gateway.tickets import assignment as dp
 from gateway.tickets import lifecycle as lc
 
 log = logging.getLogger("gateway.tickets")

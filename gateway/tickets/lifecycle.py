@@ -1,7 +1,7 @@
 """The ticket state machine: who may do what, in which state (docs/tickets.md "Actions").
 
 Everything here runs inside the caller's transaction on the pipeline's writer thread (through
-:meth:`gateway.pipeline.Pipeline.call` or a processor hook); nothing BEGINs or COMMITs. Every
+:meth:`gateway.ingest.pipeline.Pipeline.call` or a processor hook); nothing BEGINs or COMMITs. Every
 change appends to ``incident_events`` (state changes via :meth:`IncidentStore.transition`, which
 records actor and role), so the timeline stays append-only and the feed sees each step.
 
@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from gateway import incidents as inc
-from gateway.tickets import dispatch as dp
+from gateway.core import incidents as inc
+from gateway.tickets import assignment as dp
 
 SYSTEM_ACTOR = "tickets"
 

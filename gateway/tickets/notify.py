@@ -32,8 +32,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from gateway import incidents as inc
-from gateway.reader_thread import ReaderThread
+from gateway.core import incidents as inc
+from gateway.core.workers import ReaderThread
 from gateway.tickets import lifecycle as lc
 
 log = logging.getLogger("gateway.tickets.notify")
@@ -84,7 +84,7 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
 
 
 def recipients_for(cfg: Any, ev: Mapping[str, Any], t: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    from gateway.tickets import dispatch as dp
+    from gateway.tickets import assignment as dp
 
     data = ev["data"]
     kind = ev["kind"]
@@ -203,7 +203,7 @@ def enqueue(conn: sqlite3.Connection, cfg: Any, events: Sequence[Mapping[str, An
             releases,
         )
     # --- issue 9: staff channels (WeCom/DingTalk robots, SMS/voice, e-mail), same transaction -------
-    from gateway.channels.dispatcher import enqueue as enqueue_channels
+    from gateway.channels.delivery import enqueue as enqueue_channels
 
     enqueue_channels(conn, cfg, events, now_ms)
     # --- end issue 9 ---------------------------------------------------------------------------------

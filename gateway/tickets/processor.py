@@ -17,9 +17,9 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from gateway import incidents as inc
-from gateway.clock import mono_ms
-from gateway.pipeline import BatchResult, Processor
+from gateway.core import incidents as inc
+from gateway.core.clock import mono_ms
+from gateway.ingest.pipeline import BatchResult, Processor
 from gateway.tickets import escalation, notify
 from gateway.tickets import lifecycle as lc
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
-from gateway.pipeline import BatchResult
+from gateway.ingest.pipeline import BatchResult
 from gateway.tickets import lifecycle as lc
 from gateway.tickets.notify import NotifySender, paho_publisher
 from gateway.tickets.processor import TicketProcessor
@@ -29,7 +29,7 @@ class TicketService:
         gw.pipeline.processors.insert(1, self.processor)  # right after the RuleEngine
         publish = None
         if cfg.tickets.mqtt:
-            from gateway.mqtt_ingest import TELEMETRY
+            from gateway.ingest.mqtt import TELEMETRY
 
             def client() -> Any:
                 s = gw.sessions.get(TELEMETRY)
@@ -40,7 +40,7 @@ class TicketService:
             gw.store_path, cfg, call=gw.pipeline.call, publish=publish, incidents=self.processor.ctx.incidents
         )
         # --- issue 9: staff channels (gateway/channels): own sender thread, same outbox transaction ---
-        from gateway.channels.dispatcher import ChannelDispatcher
+        from gateway.channels.delivery import ChannelDispatcher
 
         self.channels = ChannelDispatcher(
             gw.store_path, cfg, call=gw.pipeline.call, incidents=self.processor.ctx.incidents

@@ -113,9 +113,9 @@ class CameraManager:
         self.mqtt: MqttFrames | None = None
         if publish is None or routes:
             if mqtt is None:
-                from gateway.app import mqtt_settings
+                from gateway.ingest.mqtt import connection_from_config
 
-                mqtt = mqtt_settings(cfg)
+                mqtt = connection_from_config(cfg)
             self.mqtt = MqttFrames(mqtt, routes, self.frame)
         self.publish: Publish = publish or (self.mqtt.publish if self.mqtt else (lambda t, p: None))
         self.pool = WorkerPool(self.settings.workers, self.settings.queue_frames, self._on_result)

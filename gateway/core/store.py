@@ -105,7 +105,7 @@ MIGRATIONS: list[str] = [
         config_rev INTEGER
     );
     """,
-    # 2: incidents (issue 3). The incident_events seq is the feed cursor; see gateway/incidents.py.
+    # 2: incidents (issue 3). The incident_events seq is the feed cursor; see gateway/core/incidents.py.
     """
     CREATE TABLE incidents (
         id TEXT PRIMARY KEY,                -- '<gateway id>-<store uid>-<created_seq>', unique across gateways

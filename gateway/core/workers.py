@@ -41,7 +41,7 @@ class ReaderThread(ABC):
 
     def _read(self) -> sqlite3.Connection:
         if self._conn is None:
-            from gateway.store import connect
+            from gateway.core.store import connect
 
             self._conn = connect(self.db_path, readonly=True)
         return self._conn

@@ -1,7 +1,7 @@
 """Scripted scenarios for the simulator (``edge-gateway simulate --scenario NAME``).
 
 A scenario picks its devices from the site config (the first device that fits, deterministic) and
-returns timed steps in the devices' own formats (gateway/traffic.py). While it runs it can *pin* a
+returns timed steps in the devices' own formats (gateway/install/traffic.py). While it runs it can *pin* a
 device's state (a propped door keeps reporting ``contact: false``; the car stays on the fire lane)
 and *silence* devices (a building without power sends nothing more), so the simulator's ordinary
 traffic never contradicts it.
@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import traffic
-from gateway.traffic import SimDevice
+from gateway.install import traffic
+from gateway.install.traffic import SimDevice
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway import store as st
+from gateway.core import store as st
 
 
 class BackupError(Exception):

@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-RECOMMENDED_CONF = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto.conf"
+RECOMMENDED_CONF = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto.conf"
 
 
 def free_port() -> int:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("gateway.systemd")
+log = logging.getLogger("gateway.install.systemd")
 
 
 def _address(raw: str) -> str:

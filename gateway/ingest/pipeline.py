@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drivers.base import AVAILABILITY, BRIDGE, DecodeError, Reading
-from gateway import store as st
-from gateway.mqtt_ingest import LIFE_SAFETY, TELEMETRY, Inbound
-from gateway.routing import DeviceInfo, Routing
+from gateway.core import store as st
+from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, Inbound
+from gateway.ingest.routing import DeviceInfo, Routing
 
-log = logging.getLogger("gateway.pipeline")
+log = logging.getLogger("gateway.ingest.pipeline")
 
 # How far back (in readings rows) a redelivered (DUP) message is looked for. Redeliveries after a
 # reconnect are the broker's in-flight window, far smaller than this.

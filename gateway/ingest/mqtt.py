@@ -5,7 +5,7 @@ How the pieces interact (threads, not asyncio, on purpose):
   ``clean_session=False``: the broker queues messages for us while we are away.
 - paho's own network thread (``loop_start``) receives messages and calls ``_on_message``, which
   only appends an :class:`Inbound` to the pipeline's queue: no decoding, no I/O.
-- The pipeline thread (gateway/pipeline.py) decodes, commits a batch with one fsync, then calls
+- The pipeline thread (gateway/ingest/pipeline.py) decodes, commits a batch with one fsync, then calls
   :meth:`MqttSession.ack` for each message of the batch. paho queues the PUBACK and wakes its
   network thread; the broker then forgets the message.
 - aiomqtt is not used for ingest: it acknowledges before user code sees a message (so a crash
@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_config import SiteConfig
 
 log = logging.getLogger("gateway.mqtt")
 
@@ -62,7 +64,7 @@ class Inbound:
 
 
 @dataclass
-class MqttSettings:
+class BrokerConnection:
     host: str
     port: int
     client_id: str  # base id; each session appends its name
@@ -116,7 +118,7 @@ class MqttSession:
     def __init__(
         self,
         session: int,
-        settings: MqttSettings,
+        settings: BrokerConnection,
         filters: list[str],
         sink: Callable[[Inbound], None],
         *,
@@ -316,3 +318,25 @@ def probe_broker(host: str, port: int, timeout: float = 2.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def connection_from_config(cfg: SiteConfig) -> BrokerConnection:
+    """The broker connection described by the site file's ``mqtt`` section (secrets resolved)."""
+    m = cfg.mqtt
+    tls = m.tls
+    password = m.password.get_secret_value() if m.password is not None else None
+    return BrokerConnection(
+        host=m.host,
+        port=m.port,
+        client_id=m.client_id or f"edge-{cfg.gateway.id}",
+        keepalive_s=m.keepalive_s,
+        username=m.username,
+        password=password,
+        ca_file=str(tls.ca_file) if tls and tls.ca_file else None,
+        cert_file=str(tls.cert_file) if tls and tls.cert_file else None,
+        key_file=str(tls.key_file) if tls and tls.key_file else None,
+        tls_insecure=bool(tls.insecure_skip_verify) if tls else False,
+        allow_plaintext_remote=m.allow_plaintext_remote,
+        status_topic=m.status_topic or f"edge/{cfg.gateway.id}/status",
+        gateway_id=cfg.gateway.id,
+    )

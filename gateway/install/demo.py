@@ -11,7 +11,7 @@ What it does (``./scripts/run`` ends here):
    20 s (instead of 300 s) and a fire-lane car after 1 minute (instead of 3; 1 is the schema's
    minimum). The original file is not touched;
 3. the gateway in this process (the same Gateway and HTTP API as ``edge-gateway run``);
-4. the simulator (gateway/simulator.py) in a background thread: ordinary day/night traffic of
+4. the simulator (gateway/install/simulator.py) in a background thread: ordinary day/night traffic of
    every device plus the scenarios fire_lane, door_propped, fall_night and power_loss within the
    first 15 seconds;
 5. prints the console URL and a demo token (installer role; also in <folder>/demo.token);
@@ -36,12 +36,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.mosquitto import free_port, wait_port
-from gateway.scenarios import DEMO_SCENARIOS
+from gateway.install.mosquitto import free_port, wait_port
+from gateway.install.scenarios import DEMO_SCENARIOS
 
-log = logging.getLogger("gateway.demo")
+log = logging.getLogger("gateway.install.demo")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / "edge_config" / "examples" / "community.yaml"
 DEMO_TIMERS = {"door_contact": {"door_open_max_s": 20}, "parking_sensor": {"fire_lane_max_min": 1}}
 SCENARIO_AT = [2.0, 5.0, 8.0, 11.0]  # fire_lane first: its timer is the longest (1 min)
@@ -118,7 +118,7 @@ class _Local:
 
 class _Private:
     def __init__(self, workdir: Path) -> None:
-        from gateway.mosquitto import Mosquitto
+        from gateway.install.mosquitto import Mosquitto
 
         self.m = Mosquitto(workdir).start()
         self.host, self.port = "127.0.0.1", self.m.port
@@ -215,7 +215,7 @@ def run_demo(
     out: Callable[[str], None] = lambda s: print(s, flush=True),
 ) -> int:
     from gateway.app import Gateway, serve
-    from gateway.simulator import SimStats, Simulator
+    from gateway.install.simulator import SimStats, Simulator
 
     wd = Path(workdir).resolve()
     wd.mkdir(parents=True, exist_ok=True)

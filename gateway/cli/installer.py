@@ -1,6 +1,6 @@
 """The installer's subcommands of ``edge-gateway`` (issue 8): simulate, doctor, adopt, backup, restore, demo.
 
-Registered by :func:`add_commands` from gateway/cli.py; the logic lives in the modules named.
+Registered by :func:`add_commands` from ``gateway/cli/__init__.py``; the logic lives in the modules named.
 """
 
 from __future__ import annotations
@@ -8,21 +8,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-
-def _load(path: str) -> Any:
-    from gateway.cli import _load as load
-
-    return load(path)
+from gateway.cli.common import load_site
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from gateway.scenarios import SCENARIOS, ScenarioUnavailable
-    from gateway.simulator import Simulator, print_progress
+    from gateway.install.scenarios import SCENARIOS, ScenarioUnavailable
+    from gateway.install.simulator import Simulator, print_progress
 
-    cfg = _load(args.config)
+    cfg = load_site(args.config)
     names = [n for s in args.scenario or [] for n in s.split(",") if n]
     if names == ["all"]:
         names = list(SCENARIOS)
@@ -55,7 +50,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from gateway.doctor import Options, exit_code, report, run_checks
+    from gateway.install.doctor import Options, exit_code, report, run_checks
 
     checks = run_checks(
         args.config,
@@ -66,7 +61,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_adopt(args: argparse.Namespace) -> int:
-    from gateway.adopt import AdoptError, Adoption, adopt, from_store
+    from gateway.install.adopt import AdoptError, Adoption, adopt, from_store
 
     driver, address, friendly = args.driver, args.address, args.friendly_name
     try:
@@ -111,9 +106,9 @@ def cmd_adopt(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from gateway.backup import BackupError, backup
+    from gateway.install.backup import BackupError, backup
 
-    cfg = _load(args.config)
+    cfg = load_site(args.config)
     try:
         info = backup(args.store or cfg.store.path, args.out)
     except BackupError as exc:
@@ -136,9 +131,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from gateway.backup import BackupError, restore, verify
+    from gateway.install.backup import BackupError, restore, verify
 
-    cfg = _load(args.config)
+    cfg = load_site(args.config)
     store = args.store or cfg.store.path
     try:
         version, counts = verify(args.from_)
@@ -154,7 +149,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.demo import main_cli
+    from gateway.install.demo import main_cli
 
     return main_cli(args)
 
@@ -225,16 +220,3 @@ def add_commands(sub: Any) -> None:
     dm.add_argument("--workdir", default="data/demo", help="demo store, site copy and token (default data/demo)")
     dm.add_argument("--fresh", action="store_true", help="start with an empty demo store")
     dm.set_defaults(fn=cmd_demo)
-
-
-def add_log_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--log-file", help="also log to this file, rotated by size (installs without journald)")
-    p.add_argument("--log-max-mb", type=float, default=10.0, help="rotate the log file at this size")
-    p.add_argument("--log-backups", type=int, default=5, help="rotated log files kept")
-
-
-def setup_log_file(args: argparse.Namespace) -> None:
-    if getattr(args, "log_file", None):
-        from gateway.systemd import add_log_file
-
-        add_log_file(Path(args.log_file), args.log_max_mb, args.log_backups)

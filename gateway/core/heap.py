@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 
-log = logging.getLogger("gateway.heap")
+log = logging.getLogger("gateway.core.heap")
 _lock = threading.Lock()  # a reload (executor thread) and start-up never interleave their passes
 
 

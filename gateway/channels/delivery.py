@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway import incidents as inc
 from gateway.channels import dingtalk, email, grouping, render, sms, wecom
 from gateway.channels.base import Outcome
-from gateway.reader_thread import ReaderThread
-from gateway.tickets import dispatch as dp
+from gateway.core import incidents as inc
+from gateway.core.workers import ReaderThread
+from gateway.tickets import assignment as dp
 from gateway.tickets import lifecycle as lc
 from gateway.tickets import notify as nt
 

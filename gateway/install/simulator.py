@@ -2,7 +2,7 @@
 
 ``edge-gateway simulate --config PATH [--rate R] [--scenario NAME] [--duration S]``
 
-- Every owned device reports in its ecosystem's real format (gateway/traffic.py): Zigbee2MQTT
+- Every owned device reports in its ecosystem's real format (gateway/install/traffic.py): Zigbee2MQTT
   JSON state and availability, ChirpStack v4 uplinks with the parking sensor's byte frame,
   native JSON, and Frigate ``frigate/events`` for cameras (a Frigate driver is not part of this
   gateway yet: those messages show the format and load the broker, nothing subscribes to them).
@@ -11,7 +11,7 @@
 - Day/night: activity (doors, motion, access, cars) follows the simulated local time: busy mornings
   and evenings, quiet nights. Check-ins go round-robin, so every device reports within
   ``devices / (rate x 0.6)`` seconds (the first round is the "power on").
-- Scenarios (gateway/scenarios.py) run at offsets; ``--scenario fall_night`` starts the simulated
+- Scenarios (gateway/install/scenarios.py) run at offsets; ``--scenario fall_night`` starts the simulated
   clock just before 03:00.
 - Progress is printed every few seconds (``on_progress``); ``stats`` holds the counts.
 
@@ -37,11 +37,11 @@ from zoneinfo import ZoneInfo
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway import traffic
-from gateway.scenarios import Planned, plan
-from gateway.traffic import SimDevice
+from gateway.install import traffic
+from gateway.install.scenarios import Planned, plan
+from gateway.install.traffic import SimDevice
 
-log = logging.getLogger("gateway.simulator")
+log = logging.getLogger("gateway.install.simulator")
 
 ACTIVE_TYPES = {
     "door_contact": 3.0,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway import store as st
+from gateway.core import store as st
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 LABELS = {OK: "[ OK ]", WARN: "[WARN]", FAIL: "[FAIL]"}
@@ -127,9 +127,9 @@ def _client(cfg: Any, client_id: str) -> Any:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from gateway.app import mqtt_settings
+    from gateway.ingest.mqtt import connection_from_config
 
-    s = mqtt_settings(cfg)
+    s = connection_from_config(cfg)
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
     if s.username is not None:
         c.username_pw_set(s.username, s.password)
@@ -148,11 +148,10 @@ def _client(cfg: Any, client_id: str) -> Any:
 
 def check_broker_session(cfg: Any, timeout: float) -> list[Check]:
     """CONNECT, then SUBSCRIBE every filter and PUBLISH to the status topic (MQTT 5 reason codes)."""
-    from gateway.app import mqtt_settings
-    from gateway.mqtt_ingest import MqttConfigRefused
-    from gateway.routing import build_routing
+    from gateway.ingest.mqtt import MqttConfigRefused, connection_from_config
+    from gateway.ingest.routing import build_routing
 
-    s = mqtt_settings(cfg)
+    s = connection_from_config(cfg)
     try:
         s.check_transport()
     except MqttConfigRefused as exc:
@@ -278,8 +277,8 @@ def parse_mosquitto_conf(path: Path, _depth: int = 0) -> dict[str, str]:
 
 
 def check_broker_queue(cfg: Any, conf_path: str | None) -> Check:
-    from gateway.mosquitto import RECOMMENDED_CONF
-    from gateway.mqtt_ingest import _is_loopback
+    from gateway.ingest.mqtt import _is_loopback
+    from gateway.install.mosquitto import RECOMMENDED_CONF
 
     path = Path(conf_path or "/etc/mosquitto/mosquitto.conf")
     if conf_path is None and not _is_loopback(cfg.mqtt.host):

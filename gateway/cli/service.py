@@ -1,4 +1,5 @@
-"""`edge-gateway` command line (also `python -m gateway`)."""
+"""The operator's subcommands of ``edge-gateway``: validate, schema, run, status, sync, scorecard, token,
+resident, camera. Registered by :func:`add_commands`; the logic lives in the modules each one names."""
 
 from __future__ import annotations
 
@@ -12,37 +13,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.common import load_site
+
 log = logging.getLogger("gateway")
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
-def _load(path: str) -> Any:
-    """Load a config or exit 2 printing every issue as PATH:LINE: key.path: message."""
-    from edge_config import ConfigError, load_config
-
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue.format(), file=sys.stderr)
-        print(f"{len(exc.issues)} problem(s) in {path}; nothing was started", file=sys.stderr)
-        raise SystemExit(2) from None
-    except FileNotFoundError:
-        print(f"{path}: no such file", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from edge_config import summary
 
-    cfg = _load(args.path)
+    cfg = load_site(args.path)
     print(summary(cfg))
     return 0
 
@@ -60,9 +39,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway, serve
-    from gateway.mqtt_ingest import MqttConfigRefused
+    from gateway.ingest.mqtt import MqttConfigRefused
 
-    cfg = _load(args.config)
+    cfg = load_site(args.config)
     from gateway.privacy import ConfigPermissionError, check_config_permissions
 
     try:  # issue 10: the site file holds residents' personal data (privacy.config_permissions)
@@ -88,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         port = args.api_port if args.api_port is not None else cfg.api.port
         await serve(gw, host, port, stop)
 
-    from gateway.systemd import Supervisor
+    from gateway.install.systemd import Supervisor
 
     sd = Supervisor(gw).start()  # issue 8: sd_notify READY / WATCHDOG / STOPPING under systemd
     try:
@@ -102,9 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the store's counters and device summary (works while the gateway runs)."""
-    from gateway.store import connect, read_counters
+    from gateway.core.store import connect, read_counters
 
-    cfg = _load(args.config)
+    cfg = load_site(args.config)
     path = args.store or cfg.store.path
     try:
         conn = connect(path, readonly=True)
@@ -132,9 +111,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_sync_status(args: argparse.Namespace) -> int:
     """Print the cloud sync backlog, oldest unsent age, last success and last error (read-only)."""
     from cloud_sync.status import sync_status
-    from gateway.store import connect
+    from gateway.core.store import connect
 
-    cfg = _load(args.config)
+    cfg = load_site(args.config)
     path = args.store or cfg.store.path
     try:
         conn = connect(path, readonly=True)
@@ -150,10 +129,10 @@ def cmd_sync_status(args: argparse.Namespace) -> int:
 
 def cmd_scorecard(args: argparse.Namespace) -> int:
     """Print the service scorecard of a period from the store (read-only; issue 4)."""
-    from gateway.store import connect
+    from gateway.core.store import connect
     from gateway.tickets.scorecard import compute
 
-    cfg = _load(args.config)
+    cfg = load_site(args.config)
     path = args.store or cfg.store.path
     try:
         card = compute(connect(path, readonly=True), cfg, args.period)
@@ -171,7 +150,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     """Create an API token; the token itself is the LAST line printed (shown once, stored hashed)."""
     from gateway.api.auth import ROLES, cli_create
 
-    cfg = _load(args.config)
+    cfg = load_site(args.config)
     if args.role not in ROLES:
         print(f"unknown role {args.role!r}; roles: {', '.join(ROLES)}", file=sys.stderr)
         return 2
@@ -204,7 +183,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 def cmd_token_list(args: argparse.Namespace) -> int:
     from gateway.api.auth import cli_list
 
-    cfg = _load(args.config)
+    cfg = load_site(args.config)
     try:
         rows = cli_list(args.store or cfg.store.path)
     except sqlite3.Error as exc:
@@ -217,7 +196,7 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 def cmd_token_revoke(args: argparse.Namespace) -> int:
     from gateway.api.auth import cli_revoke
 
-    cfg = _load(args.config)
+    cfg = load_site(args.config)
     try:
         ok = cli_revoke(args.store or cfg.store.path, args.id)
     except (FileNotFoundError, sqlite3.Error) as exc:
@@ -227,10 +206,45 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge-gateway", description="Community Edge Gateway")
-    p.add_argument("--log-level", default="info")
-    sub = p.add_subparsers(dest="cmd", required=True)
+def cmd_resident_forget(args: argparse.Namespace) -> int:
+    """Remove/anonymise one resident's data in store, outbox, snapshots, dead letters (gateway/privacy.py)."""
+    from gateway.privacy import edit_config_forget, forget_in_store
+
+    cfg = load_site(args.config)
+    if not args.yes:
+        answer = input(f"forget resident {args.id!r} (cannot be undone)? type the id to confirm: ")
+        if answer.strip() != args.id:
+            print("not confirmed; nothing changed", file=sys.stderr)
+            return 1
+    try:
+        rep = forget_in_store(args.store or cfg.store.path, cfg, args.id)
+    except (FileNotFoundError, sqlite3.Error) as exc:
+        print(f"cannot forget: {exc}", file=sys.stderr)
+        return 1
+    if args.config_edit and rep.in_config:
+        for line in edit_config_forget(Path(args.config), args.id):
+            print(f"  site file: {line}")
+        rep.in_config = False
+        print("  site file edited: reload the gateway (systemctl reload edge-gateway) to apply it")
+    print("\n".join(rep.lines()))
+    return 0
+
+
+def cmd_camera_calibrate(args: argparse.Namespace) -> int:
+    from gateway.vision.calibrate import calibrate
+
+    cfg = load_site(args.config)
+    try:
+        lines = calibrate(cfg, args.camera, Path(args.image), Path(args.out) if args.out else None)
+    except (ValueError, OSError) as exc:
+        print(f"camera calibrate: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Register the operator's subcommands on the top-level parser's subparsers."""
 
     v = sub.add_parser("validate", help="check a site config; print every problem with its line")
     v.add_argument("path")
@@ -303,58 +317,3 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--image", required=True, help="JPEG of the empty spaces in ordinary daylight")
     cc.add_argument("--out", help="overlay image to check (default: next to the reference, *_overlay.png)")
     cc.set_defaults(fn=cmd_camera_calibrate)
-    from gateway.installer_cli import add_commands, add_log_options  # issue 8
-
-    add_commands(sub)
-    add_log_options(p)
-    return p
-
-
-def cmd_resident_forget(args: argparse.Namespace) -> int:
-    """Remove/anonymise one resident's data in store, outbox, snapshots, dead letters (gateway/privacy.py)."""
-    from gateway.privacy import edit_config_forget, forget_in_store
-
-    cfg = _load(args.config)
-    if not args.yes:
-        answer = input(f"forget resident {args.id!r} (cannot be undone)? type the id to confirm: ")
-        if answer.strip() != args.id:
-            print("not confirmed; nothing changed", file=sys.stderr)
-            return 1
-    try:
-        rep = forget_in_store(args.store or cfg.store.path, cfg, args.id)
-    except (FileNotFoundError, sqlite3.Error) as exc:
-        print(f"cannot forget: {exc}", file=sys.stderr)
-        return 1
-    if args.config_edit and rep.in_config:
-        for line in edit_config_forget(Path(args.config), args.id):
-            print(f"  site file: {line}")
-        rep.in_config = False
-        print("  site file edited: reload the gateway (systemctl reload edge-gateway) to apply it")
-    print("\n".join(rep.lines()))
-    return 0
-
-
-def cmd_camera_calibrate(args: argparse.Namespace) -> int:
-    from gateway.vision.calibrate import calibrate
-
-    cfg = _load(args.config)
-    try:
-        lines = calibrate(cfg, args.camera, Path(args.image), Path(args.out) if args.out else None)
-    except (ValueError, OSError) as exc:
-        print(f"camera calibrate: {exc}", file=sys.stderr)
-        return 2
-    print("\n".join(lines))
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level)
-    from gateway.installer_cli import setup_log_file
-
-    setup_log_file(args)  # --log-file (issue 8)
-    return int(args.fn(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
