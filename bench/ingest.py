@@ -143,7 +143,7 @@ def gateway_proc(site: str, expect: int, ready: Connection, out: Connection, _un
     """The full gateway pipeline in its own process; reports commit times and peak RSS."""
     from edge_config import load_config
     from gateway.app import Gateway
-    from gateway.ingest.pipeline import BatchResult
+    from gateway.core.contract import BatchResult
 
     cfg = load_config(site)
     gw = Gateway(cfg)

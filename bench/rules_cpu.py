@@ -30,9 +30,9 @@ def one(mode: str, per: int, n: int, warm: int, seed: int) -> None:
     import gateway.rules.engine as eng
     from bench._site import write_bench_site
     from edge_config import load_config
-    from gateway.install import traffic
     from gateway.app import Gateway
     from gateway.ingest.mqtt import Inbound
+    from gateway.install import traffic
 
     spent = [0]
     if mode == "norules":

@@ -18,9 +18,9 @@ import gateway.rules.engine as eng
 from bench._site import write_bench_site
 from bench.ingest import io_write_bytes
 from edge_config import load_config
-from gateway.install import traffic
 from gateway.app import Gateway
 from gateway.ingest.mqtt import Inbound
+from gateway.install import traffic
 
 if sys.argv[1] == "norules":
     eng.RuleEngine.process = lambda *a, **k: None

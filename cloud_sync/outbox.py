@@ -29,7 +29,7 @@ from typing import Any
 
 from cloud_sync import lineproto as lp
 from gateway.core import store as st
-from gateway.ingest.pipeline import BatchResult, Processor
+from gateway.core.contract import BaseStage, BatchResult
 
 log = logging.getLogger("cloud_sync.outbox")
 
@@ -219,7 +219,7 @@ def thin(conn: sqlite3.Connection, need_bytes: int, skip: Callable[[int], bool] 
     return deleted, freed
 
 
-class OutboxProcessor(Processor):
+class OutboxProcessor(BaseStage):
     """Writes telemetry (``process``), incident events (``after``) and health (``tick``) to the outbox.
 
     Must be the last processor, so that ``after`` sees every incident event the others appended.

@@ -7,7 +7,7 @@ from typing import Any
 
 from cloud_sync.outbox import OutboxProcessor
 from cloud_sync.sender import Sender
-from gateway.ingest.pipeline import BatchResult
+from gateway.core.contract import BatchResult
 
 log = logging.getLogger("cloud_sync")
 
@@ -15,12 +15,11 @@ ALARM_KEY = "gateway|sync_unauthorized"
 
 
 class SyncService:
-    """Create with a Gateway after its pipeline exists (appends the outbox as the LAST processor)."""
+    """The sender thread around the chain's outbox stage (the last stage; gateway/app.py wires it)."""
 
-    def __init__(self, gw: Any) -> None:
+    def __init__(self, gw: Any, stage: OutboxProcessor) -> None:
         self.gw = gw
-        self.processor = OutboxProcessor(gw.cfg)
-        gw.pipeline.processors.append(self.processor)
+        self.processor = stage
         self.sender = Sender(gw.store_path, gw.cfg.sync, shared=self.processor, on_alarm=self._alarm)
         gw.add_listener(self._committed)
 

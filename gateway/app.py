@@ -12,14 +12,24 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cloud_sync.outbox import OutboxProcessor
+from cloud_sync.service import SyncService
+from gateway.channels.delivery import ChannelDispatcher
+from gateway.channels.stage import ChannelStage
 from gateway.core import store as st
+from gateway.core.contract import BatchResult, Stage
 from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, BrokerConnection, Inbound, MqttSession, connection_from_config
-from gateway.ingest.pipeline import BatchResult, Pipeline, Processor
+from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.routing import Routing, build_routing
 from gateway.privacy import RetentionProcessor
 from gateway.rules import RuleEngine
+from gateway.tickets.processor import TicketProcessor
+from gateway.tickets.service import TicketService
+
+if TYPE_CHECKING:
+    from gateway.vision.manager import CameraManager
 
 log = logging.getLogger("gateway.app")
 
@@ -34,7 +44,7 @@ class Gateway:
         cfg: Any,
         *,
         store_path: str | Path | None = None,
-        processors: list[Processor] | None = None,
+        stages: list[Stage] | None = None,
         settings: BrokerConnection | None = None,
         quota: st.Quota | None = None,
     ) -> None:
@@ -50,6 +60,25 @@ class Gateway:
         self.routing: Routing = build_routing(cfg)
         self.settings = settings or connection_from_config(cfg)
         self._listeners: list[Callable[[BatchResult], None]] = []
+        self.cameras: CameraManager | None = None
+        tickets = TicketProcessor(cfg, config_rev=self.config_rev)
+        outbox = OutboxProcessor(cfg) if cfg.sync.enabled else None
+        # THE CHAIN: every transaction runs these stages in this order, and the order is the contract.
+        #   rules      turn readings, status changes and timers into incident events;
+        #   tickets    dispatch what the rules created, run SLAs, and append their own events
+        #              ('dispatched', 'escalated' ...), with the MQTT/webhook deliveries;
+        #   channels   write staff messages for every event so far, the tickets' ones included;
+        #   retention  delete personal data past its period (timer only);
+        #   extra      stages a test or a benchmark adds;
+        #   outbox     last, so the sync to the central store carries every event of the transaction.
+        chain: list[Stage] = [
+            RuleEngine(cfg, config_rev=self.config_rev),
+            tickets,
+            ChannelStage(cfg),
+            RetentionProcessor(cfg, snapshots=lambda: self.cameras.snapshots if self.cameras is not None else None),
+            *(stages or []),
+            *([outbox] if outbox is not None else []),
+        ]
         self.pipeline = Pipeline(
             self.store,
             self.routing,
@@ -57,31 +86,20 @@ class Gateway:
             max_payload_bytes=cfg.ingest.max_payload_bytes,
             dead_letter_limit=cfg.ingest.dead_letter_limit,
             acker=self._ack,
-            # The rule engine first, so later processors (cloud outbox) see its incident events.
-            processors=[
-                RuleEngine(cfg, config_rev=self.config_rev),
-                # issue 10: personal-data retention (a pass every few minutes, in small slices)
-                RetentionProcessor(cfg, snapshots=lambda: getattr(self.cameras, "snapshots", None)),
-                *(processors or []),
-            ],
+            stages=chain,
             on_commit=self._committed,
             commit_delay_s=cfg.store.group_commit_ms / 1000,
             retention_ms=cfg.store.readings_retention_days * 86_400_000,
             prune_at_pct=cfg.store.prune_at_pct,
         )
-        # The ticket loop (issue 4): its processor goes right after the RuleEngine; see gateway/tickets.
-        from gateway.tickets.service import TicketService
-
-        self.tickets = TicketService(self)
-        # Store-and-forward to the central time-series store (issue 6): appends its outbox processor
-        # last (it needs every incident event of the transaction) and owns the sender thread.
-        self.sync: Any = None
-        if cfg.sync.enabled:
-            from cloud_sync.service import SyncService
-
-            self.sync = SyncService(self)
-        # Camera analytics (issue 7): worker processes + sources; readings come back via the broker.
-        self.cameras: Any = None
+        # The threads around the chain: senders that empty the outboxes the stages write.
+        self.tickets = TicketService(self, tickets)
+        self.channels = ChannelDispatcher(
+            self.store_path, cfg, call=self.pipeline.call, incidents=tickets.ctx.incidents
+        )
+        self.add_listener(self._wake_channels)
+        self.sync = SyncService(self, outbox) if outbox is not None else None
+        # Camera analytics: worker processes and frame sources; readings come back via the broker.
         if cfg.cameras.cameras:
             from gateway.vision.manager import CameraManager, pipeline_dead_letter
 
@@ -136,6 +154,10 @@ class Gateway:
             except Exception:  # a listener must never break ingest
                 log.exception("listener failed")
 
+    def _wake_channels(self, result: BatchResult) -> None:
+        if result.incident_events:
+            self.channels.wake()  # rows just committed: send without waiting for the poll
+
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         self.settings.check_transport()
@@ -145,6 +167,8 @@ class Gateway:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.pipeline.start()
         self.tickets.start()
+        if self.cfg.tickets.enabled and self.cfg.channels.enabled:
+            self.channels.start()
         if self.sync is not None:
             self.sync.start()
         safety_filters = self.routing.safety_filters
@@ -176,6 +200,7 @@ class Gateway:
         for s in self.sessions.values():
             s.stop()
         self.tickets.stop()
+        self.channels.stop()
         self.pipeline.stop()
         if self.sync is not None:
             self.sync.stop()

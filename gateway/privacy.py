@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.core.contract import BaseStage, BatchResult
 from gateway.core.incidents import CLOSED_STATES
-from gateway.ingest.pipeline import BatchResult, Processor
 
 log = logging.getLogger("gateway.privacy")
 
@@ -206,7 +206,7 @@ def remove_snapshots(
 # retention
 
 
-class RetentionProcessor(Processor):
+class RetentionProcessor(BaseStage):
     """Deletes/anonymises personal data past its retention period (``privacy:`` settings)."""
 
     def __init__(self, cfg: Any, *, snapshots: Callable[[], Any] | None = None) -> None:

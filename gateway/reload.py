@@ -5,11 +5,12 @@ API): load and validate the file; an invalid file is refused, every issue is log
 and the old config stays in force. A valid one is applied by :func:`apply_config`:
 
 1. the new config revision gets its id (``config_revisions``; one short transaction);
-2. off the writer thread: the new routing tables and the new processors are built;
+2. off the writer thread: the new routing tables are built, and every stage of the chain is asked
+   for its reconfigured self (``Stage.reconfigured``), which carries over the state it owns;
 3. life-safety filters that are new are subscribed on the safety session first (a message in
    that short window may be stored by both sessions: stored twice, never lost);
 4. ON the writer thread (``Pipeline.call``), between two batches: routing, config revision and
-   processors are swapped together, and registry rows for new devices are created. No batch sees
+   stages are swapped together, and registry rows for new devices are created. No batch sees
    half a config; messages queued meanwhile are processed after the swap, with the new config;
    nothing is dropped and nothing is acknowledged before it is committed;
 5. telemetry subscriptions are updated on the existing sessions (subscribe new filters,
@@ -25,31 +26,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from gateway.core.contract import BatchResult
 from gateway.core.heap import freeze_long_lived
 from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, MqttSession
-from gateway.ingest.pipeline import BatchResult, Processor
 from gateway.ingest.routing import Routing, build_routing
 
 log = logging.getLogger("gateway.reload")
 
-# In-memory state of the rule engine worth keeping across a reload (clock detector, boot time,
-# flapping windows, LoRaWAN gateway mirrors); the rest is rebuilt from the new config.
-_ENGINE_CARRY = (
-    "detector",
-    "_started",
-    "boot_wall",
-    "boot_mono",
-    "suspect_until",
-    "_flap",
-    "_flap_prev",
-    "lgw_seen",
-    "lgw_written",
-    "ldev_written",
-    "_last_wall_saved",
-    "_next_lgw_check",
-    "errors",
-    "suppressed",
-)
 _RESTART_SECTIONS = ("mqtt", "store", "api", "sync", "cameras")
 
 
@@ -91,35 +74,6 @@ def reload_from(gw: Any, path: str | Path | None = None) -> list[str]:
     return []
 
 
-def _rebuild(p: Processor, cfg: Any, rev: int, gw: Any) -> Processor:
-    """A processor for the new config, built the way Gateway/its service built the old one."""
-    hook = getattr(p, "reconfigured", None)
-    if callable(hook):  # a processor may own its reload: return the new (or the same) processor
-        new = hook(cfg, rev)
-        return p if new is None else new
-    cls = type(p).__name__
-    if cls == "RuleEngine":
-        from gateway.rules import RuleEngine
-
-        eng = RuleEngine(cfg, config_rev=rev)
-        for name in _ENGINE_CARRY:
-            if hasattr(p, name):
-                setattr(eng, name, getattr(p, name))
-        return eng
-    if cls == "TicketProcessor":
-        from gateway.tickets.processor import TicketProcessor
-
-        tp = TicketProcessor(cfg, config_rev=rev)
-        tp.guard = getattr(p, "guard", tp.guard)
-        tp.errors = getattr(p, "errors", 0)
-        svc = getattr(gw, "tickets", None)
-        if svc is not None and getattr(svc, "processor", None) is p:
-            svc.processor = tp
-        return tp
-    log.warning("reload: %s is kept as it is (it has no reconfigured() hook)", cls)
-    return p
-
-
 def _restart_notes(old: Any, new: Any) -> list[str]:
     notes = []
     for name in _RESTART_SECTIONS:
@@ -138,7 +92,8 @@ def apply_config(gw: Any, cfg: Any, timeout: float = 30.0) -> int:
     # Zigbee2MQTT names learned from the bridge stay known (the config's own names win).
     for k, v in pipeline.routing.aliases.items():
         routing.aliases.setdefault(k, v)
-    processors = [_rebuild(p, cfg, rev, gw) for p in pipeline.processors]
+    # Every stage builds its successor for the new config and carries over what it owns.
+    stages = [stage.reconfigured(cfg, rev) for stage in pipeline.stages]
 
     sessions: dict[int, MqttSession] = gw.sessions
     safety = sessions.get(LIFE_SAFETY)
@@ -153,7 +108,7 @@ def apply_config(gw: Any, cfg: Any, timeout: float = 30.0) -> int:
     def swap(conn: Any, result: BatchResult, now: int) -> None:
         pipeline.routing = routing
         pipeline.config_rev = rev
-        pipeline.processors = processors
+        pipeline.stages = stages
         pipeline.max_payload = cfg.ingest.max_payload_bytes
         pipeline.dead_letter_limit = cfg.ingest.dead_letter_limit
         pipeline.commit_delay_s = cfg.store.group_commit_ms / 1000

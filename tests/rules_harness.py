@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 from edge_config import load_config
 from gateway.core import incidents as inc
 from gateway.core import store as st
+from gateway.core.contract import BatchResult
 from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, Inbound
-from gateway.ingest.pipeline import BatchResult, Pipeline
+from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.routing import build_routing
 from gateway.install import traffic
 from gateway.rules import RuleEngine
@@ -196,7 +197,7 @@ class Harness:
             config_rev=rev,
             max_payload_bytes=65536,
             acker=lambda s, items: None,
-            processors=[self.engine],
+            stages=[self.engine],
             on_commit=self.results.append,
             clock=self.clock.wall,
         )

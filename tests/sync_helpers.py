@@ -12,8 +12,8 @@ from cloud_sync.sender import Sender
 from drivers.base import Reading
 from edge_config import load_config
 from gateway.core import store as st
+from gateway.core.contract import BatchResult, Resolved
 from gateway.core.incidents import IncidentStore, Location, Trigger
-from gateway.ingest.pipeline import BatchResult, Resolved
 from gateway.ingest.routing import build_routing
 from tests.conftest import write_site
 

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from gateway.api.stream import is_urgent
-from gateway.ingest.pipeline import StatusChange
+from gateway.core.contract import StatusChange
 from gateway.install import traffic
 from gateway.install.mosquitto import Mosquitto
 from tests.api_harness import ApiServer, trigger, write_api_site

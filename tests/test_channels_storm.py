@@ -16,8 +16,8 @@ from typing import Any
 from edge_config import load_config
 from gateway.channels.delivery import ChannelDispatcher
 from gateway.core import incidents as inc
+from gateway.core.contract import BatchResult
 from gateway.ingest.mqtt import LIFE_SAFETY, Inbound
-from gateway.ingest.pipeline import BatchResult
 from gateway.install import traffic
 from tests.channels_receivers import DingtalkReceiver, WecomReceiver, write_channel_site
 from tests.rules_harness import FakeClock, Harness

@@ -12,7 +12,7 @@ import pytest
 
 from gateway.core import incidents as inc
 from gateway.core import store as st
-from gateway.ingest.pipeline import BatchResult
+from gateway.core.contract import BatchResult
 
 
 def _store(path: Path) -> st.Store:

@@ -14,7 +14,7 @@ import pytest
 from edge_config import load_config
 from gateway.app import Gateway
 from gateway.core import incidents as inc
-from gateway.ingest.pipeline import BatchResult
+from gateway.core.contract import BatchResult
 from gateway.install import traffic
 from gateway.install.mosquitto import Mosquitto
 from tests.rules_harness import write_rules_site

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from edge_config import load_config
-from gateway.ingest.pipeline import BatchResult, Processor
+from gateway.core.contract import BaseStage, BatchResult
 from gateway.rules import correlation, duration, immediate, inactivity, offline, threshold
 from gateway.rules.base import same_json
 from tests.rules_harness import T0, Harness, write_rules_site
@@ -138,7 +138,7 @@ def test_state_is_the_same_after_reopening_the_store(h: Harness) -> None:
     assert "door_held_open" in [i["type"] for i in h.incidents()]
 
 
-class FailOnce(Processor):
+class FailOnce(BaseStage):
     """A later processor that fails one batch: the pipeline rolls the whole batch back."""
 
     def __init__(self) -> None:
@@ -152,7 +152,7 @@ class FailOnce(Processor):
 
 def test_cache_follows_a_rolled_back_batch(h: Harness) -> None:
     fail = FailOnce()
-    h.pipeline.processors.append(fail)
+    h.pipeline.stages.append(fail)
     h.at(0)
     h.send("door-b1", "state", {"contact": True})
     fail.armed = True
@@ -265,7 +265,7 @@ def test_repeated_normal_reading_does_not_query_incidents(h: Harness) -> None:
     assert [i["state"] for i in h.incidents()] == ["resolved", "new"]
 
 
-class ResolveFirst(Processor):
+class ResolveFirst(BaseStage):
     """A stage before the rules that resolves one incident (as a ticket action would)."""
 
     def __init__(self, h: Harness) -> None:
@@ -281,8 +281,8 @@ class ResolveFirst(Processor):
 def test_rolled_back_release_leaves_the_key_open(h: Harness) -> None:
     first = ResolveFirst(h)
     fail = FailOnce()
-    h.pipeline.processors.insert(0, first)
-    h.pipeline.processors.append(fail)
+    h.pipeline.stages.insert(0, first)
+    h.pipeline.stages.append(fail)
     h.at(0)
     h.send("door-b1", "state", {"tamper": True})
     h.at(1)

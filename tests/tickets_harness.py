@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_config import load_config
+from gateway.channels.stage import ChannelStage
 from gateway.core import incidents as inc
 from gateway.tickets import lifecycle as lc
 from gateway.tickets.processor import TicketProcessor
@@ -87,7 +88,8 @@ class TicketHarness(Harness):
     def open(self) -> None:
         super().open()
         self.tickets = TicketProcessor(self.cfg, mono=self.clock.mono, clock_synced=lambda: self.synced)
-        self.pipeline.processors.append(self.tickets)
+        self.pipeline.stages.append(self.tickets)
+        self.pipeline.stages.append(ChannelStage(self.cfg))  # the chain's order: tickets, then channels
 
     @property
     def ctx(self) -> lc.TicketContext:

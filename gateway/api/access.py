@@ -14,11 +14,11 @@ One place for the rules (docs/api.md "Roles"):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gateway.api.auth import ROLES, Principal
+from gateway.core.contract import IncidentEvent
 
 ALL = frozenset(ROLES)
 STAFF = frozenset(
@@ -237,21 +237,19 @@ def present_incident(p: Principal, inc: Mapping[str, Any], cfg: Any, release: Re
     return out
 
 
-def present_event(p: Principal, ev: Mapping[str, Any], inc: Mapping[str, Any] | None) -> dict[str, Any]:
+def present_event(p: Principal, ev: IncidentEvent, inc: Mapping[str, Any] | None) -> dict[str, Any]:
     """A timeline/feed event as ``p`` may see it (personal keys dropped for the others)."""
-    data = ev.get("data") or {}
-    if isinstance(data, str):
-        data = json.loads(data)
+    data: Mapping[str, Any] = ev.data
     personal = inc is None or is_personal(inc)
     if personal and p.role not in PERSONAL_ROLES:
         data = redact_data(data)
     return {
-        "seq": ev["seq"],
-        "incident_id": ev["incident_id"],
-        "ts_ms": ev["ts_ms"],
-        "kind": ev["kind"],
-        "actor": ev.get("actor"),
-        "role": ev.get("role"),
+        "seq": ev.seq,
+        "incident_id": ev.incident_id,
+        "ts_ms": ev.ts_ms,
+        "kind": ev.kind,
+        "actor": ev.actor,
+        "role": ev.role,
         "data": data,
     }
 

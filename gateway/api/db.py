@@ -25,6 +25,7 @@ from gateway.api import access
 from gateway.api.auth import Principal
 from gateway.core import incidents as inc
 from gateway.core import store as st
+from gateway.core.contract import IncidentEvent
 
 T = TypeVar("T")
 
@@ -201,17 +202,20 @@ def get_incidents(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, dic
     return out
 
 
-def timeline(conn: sqlite3.Connection, incident_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+def timeline(conn: sqlite3.Connection, incident_id: str, limit: int = 1000) -> list[IncidentEvent]:
     return [
-        {"seq": s, "incident_id": incident_id, "ts_ms": t, "kind": k, "actor": a, "role": r, "data": json.loads(d)}
-        for s, t, k, a, r, d in conn.execute(
-            "SELECT seq, ts_ms, kind, actor, role, data FROM incident_events WHERE incident_id=? ORDER BY seq LIMIT ?",
+        IncidentEvent(
+            seq=s, incident_id=incident_id, ts_ms=t, kind=k, actor=a, role=r, data=json.loads(d), config_rev=cr
+        )
+        for s, t, k, a, r, d, cr in conn.execute(
+            "SELECT seq, ts_ms, kind, actor, role, data, config_rev FROM incident_events"
+            " WHERE incident_id=? ORDER BY seq LIMIT ?",
             (incident_id, limit),
         )
     ]
 
 
-def events_after(conn: sqlite3.Connection, after: int, limit: int) -> list[dict[str, Any]]:
+def events_after(conn: sqlite3.Connection, after: int, limit: int) -> list[IncidentEvent]:
     return inc.events(conn, after=after, limit=limit)
 
 

@@ -21,6 +21,7 @@ from gateway.api.models import (
     ManualIncident,
     Severity,
 )
+from gateway.core.contract import IncidentEvent
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 
@@ -66,7 +67,7 @@ async def list_incidents(
     return FastJSONResponse({"items": items, "next_cursor": nxt})  # plain dicts: no re-validation per request
 
 
-def _detail(conn: sqlite3.Connection, incident_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+def _detail(conn: sqlite3.Connection, incident_id: str) -> tuple[dict[str, Any] | None, list[IncidentEvent]]:
     rows = db.get_incidents(conn, [incident_id])
     row = rows.get(incident_id)
     return row, (db.timeline(conn, incident_id) if row is not None else [])

@@ -210,10 +210,10 @@ async def me(request: Request, p: Annotated[Principal, Depends(require("me"))]) 
 
 def _feed(conn: sqlite3.Connection, p: Principal, cfg: Any, after: int, limit: int) -> dict[str, Any]:
     events = db.events_after(conn, after, limit)
-    incs = db.get_incidents(conn, [e["incident_id"] for e in events])
+    incs = db.get_incidents(conn, [e.incident_id for e in events])
     items = []
     for e in events:
-        row = incs.get(e["incident_id"])
+        row = incs.get(e.incident_id)
         if row is None or not access.incident_visible(p, row, cfg):
             continue
         item = access.present_event(p, e, row)
@@ -226,7 +226,7 @@ def _feed(conn: sqlite3.Connection, p: Principal, cfg: Any, after: int, limit: i
                 {"building": row.get("building"), "unit": row.get("unit"), "space": row.get("space")}
             )
         items.append(item)
-    nxt = events[-1]["seq"] if events else after
+    nxt = events[-1].seq if events else after
     return {"items": items, "next_cursor": nxt, "has_more": len(events) == limit}
 
 

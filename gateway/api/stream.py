@@ -40,7 +40,7 @@ import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
@@ -52,7 +52,7 @@ from gateway.api.auth import Principal
 from gateway.api.deps import ApiContext, ctx_of, ingest_behind, require
 from gateway.api.device_views import visible_devices
 from gateway.api.fastjson import dumps
-from gateway.ingest.pipeline import BatchResult
+from gateway.core.contract import BatchResult, IncidentEvent
 
 log = logging.getLogger("gateway.api.stream")
 REPLAY_MAX = 5000
@@ -77,16 +77,15 @@ def frame(event: str, data: Any, event_id: str | None = None) -> bytes:
 URGENT_SEVERITIES = frozenset({"critical", "major"})
 
 
-def is_urgent(e: dict[str, Any]) -> bool:
+def is_urgent(e: IncidentEvent) -> bool:
     """A change to send at once: a new life-safety, critical or major incident (the snapshot on
     creation), or a severity raised to one of those. Everything else (warnings and minor ones, ticket
     steps, device status) may wait up to the coalescing window."""
-    snap = e.get("incident") or {}
-    data = e.get("data") or {}
+    snap = e.incident or {}
     return (
         bool(snap.get("life_safety"))
         or snap.get("severity") in URGENT_SEVERITIES
-        or (e.get("kind") == "severity_changed" and data.get("to") in URGENT_SEVERITIES)
+        or (e.kind == "severity_changed" and e.data.get("to") in URGENT_SEVERITIES)
     )
 
 
@@ -132,7 +131,7 @@ class Hub:
         self.clients: set[Client] = set()  # receiving live changes
         self.loop: asyncio.AbstractEventLoop | None = None
         # Filled by the pipeline thread (deque.append is thread-safe), drained by the dispatcher.
-        self._pending: collections.deque[tuple[list[dict[str, Any]], list[Status]]] = collections.deque()
+        self._pending: collections.deque[tuple[list[IncidentEvent], list[Status]]] = collections.deque()
         self._scheduled = False  # a wake-up of the dispatcher is on its way
         self._urgent = False
         self._wake: asyncio.Event | None = None
@@ -179,7 +178,7 @@ class Hub:
         if not result.incident_events and not result.status_changes:
             return
         urgent = any(is_urgent(e) for e in result.incident_events)
-        evs = [{k: v for k, v in e.items() if k != "incident"} for e in result.incident_events]
+        evs = [replace(e, incident=None) for e in result.incident_events]  # the snapshot is not needed past here
         sts = [(c.device_id, c.online, c.reason, c.ts_ms) for c in result.status_changes]
         self._pending.append((evs, sts))
         # While a wake-up is on its way (or the dispatcher gathers non-urgent changes) there is no
@@ -219,7 +218,7 @@ class Hub:
                             wake.clear()
             self._urgent = False
             self._scheduled = False  # before draining: a commit after the drain wakes us again
-            evs: list[dict[str, Any]] = []
+            evs: list[IncidentEvent] = []
             sts: list[Status] = []
             while self._pending:
                 more_e, more_s = self._pending.popleft()
@@ -233,12 +232,12 @@ class Hub:
             except Exception:
                 log.exception("stream dispatch failed")
 
-    async def _fan_out(self, evs: list[dict[str, Any]], sts: list[Status]) -> None:
+    async def _fan_out(self, evs: list[IncidentEvent], sts: list[Status]) -> None:
         if not self.clients:
             return
         cfg = self.ctx.cfg
         if evs:
-            rows = await self._reader.run(db.get_incidents, [e["incident_id"] for e in evs])
+            rows = await self._reader.run(db.get_incidents, [e.incident_id for e in evs])
             # Clients with the same role, scope and resume point see the same frames: build once.
             views: dict[tuple[Any, ...], tuple[list[tuple[int, bytes]], list[access.Release]]] = {}
             personal: list[tuple[Client, list[tuple[int, bytes]], list[access.Release]]] = []
@@ -249,11 +248,11 @@ class Hub:
                     released: list[access.Release] = []
                     frames = []
                     for e in evs:
-                        if e["seq"] <= c.resume_after:
+                        if e.seq <= c.resume_after:
                             continue
-                        f = incident_frame(c.p, cfg, e, rows.get(e["incident_id"]), released)
+                        f = incident_frame(c.p, cfg, e, rows.get(e.incident_id), released)
                         if f is not None:
-                            frames.append((e["seq"], f))
+                            frames.append((e.seq, f))
                     built = views[key] = (frames, released)
                 frames, released = built
                 if released:
@@ -319,7 +318,7 @@ class Hub:
 
 
 def incident_frame(
-    p: Principal, cfg: Any, e: dict[str, Any], row: dict[str, Any] | None, released: list[access.Release]
+    p: Principal, cfg: Any, e: IncidentEvent, row: dict[str, Any] | None, released: list[access.Release]
 ) -> bytes | None:
     if row is None or not access.incident_visible(p, row, cfg):
         return None
@@ -330,18 +329,18 @@ def incident_frame(
     }
     if release.rows:
         released.append(release)
-    return frame("incident", data, str(e["seq"]))
+    return frame("incident", data, str(e.seq))
 
 
 async def _replay(ctx: ApiContext, c: Client, after: int) -> tuple[list[bytes], int, bool]:
     """Incident events after ``after`` from the store, as frames; (frames, last seq, too_many)."""
 
-    def read(conn: Any) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], int]:
+    def read(conn: Any) -> tuple[list[IncidentEvent], dict[str, dict[str, Any]], int]:
         top = db.max_seq(conn)
         if top - after > REPLAY_MAX:
             return [], {}, top
         evs = db.events_after(conn, after, REPLAY_MAX)
-        return evs, db.get_incidents(conn, [e["incident_id"] for e in evs]), top
+        return evs, db.get_incidents(conn, [e.incident_id for e in evs]), top
 
     evs, rows, top = await ctx.readers.run(read)
     if not evs and top - after > REPLAY_MAX:
@@ -349,8 +348,8 @@ async def _replay(ctx: ApiContext, c: Client, after: int) -> tuple[list[bytes], 
     frames = []
     last = after
     for e in evs:
-        last = e["seq"]
-        f = incident_frame(c.p, ctx.cfg, e, rows.get(e["incident_id"]), c.released)
+        last = e.seq
+        f = incident_frame(c.p, ctx.cfg, e, rows.get(e.incident_id), c.released)
         if f is not None:
             frames.append(f)
     return frames, max(last, after), False

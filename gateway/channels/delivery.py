@@ -1,7 +1,7 @@
 """Staff channels: the durable ``channel_deliveries`` outbox and the thread that empties it.
 
-:func:`enqueue` runs in the pipeline's transaction (called from
-:func:`gateway.tickets.notify.enqueue`), so a channel row commits with the event it announces.
+:func:`enqueue` runs in the pipeline's transaction (called by the chain's channel stage,
+:mod:`gateway.channels.stage`), so a channel row commits with the event it announces.
 Who: the ticket loop's recipients (``notify.recipients_for``: the assignee, a rung's people, the
 department team). How: each person's ``staff[].channels`` in order, narrowed by
 ``channels.policies``; the first channel gets a row, the rest ride along as the fallback ``chain``.
@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 from gateway.channels import dingtalk, email, grouping, render, sms, wecom
 from gateway.channels.base import Outcome
 from gateway.core import incidents as inc
+from gateway.core.contract import IncidentEvent
 from gateway.core.workers import ReaderThread
 from gateway.tickets import assignment as dp
 from gateway.tickets import lifecycle as lc
@@ -157,7 +158,7 @@ class _Targets:
             entry[2].append(mention)
 
 
-def enqueue(conn: sqlite3.Connection, cfg: Any, events: Sequence[Mapping[str, Any]], now_ms: int) -> int:
+def enqueue(conn: sqlite3.Connection, cfg: Any, events: Sequence[IncidentEvent], now_ms: int) -> int:
     """Write the channel rows for ``events`` (in the caller's transaction). Returns how many."""
     s = settings(cfg)
     if s is None:
@@ -166,16 +167,16 @@ def enqueue(conn: sqlite3.Connection, cfg: Any, events: Sequence[Mapping[str, An
     rows: list[tuple[Any, ...]] = []
     cache: dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]] = {}
     for ev in events:
-        if ev["kind"] not in nt.NOTIFY_KINDS:
+        if ev.kind not in nt.NOTIFY_KINDS:
             continue
-        iid = str(ev["incident_id"])
+        iid = str(ev.incident_id)
         if iid not in cache:
             cache[iid] = (inc.get(conn, iid), lc.ticket(conn, iid))
         incident, t = cache[iid]
         if incident is None:
             continue
         name = nt.event_name(ev)
-        if ev["kind"] == "state_changed" and name == "dispatched":
+        if ev.kind == "state_changed" and name == "dispatched":
             continue  # the 'dispatched' event of the same transaction carries who and why
         prio = grouping.priority(incident, g.immediate_severities)
         immediate = prio == grouping.PRIORITY_IMMEDIATE
@@ -207,7 +208,7 @@ def enqueue(conn: sqlite3.Connection, cfg: Any, events: Sequence[Mapping[str, An
                 if robot.broadcast and name in robot.events and _matches(robot, incident):
                     add(kind, robot.name, None, [], None, robot.quiet_hours)
         if (
-            ev["kind"] == "escalated" and s.sms is not None and s.sms.voice_eldercare_critical
+            ev.kind == "escalated" and s.sms is not None and s.sms.voice_eldercare_critical
             and incident["category"] == "eldercare" and incident["severity"] == "critical"
             and incident["state"] == "dispatched" and t is not None and t.get("assignee")
         ):  # fmt: skip
@@ -220,7 +221,7 @@ def enqueue(conn: sqlite3.Connection, cfg: Any, events: Sequence[Mapping[str, An
         for (kind, target), (person, chain, mentions, due) in out.items.items():
             key = grouping.group_key(kind, target, incident, name, g.group_by, immediate=immediate or kind == "voice",
                                      site=site)  # fmt: skip
-            rows.append((now_ms, iid, ev["seq"], name, kind, target, person, _dumps(chain), _dumps(mentions), key,
+            rows.append((now_ms, iid, ev.seq, name, kind, target, person, _dumps(chain), _dumps(mentions), key,
                          0 if kind == "voice" else prio, due))  # fmt: skip
     if rows:
         conn.executemany(

@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from gateway.core.contract import BatchResult, EventKind, IncidentEvent
+
 # States in which an incident holds its open key (issue 4 adds the ticket states in between).
 OPEN_STATES: frozenset[str] = frozenset({"new", "dispatched", "accepted", "in_progress", "reopened"})
 # Terminal for the open-key rule: a new trigger after these opens a new, linked incident.
@@ -136,19 +138,10 @@ def all_incidents(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     return [row_to_dict(r) for r in conn.execute(f"SELECT {_COLS} FROM incidents ORDER BY created_seq")]
 
 
-def events(conn: sqlite3.Connection, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
-    """Feed order (issue 5 serves this with ``after`` as the cursor)."""
+def events(conn: sqlite3.Connection, after: int = 0, limit: int = 1000) -> list[IncidentEvent]:
+    """Feed order, ``after`` being the cursor (the last ``seq`` a reader has)."""
     return [
-        {
-            "seq": s,
-            "incident_id": i,
-            "ts_ms": t,
-            "kind": k,
-            "actor": a,
-            "role": r,
-            "data": json.loads(d),
-            "config_rev": cr,
-        }
+        IncidentEvent(seq=s, incident_id=i, ts_ms=t, kind=k, actor=a, role=r, data=json.loads(d), config_rev=cr)
         for s, i, t, k, a, r, d, cr in conn.execute(
             "SELECT seq, incident_id, ts_ms, kind, actor, role, data, config_rev FROM incident_events"
             " WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -181,9 +174,9 @@ class IncidentStore:
     def append_event(
         self,
         conn: sqlite3.Connection,
-        result: Any,
+        result: BatchResult | None,
         incident_id: str,
-        kind: str,
+        kind: EventKind,
         ts_ms: int,
         data: Mapping[str, Any] | None = None,
         *,
@@ -204,19 +197,19 @@ class IncidentStore:
         )
         seq = int(cur.lastrowid or 0)
         if result is not None:
-            ev: dict[str, Any] = {
-                "seq": seq,
-                "incident_id": incident_id,
-                "ts_ms": ts_ms,
-                "kind": kind,
-                "actor": actor,
-                "role": role,
-                "data": payload,
-                "config_rev": self.config_rev,
-            }
-            if incident is not None:
-                ev["incident"] = dict(incident)
-            result.incident_events.append(ev)
+            result.incident_events.append(
+                IncidentEvent(
+                    seq=seq,
+                    incident_id=incident_id,
+                    ts_ms=ts_ms,
+                    kind=kind,
+                    actor=actor,
+                    role=role,
+                    data=payload,
+                    config_rev=self.config_rev,
+                    incident=None if incident is None else dict(incident),
+                )
+            )
         return seq
 
     # --- raise / repeat ------------------------------------------------------------------------

@@ -30,8 +30,9 @@ from typing import Any
 
 from drivers.base import AVAILABILITY, BRIDGE, DecodeError, Reading
 from gateway.core import store as st
+from gateway.core.contract import BatchResult, DeviceInfo, Resolved, Stage, StatusChange
 from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, Inbound
-from gateway.ingest.routing import DeviceInfo, Routing
+from gateway.ingest.routing import Routing
 
 log = logging.getLogger("gateway.ingest.pipeline")
 
@@ -52,58 +53,6 @@ PRUNE_EVERY_S = 30.0
 # meanwhile had to wait for); the telemetry commits that follow write them this many at a time.
 DEVICE_ROWS_PER_COMMIT = 128
 PRUNE_SLICE = 20_000
-
-
-@dataclass(slots=True)
-class Resolved:
-    """A reading tied to its configured device, as rule processors see it."""
-
-    device: DeviceInfo
-    reading: Reading
-    ts_ms: int
-    rx_ms: int
-    flags: int
-    session: int
-
-
-@dataclass(slots=True)
-class StatusChange:
-    device_id: str
-    online: bool
-    reason: str
-    ts_ms: int
-
-
-@dataclass
-class BatchResult:
-    """What one committed batch changed; handed to listeners after COMMIT."""
-
-    resolved: list[Resolved] = field(default_factory=list)
-    status_changes: list[StatusChange] = field(default_factory=list)
-    notices: list[dict[str, Any]] = field(default_factory=list)  # gateway events, device-status notes
-    # Incident changes appended in this transaction (creation, repeats, transitions), in order.
-    # Processors later in the list (the cloud outbox) and listeners (API stream) consume them.
-    incident_events: list[dict[str, Any]] = field(default_factory=list)
-    committed: int = 0
-
-
-class Processor:
-    """A stage that runs inside the pipeline's transaction (rule engine, cloud outbox ...).
-
-    ``process`` sees each batch's resolved readings; ``tick`` runs about once a second (timers).
-    ``after`` runs at the end of every transaction the pipeline commits, including those of
-    :meth:`Pipeline.call`, so a stage can pick up what earlier stages appended (e.g. incident
-    events for the outbox). Raising aborts the transaction (nothing is acknowledged).
-    """
-
-    def process(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
-        """Called for every ingest batch, inside its transaction."""
-
-    def tick(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
-        """Called about once a second, inside a transaction."""
-
-    def after(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
-        """Called last in every transaction the pipeline commits."""
 
 
 @dataclass
@@ -149,7 +98,7 @@ class Pipeline:
         config_rev: int,
         max_payload_bytes: int,
         acker: Callable[[int, list[Inbound]], None],
-        processors: Sequence[Processor] = (),
+        stages: Sequence[Stage] = (),
         on_commit: Callable[[BatchResult], None] | None = None,
         dead_letter_limit: int = 10_000,
         clock: Callable[[], int] = st.now_ms,
@@ -163,7 +112,7 @@ class Pipeline:
         self.config_rev = config_rev
         self.max_payload = max_payload_bytes
         self.acker = acker
-        self.processors = list(processors)
+        self.stages: list[Stage] = list(stages)
         self.on_commit = on_commit
         self.dead_letter_limit = dead_letter_limit
         self.clock = clock
@@ -344,8 +293,8 @@ class Pipeline:
             try:
                 c.execute("BEGIN IMMEDIATE")
                 value = fn(c, result, now)
-                for p in self.processors:
-                    p.after(c, result, now)
+                for stage in self.stages:
+                    stage.after(c, result, now)
                 c.execute("COMMIT")
             except BaseException as exc:
                 try:
@@ -609,10 +558,10 @@ class Pipeline:
         # page less per commit; a crash loses at most a second of counts, never data).
         self._counters.update(counters)
         now = self.clock()
-        for p in self.processors:
-            p.process(c, result, now)
-        for p in self.processors:
-            p.after(c, result, now)
+        for stage in self.stages:
+            stage.process(c, result, now)
+        for stage in self.stages:
+            stage.after(c, result, now)
         c.execute("COMMIT")
         self._rows_written(written)
 
@@ -776,10 +725,10 @@ class Pipeline:
                     (now, kind, severity, _dumps(detail), self.config_rev),
                 )
                 result.notices.append({"type": "gateway_event", "kind": kind, "severity": severity, "detail": detail})
-            for p in self.processors:
-                p.tick(c, result, now)
-            for p in self.processors:
-                p.after(c, result, now)
+            for stage in self.stages:
+                stage.tick(c, result, now)
+            for stage in self.stages:
+                stage.after(c, result, now)
             c.execute("COMMIT")
         except Exception as exc:  # store or processor failure: roll back, retry next tick
             try:

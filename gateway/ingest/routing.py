@@ -17,20 +17,7 @@ from paho.mqtt.matcher import MQTTMatcher
 
 from drivers import DRIVERS
 from drivers.base import DriverSpec
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    id: str
-    driver: str
-    address: str
-    type: str
-    category: str
-    life_safety: bool
-    expected_interval_s: float
-    resident_id: str | None
-    building: str | None
-    safety_filters: tuple[str, ...] = ()
+from gateway.core.contract import DeviceInfo
 
 
 @dataclass

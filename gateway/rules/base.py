@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from gateway.core.incidents import Location
 
 if TYPE_CHECKING:
-    from gateway.ingest.pipeline import BatchResult
+    from gateway.core.contract import BatchResult
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gateway.ingest.pipeline import Resolved
+from gateway.core.contract import Resolved
 from gateway.rules.base import Ctx, Dev, Facts, in_window
 
 if TYPE_CHECKING:

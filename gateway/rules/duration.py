@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from drivers.base import STATE
-from gateway.ingest.pipeline import Resolved
+from gateway.core.contract import Resolved
 from gateway.rules.base import Ctx, Dev, Facts, reading_dict
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""The rule engine: a pipeline Processor that turns resolved readings, status changes and timers
+"""The rule engine: a pipeline BaseStage that turns resolved readings, status changes and timers
 into incidents (see docs/rules.md).
 
 It runs inside the pipeline thread's transaction. Rule state is in the store (``timers``,
@@ -23,8 +23,8 @@ from zoneinfo import ZoneInfo
 from drivers.base import EVENT, STATE
 from gateway.core import incidents as inc
 from gateway.core.clock import StepDetector, mono_ms
+from gateway.core.contract import BaseStage, BatchResult, Resolved
 from gateway.core.store import FLAG_RETAINED
-from gateway.ingest.pipeline import BatchResult, Processor, Resolved
 from gateway.rules import correlation, duration, immediate, inactivity, offline, schedule, threshold
 from gateway.rules.base import Ctx, Dev, Facts, RuleStore, reading_dict
 
@@ -35,7 +35,7 @@ ACTIVITY_TYPES = frozenset({"motion_sensor", "presence_sensor", "fall_radar", "d
 FLAP_KEYS = ("contact", "water_leak", "tamper", "gate_fault", "vehicle_present", "smoke", "gas")
 
 
-class RuleEngine(Processor):
+class RuleEngine(BaseStage):
     def __init__(
         self,
         cfg: Any,
@@ -275,7 +275,7 @@ class RuleEngine(Processor):
                 return True
         return False
 
-    # --- Processor -----------------------------------------------------------------------------
+    # --- BaseStage -----------------------------------------------------------------------------
     def process(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
         if not self.settings.enabled:
             return
@@ -294,6 +294,31 @@ class RuleEngine(Processor):
         self.rs.begin(conn, result)
         ctx = Ctx(conn, result, now_ms)
         self._guarded(ctx, self._tick, None)
+
+    # State worth keeping across a reload (clock detector, boot time, flapping windows, LoRaWAN
+    # gateway mirrors); everything else is rebuilt from the new config.
+    CARRIED_ACROSS_RELOAD = (
+        "detector",
+        "_started",
+        "boot_wall",
+        "boot_mono",
+        "suspect_until",
+        "_flap",
+        "_flap_prev",
+        "lgw_seen",
+        "lgw_written",
+        "ldev_written",
+        "_last_wall_saved",
+        "_next_lgw_check",
+        "errors",
+        "suppressed",
+    )
+
+    def reconfigured(self, cfg: Any, rev: int) -> RuleEngine:
+        new = RuleEngine(cfg, config_rev=rev)
+        for name in self.CARRIED_ACROSS_RELOAD:
+            setattr(new, name, getattr(self, name))
+        return new
 
     def _guarded(self, ctx: Ctx, whole: Callable[[Ctx], None], one: Callable[[Ctx, Any], None] | None) -> None:
         conn = ctx.conn

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from drivers.base import STATE
-from gateway.ingest.pipeline import Resolved
+from gateway.core.contract import Resolved
 from gateway.rules import correlation
 from gateway.rules.base import Ctx, Dev, Facts
 

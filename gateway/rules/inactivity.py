@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gateway.core import incidents as inc
-from gateway.ingest.pipeline import Resolved
+from gateway.core.contract import Resolved
 from gateway.rules.base import Ctx, Dev, Facts, add_active_time
 
 if TYPE_CHECKING:

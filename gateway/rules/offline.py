@@ -27,7 +27,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from gateway.core import incidents as inc
-from gateway.ingest.pipeline import Resolved, StatusChange
+from gateway.core.contract import Resolved, StatusChange
 from gateway.rules.base import Ctx, Dev, Facts
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gateway.core import incidents as inc
-from gateway.ingest.pipeline import Resolved
+from gateway.core.contract import Resolved
 from gateway.rules.base import Ctx, Dev, Facts, in_window, reading_dict
 
 if TYPE_CHECKING:

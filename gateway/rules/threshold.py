@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gateway.ingest.pipeline import Resolved
+from gateway.core.contract import Resolved
 from gateway.rules.base import Ctx, Dev, Facts
 
 if TYPE_CHECKING:

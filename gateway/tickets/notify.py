@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.core import incidents as inc
+from gateway.core.contract import IncidentEvent
 from gateway.core.workers import ReaderThread
 from gateway.tickets import lifecycle as lc
 
@@ -63,10 +64,10 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def event_name(ev: Mapping[str, Any]) -> str:
-    if ev["kind"] == "state_changed":
-        return str(ev["data"].get("to", "state_changed"))
-    return str(ev["kind"])
+def event_name(ev: IncidentEvent) -> str:
+    if ev.kind == "state_changed":
+        return str(ev.data.get("to", "state_changed"))
+    return str(ev.kind)
 
 
 def prefix(cfg: Any) -> str:
@@ -83,11 +84,11 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     return f"t={timestamp},v1={mac}"
 
 
-def recipients_for(cfg: Any, ev: Mapping[str, Any], t: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def recipients_for(cfg: Any, ev: IncidentEvent, t: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     from gateway.tickets import assignment as dp
 
-    data = ev["data"]
-    kind = ev["kind"]
+    data = ev.data
+    kind = ev.kind
     if kind == "escalated":
         return [dict(r) for r in data.get("recipients", [])]
     if kind == "whistle":
@@ -105,7 +106,7 @@ def recipients_for(cfg: Any, ev: Mapping[str, Any], t: Mapping[str, Any] | None)
 
 def message(
     cfg: Any,
-    ev: Mapping[str, Any],
+    ev: IncidentEvent,
     incident: Mapping[str, Any],
     t: Mapping[str, Any] | None,
     recipients: Sequence[Mapping[str, Any]],
@@ -114,10 +115,10 @@ def message(
     return {
         "v": SCHEMA_VERSION,
         "gateway": cfg.gateway.id,
-        "seq": ev["seq"],
+        "seq": ev.seq,
         "event": event_name(ev),
-        "kind": ev["kind"],
-        "ts_ms": ev["ts_ms"],
+        "kind": ev.kind,
+        "ts_ms": ev.ts_ms,
         "incident": {
             "id": incident["id"],
             "category": incident["category"],
@@ -133,9 +134,9 @@ def message(
             else None
         ),
         "recipients": [dict(r) for r in recipients],
-        "actor": ev.get("actor"),
-        "role": ev.get("role"),
-        "data": {k: v for k, v in ev["data"].items() if k not in _PRIVATE_KEYS},
+        "actor": ev.actor,
+        "role": ev.role,
+        "data": {k: v for k, v in ev.data.items() if k not in _PRIVATE_KEYS},
     }
 
 
@@ -147,16 +148,16 @@ def _webhook_wants(wh: Any, msg: Mapping[str, Any]) -> bool:
     return not wh.roles or any(r.get("role") in wh.roles for r in msg["recipients"])
 
 
-def enqueue(conn: sqlite3.Connection, cfg: Any, events: Sequence[Mapping[str, Any]], now_ms: int) -> int:
+def enqueue(conn: sqlite3.Connection, cfg: Any, events: Sequence[IncidentEvent], now_ms: int) -> int:
     """Write the deliveries for ``events`` (in the caller's transaction). Returns how many."""
     settings = cfg.tickets
     rows: list[tuple[Any, ...]] = []
     releases: list[tuple[Any, ...]] = []
     cache: dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]] = {}
     for ev in events:
-        if ev["kind"] not in NOTIFY_KINDS:
+        if ev.kind not in NOTIFY_KINDS:
             continue
-        iid = str(ev["incident_id"])
+        iid = str(ev.incident_id)
         if iid not in cache:
             cache[iid] = (inc.get(conn, iid), lc.ticket(conn, iid))
         incident, t = cache[iid]
@@ -166,7 +167,7 @@ def enqueue(conn: sqlite3.Connection, cfg: Any, events: Sequence[Mapping[str, An
         msg = message(cfg, ev, incident, t, recipients)
         name = msg["event"]
         if settings.mqtt:
-            rows.append((now_ms, iid, ev["seq"], name, "mqtt", topic(cfg, incident["category"], name), _dumps(msg)))
+            rows.append((now_ms, iid, ev.seq, name, "mqtt", topic(cfg, incident["category"], name), _dumps(msg)))
         if not settings.webhooks:
             continue
         resident = cfg.resident(incident["resident_id"]) if incident.get("resident_id") else None
@@ -189,7 +190,7 @@ def enqueue(conn: sqlite3.Connection, cfg: Any, events: Sequence[Mapping[str, An
                     }
                     fields += ["resident_id", "name", "phone", "flags"]
                 releases.append((now_ms, iid, resident.id, wh.name, None, "webhook", _dumps(fields)))
-            rows.append((now_ms, iid, ev["seq"], name, "webhook", wh.name, _dumps(body)))
+            rows.append((now_ms, iid, ev.seq, name, "webhook", wh.name, _dumps(body)))
     if rows:
         conn.executemany(
             "INSERT INTO deliveries(created_ms, incident_id, event_seq, event, channel, target, payload)"
@@ -202,11 +203,6 @@ def enqueue(conn: sqlite3.Connection, cfg: Any, events: Sequence[Mapping[str, An
             " VALUES (?,?,?,?,?,?,?)",
             releases,
         )
-    # --- issue 9: staff channels (WeCom/DingTalk robots, SMS/voice, e-mail), same transaction -------
-    from gateway.channels.delivery import enqueue as enqueue_channels
-
-    enqueue_channels(conn, cfg, events, now_ms)
-    # --- end issue 9 ---------------------------------------------------------------------------------
     return len(rows)
 
 

@@ -19,14 +19,14 @@ from typing import Any
 
 from gateway.core import incidents as inc
 from gateway.core.clock import mono_ms
-from gateway.ingest.pipeline import BatchResult, Processor
+from gateway.core.contract import BaseStage, BatchResult
 from gateway.tickets import escalation, notify
 from gateway.tickets import lifecycle as lc
 
 log = logging.getLogger("gateway.tickets")
 
 
-class TicketProcessor(Processor):
+class TicketProcessor(BaseStage):
     def __init__(
         self,
         cfg: Any,
@@ -41,6 +41,13 @@ class TicketProcessor(Processor):
         self.ctx = lc.TicketContext(cfg, inc.IncidentStore(cfg.gateway.id, config_rev), self.guard)
         self._rev_known = config_rev is not None
         self.errors = 0
+
+    def reconfigured(self, cfg: Any, rev: int) -> TicketProcessor:
+        """A new stage for the new config; the clock guard (with what it saw) and the error count stay."""
+        new = TicketProcessor(cfg, config_rev=rev)
+        new.guard = self.guard
+        new.errors = self.errors
+        return new
 
     def _begin(self, conn: sqlite3.Connection, now_ms: int) -> None:
         if not self._rev_known:
@@ -81,14 +88,14 @@ class TicketProcessor(Processor):
         def run() -> None:
             self._begin(conn, now_ms)
             for ev in list(result.incident_events):
-                kind = ev["kind"]
+                kind = ev.kind
                 if kind == "created":
-                    if lc.ticket(conn, ev["incident_id"]) is None:
-                        lc.dispatch_new(conn, result, self.ctx, ev["incident_id"], now_ms)
-                elif kind == "auto_cleared" and not ev["data"].get("resolved"):
-                    incident = inc.get(conn, ev["incident_id"])
+                    if lc.ticket(conn, ev.incident_id) is None:
+                        lc.dispatch_new(conn, result, self.ctx, ev.incident_id, now_ms)
+                elif kind == "auto_cleared" and not ev.data.get("resolved"):
+                    incident = inc.get(conn, ev.incident_id)
                     if incident is not None and not incident["life_safety"] and incident["state"] == "dispatched":
-                        lc.auto_resolve(conn, result, self.ctx, incident["id"], str(ev["data"].get("reason")), now_ms)
+                        lc.auto_resolve(conn, result, self.ctx, incident["id"], str(ev.data.get("reason")), now_ms)
 
         self._guarded(conn, result, run)
         self._guarded(conn, result, lambda: self._notify(conn, result, now_ms))

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
-from gateway.ingest.pipeline import BatchResult
+from gateway.core.contract import BatchResult
 from gateway.tickets import lifecycle as lc
 from gateway.tickets.notify import NotifySender, paho_publisher
 from gateway.tickets.processor import TicketProcessor
@@ -22,11 +22,15 @@ SCORE_ITEMS_CENTRAL = ("contract_fulfilment", "on_site_inspection")
 
 
 class TicketService:
-    def __init__(self, gw: Any) -> None:
+    """The thread around the ticket stage (the notification sender) and the API's ticket actions.
+
+    The stage itself is a link of the chain that gateway/app.py declares; a reload may replace it,
+    so the service always asks the pipeline for the current one.
+    """
+
+    def __init__(self, gw: Any, stage: TicketProcessor) -> None:
         self.gw = gw
         cfg = gw.cfg
-        self.processor = TicketProcessor(cfg, config_rev=gw.config_rev)
-        gw.pipeline.processors.insert(1, self.processor)  # right after the RuleEngine
         publish = None
         if cfg.tickets.mqtt:
             from gateway.ingest.mqtt import TELEMETRY
@@ -37,16 +41,17 @@ class TicketService:
 
             publish = paho_publisher(client)
         self.sender = NotifySender(
-            gw.store_path, cfg, call=gw.pipeline.call, publish=publish, incidents=self.processor.ctx.incidents
+            gw.store_path, cfg, call=gw.pipeline.call, publish=publish, incidents=stage.ctx.incidents
         )
-        # --- issue 9: staff channels (gateway/channels): own sender thread, same outbox transaction ---
-        from gateway.channels.delivery import ChannelDispatcher
-
-        self.channels = ChannelDispatcher(
-            gw.store_path, cfg, call=gw.pipeline.call, incidents=self.processor.ctx.incidents
-        )
-        # --- end issue 9 ---
         gw.add_listener(self._committed)
+
+    @property
+    def processor(self) -> TicketProcessor:
+        """The ticket stage now in the chain (a reload builds a new one)."""
+        for stage in self.gw.pipeline.stages:
+            if isinstance(stage, TicketProcessor):
+                return stage
+        raise LookupError("the chain has no ticket stage")
 
     @property
     def ctx(self) -> lc.TicketContext:
@@ -55,17 +60,13 @@ class TicketService:
     def start(self) -> None:
         if self.gw.cfg.tickets.enabled:
             self.sender.start()
-            if self.gw.cfg.channels.enabled:  # issue 9
-                self.channels.start()
 
     def stop(self) -> None:
         self.sender.stop()
-        self.channels.stop()  # issue 9
 
     def _committed(self, result: BatchResult) -> None:
         if result.incident_events:
             self.sender.wake()
-            self.channels.wake()  # issue 9
 
     # --- the API's entry points ------------------------------------------------------------------
     def apply_action(
