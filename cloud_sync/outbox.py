@@ -29,7 +29,7 @@ from typing import Any
 
 from cloud_sync import lineproto as lp
 from gateway.core import store as st
-from gateway.core.contract import BaseStage, BatchResult
+from gateway.core.contract import BaseStage, BatchResult, IncidentEvent
 
 log = logging.getLogger("cloud_sync.outbox")
 
@@ -331,13 +331,13 @@ class OutboxProcessor(BaseStage):
             )
 
     # --- incident events -------------------------------------------------------------------------
-    def _tags_of_incident(self, conn: sqlite3.Connection, ev: Mapping[str, Any]) -> dict[str, str | None]:
+    def _tags_of_incident(self, conn: sqlite3.Connection, ev: IncidentEvent) -> dict[str, str | None]:
         """Category, type, severity and location of the event's incident: from the snapshot the
-        incident store attached, else from its row (same transaction), else from the event itself."""
-        incident_id = str(ev.get("incident_id") or "")
-        snap = ev.get("incident")
-        if isinstance(snap, Mapping):
-            src: Mapping[str, Any] = snap
+        incident store attached, else from its row (same transaction), else from the event's data."""
+        incident_id = ev.incident_id
+        src: Mapping[str, Any]
+        if ev.incident is not None:
+            src = ev.incident
         else:
             row = None
             if incident_id:
@@ -351,9 +351,7 @@ class OutboxProcessor(BaseStage):
             if row is not None:
                 src = dict(zip(("category", "type", "severity", "building", "grid", "compound"), row, strict=True))
             else:
-                data = ev.get("data")
-                d = data if isinstance(data, Mapping) else {}
-                src = {k: ev.get(k, d.get(k)) for k in ("category", "type", "severity", "building", "grid", "compound")}
+                src = {k: ev.data.get(k) for k in ("category", "type", "severity", "building", "grid", "compound")}
         building = src.get("building")
         b = str(building) if building else None
         loc = self._location(b)
@@ -368,32 +366,20 @@ class OutboxProcessor(BaseStage):
             "compound": str(compound) if compound else loc["compound"],
         }
 
-    def event_line(self, conn: sqlite3.Connection, ev: Mapping[str, Any], row_id: int, now_ms: int) -> str:
+    def event_line(self, conn: sqlite3.Connection, ev: IncidentEvent, row_id: int, now_ms: int) -> str:
         t: dict[str, str | None] = dict(self.site_tags)
         t.update(self._tags_of_incident(conn, ev))
-        kind = ev.get("kind")
-        t["kind"] = str(kind) if kind else "unknown"
-        data = ev.get("data")
-        data = data if isinstance(data, Mapping) else {}
-        snap = ev.get("incident")
-        snap = snap if isinstance(snap, Mapping) else {}
+        kind = ev.kind
+        t["kind"] = kind
+        data = ev.data
+        snap = ev.incident or {}
         if kind == "severity_changed" and isinstance(data.get("to"), str):
             t["severity"] = data["to"]
         series = lp.M_INCIDENT + lp.tags(t)
-        try:
-            ms = int(ev.get("ts_ms") or now_ms)
-        except (TypeError, ValueError):
-            ms = now_ms
-        ms = self._unique.take(series, ms)
-        seq = ev.get("seq")
-        parts = [
-            f"incident_id={lp.string_field(str(ev.get('incident_id') or ''))}",
-            f"seq={int(seq)}i" if isinstance(seq, int) else "seq=0i",
-            "n=1i",
-        ]
-        for key in ("actor", "role"):
-            v = ev.get(key)
-            if isinstance(v, str) and v:
+        ms = self._unique.take(series, ev.ts_ms or now_ms)
+        parts = [f"incident_id={lp.string_field(ev.incident_id)}", f"seq={int(ev.seq)}i", "n=1i"]
+        for key, v in (("actor", ev.actor), ("role", ev.role)):
+            if v:
                 parts.append(f"{key}={lp.string_field(v)}")
         state = data.get("to") if kind == "state_changed" else snap.get("state")
         if isinstance(state, str):
@@ -411,8 +397,6 @@ class OutboxProcessor(BaseStage):
         i = self._ids(conn)
         lines: list[tuple[int, str]] = []
         for ev in events:
-            if not isinstance(ev, Mapping):
-                continue
             lines.append((i, self.event_line(conn, ev, i, now_ms)))
             i += 1
         self._next = i

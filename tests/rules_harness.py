@@ -256,4 +256,4 @@ class Harness:
         return inc.all_incidents(self.store.conn)
 
     def events(self) -> list[dict[str, Any]]:
-        return inc.events(self.store.conn, 0, 100_000)
+        return [e.as_feed() for e in inc.events(self.store.conn, 0, 100_000)]

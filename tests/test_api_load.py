@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from gateway.api.stream import is_urgent
-from gateway.core.contract import StatusChange
+from gateway.core.contract import EventKind, IncidentEvent, StatusChange
 from gateway.install import traffic
 from gateway.install.mosquitto import Mosquitto
 from tests.api_harness import ApiServer, trigger, write_api_site
@@ -123,15 +123,18 @@ def test_urgent_incident_is_sent_at_once_ahead_of_gathered_device_changes(srv: A
 
 
 def test_which_changes_are_urgent() -> None:
-    def created(severity: str, life: bool = False) -> dict[str, Any]:
+    def event(kind: EventKind, data: dict[str, Any], snap: dict[str, Any] | None = None) -> IncidentEvent:
+        return IncidentEvent(1, "i1", 0, kind, actor=None, role=None, data=data, incident=snap)
+
+    def created(severity: str, life: bool = False) -> IncidentEvent:
         snap = {"severity": severity, "life_safety": life}
-        return {"kind": "created", "data": dict(snap), "incident": snap}
+        return event("created", dict(snap), snap)
 
     assert is_urgent(created("critical")) and is_urgent(created("major")) and is_urgent(created("minor", life=True))
     assert not is_urgent(created("warning")) and not is_urgent(created("minor"))
-    assert is_urgent({"kind": "severity_changed", "data": {"from": "minor", "to": "critical"}})
-    assert not is_urgent({"kind": "severity_changed", "data": {"from": "warning", "to": "minor"}})
-    assert not is_urgent({"kind": "state_changed", "data": {"to": "accepted"}})
+    assert is_urgent(event("severity_changed", {"from": "minor", "to": "critical"}))
+    assert not is_urgent(event("severity_changed", {"from": "warning", "to": "minor"}))
+    assert not is_urgent(event("state_changed", {"to": "accepted"}))
 
 
 def test_governor_caps_requests_only_while_ingest_is_behind(srv: ApiServer) -> None:

@@ -67,8 +67,8 @@ channels:
 
     def on_commit(result: BatchResult) -> None:
         for ev in result.incident_events:
-            snap = ev.get("incident") or {}
-            if ev["kind"] == "created" and snap.get("type") == "sos":
+            snap = ev.incident or {}
+            if ev.kind == "created" and snap.get("type") == "sos":
                 committed["sos"] = time.monotonic()
         disp.wake()
 

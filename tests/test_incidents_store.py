@@ -74,7 +74,7 @@ def test_concurrent_writers_make_one_incident(tmp_path: Path) -> None:
     try:
         [row] = inc.all_incidents(conn)
         assert row["count"] == n_threads * per_thread
-        kinds = [e["kind"] for e in inc.events(conn, 0, 10_000)]
+        kinds = [e.kind for e in inc.events(conn, 0, 10_000)]
         assert kinds.count("created") == 1 and kinds.count("repeated") == n_threads * per_thread - 1
         assert len(row["readings"]) == inc.MAX_READINGS
     finally:
@@ -148,15 +148,15 @@ def test_recurrence_after_resolution_links_previous_and_ids_are_gateway_scoped(t
         assert [r["state"] for r in rows] == ["resolved", "cancelled", "new"]
         assert all(r["id"].startswith(f"gw-hy-01-{s.get_meta('store_uid')}-") for r in rows)
         # the events handed to listeners are the stored ones, in order
-        assert [e["seq"] for e in res.incident_events] == [e["seq"] for e in inc.events(c)]
-        assert [e["kind"] for e in res.incident_events] == [
+        assert [e.seq for e in res.incident_events] == [e.seq for e in inc.events(c)]
+        assert [e.kind for e in res.incident_events] == [
             "created",
             "state_changed",
             "created",
             "state_changed",
             "created",
         ]
-        assert res.incident_events[1]["actor"] == "ec1" and res.incident_events[1]["role"] == "eldercare_worker"
+        assert res.incident_events[1].actor == "ec1" and res.incident_events[1].role == "eldercare_worker"
     finally:
         s.close()
 
@@ -186,7 +186,7 @@ def test_feed_seq_is_monotonic_and_never_reused(tmp_path: Path) -> None:
     for i in range(5):
         store.raise_or_repeat(c, None, trig(key=f"d{i}|sos", ts=i), i)
     c.execute("COMMIT")
-    last = inc.events(c)[-1]["seq"]
+    last = inc.events(c)[-1].seq
     c.execute("BEGIN IMMEDIATE")
     c.execute("DELETE FROM incident_events WHERE seq=?", (last,))  # never done, but even then:
     c.execute("COMMIT")
@@ -198,9 +198,9 @@ def test_feed_seq_is_monotonic_and_never_reused(tmp_path: Path) -> None:
         seq = store.append_event(c, None, "x", "note", 10, {"n": 1}, actor="ps1")
         c.execute("COMMIT")
         assert seq > last
-        seqs = [e["seq"] for e in inc.events(c)]
+        seqs = [e.seq for e in inc.events(c)]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-        assert [e["seq"] for e in inc.events(c, after=seqs[1])] == seqs[2:]
+        assert [e.seq for e in inc.events(c, after=seqs[1])] == seqs[2:]
     finally:
         s.close()
 

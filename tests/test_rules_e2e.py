@@ -14,7 +14,7 @@ import pytest
 from edge_config import load_config
 from gateway.app import Gateway
 from gateway.core import incidents as inc
-from gateway.core.contract import BatchResult
+from gateway.core.contract import BatchResult, IncidentEvent
 from gateway.install import traffic
 from gateway.install.mosquitto import Mosquitto
 from tests.rules_harness import write_rules_site
@@ -40,7 +40,7 @@ def test_alarms_through_the_real_broker(tmp_path: Path, private_broker: Mosquitt
     sim = {d.id: d for d in traffic.sim_devices(cfg)}
     db = tmp_path / "gateway.db"
     gw = Gateway(cfg, store_path=db)
-    seen: list[dict[str, Any]] = []
+    seen: list[IncidentEvent] = []
     gw.add_listener(lambda r: seen.extend(r.incident_events) if isinstance(r, BatchResult) else None)
     gw.start()
     pub = TrackedPublisher("127.0.0.1", private_broker.port, "e2e-rules")
@@ -65,7 +65,7 @@ def test_alarms_through_the_real_broker(tmp_path: Path, private_broker: Mosquitt
         got = {i["type"]: i for i in read_incidents(db)}
         assert set(got) == {"sos", "smoke", "door_forced", "heart_rate_abnormal", "bridge_offline"}
         assert got["sos"]["severity"] == "critical" and got["sos"]["resident_id"] == "r1"
-        assert wait_until(lambda: len([e for e in seen if e["kind"] == "created"]) == 5, 10)
+        assert wait_until(lambda: len([e for e in seen if e.kind == "created"]) == 5, 10)
     finally:
         pub.close()
         gw.stop()

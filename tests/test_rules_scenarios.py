@@ -488,7 +488,7 @@ def test_incident_fields_location_readings_and_events(cfg: Any, tmp_path: Path) 
         # the name of the resident is never copied into the incident or its events
         assert "张阿姨" not in json.dumps(i, ensure_ascii=False) + json.dumps(ev, ensure_ascii=False)
         # listeners got the events of the committed batches, in order
-        seen = [e["seq"] for r in h.results for e in r.incident_events]
+        seen = [e.seq for r in h.results for e in r.incident_events]
         assert seen == [e["seq"] for e in ev]
     finally:
         h.close()
@@ -526,7 +526,7 @@ def test_open_key_rule_and_recurrence_after_manual_resolution(cfg: Any, tmp_path
         a, b = h.incidents()
         assert a["state"] == "resolved" and a["open_key"] is None
         assert b["state"] == "new" and b["previous_id"] == a["id"] and b["open_key"] == a["key"]
-        assert inc.events(h.store.conn)[-1]["kind"] == "created"
+        assert inc.events(h.store.conn)[-1].kind == "created"
     finally:
         h.close()
 

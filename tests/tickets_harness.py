@@ -121,7 +121,7 @@ class TicketHarness(Harness):
         return lc.snapshot(self.store.conn, incident_id)
 
     def timeline(self, incident_id: str) -> list[dict[str, Any]]:
-        return [e for e in inc.events(self.store.conn, 0, 100_000) if e["incident_id"] == incident_id]
+        return [e.as_feed() for e in inc.events(self.store.conn, 0, 100_000) if e.incident_id == incident_id]
 
     def kinds(self, incident_id: str) -> list[str]:
         return [

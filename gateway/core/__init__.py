@@ -1,0 +1,1 @@
+"""The core every stage shares: the contract, the SQLite store, the incident log, clock, heap, reader threads."""
