@@ -35,6 +35,7 @@ from pydantic import (
 from .api_settings import ApiSettings
 from .camera_settings import CamerasSettings
 from .channel_settings import ChannelSettings
+from .device_types import DEVICE_TYPES, Category, DeviceTypeFacts
 from .privacy_settings import PrivacySettings
 from .rules_settings import RulesSettings
 from .secrets import EnvSecret
@@ -62,8 +63,6 @@ Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 GatewayId = Annotated[str, StringConstraints(pattern=GATEWAY_ID_PATTERN)]
 TypeKey = Annotated[str, StringConstraints(pattern=TYPE_KEY_PATTERN)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-
-Category = Literal["parking", "security", "eldercare", "device_health"]
 
 #: Drivers assumed when the ``drivers`` package cannot be imported (or has no ``DRIVERS``).
 FALLBACK_DRIVERS: tuple[str, ...] = ("zigbee2mqtt", "chirpstack", "native")
@@ -630,36 +629,21 @@ class DeviceTypeSettings(StrictModel):
     )
 
 
-def _t(
-    category: Category, life_safety: bool, interval: int | None, battery: int | None, **kw: Any
-) -> DeviceTypeSettings:
-    fields = {"category": category, "life_safety": life_safety, "expected_interval_s": interval}
-    return DeviceTypeSettings.model_validate({**fields, "battery_low_pct": battery, **kw})
+def _builtin(facts: DeviceTypeFacts) -> DeviceTypeSettings:
+    return DeviceTypeSettings.model_validate(
+        {
+            "category": facts.category,
+            "life_safety": facts.life_safety,
+            "expected_interval_s": facts.expected_interval_s,
+            "battery_low_pct": facts.battery_low_pct,
+            **facts.settings,
+        }
+    )
 
 
-_MAINS = 600  # Zigbee2MQTT availability default for mains-powered ("active") devices: 10 min
-_BATTERY = 90000  # ... and for battery ("passive") devices: 25 h. SOS buttons rely on their check-in.
-
-#: Built-in device types. YAML ``device_types`` entries override individual fields.
-BUILTIN_DEVICE_TYPES: dict[str, DeviceTypeSettings] = {
-    "sos_button": _t("eldercare", True, _BATTERY, 20),
-    "pull_cord": _t("eldercare", True, _BATTERY, 20),
-    "fall_radar": _t("eldercare", True, _MAINS, None),
-    "presence_sensor": _t("eldercare", False, _MAINS, None, inactivity_hours=6.0),
-    "motion_sensor": _t("security", False, _BATTERY, 20),
-    "door_contact": _t("security", False, _BATTERY, 20, door_open_max_s=300),
-    "exit_door_contact": _t("eldercare", False, _BATTERY, 20, door_open_max_s=300),
-    "access_controller": _t("security", False, _MAINS, None),
-    "smoke_detector": _t("security", True, _BATTERY, 20),
-    "gas_detector": _t("security", True, _MAINS, None),
-    "water_leak": _t("security", False, _BATTERY, 20),
-    "wearable": _t("eldercare", False, 1800, 20),
-    "parking_sensor": _t("parking", False, _BATTERY, 20),
-    "barrier_gate": _t("parking", False, _MAINS, None),
-    "camera": _t("security", False, _MAINS, None),
-    "zigbee_router": _t("device_health", False, _MAINS, None),
-    "plug": _t("device_health", False, _MAINS, None),
-}
+#: Built-in device types (defaults from edge_config.device_types). YAML ``device_types`` entries
+#: override individual fields.
+BUILTIN_DEVICE_TYPES: dict[str, DeviceTypeSettings] = {name: _builtin(f) for name, f in DEVICE_TYPES.items()}
 
 
 class Location(StrictModel):

@@ -37,22 +37,12 @@ from zoneinfo import ZoneInfo
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_config.device_types import door_types, sim_event_weights
 from gateway.install import traffic
 from gateway.install.scenarios import Planned, plan
 from gateway.install.traffic import SimDevice
 
 log = logging.getLogger("gateway.install.simulator")
-
-ACTIVE_TYPES = {
-    "door_contact": 3.0,
-    "exit_door_contact": 1.0,
-    "motion_sensor": 2.0,
-    "presence_sensor": 1.0,
-    "access_controller": 3.0,
-    "barrier_gate": 2.0,
-    "parking_sensor": 1.0,
-    "camera": 1.5,
-}
 
 
 def day_factor(hour: float) -> float:
@@ -152,8 +142,9 @@ class Simulator:
                 kind = found[1].kind if found is not None else "normal"
                 self._space_kind[d.id] = kind
                 self._occupied[d.id] = kind == "normal" and self.rng.random() < 0.6
-        self._active = [d for d in self.devices if d.type in ACTIVE_TYPES]
-        self._active_w = list(itertools.accumulate(ACTIVE_TYPES[d.type] for d in self._active))
+        weights = sim_event_weights()
+        self._active = [d for d in self.devices if d.type in weights]
+        self._active_w = list(itertools.accumulate(weights[d.type] for d in self._active))
         self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         if username is not None:
             self._client.username_pw_set(username, password)
@@ -208,7 +199,7 @@ class Simulator:
             if dev.type == "parking_sensor":
                 return traffic.frigate_zone_state(dev, self._occupied.get(dev.id, False), self.rng)
             return traffic.frigate_zone_state(dev, self.rng.random() < 0.1, self.rng)
-        if dev.type in ("door_contact", "exit_door_contact"):
+        if dev.type in door_types():
             return traffic.state(
                 dev,
                 {
@@ -235,7 +226,7 @@ class Simulator:
         if dev.driver == "frigate" and t != "parking_sensor":
             self.publish(*traffic.frigate_zone_state(dev, True, self.rng), device=dev.id)
             schedule(self.rng.uniform(3, 15), dev, lambda: self.publish(*self.checkin(dev), device=dev.id))
-        elif t in ("door_contact", "exit_door_contact"):
+        elif t in door_types():
             self._closed[dev.id] = False
             self.publish(*self.checkin(dev), device=dev.id)
 

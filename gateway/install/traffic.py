@@ -14,6 +14,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from edge_config.device_types import door_types
+
 
 @dataclass(frozen=True)
 class SimDevice:
@@ -48,7 +50,7 @@ def chirpstack_topic(dev: SimDevice, app: str = "3f1c2a5e-0b7d-4d7e-9a51-6b2f0e8
 def _z2m_state(dev: SimDevice, rng: random.Random) -> dict[str, Any]:
     common = {"battery": rng.randint(35, 100), "linkquality": rng.randint(20, 255), "voltage": rng.randint(2800, 3100)}
     t = dev.type
-    if t in ("door_contact", "exit_door_contact"):
+    if t in door_types():
         return {**common, "contact": rng.random() < 0.9}
     if t in ("motion_sensor",):
         return {**common, "occupancy": rng.random() < 0.3, "illuminance": rng.randint(0, 900)}

@@ -12,18 +12,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from edge_config.device_types import door_types
 from gateway.core.contract import Resolved
 from gateway.rules.base import Ctx, Dev, Facts, in_window
-
-if TYPE_CHECKING:
-    from gateway.rules.engine import RuleEngine
-
-DOOR_TYPES = frozenset({"exit_door_contact", "door_contact"})
+from gateway.rules.host import RuleHost
 
 
-def on_fall(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved) -> None:
+def on_fall(eng: RuleHost, ctx: Ctx, dev: Dev, res: Resolved) -> None:
     eng.rs.timer_arm(
         f"fallchk|{dev.id}",
         "fallchk",
@@ -33,19 +30,19 @@ def on_fall(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved) -> None:
     )
 
 
-def fire_fall(eng: RuleEngine, ctx: Ctx, dev_id: str, due: int, data: dict[str, Any]) -> None:
+def fire_fall(eng: RuleHost, ctx: Ctx, dev_id: str, due: int, data: dict[str, Any]) -> None:
     row = ctx.conn.execute("SELECT id FROM incidents WHERE open_key=?", (eng.key(dev_id, "fall"),)).fetchone()
     if row is not None:
         eng.incidents.set_severity(ctx.conn, ctx.result, row[0], "critical", "no_motion_after_fall", due, ctx.now)
 
 
-def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts) -> None:
+def on_reading(eng: RuleHost, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts) -> None:
     rid = dev.resident_id
     if facts.motion and rid is not None:
         for other in eng.resident_devices.get(rid, ()):
             if other != dev.id and eng.devices[other].type == "fall_radar":
                 eng.rs.timer_cancel(f"fallchk|{other}")
-    if facts.door_opened and rid is not None and dev.type in DOOR_TYPES:
+    if facts.door_opened and rid is not None and dev.type in door_types():
         r = eng.cfg.resident(rid)
         if (
             r is not None

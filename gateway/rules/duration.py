@@ -12,14 +12,12 @@ time before the due time (e.g. queued in the broker while we were down) cancels 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from drivers.base import STATE
 from gateway.core.contract import Resolved
 from gateway.rules.base import Ctx, Dev, Facts, reading_dict
-
-if TYPE_CHECKING:
-    from gateway.rules.engine import RuleEngine
+from gateway.rules.host import RuleHost
 
 PARKING = {  # space kind -> (incident type, settings field, severity, unit ms)
     "fire_lane": ("parking_fire_lane", "fire_lane_max_min", "major"),
@@ -29,7 +27,7 @@ PARKING = {  # space kind -> (incident type, settings field, severity, unit ms)
 }
 
 
-def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts) -> None:
+def on_reading(eng: RuleHost, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts) -> None:
     if res.reading.kind != STATE:
         return
     vals = res.reading.values
@@ -79,7 +77,7 @@ def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts)
             eng.clear(ctx, eng.key(dev.id, typ), res.ts_ms, "vehicle_left")
 
 
-def fire_door(eng: RuleEngine, ctx: Ctx, dev_id: str, due: int, data: dict[str, Any]) -> None:
+def fire_door(eng: RuleHost, ctx: Ctx, dev_id: str, due: int, data: dict[str, Any]) -> None:
     dev = eng.devices.get(dev_id)
     if dev is None:
         return
@@ -97,7 +95,7 @@ def fire_door(eng: RuleEngine, ctx: Ctx, dev_id: str, due: int, data: dict[str, 
     eng.raise_(ctx, trig, dev)
 
 
-def fire_park(eng: RuleEngine, ctx: Ctx, dev_id: str, due: int, data: dict[str, Any]) -> None:
+def fire_park(eng: RuleHost, ctx: Ctx, dev_id: str, due: int, data: dict[str, Any]) -> None:
     dev = eng.devices.get(dev_id)
     if dev is None or dev.space_kind not in PARKING:
         return

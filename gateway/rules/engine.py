@@ -27,10 +27,10 @@ from gateway.core.contract import BaseStage, BatchResult, Resolved
 from gateway.core.store import FLAG_RETAINED
 from gateway.rules import correlation, duration, immediate, inactivity, offline, schedule, threshold
 from gateway.rules.base import Ctx, Dev, Facts, RuleStore, reading_dict
+from gateway.rules.host import RuleHost
 
 log = logging.getLogger("gateway.rules")
 
-ACTIVITY_TYPES = frozenset({"motion_sensor", "presence_sensor", "fall_radar", "door_contact", "exit_door_contact"})
 # Value keys whose toggling counts for flapping detection.
 FLAP_KEYS = ("contact", "water_leak", "tamper", "gate_fault", "vehicle_present", "smoke", "gas")
 
@@ -516,11 +516,11 @@ class RuleEngine(BaseStage):
         return f
 
 
-def _fire_clear(eng: RuleEngine, ctx: Ctx, key: str, due: int, data: dict[str, Any]) -> None:
+def _fire_clear(eng: RuleHost, ctx: Ctx, key: str, due: int, data: dict[str, Any]) -> None:
     eng.incidents.auto_clear(ctx.conn, ctx.result, key, int(data.get("ts_ms", due)), data.get("reason", ""), ctx.now)
 
 
-_FIRE: dict[str, Callable[[RuleEngine, Ctx, str, int, dict[str, Any]], None]] = {
+_FIRE: dict[str, Callable[[RuleHost, Ctx, str, int, dict[str, Any]], None]] = {
     "clear": _fire_clear,
     "door": duration.fire_door,
     "park": duration.fire_park,
@@ -528,3 +528,6 @@ _FIRE: dict[str, Callable[[RuleEngine, Ctx, str, int, dict[str, Any]], None]] = 
     "offline": offline.fire,
     "fallchk": correlation.fire_fall,
 }
+
+# The rule families are written against RuleHost; this line makes mypy prove the engine is one.
+_ENGINE_IS_A_HOST: type[RuleHost] = RuleEngine

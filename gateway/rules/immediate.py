@@ -8,15 +8,11 @@ readings and button presses in EVENT ``{"sos": True}``: both trigger.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from drivers.base import STATE
 from gateway.core.contract import Resolved
 from gateway.rules import correlation
 from gateway.rules.base import Ctx, Dev, Facts
-
-if TYPE_CHECKING:
-    from gateway.rules.engine import RuleEngine
+from gateway.rules.host import RuleHost
 
 # value key -> (incident type, category (None = the device's), severity)
 IMMEDIATE: dict[str, tuple[str, str | None, str]] = {
@@ -31,7 +27,7 @@ IMMEDIATE: dict[str, tuple[str, str | None, str]] = {
 }
 
 
-def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts) -> None:
+def on_reading(eng: RuleHost, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts) -> None:
     vals = res.reading.values
     for k, (typ, cat, sev) in IMMEDIATE.items():
         v = vals.get(k)

@@ -10,27 +10,24 @@ auto-clears it at once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from edge_config.device_types import activity_types
 from gateway.core import incidents as inc
 from gateway.core.contract import Resolved
 from gateway.rules.base import Ctx, Dev, Facts, add_active_time
-
-if TYPE_CHECKING:
-    from gateway.rules.engine import RuleEngine
+from gateway.rules.host import RuleHost
 
 TYPE = "inactivity"
 
 
-def resident_hours(eng: RuleEngine) -> dict[str, float]:
-    from gateway.rules.engine import ACTIVITY_TYPES
-
+def resident_hours(eng: RuleHost) -> dict[str, float]:
     out: dict[str, float] = {}
     for rid, dev_ids in eng.resident_devices.items():
         r = eng.cfg.resident(rid)
         if r is None:
             continue
-        hours = [eng.devices[d].settings.inactivity_hours for d in dev_ids if eng.devices[d].type in ACTIVITY_TYPES]
+        hours = [eng.devices[d].settings.inactivity_hours for d in dev_ids if eng.devices[d].type in activity_types()]
         hours = [h for h in hours if h]
         if not hours:
             continue
@@ -38,21 +35,21 @@ def resident_hours(eng: RuleEngine) -> dict[str, float]:
     return out
 
 
-def _due(eng: RuleEngine, rid: str, last_ms: int) -> int:
+def _due(eng: RuleHost, rid: str, last_ms: int) -> int:
     r = eng.cfg.resident(rid)
     hours = eng.inactivity_hours[rid]
     ah = r.active_hours
     return add_active_time(last_ms, int(hours * 3_600_000), eng.tz, ah.start, ah.end)
 
 
-def arm_missing(eng: RuleEngine, ctx: Ctx) -> None:
+def arm_missing(eng: RuleHost, ctx: Ctx) -> None:
     """At start: residents without a timer (new install) are watched from now."""
     for rid in eng.inactivity_hours:
         if eng.rs.timer_get(f"inact|{rid}") is None:
             eng.rs.timer_arm(f"inact|{rid}", "inact", _due(eng, rid, ctx.now), ctx.now, {"last_ms": ctx.now})
 
 
-def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts) -> None:
+def on_reading(eng: RuleHost, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts) -> None:
     rid = dev.resident_id
     if not facts.activity or rid is None or rid not in eng.inactivity_hours:
         return
@@ -64,7 +61,7 @@ def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts)
     eng.clear(ctx, f"resident|{rid}|{TYPE}", res.ts_ms, "activity", hold_s=0)
 
 
-def fire(eng: RuleEngine, ctx: Ctx, rid: str, due: int, data: dict[str, Any]) -> None:
+def fire(eng: RuleHost, ctx: Ctx, rid: str, due: int, data: dict[str, Any]) -> None:
     if rid not in eng.inactivity_hours:
         return
     trig = inc.Trigger(
@@ -73,15 +70,9 @@ def fire(eng: RuleEngine, ctx: Ctx, rid: str, due: int, data: dict[str, Any]) ->
         type=TYPE,
         severity="major",
         ts_ms=due,
-        devices=[d for d in eng.resident_devices.get(rid, []) if eng.devices[d].type in _activity()],
+        devices=[d for d in eng.resident_devices.get(rid, []) if eng.devices[d].type in activity_types()],
         location=eng.resident_location(rid),
         resident_id=rid,
         detail={"hours": eng.inactivity_hours[rid], "last_activity_ms": data.get("last_ms")},
     )
     eng.incidents.raise_or_repeat(ctx.conn, ctx.result, trig, ctx.now)
-
-
-def _activity() -> frozenset[str]:
-    from gateway.rules.engine import ACTIVITY_TYPES
-
-    return ACTIVITY_TYPES

@@ -24,14 +24,12 @@ for ``bridge:<base>`` from ``zigbee2mqtt/bridge/state``) and persists it in ``de
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway.core import incidents as inc
 from gateway.core.contract import Resolved, StatusChange
 from gateway.rules.base import Ctx, Dev, Facts
-
-if TYPE_CHECKING:
-    from gateway.rules.engine import RuleEngine
+from gateway.rules.host import RuleHost
 
 TYPE = "device_offline"
 
@@ -52,7 +50,7 @@ def _open_id(ctx: Ctx, key: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def on_status(eng: RuleEngine, ctx: Ctx, ch: StatusChange) -> None:
+def on_status(eng: RuleHost, ctx: Ctx, ch: StatusChange) -> None:
     if ch.device_id.startswith("bridge:"):
         key = f"group|bridge|{ch.device_id}"
         if not ch.online:
@@ -90,11 +88,11 @@ def on_status(eng: RuleEngine, ctx: Ctx, ch: StatusChange) -> None:
         _check_groups(eng, ctx, dev)
 
 
-def _need(eng: RuleEngine, members: list[str]) -> int:
+def _need(eng: RuleHost, members: list[str]) -> int:
     return max(eng.settings.group_min_devices, math.ceil(eng.settings.group_fraction * len(members)))
 
 
-def _levels(eng: RuleEngine, dev: Dev) -> list[tuple[str, str, list[str]]]:
+def _levels(eng: RuleHost, dev: Dev) -> list[tuple[str, str, list[str]]]:
     out = []
     if dev.loc.compound and dev.loc.compound in eng.compound_members:
         out.append(("compound", dev.loc.compound, eng.compound_members[dev.loc.compound]))
@@ -103,7 +101,7 @@ def _levels(eng: RuleEngine, dev: Dev) -> list[tuple[str, str, list[str]]]:
     return out
 
 
-def _check_groups(eng: RuleEngine, ctx: Ctx, dev: Dev) -> str | None:
+def _check_groups(eng: RuleHost, ctx: Ctx, dev: Dev) -> str | None:
     """Form (or extend) a compound/building group; returns the group incident covering dev."""
     off = _offline(ctx)
     win = eng.settings.group_window_s * 1000
@@ -145,7 +143,7 @@ def _check_groups(eng: RuleEngine, ctx: Ctx, dev: Dev) -> str | None:
     return None
 
 
-def _fold(eng: RuleEngine, ctx: Ctx, devices: list[str], group_id: str) -> None:
+def _fold(eng: RuleHost, ctx: Ctx, devices: list[str], group_id: str) -> None:
     for d in devices:
         eng.rs.timer_cancel(f"offline|{d}")
         key = eng.key(d, TYPE)
@@ -153,7 +151,7 @@ def _fold(eng: RuleEngine, ctx: Ctx, devices: list[str], group_id: str) -> None:
             eng.incidents.auto_clear(ctx.conn, ctx.result, key, ctx.now, f"grouped:{group_id}", ctx.now)
 
 
-def _group_recovery(eng: RuleEngine, ctx: Ctx, dev: Dev, ts: int) -> None:
+def _group_recovery(eng: RuleHost, ctx: Ctx, dev: Dev, ts: int) -> None:
     off = _offline(ctx)
     for level, gid, members in _levels(eng, dev):
         key = f"group|{level}|{gid}"
@@ -161,7 +159,7 @@ def _group_recovery(eng: RuleEngine, ctx: Ctx, dev: Dev, ts: int) -> None:
             eng.clear(ctx, key, ts, "devices_back_online")
 
 
-def _explained_by(eng: RuleEngine, ctx: Ctx, dev: Dev) -> str | None:
+def _explained_by(eng: RuleHost, ctx: Ctx, dev: Dev) -> str | None:
     c = ctx.conn
     if dev.driver == "zigbee2mqtt":
         row = c.execute(
@@ -181,7 +179,7 @@ def _explained_by(eng: RuleEngine, ctx: Ctx, dev: Dev) -> str | None:
     return None
 
 
-def fire(eng: RuleEngine, ctx: Ctx, dev_id: str, due: int, data: dict[str, Any]) -> None:
+def fire(eng: RuleHost, ctx: Ctx, dev_id: str, due: int, data: dict[str, Any]) -> None:
     dev = eng.devices.get(dev_id)
     if dev is None:
         return
@@ -206,7 +204,7 @@ def fire(eng: RuleEngine, ctx: Ctx, dev_id: str, due: int, data: dict[str, Any])
 
 
 # --- LoRaWAN gateways ----------------------------------------------------------------------------
-def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts) -> None:
+def on_reading(eng: RuleHost, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts) -> None:
     if dev.driver != "chirpstack":
         return
     gws = res.reading.meta.get("gateway_ids")
@@ -225,7 +223,7 @@ def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts)
         eng.ldev_written[dev.id] = t
 
 
-def check_lorawan(eng: RuleEngine, ctx: Ctx) -> None:
+def check_lorawan(eng: RuleHost, ctx: Ctx) -> None:
     if eng.detector.mono() - eng.boot_mono < eng.settings.startup_grace_s * 1000:
         return
     limit = eng.settings.lorawan_gateway_silent_s * 1000

@@ -8,21 +8,17 @@ hours nothing is raised.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from gateway.core import incidents as inc
 from gateway.core.contract import Resolved
 from gateway.rules.base import Ctx, Dev, Facts, in_window, reading_dict
-
-if TYPE_CHECKING:
-    from gateway.rules.engine import RuleEngine
+from gateway.rules.host import RuleHost
 
 
-def armed(eng: RuleEngine, zone: object, ts_ms: int) -> bool:
+def armed(eng: RuleHost, zone: object, ts_ms: int) -> bool:
     return any(in_window(ts_ms, eng.tz, w.start, w.end, w.days) for w in zone.armed)  # type: ignore[attr-defined]
 
 
-def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts) -> None:
+def on_reading(eng: RuleHost, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts) -> None:
     if not dev.zones:
         return
     vals = res.reading.values

@@ -9,16 +9,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway.core.contract import Resolved
 from gateway.rules.base import Ctx, Dev, Facts
-
-if TYPE_CHECKING:
-    from gateway.rules.engine import RuleEngine
+from gateway.rules.host import RuleHost
 
 
-def _vital(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, typ: str, bad: bool) -> None:
+def _vital(eng: RuleHost, ctx: Ctx, dev: Dev, res: Resolved, typ: str, bad: bool) -> None:
     n = dev.settings.consecutive_readings
     skey = f"vit|{dev.id}|{typ}"
     old: dict[str, Any] = eng.rs.get(skey) or {"bad": 0, "good": n}  # shared with the cache: not mutated
@@ -32,7 +30,7 @@ def _vital(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, typ: str, bad: bo
         eng.clear(ctx, key, res.ts_ms, "normal_readings", hold_s=0)
 
 
-def on_reading(eng: RuleEngine, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts) -> None:
+def on_reading(eng: RuleHost, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts) -> None:
     vals = res.reading.values
     s = dev.settings
     hr = vals.get("heart_rate")
