@@ -185,7 +185,8 @@ class DriverSpec:
     decode: DecodeFn
     # Default MQTT topic filters this driver listens on; the site config may override them.
     default_topics: tuple[str, ...]
-    # One line of help: which ecosystem and format the driver decodes (docs, CLI, config schema).
+    # One line of help: which ecosystem and format the driver decodes, for whoever picks a driver
+    # (docs/drivers.md mirrors it; the index test requires it).
     description: str
     # How a config device's address is normalised to match Reading.device (e.g. lower-case hex).
     normalise_address: Callable[[str], str] = field(default=lambda a: a.strip().lower())
