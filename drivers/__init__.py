@@ -2,8 +2,10 @@
 
 Each driver is a small module with a pure ``decode(topic, payload) -> list[Reading]`` (see
 drivers/base.py for the contract and docs/drivers.md for the formats). To add a driver: write
-the module, add its entry here, add real payload samples under tests/payloads/<name>/; the
-meta-tests in tests/test_driver_table.py then run over it automatically.
+the module, add its entry here (its topics, help text, address rule and life-safety topics: the
+rest of the gateway asks this table and never branches on driver names), add real payload samples
+under tests/payloads/<name>/ with tests in tests/test_drivers.py and a section in docs/drivers.md;
+the meta-tests in tests/test_driver_table.py then run over it and check that nothing is missing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ DRIVERS: dict[str, DriverSpec] = {
             "(contact, occupancy, water leak, smoke, SOS buttons, ...)."
         ),
         normalise_address=zigbee2mqtt.normalise_address,
+        address_pattern=r"^0x[0-9a-f]{16}$",
+        address_help=(
+            "a zigbee2mqtt address is the IEEE address: '0x' followed by 16 hex digits "
+            "(e.g. '0x00158d0001a2b3c4'; see Zigbee2MQTT's device page), quoted"
+        ),
+        safety_topics=zigbee2mqtt.safety_topics,
+        decoder_for_base=zigbee2mqtt.make_decoder,
     ),
     chirpstack.NAME: DriverSpec(
         name=chirpstack.NAME,
@@ -31,6 +40,12 @@ DRIVERS: dict[str, DriverSpec] = {
             "geomagnetic parking sensor byte layout on fPort 2, device battery status."
         ),
         normalise_address=chirpstack.normalise_address,
+        address_pattern=r"^[0-9a-f]{16}$",
+        address_help=(
+            "a chirpstack address is the LoRaWAN DevEUI: 16 hex digits without separators "
+            "(e.g. '70b3d57ed0051234'), quoted"
+        ),
+        safety_topics=chirpstack.safety_topics,
     ),
     native.NAME: DriverSpec(
         name=native.NAME,
@@ -45,6 +60,12 @@ DRIVERS: dict[str, DriverSpec] = {
             "wearables, barrier gates): state, event and availability channels."
         ),
         normalise_address=native.normalise_address,
+        address_pattern=r"^[a-z0-9][a-z0-9_.:-]{0,127}$",
+        address_help=(
+            "a native address is the device id used in its topic edge/v1/devices/<id>/...: "
+            "letters, digits, '-', '_', '.' or ':' (max 128)"
+        ),
+        safety_topics=native.safety_topics,
     ),
     frigate.NAME: DriverSpec(
         name=frigate.NAME,
@@ -55,6 +76,10 @@ DRIVERS: dict[str, DriverSpec] = {
             "-> vehicle_present / occupancy per <camera>/<zone> device (camera parking and intrusion)."
         ),
         normalise_address=frigate.normalise_address,
+        # Not checked: Frigate camera and zone names are the site's own choice.
+        address_help="a frigate address is one Frigate zone as <camera>/<zone> (e.g. 'lot_cam/fire_lane_1')",
+        # No life-safety topics: every camera and zone shares frigate/events, so one zone's
+        # messages cannot be subscribed to on their own.
     ),
 }
 

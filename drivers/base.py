@@ -155,19 +155,52 @@ def parse_json_object(payload: bytes) -> dict[str, Any]:
 
 
 DecodeFn = Callable[[str, bytes], list[Reading]]
+# (subscribed filter, normalised device address, friendly name or None) -> topic filters that
+# carry this device's alarms; see DriverSpec.safety_topics.
+SafetyTopicsFn = Callable[[str, str, str | None], tuple[str, ...]]
+
+
+def filter_base(filter_: str) -> str:
+    """The literal levels before the first wildcard: 'zigbee2mqtt/#' -> 'zigbee2mqtt',
+    'edge/v1/devices/+/+' -> 'edge/v1/devices'."""
+    parts = []
+    for part in filter_.split("/"):
+        if part in ("+", "#"):
+            break
+        parts.append(part)
+    return "/".join(parts)
+
+
+def no_safety_topics(filter_: str, address: str, friendly_name: str | None) -> tuple[str, ...]:
+    """For drivers whose devices never raise life-safety alarms on a topic of their own."""
+    return ()
 
 
 @dataclass(frozen=True, slots=True)
 class DriverSpec:
-    """One entry of the driver table (see drivers/__init__.py)."""
+    """One entry of the driver table (see drivers/__init__.py): everything the rest of the gateway
+    needs to know about a driver, so no other module has to branch on driver names."""
 
     name: str
     decode: DecodeFn
     # Default MQTT topic filters this driver listens on; the site config may override them.
     default_topics: tuple[str, ...]
+    # One line of help: which ecosystem and format the driver decodes, for whoever picks a driver
+    # (docs/drivers.md mirrors it; the index test requires it).
     description: str
     # How a config device's address is normalised to match Reading.device (e.g. lower-case hex).
     normalise_address: Callable[[str], str] = field(default=lambda a: a.strip().lower())
+    # What a config address must look like once stripped and lower-cased (full match; None = any
+    # string), and the explanation the config loader shows when it does not.
+    address_pattern: str | None = None
+    address_help: str = ""
+    # Topic filters the life-safety session subscribes to for one life-safety device, derived from
+    # each filter the site subscribes this driver to. They must be narrow (one device) because
+    # that session stores and acknowledges every message it receives before anything else.
+    safety_topics: SafetyTopicsFn = no_safety_topics
+    # For drivers whose topics start with a configurable base of any depth ('site1/z2m/#'): a
+    # decode bound to that base. ``decode`` itself takes the first topic level as the base.
+    decoder_for_base: Callable[[str], DecodeFn] | None = None
 
 
 # --- Shared value helpers (used by every driver; added with the driver table) -------------------

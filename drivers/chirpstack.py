@@ -78,6 +78,14 @@ def normalise_address(address: str) -> str:
     return address.strip().lower().replace("-", "").replace(":", "").replace(" ", "")
 
 
+def safety_topics(filter_: str, address: str, friendly_name: str | None) -> tuple[str, ...]:
+    """Alarms arrive in uplinks only, so only a subscribed ``.../event/up`` filter gives the device's
+    uplink topic (any application id)."""
+    if filter_.endswith("/event/up"):
+        return (f"application/+/device/{address}/event/up",)
+    return ()
+
+
 def decode(topic: str, payload: bytes) -> list[Reading]:
     parts = topic.split("/")
     if len(parts) != 6 or parts[0] != "application" or parts[2] != "device" or parts[4] != "event":

@@ -41,6 +41,7 @@ from drivers.base import (
     DecodeError,
     Reading,
     coerce_value,
+    filter_base,
     parse_json,
     parse_json_object,
     parse_timestamp_ms,
@@ -58,6 +59,11 @@ _MAX_META_STR = 256
 
 def normalise_address(address: str) -> str:
     return address.strip().lower()
+
+
+def safety_topics(filter_: str, address: str, friendly_name: str | None) -> tuple[str, ...]:
+    """Every channel of the device (``<base>/<device_id>/+``): state and event both carry alarms."""
+    return (f"{filter_base(filter_)}/{address}/+",)
 
 
 def decode(topic: str, payload: bytes) -> list[Reading]:

@@ -67,6 +67,7 @@ from drivers.base import (
     DecodeError,
     Reading,
     coerce_value,
+    filter_base,
     parse_json,
     parse_json_object,
     parse_timestamp_ms,
@@ -101,6 +102,12 @@ def normalise_address(address: str) -> str:
     if m:
         return "0x" + m.group(1)
     return a
+
+
+def safety_topics(filter_: str, address: str, friendly_name: str | None) -> tuple[str, ...]:
+    """A device's state topic is ``<base>/<friendly_name>``; without a configured friendly name its
+    messages cannot be told apart by topic, so it gets no life-safety subscription of its own."""
+    return (f"{filter_base(filter_)}/{friendly_name}",) if friendly_name else ()
 
 
 def decode(topic: str, payload: bytes) -> list[Reading]:

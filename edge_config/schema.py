@@ -48,9 +48,6 @@ from .ticket_settings import TicketSettings
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 GATEWAY_ID_PATTERN = r"^[a-z0-9-]{2,32}$"
 TYPE_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,47}$"
-ZIGBEE_ADDRESS_PATTERN = r"^0x[0-9a-f]{16}$"
-DEVEUI_PATTERN = r"^[0-9a-f]{16}$"
-NATIVE_ADDRESS_PATTERN = r"^[a-z0-9][a-z0-9_.:-]{0,127}$"
 
 #: Human explanations for the patterns above, used by the loader's error messages.
 PATTERN_HELP: dict[str, str] = {
@@ -65,21 +62,46 @@ TypeKey = Annotated[str, StringConstraints(pattern=TYPE_KEY_PATTERN)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 #: Drivers assumed when the ``drivers`` package cannot be imported (or has no ``DRIVERS``).
-FALLBACK_DRIVERS: tuple[str, ...] = ("zigbee2mqtt", "chirpstack", "native")
+FALLBACK_DRIVERS: tuple[str, ...] = ("zigbee2mqtt", "chirpstack", "native", "frigate")
+
+
+@functools.cache
+def _driver_table() -> Mapping[str, Any]:
+    """``drivers.DRIVERS`` (name -> DriverSpec), or empty when it cannot be imported. Every
+    per-driver fact the config checks (names, address forms) comes from there."""
+    try:
+        from drivers import DRIVERS  # type: ignore[attr-defined,unused-ignore]
+
+        return dict(DRIVERS)
+    except Exception:
+        return {}
 
 
 @functools.cache
 def known_drivers() -> tuple[str, ...]:
     """Names of the ingest drivers: keys of ``drivers.DRIVERS`` if importable, else the fallback."""
-    try:
-        from drivers import DRIVERS  # type: ignore[attr-defined,unused-ignore]
+    names = tuple(sorted(str(k) for k in _driver_table()))
+    return names or FALLBACK_DRIVERS
 
-        names = tuple(sorted(str(k) for k in DRIVERS))
-        if names:
-            return names
-    except Exception:
-        pass
-    return FALLBACK_DRIVERS
+
+def _drivers_in_table_order() -> tuple[str, ...]:
+    """For the schema's examples and descriptions: the table's own order, main ecosystems first."""
+    return tuple(str(k) for k in _driver_table()) or FALLBACK_DRIVERS
+
+
+def _address_description() -> str:
+    helps = [str(spec.address_help) for spec in _driver_table().values() if getattr(spec, "address_help", "")]
+    if not helps:
+        return "Stable device address as the driver reports it, stored lower-case."
+    return "Stable device address as the driver reports it, stored lower-case: " + "; ".join(helps) + "."
+
+
+def _check_address(driver: object, value: str) -> None:
+    """The driver's address rule (``DriverSpec.address_pattern``) on a stripped lower-case address."""
+    spec = _driver_table().get(driver) if isinstance(driver, str) else None
+    pattern = getattr(spec, "address_pattern", None)
+    if pattern is not None and not re.fullmatch(pattern, value):
+        raise ValueError(getattr(spec, "address_help", "") or f"address does not match {pattern}")
 
 
 def _check_driver(value: str) -> str:
@@ -232,7 +254,7 @@ class IngestSource(StrictModel):
 
     driver: str = Field(
         description="Driver that decodes messages on these topics.",
-        json_schema_extra={"examples": list(FALLBACK_DRIVERS)},
+        json_schema_extra={"examples": list(_drivers_in_table_order())},
     )
     topics: list[str] = Field(min_length=1, description="MQTT topic filters to subscribe to.")
 
@@ -674,14 +696,10 @@ class Device(StrictModel):
     id: Id = Field(description="Device id, unique in the file (e.g. 'b03-u1-sos-1201').")
     name: str = Field(default="", max_length=100, description="Friendly display name, e.g. '3号楼1单元1201 SOS按钮'.")
     driver: str = Field(
-        description="Ingest driver: zigbee2mqtt, chirpstack or native.",
-        json_schema_extra={"examples": list(FALLBACK_DRIVERS)},
+        description=f"Ingest driver: one of {', '.join(_drivers_in_table_order())}.",
+        json_schema_extra={"examples": list(_drivers_in_table_order())},
     )
-    address: str = Field(
-        min_length=1,
-        description="Stable device address, stored lower-case: IEEE address '0x' + 16 hex (zigbee2mqtt), "
-        "DevEUI 16 hex (chirpstack) or the native device id.",
-    )
+    address: str = Field(min_length=1, description=_address_description())
     friendly_name: str | None = Field(
         default=None, description="Zigbee2MQTT friendly name (installers rename devices; the address is the key)."
     )
@@ -707,22 +725,7 @@ class Device(StrictModel):
     @classmethod
     def _address(cls, value: str, info: ValidationInfo) -> str:
         value = value.strip().lower()
-        driver = info.data.get("driver")
-        if driver == "zigbee2mqtt" and not re.fullmatch(ZIGBEE_ADDRESS_PATTERN, value):
-            raise ValueError(
-                "a zigbee2mqtt address is the IEEE address: '0x' followed by 16 hex digits "
-                "(e.g. '0x00158d0001a2b3c4'; see Zigbee2MQTT's device page), quoted"
-            )
-        if driver == "chirpstack" and not re.fullmatch(DEVEUI_PATTERN, value):
-            raise ValueError(
-                "a chirpstack address is the LoRaWAN DevEUI: 16 hex digits without separators "
-                "(e.g. '70b3d57ed0051234'), quoted"
-            )
-        if driver == "native" and not re.fullmatch(NATIVE_ADDRESS_PATTERN, value):
-            raise ValueError(
-                "a native address is the device id used in its topic edge/v1/devices/<id>/...: "
-                "letters, digits, '-', '_', '.' or ':' (max 128)"
-            )
+        _check_address(info.data.get("driver"), value)
         return value
 
 

@@ -1,16 +1,22 @@
 """Meta-tests over the whole driver table: every entry, hostile inputs, property-based fuzzing.
 
 A new driver only has to add its plausible topics to TOPICS below; everything else here then
-runs over it.
+runs over it. The index tests find every driver module on their own and check that it is in the
+table, documented in docs/drivers.md and covered by payload samples in tests/test_drivers.py.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
+import importlib
 import json
 import math
+import pkgutil
+import re
 import time
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -30,7 +36,10 @@ from drivers.base import (
     DecodeError,
     DriverSpec,
     Reading,
+    filter_base,
 )
+from edge_config.schema import check_topic_filter
+from gateway.ingest.routing import _spec_for
 
 EUI = "70b3d57ed0051234"
 # Per driver: its main data topic first (must parse the payload), then other plausible topics.
@@ -195,6 +204,103 @@ def test_default_topics_match_the_data_topic(key: str) -> None:
         return len(f) == len(t)
 
     assert any(matches(f, data_topic) for f in DRIVERS[key].default_topics)
+
+
+# ---------------------------------------------------------------- index: every driver module is wired up
+
+ROOT = Path(__file__).resolve().parent.parent
+DRIVERS_DOC = ROOT / "docs" / "drivers.md"
+PAYLOAD_TESTS = Path(__file__).resolve().parent / "test_drivers.py"
+PAYLOADS = Path(__file__).resolve().parent / "payloads"
+
+
+def _driver_modules() -> list[ModuleType]:
+    """Every module of the drivers package that defines its own ``decode`` (helpers such as
+    base and parking_codec do not)."""
+    found = []
+    for info in pkgutil.iter_modules(drivers.__path__):
+        mod = importlib.import_module(f"drivers.{info.name}")
+        fn = getattr(mod, "decode", None)
+        if callable(fn) and fn.__module__ == mod.__name__:
+            found.append(mod)
+    return found
+
+
+DRIVER_MODULES = {getattr(m, "NAME", m.__name__.rpartition(".")[2]): m for m in _driver_modules()}
+
+
+def test_driver_modules_are_found() -> None:
+    assert {"zigbee2mqtt", "chirpstack", "native", "frigate"} <= set(DRIVER_MODULES)
+
+
+@pytest.mark.parametrize("name", sorted(DRIVER_MODULES))
+def test_driver_module_is_registered(name: str) -> None:
+    assert name in DRIVERS, f"drivers/{DRIVER_MODULES[name].__name__[8:]}.py is not in drivers.DRIVERS"
+    assert DRIVERS[name].decode is DRIVER_MODULES[name].decode
+
+
+@pytest.mark.parametrize("name", sorted(DRIVER_MODULES))
+def test_driver_module_is_documented(name: str) -> None:
+    headings = [
+        ln.lstrip("#").strip().lower() for ln in DRIVERS_DOC.read_text("utf-8").splitlines() if ln.startswith("## ")
+    ]
+    assert any(name in h for h in headings), f"docs/drivers.md has no '## ' section naming {name}"
+
+
+@pytest.mark.parametrize("name", sorted(DRIVER_MODULES))
+def test_driver_module_has_payload_tests(name: str) -> None:
+    samples = sorted(p.name for p in (PAYLOADS / name).glob("*") if p.is_file()) if (PAYLOADS / name).is_dir() else []
+    assert samples, f"no published-format payload samples under tests/payloads/{name}/"
+    source = PAYLOAD_TESTS.read_text("utf-8")
+    # tests/test_drivers.py reads samples through sample("<driver>/<file>") or a helper built on it
+    assert re.search(r'sample\(f?"' + re.escape(name) + "/", source), f"tests/test_drivers.py reads no {name} sample"
+    assert any(f'{s}"' in source for s in samples), f"no tests/payloads/{name}/ file is used by tests/test_drivers.py"
+
+
+@pytest.mark.parametrize("key", sorted(DRIVERS))
+def test_entry_facts(key: str) -> None:
+    spec = DRIVERS[key]
+    assert spec.description.strip() and "\n" not in spec.description, "help text is one non-empty line"
+    assert spec.address_help.strip() and "\n" not in spec.address_help
+    for flt in spec.default_topics:
+        assert check_topic_filter(flt) == flt
+    if spec.address_pattern is not None:
+        re.compile(spec.address_pattern)
+    for flt in spec.default_topics:
+        for friendly in (None, "b3/u1/sos"):
+            for topic in spec.safety_topics(flt, "dev-1", friendly):
+                assert check_topic_filter(topic) == topic, topic
+                assert "#" not in topic, "a life-safety filter names one device"
+
+
+@pytest.mark.parametrize(
+    ("key", "source_filter", "address", "friendly", "expected"),
+    [
+        ("zigbee2mqtt", "zigbee2mqtt/#", "0x00158d0001a2b3c4", "b3/u1/sos", ("zigbee2mqtt/b3/u1/sos",)),
+        ("zigbee2mqtt", "site1/z2m/#", "0x00158d0001a2b3c4", "sos", ("site1/z2m/sos",)),
+        ("zigbee2mqtt", "zigbee2mqtt/#", "0x00158d0001a2b3c4", None, ()),
+        ("chirpstack", "application/+/device/+/event/up", EUI, None, (f"application/+/device/{EUI}/event/up",)),
+        ("chirpstack", "application/app-1/device/+/event/up", EUI, None, (f"application/+/device/{EUI}/event/up",)),
+        ("chirpstack", "application/+/device/+/event/status", EUI, None, ()),
+        ("native", "edge/v1/devices/+/+", "radar-1", None, ("edge/v1/devices/radar-1/+",)),
+        ("native", "edge/v1/devices/+/state", "radar-1", "x", ("edge/v1/devices/radar-1/+",)),
+        ("frigate", "frigate/events", "lot_cam/fire_lane_1", None, ()),
+    ],
+)
+def test_safety_topics(key: str, source_filter: str, address: str, friendly: str | None, expected: tuple) -> None:
+    assert DRIVERS[key].safety_topics(source_filter, address, friendly) == expected
+
+
+def test_filter_base_and_configurable_base_topic() -> None:
+    assert filter_base("zigbee2mqtt/#") == "zigbee2mqtt"
+    assert filter_base("edge/v1/devices/+/+") == "edge/v1/devices"
+    assert filter_base("#") == ""
+    assert _spec_for("zigbee2mqtt", ("zigbee2mqtt/#",)) is DRIVERS["zigbee2mqtt"]
+    bound = _spec_for("zigbee2mqtt", ("site1/z2m/#",))
+    assert bound.decode("site1/z2m/b3/sos", b'{"sos": true}')[0].device == "name:b3/sos"
+    with pytest.raises(DecodeError):
+        bound.decode("zigbee2mqtt/b3/sos", b'{"sos": true}')
+    assert _spec_for("native", ("site1/native/+/+",)) is DRIVERS["native"]
 
 
 # ---------------------------------------------------------------- hostile corpus

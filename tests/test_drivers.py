@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import drivers
-from drivers import chirpstack, native, parking_codec, zigbee2mqtt
+from drivers import chirpstack, frigate, native, parking_codec, zigbee2mqtt
 from drivers.base import (
     AVAILABILITY,
     BRIDGE,
@@ -560,6 +560,63 @@ def test_native_command_channels_ignored() -> None:
 )
 def test_native_errors(topic: str, payload: bytes | dict[str, Any], expected: str) -> None:
     assert reason(nat, topic, payload) == expected
+
+
+# ---------------------------------------------------------------- Frigate events
+
+FRIGATE_EVENTS = "frigate/events"
+
+
+def frig(name: str) -> list[Reading]:
+    return frigate.decode(FRIGATE_EVENTS, sample(f"frigate/{name}"))
+
+
+def test_frigate_car_moving_between_bays() -> None:
+    meta = {"camera": "lot_cam", "label": "car", "event_id": "1714557700.5-x9y8z7", "score": 0.9}
+    assert frig("update_car_moved.json") == [
+        Reading("lot_cam/space_03", STATE, {"vehicle_present": False}, 1714557760250, {**meta, "zone": "space_03"}),
+        Reading("lot_cam/space_04", STATE, {"vehicle_present": True}, 1714557760250, {**meta, "zone": "space_04"}),
+    ]
+
+
+def test_frigate_end_frees_the_zone() -> None:
+    assert frig("end_car.json") == [
+        Reading(
+            "lot_cam/fire_lane_1",
+            STATE,
+            {"vehicle_present": False},
+            1714558230500,
+            {
+                "camera": "lot_cam",
+                "label": "car",
+                "event_id": "1714557600.123456-ab12cd",
+                "score": 0.83,
+                "zone": "fire_lane_1",
+            },
+        )
+    ]
+
+
+def test_frigate_person_enters_and_leaves_a_restricted_zone() -> None:
+    meta = {"camera": "back_door", "label": "person", "event_id": "1714600000.9-p1q2r3", "zone": "restricted"}
+    assert frig("new_person_back_door.json") == [
+        Reading("back_door/restricted", STATE, {"occupancy": True}, 1714600001300, {**meta, "score": 0.79})
+    ]
+    assert frig("update_person_left_zone.json") == [
+        Reading("back_door/restricted", STATE, {"occupancy": False}, 1714600012600, {**meta, "score": 0.81})
+    ]
+
+
+@pytest.mark.parametrize("name", ["false_positive.json", "new_dog.json"])
+def test_frigate_ignored_objects(name: str) -> None:
+    assert frig(name) == []
+
+
+def test_frigate_other_topics_and_normalise() -> None:
+    payload = sample("frigate/new_car_fire_lane.json")
+    for topic in ("frigate/lot_cam/car", "frigate/lot_cam/car/snapshot", "frigate/available", "frigate/events/x"):
+        assert reason(frigate.decode, topic, payload) == "bad_topic"
+    assert drivers.DRIVERS["frigate"].normalise_address(" Lot_Cam/Fire_Lane_1 ") == "lot_cam/fire_lane_1"
 
 
 # ---------------------------------------------------------------- shared helpers and table

@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any
 
+from drivers import DRIVERS
 from gateway.cli.common import load_site
 
 
@@ -184,7 +185,7 @@ def add_commands(sub: Any) -> None:
     a = sub.add_parser("adopt", help="add a device (e.g. one seen, not configured) to the site file")
     a.add_argument("--config", required=True)
     a.add_argument("--from-store", help="take driver/address/friendly name from this store's unconfigured list")
-    a.add_argument("--driver", choices=["zigbee2mqtt", "chirpstack", "native"])
+    a.add_argument("--driver", choices=list(DRIVERS), help="ingest driver (with --from-store: the one that saw it)")
     a.add_argument("--address", required=True)
     a.add_argument("--id", required=True)
     a.add_argument("--type", required=True)

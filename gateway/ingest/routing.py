@@ -4,6 +4,9 @@
 - Which configured device a reading belongs to: (driver, normalised address), Zigbee2MQTT
   friendly-name aliases, devices owned by sibling gateways (ignored, not "unconfigured").
 - Which topics the life-safety session subscribes to, so the telemetry session can leave them.
+
+Every per-driver fact (address form, life-safety topics, configurable base topic) comes from the
+driver table, drivers.DRIVERS.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from paho.mqtt.client import topic_matches_sub
 from paho.mqtt.matcher import MQTTMatcher
 
 from drivers import DRIVERS
-from drivers.base import DriverSpec
+from drivers.base import DriverSpec, filter_base
 from gateway.core.contract import DeviceInfo
 
 
@@ -26,29 +29,13 @@ class Source:
     filters: tuple[str, ...]
 
 
-def _base_of(filter_: str) -> str:
-    """'zigbee2mqtt/#' -> 'zigbee2mqtt'; 'edge/v1/devices/+/+' -> 'edge/v1/devices'."""
-    parts = []
-    for part in filter_.split("/"):
-        if part in ("+", "#"):
-            break
-        parts.append(part)
-    return "/".join(parts)
-
-
 def _safety_filters(driver: str, address: str, friendly: str | None, sources: list[Source]) -> tuple[str, ...]:
     out: list[str] = []
     for src in sources:
         if src.driver.name != driver:
             continue
         for f in src.filters:
-            base = _base_of(f)
-            if driver == "zigbee2mqtt" and friendly:
-                out.append(f"{base}/{friendly}")
-            elif driver == "chirpstack" and f.endswith("/event/up"):
-                out.append(f"application/+/device/{address}/event/up")
-            elif driver == "native":
-                out.append(f"{base}/{address}/+")
+            out.extend(src.driver.safety_topics(f, address, friendly))
     return tuple(dict.fromkeys(out))
 
 
@@ -131,15 +118,14 @@ class Routing:
 
 
 def _spec_for(driver: str, topics: tuple[str, ...]) -> DriverSpec:
-    """The table entry, or for a Zigbee2MQTT base of several levels ('site1/z2m/#') a decoder
-    bound to that base (the table's default decoder takes the first level as the base)."""
+    """The table entry, or for a driver with a configurable base topic whose filters share one
+    base of several levels ('site1/z2m/#') the entry with a decoder bound to that base (the
+    table's default decoder takes the first level as the base)."""
     spec = DRIVERS[driver]
-    if driver == "zigbee2mqtt":
-        bases = {_base_of(t) for t in topics}
+    if spec.decoder_for_base is not None:
+        bases = {filter_base(t) for t in topics}
         if len(bases) == 1 and "/" in next(iter(bases)):
-            from drivers import zigbee2mqtt
-
-            return replace(spec, decode=zigbee2mqtt.make_decoder(next(iter(bases))))
+            return replace(spec, decode=spec.decoder_for_base(next(iter(bases))))
     return spec
 
 
