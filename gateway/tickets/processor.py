@@ -94,4 +94,4 @@ class TicketProcessor(Processor):
         self._guarded(conn, result, lambda: self._notify(conn, result, now_ms))
 
     def _notify(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
-        notify.enqueue(conn, self.cfg, result.incident_events, now_ms)
+        notify.queue_notifications(conn, self.cfg, result.incident_events, now_ms)
