@@ -60,7 +60,7 @@ class Gateway:
             # The rule engine first, so later processors (cloud outbox) see its incident events.
             processors=[
                 RuleEngine(cfg, config_rev=self.config_rev),
-                # issue 10: personal-data retention (a pass every few minutes, in small slices)
+                # Personal-data retention (a pass every few minutes, in small slices)
                 RetentionProcessor(cfg, snapshots=lambda: getattr(self.cameras, "snapshots", None)),
                 *(processors or []),
             ],
@@ -69,18 +69,18 @@ class Gateway:
             retention_ms=cfg.store.readings_retention_days * 86_400_000,
             prune_at_pct=cfg.store.prune_at_pct,
         )
-        # The ticket loop (issue 4): its processor goes right after the RuleEngine; see gateway/tickets.
+        # The ticket loop: its processor goes right after the RuleEngine; see gateway/tickets.
         from gateway.tickets.service import TicketService
 
         self.tickets = TicketService(self)
-        # Store-and-forward to the central time-series store (issue 6): appends its outbox processor
+        # Store-and-forward to the central time-series store: appends its outbox processor
         # last (it needs every incident event of the transaction) and owns the sender thread.
         self.sync: Any = None
         if cfg.sync.enabled:
             from cloud_sync.service import SyncService
 
             self.sync = SyncService(self)
-        # Camera analytics (issue 7): worker processes + sources; readings come back via the broker.
+        # Camera analytics: worker processes + sources; readings come back via the broker.
         self.cameras: Any = None
         if cfg.cameras.cameras:
             from gateway.vision.manager import CameraManager, pipeline_dead_letter
@@ -197,7 +197,7 @@ class Gateway:
             "committed_total": self.pipeline.committed_total,
         }
 
-    # --- config reload (issue 8; gateway/reload.py) ----------------------------------------------
+    # --- config reload (gateway/reload.py) -------------------------------------------------------
     def reload(self, new_cfg: Any) -> None:
         """Swap a validated config in (routing, processors, subscriptions) without losing messages."""
         from gateway.reload import apply_config
@@ -224,7 +224,7 @@ async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event) -> None:
     # cycle collector's full passes, which stop every thread (gateway/core/heap.py).
     static_views(gw.cfg)  # the per-device config views, built now so they are frozen too
     freeze_long_lived()
-    tls = gw.cfg.api.tls  # issue 5: HTTPS when configured; open streams get 5 s to finish on stop
+    tls = gw.cfg.api.tls  # HTTPS when configured; open streams get 5 s to finish on stop
     config = uvicorn.Config(
         app,
         host=host,

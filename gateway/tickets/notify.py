@@ -202,11 +202,11 @@ def queue_notifications(conn: sqlite3.Connection, cfg: Any, events: Sequence[Map
             " VALUES (?,?,?,?,?,?,?)",
             releases,
         )
-    # --- issue 9: staff channels (WeCom/DingTalk robots, SMS/voice, e-mail), same transaction -------
+    # --- staff channels (WeCom/DingTalk robots, SMS/voice, e-mail), same transaction ----------------
     from gateway.channels.delivery import queue_channel_messages
 
     queue_channel_messages(conn, cfg, events, now_ms)
-    # --- end issue 9 ---------------------------------------------------------------------------------
+    # --- end of staff channels -----------------------------------------------------------------------
     return len(rows)
 
 

@@ -1,6 +1,6 @@
-"""``Gateway.tickets``: the ticket loop wired into a running gateway (issue 4).
+"""``Gateway.tickets``: the ticket loop wired into a running gateway.
 
-The API (issue 5) calls these from the asyncio loop; each returns a
+The API calls these from the asyncio loop; each returns a
 :class:`concurrent.futures.Future` (``await asyncio.wrap_future(...)``) whose result is the
 incident dict after the change, or whose exception is a :class:`~gateway.tickets.lifecycle.TicketError`.
 All of them run on the pipeline's writer thread via :meth:`Pipeline.call`.
@@ -39,13 +39,13 @@ class TicketService:
         self.sender = NotifySender(
             gw.store_path, cfg, call=gw.pipeline.call, publish=publish, incidents=self.processor.ctx.incidents
         )
-        # --- issue 9: staff channels (gateway/channels): own sender thread, same outbox transaction ---
+        # --- staff channels (gateway/channels): own sender thread, same outbox transaction ------------
         from gateway.channels.delivery import ChannelDispatcher
 
         self.channels = ChannelDispatcher(
             gw.store_path, cfg, call=gw.pipeline.call, incidents=self.processor.ctx.incidents
         )
-        # --- end issue 9 ---
+        # --- end of staff channels ---
         gw.add_listener(self._committed)
 
     @property
@@ -55,17 +55,17 @@ class TicketService:
     def start(self) -> None:
         if self.gw.cfg.tickets.enabled:
             self.sender.start()
-            if self.gw.cfg.channels.enabled:  # issue 9
+            if self.gw.cfg.channels.enabled:
                 self.channels.start()
 
     def stop(self) -> None:
         self.sender.stop()
-        self.channels.stop()  # issue 9
+        self.channels.stop()
 
     def _committed(self, result: BatchResult) -> None:
         if result.incident_events:
             self.sender.wake()
-            self.channels.wake()  # issue 9
+            self.channels.wake()
 
     # --- the API's entry points ------------------------------------------------------------------
     def apply_action(
