@@ -144,7 +144,9 @@ def next_id(conn: sqlite3.Connection) -> int:
     return top + 1
 
 
-def enqueue(conn: sqlite3.Connection, prio: int, lines: Iterable[tuple[int, str]], created_ms: int) -> tuple[int, int]:
+def append_to_outbox(
+    conn: sqlite3.Connection, prio: int, lines: Iterable[tuple[int, str]], created_ms: int
+) -> tuple[int, int]:
     """Insert pre-built ``(id, line)`` rows of one priority and update the totals.
     Runs in the caller's transaction. Returns (rows, bytes) added."""
     rows = [(i, prio, line, created_ms, len(line) + ROW_OVERHEAD) for i, line in lines]
@@ -307,7 +309,7 @@ class OutboxProcessor(BaseStage):
             lines.append((i, f"{prefix},kind={kind} {f} {ms * 1_000_000 + i % 1_000_000}"))
             i += 1
         self._next = i
-        enqueue(conn, PRIO_TELEMETRY, lines, now_ms)
+        append_to_outbox(conn, PRIO_TELEMETRY, lines, now_ms)
         if skipped:
             add_counters(conn, {"sync_not_sent": skipped})
         self._check_quota(conn)
@@ -400,7 +402,7 @@ class OutboxProcessor(BaseStage):
             lines.append((i, self.event_line(conn, ev, i, now_ms)))
             i += 1
         self._next = i
-        enqueue(conn, PRIO_EVENT, lines, now_ms)
+        append_to_outbox(conn, PRIO_EVENT, lines, now_ms)
         if self.wake is not None and lines:
             self.wake()
 
@@ -412,7 +414,7 @@ class OutboxProcessor(BaseStage):
         i = self._ids(conn)
         line = self.health_line(conn, i, now_ms)
         self._next = i + 1
-        enqueue(conn, PRIO_HEALTH, [(i, line)], now_ms)
+        append_to_outbox(conn, PRIO_HEALTH, [(i, line)], now_ms)
 
     def health_line(self, conn: sqlite3.Connection, row_id: int, now_ms: int) -> str:
         counters = {str(k): int(v) for k, v in conn.execute("SELECT name, value FROM counters")}

@@ -1,4 +1,4 @@
-"""Config of camera analytics (section ``cameras``, issue 7); see docs/vision.md.
+"""Config of camera analytics (section ``cameras``); see docs/vision.md.
 
 Each camera names its own device (``devices[]`` entry of type ``camera``, driver ``native``:
 availability and intrusion readings go to it), where its frames come from, the reference image

@@ -1,4 +1,4 @@
-"""Config of the staff alarm channels (section ``channels``); see docs/channels.md (issue 9).
+"""Config of the staff alarm channels (section ``channels``); see docs/channels.md.
 
 WeCom (企业微信) and DingTalk (钉钉) group robots, an HTTP SMS/voice gateway and SMTP e-mail
 (digests, scorecard), with storm grouping, per-channel rate limits, quiet hours and fallback.

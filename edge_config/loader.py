@@ -80,7 +80,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> SiteC
         doc = YAML(typ="rt").load(text)
     except YAMLError as exc:
         raise ConfigError([_yaml_issue(file, exc)]) from None
-    except RecursionError:  # '[' x 100,000 (issue 10 fuzzing): the parser recurses per level
+    except RecursionError:  # '[' x 100,000 (found by fuzzing): the parser recurses per level
         raise ConfigError([too_deep]) from None
     if doc is None:
         raise ConfigError(

@@ -1,4 +1,4 @@
-"""Config of personal-data retention (section ``privacy``; issue 10). See docs/security.md.
+"""Config of personal-data retention (section ``privacy``). See docs/security.md.
 
 Retention is enforced by :class:`gateway.privacy.RetentionProcessor` inside the pipeline (small
 slices, a few minutes apart). ``edge-gateway resident forget`` removes one resident everywhere.

@@ -765,10 +765,10 @@ class SiteConfig(StrictModel):
     )
     channels: ChannelSettings = Field(
         default_factory=ChannelSettings,
-        description="Staff alarm channels: WeCom/DingTalk robots, SMS/voice, e-mail; grouping (issue 9).",
+        description="Staff alarm channels: WeCom/DingTalk robots, SMS/voice, e-mail; grouping.",
     )
     privacy: PrivacySettings = Field(
-        default_factory=PrivacySettings, description="Personal-data retention and at-rest checks (issue 10)."
+        default_factory=PrivacySettings, description="Personal-data retention and at-rest checks."
     )
 
     _revision: str = PrivateAttr("")

@@ -222,7 +222,7 @@ class Gateway:
             "committed_total": self.pipeline.committed_total,
         }
 
-    # --- config reload (issue 8; gateway/reload.py) ----------------------------------------------
+    # --- config reload (gateway/reload.py) -------------------------------------------------------
     def reload(self, new_cfg: Any) -> None:
         """Swap a validated config in (routing, processors, subscriptions) without losing messages."""
         from gateway.reload import apply_config
@@ -249,7 +249,7 @@ async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event) -> None:
     # cycle collector's full passes, which stop every thread (gateway/core/heap.py).
     static_views(gw.cfg)  # the per-device config views, built now so they are frozen too
     freeze_long_lived()
-    tls = gw.cfg.api.tls  # issue 5: HTTPS when configured; open streams get 5 s to finish on stop
+    tls = gw.cfg.api.tls  # HTTPS when configured; open streams get 5 s to finish on stop
     config = uvicorn.Config(
         app,
         host=host,

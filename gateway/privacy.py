@@ -1,4 +1,4 @@
-"""Residents' personal data: retention, `resident forget`, and the site file's permissions (issue 10).
+"""Residents' personal data: retention, `resident forget`, and the site file's permissions.
 
 Where a resident's personal data lives (docs/security.md "Personal data"):
 

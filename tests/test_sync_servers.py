@@ -84,9 +84,9 @@ def test_influxdb1_malformed_point_dead_lettered_and_field_types() -> None:
             # And one unparsable line (as a corrupted row would be).
             c = f.store.conn
             c.execute("BEGIN IMMEDIATE")
-            from cloud_sync.outbox import PRIO_TELEMETRY, enqueue, next_id
+            from cloud_sync.outbox import PRIO_TELEMETRY, append_to_outbox, next_id
 
-            enqueue(c, PRIO_TELEMETRY, [(next_id(c), "edge_telemetry,device=x battery= 1")], now)
+            append_to_outbox(c, PRIO_TELEMETRY, [(next_id(c), "edge_telemetry,device=x battery= 1")], now)
             c.execute("COMMIT")
             f.proc._next = None
             f.batch(readings(50, now + 2000))

@@ -133,10 +133,17 @@ class Governor:
 
 
 def create_app(gw: Any, *, first_start_token: bool = True) -> FastAPI:
-    from gateway.api.routes_incidents import router as incidents_router
-    from gateway.api.routes_misc import router as misc_router
+    from gateway.api import (
+        routes_devices,
+        routes_feed,
+        routes_health,
+        routes_incidents,
+        routes_me,
+        routes_privacy,
+        routes_site,
+        stream,
+    )
     from gateway.api.stream import Hub
-    from gateway.api.stream import router as stream_router
 
     settings = gw.cfg.api
     ctx = ApiContext(
@@ -187,9 +194,18 @@ def create_app(gw: Any, *, first_start_token: bool = True) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )
-    app.include_router(misc_router)
-    app.include_router(incidents_router)
-    app.include_router(stream_router)
+    # One router per resource, each with its OpenAPI tag; this order is the document's order.
+    for module in (
+        routes_devices,
+        routes_site,
+        routes_me,
+        routes_feed,
+        routes_privacy,
+        routes_health,
+        routes_incidents,
+        stream,
+    ):
+        app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

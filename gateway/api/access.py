@@ -85,7 +85,7 @@ def is_personal(inc: Mapping[str, Any]) -> bool:
 
 
 def escalated_for(p: Principal, row: Mapping[str, Any], cfg: Any) -> bool:
-    """Was the incident handed to ``p``'s role by the ticket loop (issue 4, table ``tickets``)?
+    """Was the incident handed to ``p``'s role by the ticket loop (table ``tickets``)?
 
     A department: it was summoned (``summons``, 吹哨报到). Grid workers and community/street
     offices: the ticket is assigned to their role, or an escalation rung notified one of them
@@ -170,7 +170,7 @@ BASE_FIELDS = (
 )
 PLACE_FIELDS = ("building", "unit", "space")
 TICKET_FIELDS = ("assignee", "team", "assignee_role", "level", "summons", "rating")
-TICKET_JSON = frozenset({"summons", "watchers"})  # ticket loop (issue 4)
+TICKET_JSON = frozenset({"summons", "watchers"})  # the ticket loop's JSON columns
 
 
 def _floor(cfg: Any, devices: list[str], resident: Any) -> int | None:

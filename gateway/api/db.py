@@ -99,7 +99,7 @@ def columns(conn: sqlite3.Connection, table: str) -> frozenset[str]:
 INC_COLS = ", ".join(f"incidents.{c}" for c in inc._NAMES)
 
 
-# Ticket columns (issue 4, table ``tickets``) shown with an incident when the store has them.
+# Ticket columns (table ``tickets``) shown with an incident when the store has them.
 TICKET_COLS = ("assignee", "team", "assignee_role", "level", "summons", "watchers", "rating")
 
 

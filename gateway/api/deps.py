@@ -190,3 +190,10 @@ def require(perm: str) -> Callable[..., Awaitable[Principal]]:
         return p
 
     return dep
+
+
+# The errors every ``require``-guarded endpoint can answer with, for its OpenAPI ``responses``.
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no or bad token"},
+    403: {"description": "role or scope refused"},
+}

@@ -1,6 +1,6 @@
 """What the config says of each device, as one role and scope may see it (cached per config).
 
-Shared by the device list (gateway/api/routes_misc.py) and the live stream's device-status events
+Shared by the device list (gateway/api/routes_devices.py) and the live stream's device-status events
 (gateway/api/stream.py), so both show the same building and hide the same devices.
 ``access.device_visible`` and ``cfg.device_settings`` walk the config: too costly per request or
 per status change, so the results are kept until the config object changes (a reload).

@@ -194,7 +194,7 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# --- camera snapshots of an incident (issue 7) -------------------------------------------------
+# --- camera snapshots of an incident -----------------------------------------------------------
 def _incident_snapshots(ctx: Any, p: Principal, row: dict[str, Any]) -> list[Any]:
     """Snapshots taken by the incident's cameras around its trigger times (may show residents:
     elder-care incidents' images only for the personal-data roles)."""

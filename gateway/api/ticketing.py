@@ -1,4 +1,4 @@
-"""The API's only contact with the ticket loop (issue 4, ``gateway/tickets``).
+"""The API's only contact with the ticket loop (``gateway/tickets``).
 
 Isolated here so the rest of the API does not depend on it: when the gateway has no ``tickets``
 attribute (the ticket loop not installed), actions, manual incidents and the scorecard answer

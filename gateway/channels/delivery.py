@@ -1,6 +1,6 @@
 """Staff channels: the durable ``channel_deliveries`` outbox and the thread that empties it.
 
-:func:`enqueue` runs in the pipeline's transaction (called by the chain's channel stage,
+:func:`queue_channel_messages` runs in the pipeline's transaction (called by the chain's channel stage,
 :mod:`gateway.channels.stage`), so a channel row commits with the event it announces.
 Who: the ticket loop's recipients (``notify.recipients_for``: the assignee, a rung's people, the
 department team). How: each person's ``staff[].channels`` in order, narrowed by
@@ -158,7 +158,7 @@ class _Targets:
             entry[2].append(mention)
 
 
-def enqueue(conn: sqlite3.Connection, cfg: Any, events: Sequence[IncidentEvent], now_ms: int) -> int:
+def queue_channel_messages(conn: sqlite3.Connection, cfg: Any, events: Sequence[IncidentEvent], now_ms: int) -> int:
     """Write the channel rows for ``events`` (in the caller's transaction). Returns how many."""
     s = settings(cfg)
     if s is None:

@@ -36,7 +36,7 @@ class ChannelStage(BaseStage):
             return
         conn.execute("SAVEPOINT channels")
         try:
-            delivery.enqueue(conn, self.cfg, result.incident_events, now_ms)
+            delivery.queue_channel_messages(conn, self.cfg, result.incident_events, now_ms)
             conn.execute("RELEASE channels")
         except sqlite3.Error:
             raise

@@ -1,4 +1,4 @@
-"""The installer's subcommands of ``edge-gateway`` (issue 8): simulate, doctor, adopt, backup, restore, demo.
+"""The installer's subcommands of ``edge-gateway``: simulate, doctor, adopt, backup, restore, demo.
 
 Registered by :func:`add_commands` from ``gateway/cli/__init__.py``; the logic lives in the modules named.
 """

@@ -44,7 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_site(args.config)
     from gateway.privacy import ConfigPermissionError, check_config_permissions
 
-    try:  # issue 10: the site file holds residents' personal data (privacy.config_permissions)
+    try:  # the site file holds residents' personal data (privacy.config_permissions)
         check_config_permissions(args.config, cfg.privacy.config_permissions)
     except ConfigPermissionError as exc:
         print(f"refusing to start: {exc}", file=sys.stderr)
@@ -61,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        # issue 8: SIGHUP reloads the site file (an invalid one is refused; the old one stays)
+        # SIGHUP reloads the site file (an invalid one is refused; the old one stays)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, gw.reload_from, args.config))
         host = args.api_host if args.api_host is not None else cfg.api.host
         port = args.api_port if args.api_port is not None else cfg.api.port
@@ -69,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from gateway.install.systemd import Supervisor
 
-    sd = Supervisor(gw).start()  # issue 8: sd_notify READY / WATCHDOG / STOPPING under systemd
+    sd = Supervisor(gw).start()  # sd_notify READY / WATCHDOG / STOPPING under systemd
     try:
         asyncio.run(main())
     finally:
@@ -128,7 +128,7 @@ def cmd_sync_status(args: argparse.Namespace) -> int:
 
 
 def cmd_scorecard(args: argparse.Namespace) -> int:
-    """Print the service scorecard of a period from the store (read-only; issue 4)."""
+    """Print the service scorecard of a period from the store (read-only)."""
     from gateway.core.store import connect
     from gateway.tickets.scorecard import compute
 
@@ -300,7 +300,7 @@ def add_commands(sub: Any) -> None:
     tr.add_argument("--config", required=True)
     tr.add_argument("--store")
     tr.set_defaults(fn=cmd_token_revoke)
-    rs = sub.add_parser("resident", help="residents' personal data (issue 10; docs/security.md)")
+    rs = sub.add_parser("resident", help="residents' personal data (docs/security.md)")
     rs_sub = rs.add_subparsers(dest="resident_cmd", required=True)
     rf = rs_sub.add_parser("forget", help="remove or anonymise one resident's personal data everywhere")
     rf.add_argument("id")
@@ -309,7 +309,7 @@ def add_commands(sub: Any) -> None:
     rf.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     rf.add_argument("--config-edit", action="store_true", help="also delete the resident from the site file")
     rf.set_defaults(fn=cmd_resident_forget)
-    cam = sub.add_parser("camera", help="camera analytics (issue 7)")
+    cam = sub.add_parser("camera", help="camera analytics (calibration)")
     cam_sub = cam.add_subparsers(dest="camera_cmd", required=True)
     cc = cam_sub.add_parser("calibrate", help="save a camera's empty-space reference and draw its polygons")
     cc.add_argument("--config", required=True)

@@ -15,7 +15,7 @@ assigned in commit order because the store has a single writer) and the same eve
 it. Repeats write a ``repeated`` event too (one small INSERT; the feed then shows every change).
 
 Event kinds written here: ``created``, ``repeated``, ``severity_changed``, ``auto_cleared``,
-``devices_added``, ``state_changed``. Issue 4 (ticket loop) adds its own kinds on the same table
+``devices_added``, ``state_changed``. The ticket loop adds its own kinds on the same table
 through :meth:`IncidentStore.append_event` / :meth:`IncidentStore.transition`.
 
 Personal data: residents are referenced by ``resident_id`` only, never copied into text.
@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 from gateway.core.contract import BatchResult, EventKind, IncidentEvent
 
-# States in which an incident holds its open key (issue 4 adds the ticket states in between).
+# States in which an incident holds its open key (all but ``new`` are the ticket loop's).
 OPEN_STATES: frozenset[str] = frozenset({"new", "dispatched", "accepted", "in_progress", "reopened"})
 # Terminal for the open-key rule: a new trigger after these opens a new, linked incident.
 CLOSED_STATES: frozenset[str] = frozenset({"resolved", "evaluated", "closed", "cancelled", "false_alarm"})
@@ -374,7 +374,7 @@ class IncidentStore:
         Recorded on the incident (``auto_cleared_ms``, ``cleared_reason``, event ``auto_cleared``).
         A life-safety incident stays open (a person must close it); any other incident still in
         state ``new`` (nobody took it yet) is resolved by the rules, which releases the key.
-        Issue 4 may change what happens to taken (dispatched ...) ones; they stay open here.
+        Taken ones (dispatched ...) stay open here; their ticket decides what happens to them.
         Returns the incident id, or None when nothing was open.
         """
         row = conn.execute(

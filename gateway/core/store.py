@@ -105,7 +105,7 @@ MIGRATIONS: list[str] = [
         config_rev INTEGER
     );
     """,
-    # 2: incidents (issue 3). The incident_events seq is the feed cursor; see gateway/core/incidents.py.
+    # 2: incidents. The incident_events seq is the feed cursor; see gateway/core/incidents.py.
     """
     CREATE TABLE incidents (
         id TEXT PRIMARY KEY,                -- '<gateway id>-<store uid>-<created_seq>', unique across gateways
@@ -160,7 +160,7 @@ MIGRATIONS: list[str] = [
     INSERT INTO meta(key, value) VALUES ('store_uid', lower(hex(randomblob(4))))
         ON CONFLICT(key) DO NOTHING;
     """,
-    # 3: cloud sync outbox (issue 6; see cloud_sync/outbox.py and docs/sync.md). A row leaves only
+    # 3: cloud sync outbox (see cloud_sync/outbox.py and docs/sync.md). A row leaves only
     # when the central store accepted its batch (2xx), or as a dead letter, or by quota thinning.
     """
     CREATE TABLE outbox (
@@ -177,7 +177,7 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO outbox_totals(prio, rows, bytes) VALUES (0, 0, 0), (1, 0, 0), (2, 0, 0);
     """,
-    # 4: API tokens and the personal-data access log (issue 5; see gateway/api/auth.py, docs/api.md).
+    # 4: API tokens and the personal-data access log (see gateway/api/auth.py, docs/api.md).
     """
     CREATE TABLE api_tokens (
         id TEXT PRIMARY KEY,                -- short random id (shown by `token list`, used by `token revoke`)
@@ -203,7 +203,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX access_log_ts ON access_log(ts_ms);
     """,
-    # 5: the ticket loop (issue 4; see gateway/tickets/ and docs/tickets.md).
+    # 5: the ticket loop (see gateway/tickets/ and docs/tickets.md).
     """
     CREATE TABLE tickets (                  -- current dispatch/handling state per incident (history: incident_events)
         incident_id TEXT PRIMARY KEY,
@@ -273,7 +273,7 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (entity_kind, entity, period, item)
     ) WITHOUT ROWID;
     """,
-    # 6: staff channels (issue 9, gateway/channels): WeCom/DingTalk robots, SMS/voice, e-mail
+    # 6: staff channels (gateway/channels): WeCom/DingTalk robots, SMS/voice, e-mail
     """
     CREATE TABLE channel_deliveries (       -- staff-channel outbox, written with the event (docs/channels.md)
         id INTEGER PRIMARY KEY,
@@ -299,7 +299,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX channel_deliveries_pending ON channel_deliveries(priority, id) WHERE status = 'pending';
     CREATE INDEX channel_deliveries_incident ON channel_deliveries(incident_id);
     """,
-    # 7: sync acknowledgement by range (issue 6; cloud_sync/sender.py). A telemetry batch the central
+    # 7: sync acknowledgement by range (cloud_sync/sender.py). A telemetry batch the central
     # store accepted is recorded here in one tiny write; its outbox rows are deleted later, in slices,
     # when the sender is idle (or at once when they take a quarter of sync.quota_mb).
     """

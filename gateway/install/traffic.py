@@ -180,7 +180,7 @@ def availability(dev: SimDevice, online: bool) -> tuple[str, bytes]:
     return native_topic(dev, "availability"), _j({"online": online})
 
 
-# --- added for the simulator (issue 8) --------------------------------------------------------
+# --- messages the simulator publishes besides readings (cameras, bridge, last wills) ----------
 
 
 def frigate_event(

@@ -1,4 +1,4 @@
-"""The community ticket loop (issue 4): dispatch, handling, feedback, evaluation, escalation.
+"""The community ticket loop: dispatch, handling, feedback, evaluation, escalation.
 
 See docs/tickets.md. Modules: ``lifecycle`` (state machine, actions, TicketError), ``dispatch``
 (routing and rosters), ``escalation`` (SLA deadlines, ladder, clock guard), ``notify`` (MQTT and

@@ -1,6 +1,6 @@
 """Notification: a durable outbox (``deliveries``) and the thread that empties it.
 
-:func:`enqueue` runs inside the pipeline's transaction (the ticket processor's ``after``), so a
+:func:`queue_notifications` runs inside the pipeline's transaction (the ticket processor's ``after``), so a
 notification row commits together with the event it announces: a crash cannot lose one, and a
 rolled-back event never notifies anyone. :class:`NotifySender` runs on its own thread with its own
 read-only SQLite connection; every outcome (and, for webhooks, a ``notify_attempt`` event on the
@@ -148,7 +148,7 @@ def _webhook_wants(wh: Any, msg: Mapping[str, Any]) -> bool:
     return not wh.roles or any(r.get("role") in wh.roles for r in msg["recipients"])
 
 
-def enqueue(conn: sqlite3.Connection, cfg: Any, events: Sequence[IncidentEvent], now_ms: int) -> int:
+def queue_notifications(conn: sqlite3.Connection, cfg: Any, events: Sequence[IncidentEvent], now_ms: int) -> int:
     """Write the deliveries for ``events`` (in the caller's transaction). Returns how many."""
     settings = cfg.tickets
     rows: list[tuple[Any, ...]] = []

@@ -101,4 +101,4 @@ class TicketProcessor(BaseStage):
         self._guarded(conn, result, lambda: self._notify(conn, result, now_ms))
 
     def _notify(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
-        notify.enqueue(conn, self.cfg, result.incident_events, now_ms)
+        notify.queue_notifications(conn, self.cfg, result.incident_events, now_ms)

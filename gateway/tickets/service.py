@@ -1,6 +1,6 @@
-"""``Gateway.tickets``: the ticket loop wired into a running gateway (issue 4).
+"""``Gateway.tickets``: the ticket loop wired into a running gateway.
 
-The API (issue 5) calls these from the asyncio loop; each returns a
+The API calls these from the asyncio loop; each returns a
 :class:`concurrent.futures.Future` (``await asyncio.wrap_future(...)``) whose result is the
 incident dict after the change, or whose exception is a :class:`~gateway.tickets.lifecycle.TicketError`.
 All of them run on the pipeline's writer thread via :meth:`Pipeline.call`.

@@ -1,4 +1,4 @@
-"""Camera analytics (issue 7): parking occupancy and zone intrusion from camera frames.
+"""Camera analytics: parking occupancy and zone intrusion from camera frames.
 
 See docs/vision.md. OpenCV (opencv-python-headless) runs only in worker processes
 (gateway/vision/worker.py); the gateway's event loop and the pipeline writer thread never

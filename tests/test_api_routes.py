@@ -1,0 +1,80 @@
+"""The API's surface as clients see it: every (method, path), its documented status codes and
+whether it needs a token, pinned so that moving endpoints between router modules cannot change
+them; and every operation carries exactly one OpenAPI tag (its resource)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from edge_config import load_config
+from gateway.api import create_app
+from tests.conftest import write_site
+
+# (method, path) -> documented status codes, taken from the API before it was split into routers.
+EXPECTED: dict[tuple[str, str], list[str]] = {
+    ("GET", "/api/v1/access-log"): ["200", "401", "403", "422"],
+    ("GET", "/api/v1/devices"): ["200", "422"],
+    ("GET", "/api/v1/devices/dead-letters"): ["200", "401", "403", "422"],
+    ("GET", "/api/v1/devices/unconfigured"): ["200", "401", "403"],
+    ("GET", "/api/v1/devices/{device_id}"): ["200", "401", "403", "422"],
+    ("GET", "/api/v1/feed/incidents"): ["200", "401", "403", "422"],
+    ("GET", "/api/v1/incidents"): ["200", "401", "403", "422"],
+    ("POST", "/api/v1/incidents"): ["201", "401", "403", "422"],
+    ("GET", "/api/v1/incidents/{incident_id}"): ["200", "401", "403", "422"],
+    ("POST", "/api/v1/incidents/{incident_id}/actions"): ["200", "401", "403", "404", "409", "422"],
+    ("GET", "/api/v1/incidents/{incident_id}/snapshots"): ["200", "401", "403", "422"],
+    ("GET", "/api/v1/incidents/{incident_id}/snapshots/{snapshot_id}"): ["200", "401", "403", "422"],
+    ("GET", "/api/v1/me"): ["200"],
+    ("POST", "/api/v1/residents/{resident_id}/forget"): ["200", "401", "403", "422"],
+    ("GET", "/api/v1/scorecard"): ["200", "401", "403", "422"],
+    ("GET", "/api/v1/site"): ["200"],
+    ("GET", "/api/v1/stream"): ["200", "401", "422"],
+    ("GET", "/healthz"): ["200"],
+    ("GET", "/metrics"): ["200", "401", "403"],
+    ("GET", "/readyz"): ["200", "401", "403", "503"],
+}
+# Liveness is probed by supervisors without credentials; everything else needs a bearer token.
+OPEN = {("GET", "/healthz")}
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    d: Path = tmp_path_factory.mktemp("api-routes")
+    cfg = load_config(write_site(d, 1883))
+    # The document is built from the routers alone: create_app only reads the config and the store
+    # path here, so no gateway (broker, store, threads) has to run.
+    app = create_app(SimpleNamespace(cfg=cfg, store_path=d / "gateway.db"), first_start_token=False)
+    return app.openapi()
+
+
+def _operations(spec: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(m.upper(), path): op for path, ops in spec["paths"].items() for m, op in ops.items()}
+
+
+def test_methods_paths_and_status_codes_unchanged(spec: dict[str, Any]) -> None:
+    ops = _operations(spec)
+    assert set(ops) == set(EXPECTED)
+    assert {k: sorted(op["responses"]) for k, op in ops.items()} == EXPECTED
+
+
+def test_only_liveness_is_open(spec: dict[str, Any]) -> None:
+    open_ops = {k for k, op in _operations(spec).items() if not op.get("security")}
+    assert open_ops == OPEN
+
+
+def test_every_operation_has_one_tag(spec: dict[str, Any]) -> None:
+    untagged = {k: op.get("tags") for k, op in _operations(spec).items() if len(op.get("tags") or []) != 1}
+    assert untagged == {}
+
+
+def test_fixed_device_paths_match_before_device_id(spec: dict[str, Any]) -> None:
+    # Routes match in registration order (which the document keeps) and "dead-letters" and
+    # "unconfigured" would pass as device ids, so they must come before /devices/{device_id}.
+    paths = list(spec["paths"])
+    by_id = paths.index("/api/v1/devices/{device_id}")
+    assert paths.index("/api/v1/devices/dead-letters") < by_id
+    assert paths.index("/api/v1/devices/unconfigured") < by_id
