@@ -25,11 +25,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloud_sync import lineproto as lp
 from gateway.core import store as st
 from gateway.ingest.pipeline import BatchResult, Processor
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 log = logging.getLogger("cloud_sync.outbox")
 
@@ -227,7 +230,7 @@ class OutboxProcessor(Processor):
 
     def __init__(
         self,
-        cfg: Any,
+        cfg: SiteConfig,
         *,
         wake: Callable[[], None] | None = None,
         started_ms: int | None = None,

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.core import store as st
 from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, BrokerConnection, Inbound, MqttSession, connection_from_config
@@ -20,6 +20,9 @@ from gateway.ingest.pipeline import BatchResult, Pipeline, Processor
 from gateway.ingest.routing import Routing, build_routing
 from gateway.privacy import RetentionProcessor
 from gateway.rules import RuleEngine
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 log = logging.getLogger("gateway.app")
 
@@ -31,7 +34,7 @@ class Gateway:
 
     def __init__(
         self,
-        cfg: Any,
+        cfg: SiteConfig,
         *,
         store_path: str | Path | None = None,
         processors: list[Processor] | None = None,
@@ -198,7 +201,7 @@ class Gateway:
         }
 
     # --- config reload (issue 8; gateway/reload.py) ----------------------------------------------
-    def reload(self, new_cfg: Any) -> None:
+    def reload(self, new_cfg: SiteConfig) -> None:
         """Swap a validated config in (routing, processors, subscriptions) without losing messages."""
         from gateway.reload import apply_config
 

@@ -36,10 +36,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.core.incidents import CLOSED_STATES
 from gateway.ingest.pipeline import BatchResult, Processor
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 log = logging.getLogger("gateway.privacy")
 
@@ -160,7 +163,7 @@ def anonymise_incidents(conn: sqlite3.Connection, incident_ids: list[str], token
 # snapshots (files; outside the transaction)
 
 
-def snapshot_dir(cfg: Any) -> Path:
+def snapshot_dir(cfg: SiteConfig) -> Path:
     """Where the camera manager keeps snapshots (relative paths: the working directory, as it does)."""
     p = Path(cfg.cameras.snapshots.path)
     return p if p.is_absolute() else Path.cwd() / p
@@ -209,7 +212,7 @@ def remove_snapshots(
 class RetentionProcessor(Processor):
     """Deletes/anonymises personal data past its retention period (``privacy:`` settings)."""
 
-    def __init__(self, cfg: Any, *, snapshots: Callable[[], Any] | None = None) -> None:
+    def __init__(self, cfg: SiteConfig, *, snapshots: Callable[[], Any] | None = None) -> None:
         p = cfg.privacy
         self.readings_ms = min(p.readings_personal_days, cfg.store.readings_retention_days) * DAY_MS
         self.snapshots_ms = p.snapshots_days * DAY_MS
@@ -222,7 +225,7 @@ class RetentionProcessor(Processor):
         self._cursor = 0  # readings rows below this id were checked
         self.totals: Counter[str] = Counter()
 
-    def reconfigured(self, cfg: Any, rev: int) -> RetentionProcessor:
+    def reconfigured(self, cfg: SiteConfig, rev: int) -> RetentionProcessor:
         """Config reload (gateway/reload.py): new periods, same cursor and schedule."""
         new = RetentionProcessor(cfg, snapshots=self._live_snapshots)
         new._next, new._cursor, new.totals = self._next, self._cursor, self.totals
@@ -346,14 +349,14 @@ class ForgetReport:
         return out
 
 
-def resident_devices(conn: sqlite3.Connection, cfg: Any, resident_id: str) -> list[str]:
+def resident_devices(conn: sqlite3.Connection, cfg: SiteConfig, resident_id: str) -> list[str]:
     """The resident's devices: from the config, and from stored readings (config already edited)."""
     devs = {d.id for d in cfg.devices if getattr(d, "resident", None) == resident_id}
     devs |= {r[0] for r in conn.execute("SELECT DISTINCT device_id FROM readings WHERE resident_id=?", (resident_id,))}
     return sorted(devs)
 
 
-def _topic_tokens(cfg: Any, devices: Iterable[str]) -> list[str]:
+def _topic_tokens(cfg: SiteConfig, devices: Iterable[str]) -> list[str]:
     """Topic levels that identify these devices (address, friendly name, id)."""
     toks: set[str] = set()
     for dev_id in devices:
@@ -367,7 +370,7 @@ def _topic_tokens(cfg: Any, devices: Iterable[str]) -> list[str]:
 
 
 def forget_resident(
-    conn: sqlite3.Connection, cfg: Any, resident_id: str, now_ms: int, *, token: str | None = None
+    conn: sqlite3.Connection, cfg: SiteConfig, resident_id: str, now_ms: int, *, token: str | None = None
 ) -> ForgetReport:
     """Remove or anonymise one resident's personal data in the store (caller's transaction).
 
@@ -470,7 +473,7 @@ def forget_snapshots(rep: ForgetReport, directory: Path, live: Any = None, slack
     return n
 
 
-def forget_in_store(store_path: str | Path, cfg: Any, resident_id: str) -> ForgetReport:
+def forget_in_store(store_path: str | Path, cfg: SiteConfig, resident_id: str) -> ForgetReport:
     """The CLI's path: its own connection, one IMMEDIATE transaction, while the gateway may run.
 
     ``resident forget`` is a rare administrative action, so taking the writer lock for one short

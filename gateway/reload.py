@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.core.heap import freeze_long_lived
 from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, MqttSession
 from gateway.ingest.pipeline import BatchResult, Processor
 from gateway.ingest.routing import Routing, build_routing
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 log = logging.getLogger("gateway.reload")
 
@@ -91,7 +94,7 @@ def reload_from(gw: Any, path: str | Path | None = None) -> list[str]:
     return []
 
 
-def _rebuild(p: Processor, cfg: Any, rev: int, gw: Any) -> Processor:
+def _rebuild(p: Processor, cfg: SiteConfig, rev: int, gw: Any) -> Processor:
     """A processor for the new config, built the way Gateway/its service built the old one."""
     hook = getattr(p, "reconfigured", None)
     if callable(hook):  # a processor may own its reload: return the new (or the same) processor
@@ -129,7 +132,7 @@ def _restart_notes(old: Any, new: Any) -> list[str]:
     return notes
 
 
-def apply_config(gw: Any, cfg: Any, timeout: float = 30.0) -> int:
+def apply_config(gw: Any, cfg: SiteConfig, timeout: float = 30.0) -> int:
     """Swap a validated config into the running gateway. Returns the new config revision id."""
     pipeline = gw.pipeline
     old_cfg = gw.cfg

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import sqlite3
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
@@ -20,6 +20,9 @@ from gateway.api.fastjson import FastJSONResponse
 from gateway.api.metrics import render_metrics
 from gateway.api.models import DeadLetter, Device, FeedPage, Me, Unconfigured
 from gateway.core import store as st
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 router = APIRouter()
 R: dict[int | str, dict[str, Any]] = {
@@ -45,7 +48,7 @@ def _with_state(view: dict[str, Any], row: dict[str, Any] | None) -> dict[str, A
     return out
 
 
-def device_view(p: Principal, cfg: Any, d: Any, row: dict[str, Any] | None) -> dict[str, Any]:
+def device_view(p: Principal, cfg: SiteConfig, d: Any, row: dict[str, Any] | None) -> dict[str, Any]:
     return _with_state(static_view(p, static_views(cfg), d), row)
 
 
@@ -208,7 +211,7 @@ async def me(request: Request, p: Annotated[Principal, Depends(require("me"))]) 
 # --- central platform feed ----------------------------------------------------------------------
 
 
-def _feed(conn: sqlite3.Connection, p: Principal, cfg: Any, after: int, limit: int) -> dict[str, Any]:
+def _feed(conn: sqlite3.Connection, p: Principal, cfg: SiteConfig, after: int, limit: int) -> dict[str, Any]:
     events = db.events_after(conn, after, limit)
     incs = db.get_incidents(conn, [e["incident_id"] for e in events])
     items = []

@@ -41,7 +41,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -53,6 +53,9 @@ from gateway.api.deps import ApiContext, ctx_of, ingest_behind, require
 from gateway.api.device_views import visible_devices
 from gateway.api.fastjson import dumps
 from gateway.ingest.pipeline import BatchResult
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 log = logging.getLogger("gateway.api.stream")
 REPLAY_MAX = 5000
@@ -289,7 +292,7 @@ class Hub:
             if not c.push(frames, None):
                 self._overflow(c)
 
-    def _devices_frame(self, p: Principal, cfg: Any, sts: list[Status]) -> bytes | None:
+    def _devices_frame(self, p: Principal, cfg: SiteConfig, sts: list[Status]) -> bytes | None:
         """All device-status changes of one dispatch in one ``devices`` event (a burst of devices
         coming online after a restart is one message per client, not thousands)."""
         if p.role not in access.PERMISSIONS["devices.read"]:
@@ -319,7 +322,7 @@ class Hub:
 
 
 def incident_frame(
-    p: Principal, cfg: Any, e: dict[str, Any], row: dict[str, Any] | None, released: list[access.Release]
+    p: Principal, cfg: SiteConfig, e: dict[str, Any], row: dict[str, Any] | None, released: list[access.Release]
 ) -> bytes | None:
     if row is None or not access.incident_visible(p, row, cfg):
         return None

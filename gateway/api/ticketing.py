@@ -16,9 +16,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 ACTIONS: tuple[str, ...] = (
     "accept",
@@ -162,7 +165,7 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def scorecard_rows(conn: sqlite3.Connection, cfg: Any, period: str) -> list[dict[str, Any]]:
+def scorecard_rows(conn: sqlite3.Connection, cfg: SiteConfig, period: str) -> list[dict[str, Any]]:
     """Runs in a reader thread."""
     try:
         from gateway.tickets import scorecard

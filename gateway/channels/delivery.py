@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from gateway.channels import dingtalk, email, grouping, render, sms, wecom
@@ -39,6 +39,9 @@ from gateway.core.workers import ReaderThread
 from gateway.tickets import assignment as dp
 from gateway.tickets import lifecycle as lc
 from gateway.tickets import notify as nt
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 log = logging.getLogger("gateway.channels")
 
@@ -52,12 +55,12 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def settings(cfg: Any) -> Any | None:
+def settings(cfg: SiteConfig) -> Any | None:
     s = getattr(cfg, "channels", None)
     return s if s is not None and s.enabled else None
 
 
-def lang_of(cfg: Any) -> str:
+def lang_of(cfg: SiteConfig) -> str:
     s = settings(cfg)
     return str((s.language if s is not None else None) or cfg.gateway.language or "zh")
 
@@ -69,7 +72,7 @@ def _matches(p: Any, incident: Mapping[str, Any]) -> bool:
     )
 
 
-def policy_for(cfg: Any, person: str, incident: Mapping[str, Any]) -> Any | None:
+def policy_for(cfg: SiteConfig, person: str, incident: Mapping[str, Any]) -> Any | None:
     """The person's first matching policy, else their teams' (in team order)."""
     pols = cfg.channels.policies
     mine = [p for p in pols if p.who == person]
@@ -78,7 +81,7 @@ def policy_for(cfg: Any, person: str, incident: Mapping[str, Any]) -> Any | None
     return next((p for p in mine if _matches(p, incident)), None)
 
 
-def usable(cfg: Any, kind: str, target: str) -> bool:
+def usable(cfg: SiteConfig, kind: str, target: str) -> bool:
     s = cfg.channels
     if kind in ("wecom", "dingtalk"):
         return s.robot(kind, target) is not None
@@ -87,7 +90,7 @@ def usable(cfg: Any, kind: str, target: str) -> bool:
     return kind == "email" and s.smtp is not None
 
 
-def chain_for(cfg: Any, person: str, incident: Mapping[str, Any]) -> tuple[list[list[str]], list[Any]]:
+def chain_for(cfg: SiteConfig, person: str, incident: Mapping[str, Any]) -> tuple[list[list[str]], list[Any]]:
     """The person's channels to try in order ([[kind, target], ...]) and their quiet hours."""
     m = cfg.staff_member(person)
     if m is None:
@@ -100,7 +103,7 @@ def chain_for(cfg: Any, person: str, incident: Mapping[str, Any]) -> tuple[list[
     return out, (list(pol.quiet_hours) if pol is not None else [])
 
 
-def phone_of(cfg: Any, person: str | None, kind: str = "sms") -> str | None:
+def phone_of(cfg: SiteConfig, person: str | None, kind: str = "sms") -> str | None:
     m = cfg.staff_member(person) if person else None
     if m is None:
         return None
@@ -110,7 +113,7 @@ def phone_of(cfg: Any, person: str | None, kind: str = "sms") -> str | None:
     return str(m.phone) if m.phone else None
 
 
-def quiet_until(cfg: Any, windows: Sequence[Any], now_ms: int) -> int | None:
+def quiet_until(cfg: SiteConfig, windows: Sequence[Any], now_ms: int) -> int | None:
     """End (ms) of the quiet window ``now_ms`` is in, or None."""
     if not windows:
         return None
@@ -126,14 +129,14 @@ def quiet_until(cfg: Any, windows: Sequence[Any], now_ms: int) -> int | None:
     return None
 
 
-def _site(cfg: Any, incident: Mapping[str, Any]) -> dict[str, str | None]:
+def _site(cfg: SiteConfig, incident: Mapping[str, Any]) -> dict[str, str | None]:
     return {"compound": dp.compound_of(cfg, incident), "grid": dp.grid_of(cfg, incident)}
 
 
 class _Targets:
     """The rows of one event: (kind, target) -> [person, chain, mentions, next_ms]; one per target."""
 
-    def __init__(self, cfg: Any, now_ms: int, immediate: bool) -> None:
+    def __init__(self, cfg: SiteConfig, now_ms: int, immediate: bool) -> None:
         self.cfg, self.now_ms, self.immediate = cfg, now_ms, immediate
         self.items: dict[tuple[str, str], list[Any]] = {}
 
@@ -157,7 +160,7 @@ class _Targets:
             entry[2].append(mention)
 
 
-def enqueue(conn: sqlite3.Connection, cfg: Any, events: Sequence[Mapping[str, Any]], now_ms: int) -> int:
+def enqueue(conn: sqlite3.Connection, cfg: SiteConfig, events: Sequence[Mapping[str, Any]], now_ms: int) -> int:
     """Write the channel rows for ``events`` (in the caller's transaction). Returns how many."""
     s = settings(cfg)
     if s is None:
@@ -254,7 +257,7 @@ class ChannelDispatcher(ReaderThread):
     def __init__(
         self,
         db_path: str | Path,
-        cfg: Any,
+        cfg: SiteConfig,
         *,
         call: Callable[[Callable[[sqlite3.Connection, Any, int], Any]], Future[Any]],
         incidents: inc.IncidentStore | None = None,

@@ -18,8 +18,11 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 I18N_DIR = Path(__file__).resolve().parent.parent / "console" / "i18n"
 
@@ -108,7 +111,9 @@ def what(lang: str, incident: Mapping[str, Any]) -> str:
     return label(lang, "type", incident.get("type")) or label(lang, "category", incident.get("category"))
 
 
-def where(cfg: Any, lang: str, incident: Mapping[str, Any], *, elder_care: bool = False) -> tuple[str, list[str]]:
+def where(
+    cfg: SiteConfig, lang: str, incident: Mapping[str, Any], *, elder_care: bool = False
+) -> tuple[str, list[str]]:
     """'和苑小区 1号楼 1单元 (1201)' and the personal fields that were released (['room'] or [])."""
     parts: list[str] = []
     released: list[str] = []
@@ -142,13 +147,13 @@ def where(cfg: Any, lang: str, incident: Mapping[str, Any], *, elder_care: bool 
     return (" ".join(parts) or t(lang, "unknown_place")), released
 
 
-def local(cfg: Any, ms: int | None) -> str:
+def local(cfg: SiteConfig, ms: int | None) -> str:
     if not ms:
         return "-"
     return dt.datetime.fromtimestamp(ms / 1000, ZoneInfo(cfg.gateway.timezone)).strftime("%m-%d %H:%M:%S")
 
 
-def link(cfg: Any, incident_id: str) -> str | None:
+def link(cfg: SiteConfig, incident_id: str) -> str | None:
     base = cfg.channels.console_base_url
     return f"{base}/#incident={incident_id}" if base else None
 
@@ -163,7 +168,7 @@ class Message:
 
 
 def render(
-    cfg: Any,
+    cfg: SiteConfig,
     items: Sequence[tuple[Mapping[str, Any], str]],
     *,
     lang: str,
@@ -224,7 +229,7 @@ def render(
     return Message(title, "\n".join(lines_txt), "\n".join(lines_md), short, released)
 
 
-def voice_text(cfg: Any, lang: str, incident: Mapping[str, Any]) -> str:
+def voice_text(cfg: SiteConfig, lang: str, incident: Mapping[str, Any]) -> str:
     place, _ = where(cfg, lang, incident)
     return t(lang, "voice", what=what(lang, incident), where=place)
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paho.mqtt.client import topic_matches_sub
 from paho.mqtt.matcher import MQTTMatcher
 
 from drivers import DRIVERS
 from drivers.base import DriverSpec
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +159,7 @@ def _spec_for(driver: str, topics: tuple[str, ...]) -> DriverSpec:
     return spec
 
 
-def build_routing(cfg: Any) -> Routing:
+def build_routing(cfg: SiteConfig) -> Routing:
     """Build the routing tables from a loaded SiteConfig (edge_config.SiteConfig)."""
     sources = [Source(_spec_for(s.driver, tuple(s.topics)), tuple(s.topics)) for s in cfg.ingest.sources]
     devices: dict[tuple[str, str], DeviceInfo] = {}

@@ -30,9 +30,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.core import store as st
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 LABELS = {OK: "[ OK ]", WARN: "[WARN]", FAIL: "[FAIL]"}
@@ -100,7 +103,7 @@ def check_config(path: str) -> tuple[Check, Any]:
 # --- broker ------------------------------------------------------------------------------------
 
 
-def check_broker_tcp(cfg: Any, timeout: float) -> Check:
+def check_broker_tcp(cfg: SiteConfig, timeout: float) -> Check:
     m = cfg.mqtt
     try:
         with socket.create_connection((m.host, m.port), timeout=timeout):
@@ -123,7 +126,7 @@ _CONNECT_FIX = {
 }
 
 
-def _client(cfg: Any, client_id: str) -> Any:
+def _client(cfg: SiteConfig, client_id: str) -> Any:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -146,7 +149,7 @@ def _client(cfg: Any, client_id: str) -> Any:
     return c
 
 
-def check_broker_session(cfg: Any, timeout: float) -> list[Check]:
+def check_broker_session(cfg: SiteConfig, timeout: float) -> list[Check]:
     """CONNECT, then SUBSCRIBE every filter and PUBLISH to the status topic (MQTT 5 reason codes)."""
     from gateway.ingest.mqtt import MqttConfigRefused, connection_from_config
     from gateway.ingest.routing import build_routing
@@ -276,7 +279,7 @@ def parse_mosquitto_conf(path: Path, _depth: int = 0) -> dict[str, str]:
     return out
 
 
-def check_broker_queue(cfg: Any, conf_path: str | None) -> Check:
+def check_broker_queue(cfg: SiteConfig, conf_path: str | None) -> Check:
     from gateway.ingest.mqtt import _is_loopback
     from gateway.install.mosquitto import RECOMMENDED_CONF
 
@@ -370,7 +373,7 @@ def http_date_offset(url: str, timeout: float) -> tuple[float, int]:
     return server - (t1 + t2) / 2, status
 
 
-def check_clock(cfg: Any, opts: Options) -> Check:
+def check_clock(cfg: SiteConfig, opts: Options) -> Check:
     fix = (
         "enable time sync: timedatectl set-ntp true (systemd-timesyncd, NTP= in /etc/systemd/timesyncd.conf "
         "pointing at the district's NTP server); a Pi has no RTC and starts in the past after a power cut"
@@ -424,7 +427,7 @@ def _store_used(path: Path) -> tuple[int, int, int]:
         conn.close()
 
 
-def check_disk(cfg: Any, store_path: Path) -> Check:
+def check_disk(cfg: SiteConfig, store_path: Path) -> Check:
     d = store_path.parent
     while not d.exists() and d != d.parent:
         d = d.parent
@@ -452,7 +455,7 @@ def check_disk(cfg: Any, store_path: Path) -> Check:
     return Check("disk", OK, f"{usage.free // mb} MiB free on {d} (store quota {cfg.store.quota_mb} MiB)")
 
 
-def check_store(cfg: Any, store_path: Path) -> Check:
+def check_store(cfg: SiteConfig, store_path: Path) -> Check:
     if not store_path.exists():
         return Check(
             "store",
@@ -532,7 +535,7 @@ def _http(
         return int(exc.code)
 
 
-def check_tsdb(cfg: Any, timeout: float) -> Check:
+def check_tsdb(cfg: SiteConfig, timeout: float) -> Check:
     s = cfg.sync
     if not s.enabled:
         return Check("tsdb", OK, "sync is off (sync.enabled: false): nothing to check")
@@ -602,7 +605,7 @@ def check_tsdb(cfg: Any, timeout: float) -> Check:
 # --- ports -------------------------------------------------------------------------------------
 
 
-def check_api_port(cfg: Any, timeout: float) -> Check:
+def check_api_port(cfg: SiteConfig, timeout: float) -> Check:
     host, port = cfg.api.host, cfg.api.port
     with socket.socket() as s:
         try:

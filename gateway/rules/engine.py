@@ -17,7 +17,7 @@ import logging
 import sqlite3
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from drivers.base import EVENT, STATE
@@ -27,6 +27,9 @@ from gateway.core.store import FLAG_RETAINED
 from gateway.ingest.pipeline import BatchResult, Processor, Resolved
 from gateway.rules import correlation, duration, immediate, inactivity, offline, schedule, threshold
 from gateway.rules.base import Ctx, Dev, Facts, RuleStore, reading_dict
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 log = logging.getLogger("gateway.rules")
 
@@ -38,7 +41,7 @@ FLAP_KEYS = ("contact", "water_leak", "tamper", "gate_fault", "vehicle_present",
 class RuleEngine(Processor):
     def __init__(
         self,
-        cfg: Any,
+        cfg: SiteConfig,
         gateway_id: str | None = None,
         *,
         config_rev: int | None = None,
@@ -88,8 +91,8 @@ class RuleEngine(Processor):
         cfg = self.cfg
         zones_of: dict[str, list[Any]] = {}
         for z in self.settings.intrusion_zones:
-            for d in z.devices:
-                zones_of.setdefault(d, []).append(z)
+            for device_id in z.devices:
+                zones_of.setdefault(device_id, []).append(z)
         for d in cfg.owned_devices():
             st = cfg.device_settings(d)
             res = cfg.resident(d.resident) if d.resident else None

@@ -17,10 +17,13 @@ import sqlite3
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from gateway.core import incidents as inc
 from gateway.tickets import assignment as dp
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 SYSTEM_ACTOR = "tickets"
 
@@ -128,7 +131,7 @@ def allowed_actions(state: str, role: str | None = None) -> list[str]:
 class TicketContext:
     """What the ticket functions need besides the connection: config, incident writer, clock guard."""
 
-    cfg: Any
+    cfg: SiteConfig
     incidents: inc.IncidentStore
     guard: Any = None  # escalation.ClockGuard (None: never hold)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -708,7 +711,7 @@ def create_manual(
     grid, compound, resident = loc.get("grid"), loc.get("compound"), loc.get("resident")
     if building is not None and cfg.building(building) is None:
         raise TicketError("invalid", f"unknown building {building!r}")
-    if unit is not None and (building is None or cfg.building(building).unit(unit) is None):
+    if unit is not None and (building is None or (b := cfg.building(building)) is None or b.unit(unit) is None):
         raise TicketError("invalid", f"unknown unit {unit!r} (needs its building)")
     if space is not None and cfg.parking_space(space) is None:
         raise TicketError("invalid", f"unknown parking space {space!r}")

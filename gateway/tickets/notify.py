@@ -30,11 +30,14 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.core import incidents as inc
 from gateway.core.workers import ReaderThread
 from gateway.tickets import lifecycle as lc
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 log = logging.getLogger("gateway.tickets.notify")
 
@@ -69,11 +72,11 @@ def event_name(ev: Mapping[str, Any]) -> str:
     return str(ev["kind"])
 
 
-def prefix(cfg: Any) -> str:
+def prefix(cfg: SiteConfig) -> str:
     return str(cfg.tickets.mqtt_prefix or f"edge/{cfg.gateway.id}")
 
 
-def topic(cfg: Any, category: str, event: str) -> str:
+def topic(cfg: SiteConfig, category: str, event: str) -> str:
     return f"{prefix(cfg)}/incidents/{category}/{event}"
 
 
@@ -83,7 +86,7 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     return f"t={timestamp},v1={mac}"
 
 
-def recipients_for(cfg: Any, ev: Mapping[str, Any], t: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def recipients_for(cfg: SiteConfig, ev: Mapping[str, Any], t: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     from gateway.tickets import assignment as dp
 
     data = ev["data"]
@@ -104,7 +107,7 @@ def recipients_for(cfg: Any, ev: Mapping[str, Any], t: Mapping[str, Any] | None)
 
 
 def message(
-    cfg: Any,
+    cfg: SiteConfig,
     ev: Mapping[str, Any],
     incident: Mapping[str, Any],
     t: Mapping[str, Any] | None,
@@ -147,7 +150,7 @@ def _webhook_wants(wh: Any, msg: Mapping[str, Any]) -> bool:
     return not wh.roles or any(r.get("role") in wh.roles for r in msg["recipients"])
 
 
-def enqueue(conn: sqlite3.Connection, cfg: Any, events: Sequence[Mapping[str, Any]], now_ms: int) -> int:
+def enqueue(conn: sqlite3.Connection, cfg: SiteConfig, events: Sequence[Mapping[str, Any]], now_ms: int) -> int:
     """Write the deliveries for ``events`` (in the caller's transaction). Returns how many."""
     settings = cfg.tickets
     rows: list[tuple[Any, ...]] = []
@@ -243,7 +246,7 @@ class NotifySender(ReaderThread):
     def __init__(
         self,
         db_path: str | Path,
-        cfg: Any,
+        cfg: SiteConfig,
         *,
         call: Callable[[Callable[[sqlite3.Connection, Any, int], Any]], Future[Any]],
         publish: Publisher | None = None,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gateway.core import incidents as inc
 from gateway.core.clock import mono_ms
@@ -23,13 +23,16 @@ from gateway.ingest.pipeline import BatchResult, Processor
 from gateway.tickets import escalation, notify
 from gateway.tickets import lifecycle as lc
 
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
+
 log = logging.getLogger("gateway.tickets")
 
 
 class TicketProcessor(Processor):
     def __init__(
         self,
-        cfg: Any,
+        cfg: SiteConfig,
         *,
         config_rev: int | None = None,
         mono: Callable[[], int] = mono_ms,

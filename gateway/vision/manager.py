@@ -25,12 +25,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from gateway.vision.snapshots import SnapshotStore
 from gateway.vision.sources import HttpPoller, MqttFrames, native_topic, url_with_credentials
 from gateway.vision.worker import CameraSpec, FrameResult, WorkerPool
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
+    from edge_config.camera_settings import CameraSettings
 
 log = logging.getLogger("gateway.vision")
 
@@ -53,7 +57,7 @@ class _SpaceState:
 
 @dataclass
 class _CamState:
-    cfg: Any
+    cfg: CameraSettings
     avail_topic: str
     state_topic: str
     spaces: dict[str, _SpaceState] = field(default_factory=dict)
@@ -69,7 +73,7 @@ class _CamState:
 class CameraManager:
     def __init__(
         self,
-        cfg: Any,
+        cfg: SiteConfig,
         *,
         mqtt: Any = None,
         publish: Publish | None = None,
@@ -95,6 +99,7 @@ class CameraManager:
         routes: dict[str, str] = {}
         for cam in self.settings.cameras:
             dev = cfg.device(cam.device)
+            assert dev is not None  # camera_problems (above) checked every device reference
             st = _CamState(
                 cam,
                 f"edge/v1/devices/{dev.address}/availability",
@@ -102,6 +107,7 @@ class CameraManager:
             )
             for sp in cam.spaces:
                 sdev = cfg.device(sp.device)
+                assert sdev is not None
                 st.spaces[sp.space_id] = _SpaceState(f"edge/v1/devices/{sdev.address}/state")
             st.zones = {z.zone_id: rules_zones[z.zone_id] for z in cam.zones}
             self.cams[cam.id] = st
@@ -145,6 +151,7 @@ class CameraManager:
             src = cam.source
             rtsp = None
             if src.kind == "rtsp":
+                assert src.url is not None  # CameraSource requires a url for rtsp and http
                 pw = src.password.get_secret_value() if src.password is not None else None
                 rtsp = url_with_credentials(src.url, src.username, pw)
             out.append(
@@ -168,6 +175,7 @@ class CameraManager:
         for cam in self.settings.cameras:
             src = cam.source
             if src.kind == "http":
+                assert src.url is not None
                 auth = None
                 if src.username:
                     auth = (src.username, src.password.get_secret_value() if src.password else "")
