@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloud_sync.outbox import OutboxProcessor
 from cloud_sync.sender import Sender
 from gateway.ingest.pipeline import BatchResult
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
 
 log = logging.getLogger("cloud_sync")
 
@@ -17,7 +20,7 @@ ALARM_KEY = "gateway|sync_unauthorized"
 class SyncService:
     """Create with a Gateway after its pipeline exists (appends the outbox as the LAST processor)."""
 
-    def __init__(self, gw: Any) -> None:
+    def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self.processor = OutboxProcessor(gw.cfg)
         gw.pipeline.processors.append(self.processor)

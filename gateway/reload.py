@@ -32,6 +32,7 @@ from gateway.ingest.routing import Routing, build_routing
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
+    from gateway.app import Gateway
 
 log = logging.getLogger("gateway.reload")
 
@@ -72,7 +73,7 @@ def load_checked(path: str | Path) -> Any:
         raise ReloadRefused([i.format() for i in exc.issues]) from None
 
 
-def reload_from(gw: Any, path: str | Path | None = None) -> list[str]:
+def reload_from(gw: Gateway, path: str | Path | None = None) -> list[str]:
     """Reload from ``path`` (default: the file the running config came from). [] = applied."""
     src = path or getattr(gw, "config_path", None) or gw.cfg.source_path
     if src is None:
@@ -94,7 +95,7 @@ def reload_from(gw: Any, path: str | Path | None = None) -> list[str]:
     return []
 
 
-def _rebuild(p: Processor, cfg: SiteConfig, rev: int, gw: Any) -> Processor:
+def _rebuild(p: Processor, cfg: SiteConfig, rev: int, gw: Gateway) -> Processor:
     """A processor for the new config, built the way Gateway/its service built the old one."""
     hook = getattr(p, "reconfigured", None)
     if callable(hook):  # a processor may own its reload: return the new (or the same) processor
@@ -132,7 +133,7 @@ def _restart_notes(old: Any, new: Any) -> list[str]:
     return notes
 
 
-def apply_config(gw: Any, cfg: SiteConfig, timeout: float = 30.0) -> int:
+def apply_config(gw: Gateway, cfg: SiteConfig, timeout: float = 30.0) -> int:
     """Swap a validated config into the running gateway. Returns the new config revision id."""
     pipeline = gw.pipeline
     old_cfg = gw.cfg

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -20,12 +20,16 @@ from gateway.api.auth import AuthFailureLimiter, Principal, RoleRateLimiter, Tok
 from gateway.api.db import Readers
 from gateway.ingest.pipeline import TELEMETRY_BATCH
 
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+    from gateway.ingest.pipeline import BatchResult
+
 # Ingest is "behind" while more than this many messages wait uncommitted (a few commit batches):
 # then the API caps its requests (Governor) and the stream gathers non-urgent changes for longer.
 BACKLOG_HIGH = 4 * TELEMETRY_BATCH
 
 
-def ingest_behind(gw: Any) -> bool:
+def ingest_behind(gw: Gateway) -> bool:
     return int(getattr(gw.pipeline, "backlog", 0)) > BACKLOG_HIGH
 
 
@@ -38,7 +42,7 @@ ACCESS_LOG_DEDUPE_S = 300.0
 
 @dataclass
 class ApiContext:
-    gw: Any
+    gw: Gateway
     readers: Readers
     verifier: TokenVerifier
     limiter: AuthFailureLimiter
@@ -109,7 +113,7 @@ class ApiContext:
     async def _write_log(
         self, rows: list[tuple[Any, ...]], keys: list[tuple[str, str, str]], done: asyncio.Future[None]
     ) -> None:
-        def write(conn: sqlite3.Connection, result: Any, now_ms: int) -> None:
+        def write(conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
             conn.executemany(
                 "INSERT INTO access_log(ts_ms, token_id, role, reason, incident_id, resident_id, fields, via)"
                 " VALUES (?,?,?,?,?,?,?,?)",

@@ -23,6 +23,7 @@ from gateway.core import store as st
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
+    from gateway.app import Gateway
 
 router = APIRouter()
 R: dict[int | str, dict[str, Any]] = {
@@ -321,7 +322,7 @@ async def healthz(request: Request) -> dict[str, str]:
     return {"status": "ok", "gateway": ctx_of(request).cfg.gateway.id}
 
 
-def _ready_checks(conn: sqlite3.Connection, gw: Any) -> dict[str, Any]:
+def _ready_checks(conn: sqlite3.Connection, gw: Gateway) -> dict[str, Any]:
     health = gw.health()
     cfg = gw.cfg
     checks: dict[str, Any] = {

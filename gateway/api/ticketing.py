@@ -22,6 +22,7 @@ from fastapi import HTTPException
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
+    from gateway.app import Gateway
 
 ACTIONS: tuple[str, ...] = (
     "accept",
@@ -47,7 +48,7 @@ def _ticket_error() -> type[Exception] | None:
     return TicketError
 
 
-def tickets(gw: Any) -> Any:
+def tickets(gw: Gateway) -> Any:
     t = getattr(gw, "tickets", None)
     if t is None:
         raise HTTPException(503, "the ticket loop is not available on this gateway")
@@ -100,7 +101,7 @@ async def _await(fut: Any) -> dict[str, Any]:
 
 
 async def apply_action(
-    gw: Any,
+    gw: Gateway,
     incident_id: str,
     action: str,
     *,
@@ -122,7 +123,7 @@ async def apply_action(
 
 
 async def create_manual(
-    gw: Any,
+    gw: Gateway,
     *,
     category: str,
     type: str,

@@ -42,6 +42,7 @@ from gateway.tickets import notify as nt
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
+    from gateway.ingest.pipeline import BatchResult
 
 log = logging.getLogger("gateway.channels")
 
@@ -444,7 +445,7 @@ class ChannelDispatcher(ReaderThread):
         released = msg.released if msg is not None else {}
         g = s.grouping
 
-        def write(c: sqlite3.Connection, res: Any, ts: int) -> None:
+        def write(c: sqlite3.Connection, res: BatchResult, ts: int) -> None:
             per_incident: dict[str, dict[str, Any]] = {}
             for r, state, attempt, delay, fallback in plans:
                 c.execute(
@@ -510,7 +511,7 @@ class ChannelDispatcher(ReaderThread):
         )  # fmt: skip
 
     def _raise_health(
-        self, c: sqlite3.Connection, res: Any, key: str, grp: grouping.Group, outcome: Outcome, ts: int
+        self, c: sqlite3.Connection, res: BatchResult, key: str, grp: grouping.Group, outcome: Outcome, ts: int
     ) -> None:
         trig = inc.Trigger(
             key=key,

@@ -28,7 +28,10 @@ import sqlite3
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from gateway.ingest.pipeline import BatchResult
 
 # States in which an incident holds its open key (issue 4 adds the ticket states in between).
 OPEN_STATES: frozenset[str] = frozenset({"new", "dispatched", "accepted", "in_progress", "reopened"})
@@ -181,7 +184,7 @@ class IncidentStore:
     def append_event(
         self,
         conn: sqlite3.Connection,
-        result: Any,
+        result: BatchResult,
         incident_id: str,
         kind: str,
         ts_ms: int,
@@ -220,7 +223,7 @@ class IncidentStore:
         return seq
 
     # --- raise / repeat ------------------------------------------------------------------------
-    def raise_or_repeat(self, conn: sqlite3.Connection, result: Any, trig: Trigger, now_ms: int) -> Raised:
+    def raise_or_repeat(self, conn: sqlite3.Connection, result: BatchResult, trig: Trigger, now_ms: int) -> Raised:
         """Open an incident for ``trig.key`` or count a repeat of the open one."""
         row = conn.execute(
             "SELECT id, count, readings, devices, last_ms, severity FROM incidents WHERE open_key=?", (trig.key,)
@@ -240,7 +243,7 @@ class IncidentStore:
                     raise
         return self._repeat(conn, result, trig, now_ms, row)
 
-    def _create(self, conn: sqlite3.Connection, result: Any, trig: Trigger, now_ms: int) -> Raised:
+    def _create(self, conn: sqlite3.Connection, result: BatchResult, trig: Trigger, now_ms: int) -> Raised:
         prefix = self._id_prefix(conn)
         seq = int(conn.execute("SELECT coalesce(max(created_seq), 0) + 1 FROM incidents").fetchone()[0])
         incident_id = f"{prefix}-{seq}"
@@ -312,7 +315,7 @@ class IncidentStore:
         )
         return Raised(incident_id, True, 1)
 
-    def _repeat(self, conn: sqlite3.Connection, result: Any, trig: Trigger, now_ms: int, row: Any) -> Raised:
+    def _repeat(self, conn: sqlite3.Connection, result: BatchResult, trig: Trigger, now_ms: int, row: Any) -> Raised:
         incident_id, count, readings_json, devices_json, last_ms, severity = row
         count += 1
         readings = json.loads(readings_json)
@@ -342,7 +345,7 @@ class IncidentStore:
     def set_severity(
         self,
         conn: sqlite3.Connection,
-        result: Any,
+        result: BatchResult,
         incident_id: str,
         severity: str,
         reason: str,
@@ -359,7 +362,13 @@ class IncidentStore:
         return True
 
     def add_devices(
-        self, conn: sqlite3.Connection, result: Any, incident_id: str, devices: Iterable[str], ts_ms: int, now_ms: int
+        self,
+        conn: sqlite3.Connection,
+        result: BatchResult,
+        incident_id: str,
+        devices: Iterable[str],
+        ts_ms: int,
+        now_ms: int,
     ) -> list[str]:
         row = conn.execute("SELECT devices FROM incidents WHERE id=?", (incident_id,)).fetchone()
         if row is None:
@@ -374,7 +383,7 @@ class IncidentStore:
         return new
 
     def auto_clear(
-        self, conn: sqlite3.Connection, result: Any, key: str, ts_ms: int, reason: str, now_ms: int
+        self, conn: sqlite3.Connection, result: BatchResult, key: str, ts_ms: int, reason: str, now_ms: int
     ) -> str | None:
         """The condition behind the open incident ``key`` recovered.
 
@@ -405,7 +414,7 @@ class IncidentStore:
     def transition(
         self,
         conn: sqlite3.Connection,
-        result: Any,
+        result: BatchResult,
         incident_id: str,
         state: str,
         ts_ms: int,

@@ -34,10 +34,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.install.mosquitto import free_port, wait_port
 from gateway.install.scenarios import DEMO_SCENARIOS
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
 
 log = logging.getLogger("gateway.install.demo")
 
@@ -179,7 +182,7 @@ def write_demo_config(src: Path, workdir: Path, host: str, port: int, api_port: 
     return out, load_config(out)
 
 
-def create_demo_token(gw: Any, timeout: float = 15.0) -> str | None:
+def create_demo_token(gw: Gateway, timeout: float = 15.0) -> str | None:
     """An installer token for the demo (gateway/api/auth.py), written through the pipeline."""
     try:
         from gateway.api import auth

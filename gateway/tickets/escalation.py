@@ -24,12 +24,15 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.core import incidents as inc
 from gateway.core.clock import StepDetector, mono_ms
 from gateway.tickets import assignment as dp
 from gateway.tickets import lifecycle as lc
+
+if TYPE_CHECKING:
+    from gateway.ingest.pipeline import BatchResult
 
 log = logging.getLogger("gateway.tickets")
 
@@ -110,7 +113,7 @@ class ClockGuard:
         return None
 
 
-def fire_due(conn: sqlite3.Connection, result: Any, ctx: lc.TicketContext, now_ms: int) -> int:
+def fire_due(conn: sqlite3.Connection, result: BatchResult, ctx: lc.TicketContext, now_ms: int) -> int:
     rows = conn.execute(
         "SELECT key, incident_id, kind, due_ms, data FROM ticket_timers WHERE due_ms <= ? ORDER BY due_ms LIMIT ?",
         (now_ms, MAX_TIMERS_PER_TICK),
@@ -140,7 +143,7 @@ _DONE_COL = {"accept": "accepted_ms", "on_site": "on_site_ms", "resolve": "resol
 
 def stage_missed(
     conn: sqlite3.Connection,
-    result: Any,
+    result: BatchResult,
     ctx: lc.TicketContext,
     incident: Mapping[str, Any],
     stage: str,
@@ -184,7 +187,7 @@ def rung_recipients(
 
 def climb(
     conn: sqlite3.Connection,
-    result: Any,
+    result: BatchResult,
     ctx: lc.TicketContext,
     incident: Mapping[str, Any],
     now_ms: int,
@@ -289,7 +292,7 @@ def climb(
 
 
 def renotify(
-    conn: sqlite3.Connection, result: Any, ctx: lc.TicketContext, incident: Mapping[str, Any], now_ms: int
+    conn: sqlite3.Connection, result: BatchResult, ctx: lc.TicketContext, incident: Mapping[str, Any], now_ms: int
 ) -> None:
     iid = str(incident["id"])
     t = lc.ticket(conn, iid)

@@ -24,6 +24,7 @@ from gateway.tickets import assignment as dp
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
+    from gateway.ingest.pipeline import BatchResult
 
 SYSTEM_ACTOR = "tickets"
 
@@ -216,7 +217,7 @@ def renotify_interval(settings: Any, sla: Any) -> int:
 # --- state changes ---------------------------------------------------------------------------------
 def transition(
     conn: sqlite3.Connection,
-    result: Any,
+    result: BatchResult,
     ctx: TicketContext,
     incident_id: str,
     to: str,
@@ -258,7 +259,7 @@ def state_of(conn: sqlite3.Connection, incident_id: str) -> str:
 
 def dispatch_to(
     conn: sqlite3.Connection,
-    result: Any,
+    result: BatchResult,
     ctx: TicketContext,
     incident: Mapping[str, Any],
     route: dp.Route,
@@ -333,7 +334,9 @@ def dispatch_to(
     )
 
 
-def dispatch_new(conn: sqlite3.Connection, result: Any, ctx: TicketContext, incident_id: str, now_ms: int) -> bool:
+def dispatch_new(
+    conn: sqlite3.Connection, result: BatchResult, ctx: TicketContext, incident_id: str, now_ms: int
+) -> bool:
     """Route a new incident automatically; False (and a ``dispatch_failed`` event) if nobody fits."""
     incident = inc.get(conn, incident_id)
     if incident is None or incident["state"] != "new":
@@ -356,7 +359,7 @@ def department_for(settings: Any, incident: Mapping[str, Any]) -> str | None:
 
 def whistle(
     conn: sqlite3.Connection,
-    result: Any,
+    result: BatchResult,
     ctx: TicketContext,
     incident: Mapping[str, Any],
     department: str,
@@ -397,7 +400,7 @@ def rateable(settings: Any, incident: Mapping[str, Any]) -> bool:
 
 
 def not_rated_close(
-    conn: sqlite3.Connection, result: Any, ctx: TicketContext, incident_id: str, reason: str, now_ms: int
+    conn: sqlite3.Connection, result: BatchResult, ctx: TicketContext, incident_id: str, reason: str, now_ms: int
 ) -> None:
     ctx.incidents.append_event(conn, result, incident_id, "not_rated", now_ms, {"reason": reason}, actor=SYSTEM_ACTOR)
     timer_clear(conn, incident_id)
@@ -414,7 +417,9 @@ def not_rated_close(
     )
 
 
-def after_resolved(conn: sqlite3.Connection, result: Any, ctx: TicketContext, incident_id: str, now_ms: int) -> None:
+def after_resolved(
+    conn: sqlite3.Connection, result: BatchResult, ctx: TicketContext, incident_id: str, now_ms: int
+) -> None:
     """Await the resident's rating (timeout -> not rated), or close at once when nobody rates."""
     incident = inc.get(conn, incident_id) or {}
     timer_clear(conn, incident_id)
@@ -425,7 +430,7 @@ def after_resolved(conn: sqlite3.Connection, result: Any, ctx: TicketContext, in
 
 
 def auto_resolve(
-    conn: sqlite3.Connection, result: Any, ctx: TicketContext, incident_id: str, reason: str, now_ms: int
+    conn: sqlite3.Connection, result: BatchResult, ctx: TicketContext, incident_id: str, reason: str, now_ms: int
 ) -> None:
     """The condition cleared before anyone accepted: resolved by the rules, closed not rated."""
     transition(
@@ -472,7 +477,7 @@ def snapshot(conn: sqlite3.Connection, incident_id: str, role: str | None = None
 # --- actions -----------------------------------------------------------------------------------------
 def apply_action(
     conn: sqlite3.Connection,
-    result: Any,
+    result: BatchResult,
     incident_id: str,
     action: str,
     *,
@@ -635,7 +640,7 @@ def apply_action(
 
 def _reopen(
     conn: sqlite3.Connection,
-    result: Any,
+    result: BatchResult,
     ctx: TicketContext,
     incident: Mapping[str, Any],
     t: Mapping[str, Any],
@@ -674,7 +679,7 @@ def _reopen(
 
 def create_manual(
     conn: sqlite3.Connection,
-    result: Any,
+    result: BatchResult,
     *,
     category: str,
     type: str,

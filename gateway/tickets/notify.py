@@ -38,6 +38,7 @@ from gateway.tickets import lifecycle as lc
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
+    from gateway.ingest.pipeline import BatchResult
 
 log = logging.getLogger("gateway.tickets.notify")
 
@@ -373,7 +374,7 @@ class NotifySender(ReaderThread):
         else:
             self.failed_attempts += 1
 
-        def write(c: sqlite3.Connection, r: Any, now: int) -> None:
+        def write(c: sqlite3.Connection, r: BatchResult, now: int) -> None:
             c.execute(
                 "UPDATE deliveries SET attempts=?, status=?, next_ms=?, last_error=?, done_ms=? WHERE id=?",
                 (attempt, state, next_ms, error or None, now if state != "pending" else None, did),

@@ -11,18 +11,21 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.ingest.pipeline import BatchResult
 from gateway.tickets import lifecycle as lc
 from gateway.tickets.notify import NotifySender, paho_publisher
 from gateway.tickets.processor import TicketProcessor
 
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
 SCORE_ITEMS_CENTRAL = ("contract_fulfilment", "on_site_inspection")
 
 
 class TicketService:
-    def __init__(self, gw: Any) -> None:
+    def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         cfg = gw.cfg
         self.processor = TicketProcessor(cfg, config_rev=gw.config_rev)

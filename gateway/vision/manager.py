@@ -33,8 +33,12 @@ from gateway.vision.sources import HttpPoller, MqttFrames, native_topic, url_wit
 from gateway.vision.worker import CameraSpec, FrameResult, WorkerPool
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from edge_config import SiteConfig
     from edge_config.camera_settings import CameraSettings
+    from gateway.ingest.mqtt import BrokerConnection
+    from gateway.ingest.pipeline import BatchResult, Pipeline
 
 log = logging.getLogger("gateway.vision")
 
@@ -75,7 +79,7 @@ class CameraManager:
         self,
         cfg: SiteConfig,
         *,
-        mqtt: Any = None,
+        mqtt: BrokerConnection | None = None,
         publish: Publish | None = None,
         dead_letter: DeadLetter | None = None,
         clock: Callable[[], int] = _now_ms,
@@ -310,11 +314,11 @@ class CameraManager:
         }
 
 
-def pipeline_dead_letter(pipeline: Any) -> DeadLetter:
+def pipeline_dead_letter(pipeline: Pipeline) -> DeadLetter:
     """A dead-letter sink writing through the pipeline's single writer (Pipeline.call)."""
 
     def write(rx_ms: int, topic: str, reason: str, detail: str, size: int, excerpt: bytes) -> None:
-        def fn(conn: Any, result: Any, now_ms: int) -> None:
+        def fn(conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
             conn.execute(
                 "INSERT INTO dead_letters(rx_ms, topic, driver, reason, detail, payload_len, payload_excerpt,"
                 " config_rev) VALUES (?,?,?,?,?,?,?,?)",

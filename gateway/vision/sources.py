@@ -17,8 +17,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from gateway.ingest.mqtt import BrokerConnection
 
 log = logging.getLogger("gateway.vision")
 
@@ -45,7 +48,9 @@ def url_with_credentials(url: str, username: str | None, password: str | None) -
 class MqttFrames:
     """Subscribes to snapshot topics and publishes readings, with one paho client."""
 
-    def __init__(self, settings: Any, routes: dict[str, str], sink: FrameSink, client_suffix: str = "vision") -> None:
+    def __init__(
+        self, settings: BrokerConnection, routes: dict[str, str], sink: FrameSink, client_suffix: str = "vision"
+    ) -> None:
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion
 
