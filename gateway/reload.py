@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gateway.core.heap import freeze_long_lived
 from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, MqttSession
@@ -31,6 +31,8 @@ from gateway.ingest.pipeline import BatchResult, Processor
 from gateway.ingest.routing import Routing, build_routing
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from edge_config import SiteConfig
     from gateway.app import Gateway
 
@@ -63,7 +65,7 @@ class ReloadRefused(Exception):
         self.errors = errors
 
 
-def load_checked(path: str | Path) -> Any:
+def load_checked(path: str | Path) -> SiteConfig:
     """load_config, turning every problem into one line ``PATH:LINE: key: message``."""
     from edge_config import ConfigError, load_config
 
@@ -124,7 +126,7 @@ def _rebuild(p: Processor, cfg: SiteConfig, rev: int, gw: Gateway) -> Processor:
     return p
 
 
-def _restart_notes(old: Any, new: Any) -> list[str]:
+def _restart_notes(old: SiteConfig, new: SiteConfig) -> list[str]:
     notes = []
     for name in _RESTART_SECTIONS:
         a, b = getattr(old, name, None), getattr(new, name, None)
@@ -154,7 +156,7 @@ def apply_config(gw: Gateway, cfg: SiteConfig, timeout: float = 30.0) -> int:
         sessions[LIFE_SAFETY] = safety
         safety.start()
 
-    def swap(conn: Any, result: BatchResult, now: int) -> None:
+    def swap(conn: sqlite3.Connection, result: BatchResult, now: int) -> None:
         pipeline.routing = routing
         pipeline.config_rev = rev
         pipeline.processors = processors

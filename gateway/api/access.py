@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.api.auth import ROLES, Principal
 
 if TYPE_CHECKING:
-    from edge_config import SiteConfig
+    from edge_config import Resident, SiteConfig
 
 ALL = frozenset(ROLES)
 STAFF = frozenset(
@@ -176,7 +176,7 @@ TICKET_FIELDS = ("assignee", "team", "assignee_role", "level", "summons", "ratin
 TICKET_JSON = frozenset({"summons", "watchers"})  # ticket loop (issue 4)
 
 
-def _floor(cfg: SiteConfig, devices: list[str], resident: Any) -> int | None:
+def _floor(cfg: SiteConfig, devices: list[str], resident: Resident | None) -> int | None:
     for dev_id in devices:
         d = cfg.device(dev_id)
         if d is not None and d.location.floor is not None:

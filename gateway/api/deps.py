@@ -21,6 +21,7 @@ from gateway.api.db import Readers
 from gateway.ingest.pipeline import TELEMETRY_BATCH
 
 if TYPE_CHECKING:
+    from edge_config import SiteConfig
     from gateway.app import Gateway
     from gateway.ingest.pipeline import BatchResult
 
@@ -53,7 +54,7 @@ class ApiContext:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
-    def cfg(self) -> Any:
+    def cfg(self) -> SiteConfig:
         return self.gw.cfg
 
     async def write(self, fn: Callable[[sqlite3.Connection, Any, int], Any], timeout: float = 10.0) -> Any:

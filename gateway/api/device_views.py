@@ -15,7 +15,7 @@ from gateway.api import access
 from gateway.api.auth import Principal
 
 if TYPE_CHECKING:
-    from edge_config import SiteConfig
+    from edge_config import Device, SiteConfig
 
 
 @dataclass
@@ -66,7 +66,7 @@ def static_views(cfg: SiteConfig) -> dict[str, dict[str, Any]]:
     return cache.static
 
 
-def static_view(p: Principal, static: dict[str, dict[str, Any]], d: Any) -> dict[str, Any]:
+def static_view(p: Principal, static: dict[str, dict[str, Any]], d: Device) -> dict[str, Any]:
     """What the config says of a device, as ``p`` may see it (a copy: callers add live state)."""
     out = dict(static.get(d.id) or {})
     if not out:

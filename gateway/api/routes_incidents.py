@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import StringConstraints
@@ -21,6 +21,10 @@ from gateway.api.models import (
     ManualIncident,
     Severity,
 )
+
+if TYPE_CHECKING:
+    from gateway.api.deps import ApiContext
+    from gateway.vision.snapshots import Snapshot
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 
@@ -194,7 +198,7 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- camera snapshots of an incident (issue 7) -------------------------------------------------
-def _incident_snapshots(ctx: Any, p: Principal, row: dict[str, Any]) -> list[Any]:
+def _incident_snapshots(ctx: ApiContext, p: Principal, row: dict[str, Any]) -> list[Snapshot]:
     """Snapshots taken by the incident's cameras around its trigger times (may show residents:
     elder-care incidents' images only for the personal-data roles)."""
     if row.get("category") == "eldercare" and p.role not in access.PERSONAL_ROLES:

@@ -22,6 +22,7 @@ from gateway.api.models import DeadLetter, Device, FeedPage, Me, Unconfigured
 from gateway.core import store as st
 
 if TYPE_CHECKING:
+    import edge_config
     from edge_config import SiteConfig
     from gateway.app import Gateway
 
@@ -49,7 +50,7 @@ def _with_state(view: dict[str, Any], row: dict[str, Any] | None) -> dict[str, A
     return out
 
 
-def device_view(p: Principal, cfg: SiteConfig, d: Any, row: dict[str, Any] | None) -> dict[str, Any]:
+def device_view(p: Principal, cfg: SiteConfig, d: edge_config.Device, row: dict[str, Any] | None) -> dict[str, Any]:
     return _with_state(static_view(p, static_views(cfg), d), row)
 
 

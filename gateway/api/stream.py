@@ -55,6 +55,8 @@ from gateway.api.fastjson import dumps
 from gateway.ingest.pipeline import BatchResult
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from edge_config import SiteConfig
 
 log = logging.getLogger("gateway.api.stream")
@@ -339,7 +341,7 @@ def incident_frame(
 async def _replay(ctx: ApiContext, c: Client, after: int) -> tuple[list[bytes], int, bool]:
     """Incident events after ``after`` from the store, as frames; (frames, last seq, too_many)."""
 
-    def read(conn: Any) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], int]:
+    def read(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], int]:
         top = db.max_seq(conn)
         if top - after > REPLAY_MAX:
             return [], {}, top

@@ -21,8 +21,11 @@ from typing import TYPE_CHECKING, Any
 from fastapi import HTTPException
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from edge_config import SiteConfig
     from gateway.app import Gateway
+    from gateway.tickets.service import TicketService
 
 ACTIONS: tuple[str, ...] = (
     "accept",
@@ -48,7 +51,7 @@ def _ticket_error() -> type[Exception] | None:
     return TicketError
 
 
-def tickets(gw: Gateway) -> Any:
+def tickets(gw: Gateway) -> TicketService:
     t = getattr(gw, "tickets", None)
     if t is None:
         raise HTTPException(503, "the ticket loop is not available on this gateway")
@@ -81,7 +84,7 @@ def ticket_http_error(exc: Exception) -> HTTPException:
     return HTTPException(status, detail)
 
 
-async def _await(fut: Any) -> dict[str, Any]:
+async def _await(fut: Future[dict[str, Any]]) -> dict[str, Any]:
     err = _ticket_error()
     try:
         result = await asyncio.wait_for(asyncio.wrap_future(fut), ACTION_TIMEOUT_S)

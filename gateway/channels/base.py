@@ -17,7 +17,10 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 RETRIABLE = frozenset({"transient", "rate_limited"})
 
@@ -67,7 +70,7 @@ def http_outcome(status: int) -> Outcome:
     return Outcome("rejected", status, None, f"HTTP {status}")
 
 
-def call(fn: Any) -> Outcome:
+def call(fn: Callable[[], Outcome]) -> Outcome:
     """Run a client call; network failures become transient outcomes."""
     try:
         result: Outcome = fn()

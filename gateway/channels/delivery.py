@@ -42,6 +42,7 @@ from gateway.tickets import notify as nt
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
+    from edge_config.channel_settings import ChannelSettings, GroupingSettings, Policy, QuietHours, Robot
     from gateway.ingest.pipeline import BatchResult
 
 log = logging.getLogger("gateway.channels")
@@ -56,7 +57,7 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def settings(cfg: SiteConfig) -> Any | None:
+def settings(cfg: SiteConfig) -> ChannelSettings | None:
     s = getattr(cfg, "channels", None)
     return s if s is not None and s.enabled else None
 
@@ -67,13 +68,13 @@ def lang_of(cfg: SiteConfig) -> str:
 
 
 # --- who and how ----------------------------------------------------------------------------------
-def _matches(p: Any, incident: Mapping[str, Any]) -> bool:
+def _matches(p: Policy | Robot, incident: Mapping[str, Any]) -> bool:
     return (not p.categories or incident["category"] in p.categories) and (
         not p.severities or incident["severity"] in p.severities
     )
 
 
-def policy_for(cfg: SiteConfig, person: str, incident: Mapping[str, Any]) -> Any | None:
+def policy_for(cfg: SiteConfig, person: str, incident: Mapping[str, Any]) -> Policy | None:
     """The person's first matching policy, else their teams' (in team order)."""
     pols = cfg.channels.policies
     mine = [p for p in pols if p.who == person]
@@ -91,7 +92,7 @@ def usable(cfg: SiteConfig, kind: str, target: str) -> bool:
     return kind == "email" and s.smtp is not None
 
 
-def chain_for(cfg: SiteConfig, person: str, incident: Mapping[str, Any]) -> tuple[list[list[str]], list[Any]]:
+def chain_for(cfg: SiteConfig, person: str, incident: Mapping[str, Any]) -> tuple[list[list[str]], list[QuietHours]]:
     """The person's channels to try in order ([[kind, target], ...]) and their quiet hours."""
     m = cfg.staff_member(person)
     if m is None:
@@ -114,7 +115,7 @@ def phone_of(cfg: SiteConfig, person: str | None, kind: str = "sms") -> str | No
     return str(m.phone) if m.phone else None
 
 
-def quiet_until(cfg: SiteConfig, windows: Sequence[Any], now_ms: int) -> int | None:
+def quiet_until(cfg: SiteConfig, windows: Sequence[QuietHours], now_ms: int) -> int | None:
     """End (ms) of the quiet window ``now_ms`` is in, or None."""
     if not windows:
         return None
@@ -397,10 +398,10 @@ class ChannelDispatcher(ReaderThread):
             robot = s.robot("wecom", grp.target)
             return wecom.send(robot, msg, mentions, timeout=timeout) if robot else Outcome("auth", error="no robot")
         if grp.channel == "dingtalk":
-            robot = s.robot("dingtalk", grp.target)
-            if robot is None:
+            ding = s.robot("dingtalk", grp.target)
+            if ding is None:
                 return Outcome("auth", error="robot no longer configured")
-            return dingtalk.send(robot, msg, mentions, timeout=timeout)  # signs with the real wall clock
+            return dingtalk.send(ding, msg, mentions, timeout=timeout)  # signs with the real wall clock
         if grp.channel in ("sms", "voice"):
             if s.sms is None:
                 return Outcome("auth", error="sms gateway no longer configured")
@@ -493,7 +494,9 @@ class ChannelDispatcher(ReaderThread):
         except Exception as exc:  # not recorded: the rows stay pending and are tried again
             log.error("could not record channel delivery %s: %s", grp.rows[0].id, exc)
 
-    def _insert_fallback(self, c: sqlite3.Connection, r: grouping.Row, nxt: list[str], ts: int, g: Any) -> None:
+    def _insert_fallback(
+        self, c: sqlite3.Connection, r: grouping.Row, nxt: list[str], ts: int, g: GroupingSettings
+    ) -> None:
         kind, target = nxt
         incident = inc.get(c, r.incident_id)
         if incident is None:

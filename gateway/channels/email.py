@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from gateway.channels import render as rd
@@ -23,9 +23,10 @@ from gateway.channels.base import Outcome
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
+    from edge_config.channel_settings import SmtpSettings
 
 
-def send_mail(smtp: Any, to: Sequence[str], subject: str, text: str) -> Outcome:
+def send_mail(smtp: SmtpSettings, to: Sequence[str], subject: str, text: str) -> Outcome:
     msg = EmailMessage()
     msg["From"] = smtp.from_addr
     msg["To"] = ", ".join(to)

@@ -40,6 +40,9 @@ from gateway.install.mosquitto import free_port, wait_port
 from gateway.install.scenarios import DEMO_SCENARIOS
 
 if TYPE_CHECKING:
+    import argparse
+
+    from edge_config import SiteConfig
     from gateway.app import Gateway
 
 log = logging.getLogger("gateway.install.demo")
@@ -131,7 +134,7 @@ class _Private:
         self.m.stop()
 
 
-def start_broker(kind: str, workdir: Path) -> Any:
+def start_broker(kind: str, workdir: Path) -> EmbeddedBroker | _Local | _Private:
     """kind: auto | local | embedded | mosquitto."""
     if kind in ("auto", "local") and _answers("127.0.0.1", 1883):
         return _Local("127.0.0.1", 1883)
@@ -150,7 +153,7 @@ def start_broker(kind: str, workdir: Path) -> Any:
     return _Private(workdir / "mosquitto")
 
 
-def write_demo_config(src: Path, workdir: Path, host: str, port: int, api_port: int) -> tuple[Path, Any]:
+def write_demo_config(src: Path, workdir: Path, host: str, port: int, api_port: int) -> tuple[Path, SiteConfig]:
     """A copy of ``src`` pointed at the demo broker, store and port, with the demo's short timers.
 
     Returns the file and its loaded config (ConfigError when the source is not valid).
@@ -307,7 +310,7 @@ def run_demo(
     return 0
 
 
-def main_cli(args: Any) -> int:
+def main_cli(args: argparse.Namespace) -> int:
     try:
         return run_demo(
             config=args.config,

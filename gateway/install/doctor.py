@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 from gateway.core import store as st
 
 if TYPE_CHECKING:
+    import paho.mqtt.client as paho
+
     from edge_config import SiteConfig
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -79,7 +81,7 @@ class Options:
 # --- config ------------------------------------------------------------------------------------
 
 
-def check_config(path: str) -> tuple[Check, Any]:
+def check_config(path: str) -> tuple[Check, SiteConfig | None]:
     from edge_config import ConfigError, load_config
 
     try:
@@ -126,7 +128,7 @@ _CONNECT_FIX = {
 }
 
 
-def _client(cfg: SiteConfig, client_id: str) -> Any:
+def _client(cfg: SiteConfig, client_id: str) -> paho.Client:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -168,6 +170,7 @@ def check_broker_session(cfg: SiteConfig, timeout: float) -> list[Check]:
     except (OSError, ValueError) as exc:
         return [Check("broker_login", FAIL, f"TLS files unusable: {exc}", "check mqtt.tls.ca_file/cert_file/key_file")]
 
+    # paho callbacks: its client passes reason codes and properties we only store or test loosely
     def on_connect(cl: Any, u: Any, flags: Any, reason: Any, props: Any) -> None:
         state["connect"] = reason
         if getattr(reason, "is_failure", False):

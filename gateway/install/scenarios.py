@@ -26,7 +26,7 @@ from gateway.install import traffic
 from gateway.install.traffic import SimDevice
 
 if TYPE_CHECKING:
-    from edge_config import SiteConfig
+    from edge_config import Device, SiteConfig
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class ScenarioUnavailable(Exception):
     """The config has no device that fits this scenario."""
 
 
-def _sim(d: Any) -> SimDevice:
+def _sim(d: Device) -> SimDevice:
     return SimDevice(d.id, d.driver, d.address, d.friendly_name, d.type)
 
 
@@ -62,7 +62,7 @@ def _devices(cfg: SiteConfig, exclude: set[str]) -> list[Any]:
     return [d for d in cfg.owned_devices() if d.id not in exclude]
 
 
-def _building_of(cfg: SiteConfig, d: Any) -> str | None:
+def _building_of(cfg: SiteConfig, d: Device) -> str | None:
     if d.location.building:
         return str(d.location.building)
     if d.resident:

@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
-    from edge_config import SiteConfig
+    from edge_config import SiteConfig, Team
+    from edge_config.channel_settings import QuietHours
+    from edge_config.ticket_settings import Roster, Shift
 
 GRID_TEAM_PREFIX = "grid:"
 
@@ -44,7 +46,7 @@ def local_time(cfg: SiteConfig, now_ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(now_ms / 1000, ZoneInfo(cfg.gateway.timezone))
 
 
-def _in_shift(shift: Any, t: dt.datetime) -> bool:
+def _in_shift(shift: Shift | QuietHours, t: dt.datetime) -> bool:
     wd = t.isoweekday()
     now = t.time()
     start, end = shift.start, shift.end
@@ -57,7 +59,7 @@ def _in_shift(shift: Any, t: dt.datetime) -> bool:
     return (wd in shift.days and now >= start) or (prev in shift.days and now < end)
 
 
-def roster_of(cfg: SiteConfig, team_id: str) -> Any | None:
+def roster_of(cfg: SiteConfig, team_id: str) -> Roster | None:
     return next((r for r in cfg.tickets.rosters if r.team == team_id), None)
 
 
@@ -83,7 +85,7 @@ def is_on_duty(cfg: SiteConfig, team_id: str, person: str, now_ms: int) -> bool:
     return how == "no_roster" or (how == "on_shift" and person in people)
 
 
-def team_of_kind(cfg: SiteConfig, kind: str, *, member: str | None = None, compound: str | None = None) -> Any | None:
+def team_of_kind(cfg: SiteConfig, kind: str, *, member: str | None = None, compound: str | None = None) -> Team | None:
     teams = [t for t in cfg.teams if t.kind == kind]
     if member is not None:
         mine = [t for t in teams if member in t.members]
@@ -96,11 +98,11 @@ def team_of_kind(cfg: SiteConfig, kind: str, *, member: str | None = None, compo
     return teams[0] if teams else None
 
 
-def department_team(cfg: SiteConfig, department: str) -> Any | None:
+def department_team(cfg: SiteConfig, department: str) -> Team | None:
     return next((t for t in cfg.teams if t.kind == "department" and t.department == department), None)
 
 
-def teams_of(cfg: SiteConfig, person: str) -> list[Any]:
+def teams_of(cfg: SiteConfig, person: str) -> list[Team]:
     return [t for t in cfg.teams if person in t.members]
 
 

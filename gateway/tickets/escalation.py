@@ -32,6 +32,7 @@ from gateway.tickets import assignment as dp
 from gateway.tickets import lifecycle as lc
 
 if TYPE_CHECKING:
+    from edge_config.ticket_settings import TicketSettings
     from gateway.ingest.pipeline import BatchResult
 
 log = logging.getLogger("gateway.tickets")
@@ -59,7 +60,7 @@ class ClockGuard:
 
     def __init__(
         self,
-        settings: Any,
+        settings: TicketSettings,
         threshold_ms: int,
         *,
         mono: Callable[[], int] = mono_ms,

@@ -17,14 +17,16 @@ import sqlite3
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from gateway.core import incidents as inc
 from gateway.tickets import assignment as dp
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
+    from edge_config.ticket_settings import Category, SlaRule, TicketSettings
     from gateway.ingest.pipeline import BatchResult
+    from gateway.tickets.escalation import ClockGuard
 
 SYSTEM_ACTOR = "tickets"
 
@@ -134,11 +136,11 @@ class TicketContext:
 
     cfg: SiteConfig
     incidents: inc.IncidentStore
-    guard: Any = None  # escalation.ClockGuard (None: never hold)
+    guard: ClockGuard | None = None  # None: never hold
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> TicketSettings:
         return self.cfg.tickets
 
 
@@ -198,7 +200,7 @@ def timers(conn: sqlite3.Connection, incident_id: str) -> dict[str, int]:
 
 
 # --- SLA -----------------------------------------------------------------------------------------
-def sla_for(settings: Any, category: str, severity: str) -> Any:
+def sla_for(settings: TicketSettings, category: str, severity: str) -> SlaRule:
     """Most specific SLA rule: category+severity > category > severity > * (then built-in defaults)."""
     from edge_config.ticket_settings import _default_sla
 
@@ -210,7 +212,7 @@ def sla_for(settings: Any, category: str, severity: str) -> Any:
     raise LookupError("no SLA rule")  # unreachable: the defaults end with */*
 
 
-def renotify_interval(settings: Any, sla: Any) -> int:
+def renotify_interval(settings: TicketSettings, sla: SlaRule) -> int:
     return int(sla.renotify_s or settings.renotify_s)
 
 
@@ -351,10 +353,11 @@ def dispatch_new(
     return True
 
 
-def department_for(settings: Any, incident: Mapping[str, Any]) -> str | None:
+def department_for(settings: TicketSettings, incident: Mapping[str, Any]) -> str | None:
     esc = settings.escalation
     dep = esc.departments_by_type.get(str(incident.get("type")))
-    return dep or esc.departments_by_category.get(str(incident.get("category")))
+    # the keys are the Category literals; a stored incident's category is a plain str
+    return dep or esc.departments_by_category.get(cast("Category", str(incident.get("category"))))
 
 
 def whistle(
@@ -395,7 +398,7 @@ def whistle(
     return True
 
 
-def rateable(settings: Any, incident: Mapping[str, Any]) -> bool:
+def rateable(settings: TicketSettings, incident: Mapping[str, Any]) -> bool:
     return str(incident.get("category")) in settings.rated_categories
 
 

@@ -19,6 +19,8 @@ from gateway.tickets.notify import NotifySender, paho_publisher
 from gateway.tickets.processor import TicketProcessor
 
 if TYPE_CHECKING:
+    import paho.mqtt.client as paho
+
     from gateway.app import Gateway
 
 SCORE_ITEMS_CENTRAL = ("contract_fulfilment", "on_site_inspection")
@@ -34,7 +36,7 @@ class TicketService:
         if cfg.tickets.mqtt:
             from gateway.ingest.mqtt import TELEMETRY
 
-            def client() -> Any:
+            def client() -> paho.Client | None:
                 s = gw.sessions.get(TELEMETRY)
                 return s.client if s is not None else None
 
