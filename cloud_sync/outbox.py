@@ -33,6 +33,7 @@ from gateway.ingest.pipeline import BatchResult, Processor
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
+    from gateway.ingest.routing import DeviceInfo
 
 log = logging.getLogger("cloud_sync.outbox")
 
@@ -276,7 +277,7 @@ class OutboxProcessor(Processor):
                 pass
         return {"building": building, "grid": grid, "compound": compound}
 
-    def device_prefix(self, device: Any) -> str:
+    def device_prefix(self, device: DeviceInfo) -> str:
         p = self._prefix.get(device.id)
         if p is None:
             t = dict(self.site_tags)

@@ -10,6 +10,9 @@ from cloud_sync.sender import Sender
 from gateway.ingest.pipeline import BatchResult
 
 if TYPE_CHECKING:
+    import sqlite3
+    from concurrent.futures import Future
+
     from gateway.app import Gateway
 
 log = logging.getLogger("cloud_sync")
@@ -47,7 +50,7 @@ class SyncService:
             return
         store = IncidentStore(self.gw.cfg.gateway.id, getattr(self.gw, "config_rev", None))
 
-        def raise_(c: Any, r: BatchResult, now: int) -> None:
+        def raise_(c: sqlite3.Connection, r: BatchResult, now: int) -> None:
             store.raise_or_repeat(
                 c,
                 r,
@@ -62,10 +65,10 @@ class SyncService:
                 now,
             )
 
-        def clear(c: Any, r: BatchResult, now: int) -> None:
+        def clear(c: sqlite3.Connection, r: BatchResult, now: int) -> None:
             store.auto_clear(c, r, ALARM_KEY, now, "sync_authorized", now)
 
-        def done(f: Any) -> None:
+        def done(f: Future[Any]) -> None:
             if f.exception() is not None:
                 log.error("sync alarm not recorded: %s", f.exception())
 

@@ -10,7 +10,10 @@ import email.utils
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from edge_config.sync_settings import SyncSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +141,7 @@ class V1Target:
         self.client.close()
 
 
-def make_target(s: Any) -> Target:
+def make_target(s: SyncSettings) -> Target:
     """Build the target of a :class:`edge_config.sync_settings.SyncSettings`."""
     if s.target == "v1":
         return V1Target(

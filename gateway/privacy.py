@@ -43,6 +43,7 @@ from gateway.ingest.pipeline import BatchResult, Processor
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
+    from gateway.vision.snapshots import SnapshotStore
 
 log = logging.getLogger("gateway.privacy")
 
@@ -184,7 +185,7 @@ def _snapshots(directory: Path) -> list[tuple[Path, str, int]]:
 
 
 def remove_snapshots(
-    directory: Path, pick: Callable[[str, int], bool], live: Any = None, limit: int | None = None
+    directory: Path, pick: Callable[[str, int], bool], live: SnapshotStore | None = None, limit: int | None = None
 ) -> int:
     """Delete snapshot files for which ``pick(camera, ts_ms)``; ``live``: the running SnapshotStore."""
     victims = [(p, cam, ts) for p, cam, ts in _snapshots(directory) if pick(cam, ts)]
@@ -212,7 +213,7 @@ def remove_snapshots(
 class RetentionProcessor(Processor):
     """Deletes/anonymises personal data past its retention period (``privacy:`` settings)."""
 
-    def __init__(self, cfg: SiteConfig, *, snapshots: Callable[[], Any] | None = None) -> None:
+    def __init__(self, cfg: SiteConfig, *, snapshots: Callable[[], SnapshotStore | None] | None = None) -> None:
         p = cfg.privacy
         self.readings_ms = min(p.readings_personal_days, cfg.store.readings_retention_days) * DAY_MS
         self.snapshots_ms = p.snapshots_days * DAY_MS
@@ -459,7 +460,9 @@ def forget_resident(
     return rep
 
 
-def forget_snapshots(rep: ForgetReport, directory: Path, live: Any = None, slack_ms: int = 5000) -> int:
+def forget_snapshots(
+    rep: ForgetReport, directory: Path, live: SnapshotStore | None = None, slack_ms: int = 5000
+) -> int:
     """Delete the snapshots of the resident's devices and of their incidents' cameras."""
     spans = rep.snapshot_spans
 

@@ -38,6 +38,7 @@ from gateway.tickets import lifecycle as lc
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
+    from edge_config.ticket_settings import Webhook
     from gateway.ingest.pipeline import BatchResult
 
 log = logging.getLogger("gateway.tickets.notify")
@@ -143,7 +144,7 @@ def message(
     }
 
 
-def _webhook_wants(wh: Any, msg: Mapping[str, Any]) -> bool:
+def _webhook_wants(wh: Webhook, msg: Mapping[str, Any]) -> bool:
     if wh.categories and msg["incident"]["category"] not in wh.categories:
         return False
     if wh.events and msg["event"] not in wh.events:

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
-    from edge_config.ticket_settings import ScoreItem
+    from edge_config.ticket_settings import ScorecardSettings, ScoreItem
 
 ITEMS: tuple[ScoreItem, ...] = ("contract_fulfilment", "complaint_handling", "on_site_inspection", "owner_evaluation")
 _PERIOD = re.compile(r"^(\d{4})(?:-(0[1-9]|1[0-2])|-Q([1-4]))?$")
@@ -307,7 +307,7 @@ def _rows(conn: sqlite3.Connection, cfg: SiteConfig, period: str, all_items: lis
     return rows
 
 
-def _flag(rows: list[dict[str, Any]], prev: Mapping[tuple[str, str], float | None], s: Any) -> None:
+def _flag(rows: list[dict[str, Any]], prev: Mapping[tuple[str, str], float | None], s: ScorecardSettings) -> None:
     for r in rows:
         score = r["score"]
         yellow = score is not None and score < s.yellow_below
