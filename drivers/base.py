@@ -266,7 +266,7 @@ def parse_timestamp_ms(raw: Any, *, field_name: str = "ts") -> int:
     Wrong type -> wrong_type; unparsable, offset-less or outside 2000..2100 -> bad_value."""
     t = type(raw)
     if t is int:
-        ms = raw
+        ms: int = raw
     elif t is str:
         if len(raw) > 64:
             raise DecodeError("bad_value", f"{field_name}: timestamp string too long")

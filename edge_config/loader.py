@@ -134,10 +134,11 @@ def json_schema() -> dict[str, Any]:
     """JSON schema of the site file (for editors: yaml-language-server, VS Code)."""
     schema = SiteConfig.model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    return _sorted_keys(schema)  # stable text whichever tool dumps it (sort_keys or not)
+    ordered: dict[str, Any] = _sorted_keys(schema)  # stable text whichever tool dumps it (sort_keys or not)
+    return ordered
 
 
-def _sorted_keys(node: Any) -> Any:
+def _sorted_keys(node: Any) -> Any:  # a JSON tree in, the same tree (keys sorted) out
     if isinstance(node, dict):
         return {k: _sorted_keys(node[k]) for k in sorted(node)}
     if isinstance(node, list):

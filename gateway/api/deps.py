@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -36,6 +36,8 @@ def ingest_behind(gw: Gateway) -> bool:
 
 log = logging.getLogger("gateway.api.access_log")
 
+_T = TypeVar("_T")
+
 bearer = HTTPBearer(auto_error=False, description="Token from `edge-gateway token create` (see docs/api.md)")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="edge-gateway"'}
 ACCESS_LOG_DEDUPE_S = 300.0
@@ -57,7 +59,7 @@ class ApiContext:
     def cfg(self) -> SiteConfig:
         return self.gw.cfg
 
-    async def write(self, fn: Callable[[sqlite3.Connection, Any, int], Any], timeout: float = 10.0) -> Any:
+    async def write(self, fn: Callable[[sqlite3.Connection, BatchResult, int], _T], timeout: float = 10.0) -> _T:
         """Run a write on the pipeline thread and wait for it without blocking the loop."""
         fut = self.gw.pipeline.call(fn, db.request_cost.get())
         return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)

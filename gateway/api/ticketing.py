@@ -52,7 +52,7 @@ def _ticket_error() -> type[Exception] | None:
 
 
 def tickets(gw: Gateway) -> TicketService:
-    t = getattr(gw, "tickets", None)
+    t: TicketService | None = getattr(gw, "tickets", None)
     if t is None:
         raise HTTPException(503, "the ticket loop is not available on this gateway")
     return t

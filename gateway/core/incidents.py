@@ -398,6 +398,7 @@ class IncidentStore:
         ).fetchone()
         if row is None:
             return None
+        incident_id: str
         incident_id, life, state, cleared = row
         if cleared is not None and life:
             return incident_id  # already recorded; waits for a person

@@ -355,7 +355,7 @@ def ntp_offset(host: str, timeout: float) -> float:
     if len(data) < 48:
         raise OSError("short NTP reply")
     secs, frac = struct.unpack("!II", data[40:48])
-    server = secs - 2_208_988_800 + frac / 2**32
+    server: float = secs - 2_208_988_800 + frac / 2**32
     return server - (t1 + t4) / 2
 
 
