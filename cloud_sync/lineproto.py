@@ -130,6 +130,7 @@ class UniqueMs:
 PRIVATE_KEYS = frozenset({"resident_id", "resident", "resident_name", "readings", "phone", "name", "note", "comment"})
 
 
+# Any: a JSON value (decoded payload or stored JSON column)
 def scrub(obj: Any, depth: int = 0) -> Any:
     """A copy without personal keys (recursively), for the ``data`` JSON field."""
     if depth > 6:

@@ -53,6 +53,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
 
+# Any: the decoded JSON error body of the central store
 def error_message(body: Any) -> str:
     """The server's message: InfluxDB 2 {"code","message"}, InfluxDB 1 {"error"}, else the text."""
     if isinstance(body, bytes):

@@ -130,6 +130,7 @@ def _depth_ok(raw: str, limit: int) -> bool:
     return True
 
 
+# Any: decoded JSON payloads; drivers check each value's type themselves
 def parse_json(payload: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse a JSON payload or raise DecodeError with the precise reason."""
     try:

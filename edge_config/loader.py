@@ -185,6 +185,7 @@ def _yaml_issue(file: str, exc: YAMLError) -> ConfigIssue:
 MAX_NODES = 2_000_000  # values after alias expansion; a 3,000-household site has ~100,000
 
 
+# Any: ruamel YAML nodes and plain YAML data, and pydantic type annotations (_unwrap, _type_at)
 def _too_many_nodes(doc: Any) -> bool:
     """Count values iteratively (aliases counted each time they are used), stopping at MAX_NODES."""
     stack, n = [doc], 0
@@ -314,6 +315,7 @@ _KIND = {
 _CUSTOM = {"secret_type", "secret_literal", "env_undefined", "env_empty"}
 
 
+# Any: a pydantic error entry
 def _message(e: Any) -> str:
     """A fix-it message from one pydantic error dict. Never includes e['input']."""
     etype: str = e["type"]

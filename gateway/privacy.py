@@ -85,6 +85,7 @@ def anon_token() -> str:
     return ANON_PREFIX + secrets.token_hex(6)
 
 
+# Any: a JSON value (decoded payload or stored JSON column)
 def scrub_json(obj: Any, depth: int = 0) -> Any:
     """A copy of ``obj`` without personal keys (recursively); free-text ``reason`` dropped."""
     if depth > 20:
@@ -104,6 +105,7 @@ def scrub_json(obj: Any, depth: int = 0) -> Any:
     return obj
 
 
+# Any: whatever JSON-serialisable value is stored
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
 

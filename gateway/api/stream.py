@@ -72,6 +72,7 @@ router = APIRouter(tags=["stream"])
 Status = tuple[str, bool, str, int]
 
 
+# Any: the event's JSON body
 def frame(event: str, data: Any, event_id: str | None = None) -> bytes:
     """One SSE message carrying ``data`` as compact JSON (fastjson: string escapes keep CR and LF
     out of it, so it is one data line)."""

@@ -157,6 +157,7 @@ async def create_manual(
     return await _await(fut)
 
 
+# Any: a ticket result (dataclass, pydantic model or JSON value) made JSON-plain
 def _plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)

@@ -42,6 +42,7 @@ class Outcome:
         return self.kind in RETRIABLE
 
 
+# Any: the provider's JSON request body
 def post_json(url: str, body: Any, *, headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
     """POST JSON; returns (status, reply body). Network errors raise OSError/URLError."""
     data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()

@@ -53,6 +53,7 @@ HEALTH_TYPE = "notify_channel_failed"
 ACTOR = "channels"
 
 
+# Any: whatever JSON-serialisable value is stored
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
 

@@ -91,6 +91,7 @@ def _console_labels(lang: str) -> dict[str, Any]:
         return {}
 
 
+# Any: format arguments of the message template
 def t(lang: str, key: str, **kw: Any) -> str:
     table = _TEXT.get(lang, _TEXT["zh"])
     return table.get(key, _TEXT["en"].get(key, key)).format(**kw)
@@ -234,6 +235,6 @@ def voice_text(cfg: SiteConfig, lang: str, incident: Mapping[str, Any]) -> str:
     return t(lang, "voice", what=what(lang, incident), where=place)
 
 
-def _sev_rank(sev: Any) -> int:
+def _sev_rank(sev: object) -> int:
     order = ("critical", "major", "minor", "warning")
     return order.index(sev) if sev in order else len(order)

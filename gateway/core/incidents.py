@@ -104,6 +104,7 @@ class Raised:
     count: int
 
 
+# Any: whatever JSON-serialisable value is stored
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -315,6 +316,7 @@ class IncidentStore:
         )
         return Raised(incident_id, True, 1)
 
+    # Any: row is the raw sqlite3 tuple of the open incident
     def _repeat(self, conn: sqlite3.Connection, result: BatchResult, trig: Trigger, now_ms: int, row: Any) -> Raised:
         incident_id, count, readings_json, devices_json, last_ms, severity = row
         count += 1

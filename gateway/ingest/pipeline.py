@@ -835,6 +835,7 @@ class Pipeline:
         return [d for d in self.routing.by_id if d not in self._last_seen]
 
 
+# Any: json.dumps hook; gets any value json cannot encode
 def _json_default(o: Any) -> Any:
     return str(o)
 

@@ -171,6 +171,7 @@ class RuleEngine(Processor):
     def key(subject: str, typ: str) -> str:
         return f"{subject}|{typ}"
 
+    # Any: detail values go into the incident's JSON detail
     def trigger(
         self, dev: Dev, typ: str, category: str, severity: str, res: Resolved | None, ts_ms: int, **detail: Any
     ) -> inc.Trigger:
@@ -248,6 +249,7 @@ class RuleEngine(Processor):
             )
 
     # --- flapping (memory only: losing it on restart only delays detection) ---------------------
+    # Any: a reading value (number, bool or str, as decoded)
     def _note_change(self, ctx: Ctx, dev: Dev, k: str, value: Any, ts: int) -> None:
         pk = (dev.id, k)
         prev = self._flap_prev.get(pk)

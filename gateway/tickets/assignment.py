@@ -111,6 +111,7 @@ def role_of(cfg: SiteConfig, person: str | None) -> str | None:
     return m.role if m is not None else None
 
 
+# Any: detail values go into the route's JSON detail
 def route_team(cfg: SiteConfig, team_id: str, now_ms: int, rule: str, **detail: Any) -> Route | None:
     people, how = on_duty(cfg, team_id, now_ms)
     if not people:

@@ -144,6 +144,7 @@ class TicketContext:
         return self.cfg.tickets
 
 
+# Any: whatever JSON-serialisable value is stored
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -166,6 +167,7 @@ def ticket(conn: sqlite3.Connection, incident_id: str) -> dict[str, Any] | None:
     return out
 
 
+# Any: column values are sqlite parameters
 def ticket_update(conn: sqlite3.Connection, incident_id: str, now_ms: int, **cols: Any) -> None:
     conn.execute(
         "INSERT INTO tickets(incident_id, updated_ms) VALUES (?,?) ON CONFLICT(incident_id) DO NOTHING",

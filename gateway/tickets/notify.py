@@ -64,6 +64,7 @@ NOTIFY_KINDS = frozenset(
 _PRIVATE_KEYS = frozenset({"resident_id", "readings", "detail", "incident", "personal"})
 
 
+# Any: whatever JSON-serialisable value is stored
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
 

@@ -245,6 +245,7 @@ class Scorecard:
         return "\n".join(lines)
 
 
+# Any: a scorecard row value (number, None, str or list of flags)
 def _cell(key: str, v: Any) -> str:
     if v is None:
         return "-"
