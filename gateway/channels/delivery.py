@@ -262,7 +262,7 @@ class ChannelDispatcher(ReaderThread):
         db_path: str | Path,
         cfg: SiteConfig,
         *,
-        call: Callable[[Callable[[sqlite3.Connection, Any, int], Any]], Future[Any]],
+        call: Callable[[Callable[[sqlite3.Connection, BatchResult, int], Any]], Future[Any]],
         incidents: inc.IncidentStore | None = None,
         clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         rng: Callable[[], float] = random.random,

@@ -251,7 +251,7 @@ class NotifySender(ReaderThread):
         db_path: str | Path,
         cfg: SiteConfig,
         *,
-        call: Callable[[Callable[[sqlite3.Connection, Any, int], Any]], Future[Any]],
+        call: Callable[[Callable[[sqlite3.Connection, BatchResult, int], Any]], Future[Any]],
         publish: Publisher | None = None,
         incidents: inc.IncidentStore | None = None,
         clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
