@@ -16,7 +16,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Hashable
 
 M_TELEMETRY = "edge_telemetry"
 M_INCIDENT = "edge_incident"
@@ -97,9 +100,9 @@ class UniqueMs:
         self.window_ms = window_ms
         self.depth = depth
         self.max_series = max_series
-        self._used: dict[Any, tuple[dict[int, None], list[int]]] = {}
+        self._used: dict[Hashable, tuple[dict[int, None], list[int]]] = {}
 
-    def take(self, key: Any, ms: int) -> int:
+    def take(self, key: Hashable, ms: int) -> int:
         entry = self._used.get(key)
         if entry is None:
             if len(self._used) >= self.max_series:
@@ -127,6 +130,7 @@ class UniqueMs:
 PRIVATE_KEYS = frozenset({"resident_id", "resident", "resident_name", "readings", "phone", "name", "note", "comment"})
 
 
+# Any: a JSON value (decoded payload or stored JSON column)
 def scrub(obj: Any, depth: int = 0) -> Any:
     """A copy without personal keys (recursively), for the ``data`` JSON field."""
     if depth > 6:

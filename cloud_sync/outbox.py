@@ -25,11 +25,15 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloud_sync import lineproto as lp
 from gateway.core import store as st
 from gateway.core.contract import BaseStage, BatchResult, IncidentEvent
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
+    from gateway.ingest.routing import DeviceInfo
 
 log = logging.getLogger("cloud_sync.outbox")
 
@@ -229,7 +233,7 @@ class OutboxProcessor(BaseStage):
 
     def __init__(
         self,
-        cfg: Any,
+        cfg: SiteConfig,
         *,
         wake: Callable[[], None] | None = None,
         started_ms: int | None = None,
@@ -275,7 +279,7 @@ class OutboxProcessor(BaseStage):
                 pass
         return {"building": building, "grid": grid, "compound": compound}
 
-    def device_prefix(self, device: Any) -> str:
+    def device_prefix(self, device: DeviceInfo) -> str:
         p = self._prefix.get(device.id)
         if p is None:
             t = dict(self.site_tags)

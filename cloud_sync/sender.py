@@ -40,11 +40,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloud_sync.outbox import EPOCH_KEY, PRIO_NAMES, MiB, SentRanges, first_unsent_telemetry, sent_ranges
 from cloud_sync.targets import Target, WriteOutcome, make_target
 from gateway.core import store as st
+
+if TYPE_CHECKING:
+    from cloud_sync.outbox import OutboxProcessor
+    from edge_config.sync_settings import SyncSettings
 
 log = logging.getLogger("cloud_sync.sender")
 
@@ -132,10 +136,10 @@ class Sender:
     def __init__(
         self,
         store_path: str | Path,
-        settings: Any,
+        settings: SyncSettings,
         *,
         target: Target | None = None,
-        shared: Any = None,
+        shared: OutboxProcessor | None = None,
         on_alarm: Callable[[str, bool, dict[str, Any]], None] | None = None,
         clock: Callable[[], int] = st.now_ms,
     ) -> None:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloud_sync.outbox import OutboxProcessor
 from cloud_sync.sender import Sender
 from gateway.core.contract import BatchResult
+
+if TYPE_CHECKING:
+    import sqlite3
+    from concurrent.futures import Future
+
+    from gateway.app import Gateway
 
 log = logging.getLogger("cloud_sync")
 
@@ -17,7 +23,7 @@ ALARM_KEY = "gateway|sync_unauthorized"
 class SyncService:
     """The sender thread around the chain's outbox stage (the last stage; gateway/app.py wires it)."""
 
-    def __init__(self, gw: Any, stage: OutboxProcessor) -> None:
+    def __init__(self, gw: Gateway, stage: OutboxProcessor) -> None:
         self.gw = gw
         self.processor = stage
         self.sender = Sender(gw.store_path, gw.cfg.sync, shared=self.processor, on_alarm=self._alarm)
@@ -43,7 +49,7 @@ class SyncService:
             return
         store = IncidentStore(self.gw.cfg.gateway.id, getattr(self.gw, "config_rev", None))
 
-        def raise_(c: Any, r: BatchResult, now: int) -> None:
+        def raise_(c: sqlite3.Connection, r: BatchResult, now: int) -> None:
             store.raise_or_repeat(
                 c,
                 r,
@@ -58,10 +64,10 @@ class SyncService:
                 now,
             )
 
-        def clear(c: Any, r: BatchResult, now: int) -> None:
+        def clear(c: sqlite3.Connection, r: BatchResult, now: int) -> None:
             store.auto_clear(c, r, ALARM_KEY, now, "sync_authorized", now)
 
-        def done(f: Any) -> None:
+        def done(f: Future[Any]) -> None:
             if f.exception() is not None:
                 log.error("sync alarm not recorded: %s", f.exception())
 

@@ -10,7 +10,10 @@ import email.utils
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from edge_config.sync_settings import SyncSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
 
+# Any: the decoded JSON error body of the central store
 def error_message(body: Any) -> str:
     """The server's message: InfluxDB 2 {"code","message"}, InfluxDB 1 {"error"}, else the text."""
     if isinstance(body, bytes):
@@ -138,7 +142,7 @@ class V1Target:
         self.client.close()
 
 
-def make_target(s: Any) -> Target:
+def make_target(s: SyncSettings) -> Target:
     """Build the target of a :class:`edge_config.sync_settings.SyncSettings`."""
     if s.target == "v1":
         return V1Target(

@@ -130,6 +130,7 @@ def _depth_ok(raw: str, limit: int) -> bool:
     return True
 
 
+# Any: decoded JSON payloads; drivers check each value's type themselves
 def parse_json(payload: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse a JSON payload or raise DecodeError with the precise reason."""
     try:
@@ -299,7 +300,7 @@ def parse_timestamp_ms(raw: Any, *, field_name: str = "ts") -> int:
     Wrong type -> wrong_type; unparsable, offset-less or outside 2000..2100 -> bad_value."""
     t = type(raw)
     if t is int:
-        ms = raw
+        ms: int = raw
     elif t is str:
         if len(raw) > 64:
             raise DecodeError("bad_value", f"{field_name}: timestamp string too long")

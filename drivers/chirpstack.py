@@ -196,6 +196,7 @@ def _uplink(topic_eui: str, obj: dict[str, Any]) -> list[Reading]:
     return [Reading(device, STATE, values, ts_ms, meta)]
 
 
+# Any: a value of the decoded JSON payload
 def _b64(data: Any) -> bytes:
     if data is None:
         raise DecodeError("missing_field", "data")

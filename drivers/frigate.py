@@ -53,6 +53,7 @@ def _name(obj: dict[str, Any], key: str) -> str:
     return v.lower()
 
 
+# Any: a value of the decoded JSON payload
 def _zones(obj: Any, key: str) -> list[str]:
     if not isinstance(obj, dict):
         return []

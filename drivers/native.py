@@ -101,6 +101,7 @@ def decode(topic: str, payload: bytes) -> list[Reading]:
     raise DecodeError("unsupported", f"channel {channel[:40]!r}")
 
 
+# Any: a value of the decoded JSON payload
 def _values(raw: Any, *, required: bool) -> dict[str, Any]:
     if raw is None:
         if required:

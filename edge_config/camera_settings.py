@@ -13,12 +13,15 @@ Secrets: a camera URL never carries a password; ``password: "${ENV}"`` is insert
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from .secrets import EnvSecret
+
+if TYPE_CHECKING:
+    from .schema import SiteConfig
 
 _Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 _FrigateName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -189,16 +192,16 @@ class CamerasSettings(BaseModel):
         return self
 
 
-def camera_problems(cfg: object) -> list[str]:
+def camera_problems(cfg: SiteConfig) -> list[str]:
     """Cross-checks of ``cfg.cameras`` against devices, spaces and intrusion zones (plain messages).
 
     Run by the camera manager at start and by ``edge-gateway camera calibrate``."""
     out: list[str] = []
-    cams: CamerasSettings = cfg.cameras  # type: ignore[attr-defined]
-    zones = {z.id: z for z in cfg.rules.intrusion_zones}  # type: ignore[attr-defined]
+    cams: CamerasSettings = cfg.cameras
+    zones = {z.id: z for z in cfg.rules.intrusion_zones}
     for cam in cams.cameras:
         where = f"cameras.cameras[{cam.id}]"
-        dev = cfg.device(cam.device)  # type: ignore[attr-defined]
+        dev = cfg.device(cam.device)
         if dev is None:
             out.append(
                 f"{where}.device: unknown device {cam.device!r}; add a devices[] entry (type camera, driver native)"
@@ -206,8 +209,8 @@ def camera_problems(cfg: object) -> list[str]:
         elif dev.driver != "native":
             out.append(f"{where}.device: device {cam.device!r} must use driver native")
         for sp in cam.spaces:
-            d = cfg.device(sp.device)  # type: ignore[attr-defined]
-            if cfg.parking_space(sp.space_id) is None:  # type: ignore[attr-defined]
+            d = cfg.device(sp.device)
+            if cfg.parking_space(sp.space_id) is None:
                 out.append(f"{where}.spaces[{sp.space_id}]: unknown parking space; use a parking_areas[].spaces[].id")
             if d is None:
                 out.append(f"{where}.spaces[{sp.space_id}].device: unknown device {sp.device!r}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -270,6 +270,13 @@ class ChannelSettings(BaseModel):
                 raise ValueError(f"{kind} robot names must be unique: {', '.join(dup)}")
         return self
 
+    # Overloads so callers that name the kind get that robot class (wecom and dingtalk differ).
+    @overload
+    def robot(self, kind: Literal["wecom"], name: str) -> WecomRobot | None: ...
+    @overload
+    def robot(self, kind: Literal["dingtalk"], name: str) -> DingtalkRobot | None: ...
+    @overload
+    def robot(self, kind: str, name: str) -> WecomRobot | DingtalkRobot | None: ...
     def robot(self, kind: str, name: str) -> WecomRobot | DingtalkRobot | None:
         robots: list[WecomRobot] | list[DingtalkRobot] = self.wecom if kind == "wecom" else self.dingtalk
         return next((r for r in robots if r.name == name), None)

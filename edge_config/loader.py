@@ -134,10 +134,11 @@ def json_schema() -> dict[str, Any]:
     """JSON schema of the site file (for editors: yaml-language-server, VS Code)."""
     schema = SiteConfig.model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    return _sorted_keys(schema)  # stable text whichever tool dumps it (sort_keys or not)
+    ordered: dict[str, Any] = _sorted_keys(schema)  # stable text whichever tool dumps it (sort_keys or not)
+    return ordered
 
 
-def _sorted_keys(node: Any) -> Any:
+def _sorted_keys(node: Any) -> Any:  # a JSON tree in, the same tree (keys sorted) out
     if isinstance(node, dict):
         return {k: _sorted_keys(node[k]) for k in sorted(node)}
     if isinstance(node, list):
@@ -184,6 +185,7 @@ def _yaml_issue(file: str, exc: YAMLError) -> ConfigIssue:
 MAX_NODES = 2_000_000  # values after alias expansion; a 3,000-household site has ~100,000
 
 
+# Any: ruamel YAML nodes and plain YAML data, and pydantic type annotations (_unwrap, _type_at)
 def _too_many_nodes(doc: Any) -> bool:
     """Count values iteratively (aliases counted each time they are used), stopping at MAX_NODES."""
     stack, n = [doc], 0
@@ -313,6 +315,7 @@ _KIND = {
 _CUSTOM = {"secret_type", "secret_literal", "env_undefined", "env_empty"}
 
 
+# Any: a pydantic error entry
 def _message(e: Any) -> str:
     """A fix-it message from one pydantic error dict. Never includes e['input']."""
     etype: str = e["type"]

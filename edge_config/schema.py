@@ -941,6 +941,7 @@ def _suggest(value: object, known: Sequence[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+# Any: raw YAML data, checked before validation
 def _m(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 

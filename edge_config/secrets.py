@@ -29,6 +29,7 @@ def env_from_context(info: ValidationInfo) -> Mapping[str, str]:
     return env if isinstance(env, Mapping) else os.environ
 
 
+# Any: a pydantic validator gets the raw input value
 def resolve_secret(value: Any, info: ValidationInfo) -> Any:
     """BeforeValidator for secret fields: ``"${NAME}"`` -> ``SecretStr(env[NAME])``."""
     if value is None or isinstance(value, SecretStr):

@@ -31,6 +31,9 @@ from gateway.tickets.service import TicketService
 if TYPE_CHECKING:
     from gateway.vision.manager import CameraManager
 
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
+
 log = logging.getLogger("gateway.app")
 
 SWITCH_INTERVAL_S = 0.001
@@ -41,7 +44,7 @@ class Gateway:
 
     def __init__(
         self,
-        cfg: Any,
+        cfg: SiteConfig,
         *,
         store_path: str | Path | None = None,
         stages: list[Stage] | None = None,
@@ -223,7 +226,7 @@ class Gateway:
         }
 
     # --- config reload (gateway/reload.py) -------------------------------------------------------
-    def reload(self, new_cfg: Any) -> None:
+    def reload(self, new_cfg: SiteConfig) -> None:
         """Swap a validated config in (routing, processors, subscriptions) without losing messages."""
         from gateway.reload import apply_config
 

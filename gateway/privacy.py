@@ -36,10 +36,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.core.contract import BaseStage, BatchResult
 from gateway.core.incidents import CLOSED_STATES
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
+    from gateway.vision.snapshots import SnapshotStore
 
 log = logging.getLogger("gateway.privacy")
 
@@ -81,6 +85,7 @@ def anon_token() -> str:
     return ANON_PREFIX + secrets.token_hex(6)
 
 
+# Any: a JSON value (decoded payload or stored JSON column)
 def scrub_json(obj: Any, depth: int = 0) -> Any:
     """A copy of ``obj`` without personal keys (recursively); free-text ``reason`` dropped."""
     if depth > 20:
@@ -100,6 +105,7 @@ def scrub_json(obj: Any, depth: int = 0) -> Any:
     return obj
 
 
+# Any: whatever JSON-serialisable value is stored
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -160,7 +166,7 @@ def anonymise_incidents(conn: sqlite3.Connection, incident_ids: list[str], token
 # snapshots (files; outside the transaction)
 
 
-def snapshot_dir(cfg: Any) -> Path:
+def snapshot_dir(cfg: SiteConfig) -> Path:
     """Where the camera manager keeps snapshots (relative paths: the working directory, as it does)."""
     p = Path(cfg.cameras.snapshots.path)
     return p if p.is_absolute() else Path.cwd() / p
@@ -181,7 +187,7 @@ def _snapshots(directory: Path) -> list[tuple[Path, str, int]]:
 
 
 def remove_snapshots(
-    directory: Path, pick: Callable[[str, int], bool], live: Any = None, limit: int | None = None
+    directory: Path, pick: Callable[[str, int], bool], live: SnapshotStore | None = None, limit: int | None = None
 ) -> int:
     """Delete snapshot files for which ``pick(camera, ts_ms)``; ``live``: the running SnapshotStore."""
     victims = [(p, cam, ts) for p, cam, ts in _snapshots(directory) if pick(cam, ts)]
@@ -209,7 +215,7 @@ def remove_snapshots(
 class RetentionProcessor(BaseStage):
     """Deletes/anonymises personal data past its retention period (``privacy:`` settings)."""
 
-    def __init__(self, cfg: Any, *, snapshots: Callable[[], Any] | None = None) -> None:
+    def __init__(self, cfg: SiteConfig, *, snapshots: Callable[[], SnapshotStore | None] | None = None) -> None:
         p = cfg.privacy
         self.readings_ms = min(p.readings_personal_days, cfg.store.readings_retention_days) * DAY_MS
         self.snapshots_ms = p.snapshots_days * DAY_MS
@@ -222,7 +228,7 @@ class RetentionProcessor(BaseStage):
         self._cursor = 0  # readings rows below this id were checked
         self.totals: Counter[str] = Counter()
 
-    def reconfigured(self, cfg: Any, rev: int) -> RetentionProcessor:
+    def reconfigured(self, cfg: SiteConfig, rev: int) -> RetentionProcessor:
         """Config reload (gateway/reload.py): new periods, same cursor and schedule."""
         new = RetentionProcessor(cfg, snapshots=self._live_snapshots)
         new._next, new._cursor, new.totals = self._next, self._cursor, self.totals
@@ -346,14 +352,14 @@ class ForgetReport:
         return out
 
 
-def resident_devices(conn: sqlite3.Connection, cfg: Any, resident_id: str) -> list[str]:
+def resident_devices(conn: sqlite3.Connection, cfg: SiteConfig, resident_id: str) -> list[str]:
     """The resident's devices: from the config, and from stored readings (config already edited)."""
     devs = {d.id for d in cfg.devices if getattr(d, "resident", None) == resident_id}
     devs |= {r[0] for r in conn.execute("SELECT DISTINCT device_id FROM readings WHERE resident_id=?", (resident_id,))}
     return sorted(devs)
 
 
-def _topic_tokens(cfg: Any, devices: Iterable[str]) -> list[str]:
+def _topic_tokens(cfg: SiteConfig, devices: Iterable[str]) -> list[str]:
     """Topic levels that identify these devices (address, friendly name, id)."""
     toks: set[str] = set()
     for dev_id in devices:
@@ -367,7 +373,7 @@ def _topic_tokens(cfg: Any, devices: Iterable[str]) -> list[str]:
 
 
 def forget_resident(
-    conn: sqlite3.Connection, cfg: Any, resident_id: str, now_ms: int, *, token: str | None = None
+    conn: sqlite3.Connection, cfg: SiteConfig, resident_id: str, now_ms: int, *, token: str | None = None
 ) -> ForgetReport:
     """Remove or anonymise one resident's personal data in the store (caller's transaction).
 
@@ -456,7 +462,9 @@ def forget_resident(
     return rep
 
 
-def forget_snapshots(rep: ForgetReport, directory: Path, live: Any = None, slack_ms: int = 5000) -> int:
+def forget_snapshots(
+    rep: ForgetReport, directory: Path, live: SnapshotStore | None = None, slack_ms: int = 5000
+) -> int:
     """Delete the snapshots of the resident's devices and of their incidents' cameras."""
     spans = rep.snapshot_spans
 
@@ -470,7 +478,7 @@ def forget_snapshots(rep: ForgetReport, directory: Path, live: Any = None, slack
     return n
 
 
-def forget_in_store(store_path: str | Path, cfg: Any, resident_id: str) -> ForgetReport:
+def forget_in_store(store_path: str | Path, cfg: SiteConfig, resident_id: str) -> ForgetReport:
     """The CLI's path: its own connection, one IMMEDIATE transaction, while the gateway may run.
 
     ``resident forget`` is a rare administrative action, so taking the writer lock for one short

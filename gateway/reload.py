@@ -24,12 +24,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gateway.core.contract import BatchResult
 from gateway.core.heap import freeze_long_lived
 from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, MqttSession
 from gateway.ingest.routing import Routing, build_routing
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from edge_config import SiteConfig
+    from gateway.app import Gateway
 
 log = logging.getLogger("gateway.reload")
 
@@ -42,7 +48,7 @@ class ReloadRefused(Exception):
         self.errors = errors
 
 
-def load_checked(path: str | Path) -> Any:
+def load_checked(path: str | Path) -> SiteConfig:
     """load_config, turning every problem into one line ``PATH:LINE: key: message``."""
     from edge_config import ConfigError, load_config
 
@@ -52,7 +58,7 @@ def load_checked(path: str | Path) -> Any:
         raise ReloadRefused([i.format() for i in exc.issues]) from None
 
 
-def reload_from(gw: Any, path: str | Path | None = None) -> list[str]:
+def reload_from(gw: Gateway, path: str | Path | None = None) -> list[str]:
     """Reload from ``path`` (default: the file the running config came from). [] = applied."""
     src = path or getattr(gw, "config_path", None) or gw.cfg.source_path
     if src is None:
@@ -74,7 +80,7 @@ def reload_from(gw: Any, path: str | Path | None = None) -> list[str]:
     return []
 
 
-def _restart_notes(old: Any, new: Any) -> list[str]:
+def _restart_notes(old: SiteConfig, new: SiteConfig) -> list[str]:
     notes = []
     for name in _RESTART_SECTIONS:
         a, b = getattr(old, name, None), getattr(new, name, None)
@@ -83,7 +89,7 @@ def _restart_notes(old: Any, new: Any) -> list[str]:
     return notes
 
 
-def apply_config(gw: Any, cfg: Any, timeout: float = 30.0) -> int:
+def apply_config(gw: Gateway, cfg: SiteConfig, timeout: float = 30.0) -> int:
     """Swap a validated config into the running gateway. Returns the new config revision id."""
     pipeline = gw.pipeline
     old_cfg = gw.cfg
@@ -105,7 +111,7 @@ def apply_config(gw: Any, cfg: Any, timeout: float = 30.0) -> int:
         sessions[LIFE_SAFETY] = safety
         safety.start()
 
-    def swap(conn: Any, result: BatchResult, now: int) -> None:
+    def swap(conn: sqlite3.Connection, result: BatchResult, now: int) -> None:
         pipeline.routing = routing
         pipeline.config_rev = rev
         pipeline.stages = stages

@@ -98,6 +98,7 @@ def cn(n: int) -> str:
     return ("" if tens == 1 else CN_NUM[tens - 1]) + "十" + (CN_NUM[ones - 1] if ones else "")
 
 
+# Any: YAML values
 def flow(**kw: Any) -> CommentedMap:
     m = CommentedMap(kw)
     m.fa.set_flow_style()
@@ -130,6 +131,7 @@ class Gen:
                 self.used_names.add(n)
                 return n
 
+    # Any: ruamel's quoted-scalar constructor is untyped
     def phone(self) -> Any:
         self.phone_no += 1
         return Q(f"1380010{self.phone_no:04d}")

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
@@ -25,6 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.api import auth, db
 from gateway.api.db import Readers
 from gateway.api.deps import ApiContext, ingest_behind
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
 
 log = logging.getLogger("gateway.api")
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
@@ -132,7 +135,7 @@ class Governor:
                     await asyncio.sleep(pause)
 
 
-def create_app(gw: Any, *, first_start_token: bool = True) -> FastAPI:
+def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
     from gateway.api import (
         routes_devices,
         routes_feed,

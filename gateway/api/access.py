@@ -15,10 +15,13 @@ One place for the rules (docs/api.md "Roles"):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.api.auth import ROLES, Principal
 from gateway.core.contract import IncidentEvent
+
+if TYPE_CHECKING:
+    from edge_config import Resident, SiteConfig
 
 ALL = frozenset(ROLES)
 STAFF = frozenset(
@@ -84,7 +87,7 @@ def is_personal(inc: Mapping[str, Any]) -> bool:
     return inc.get("category") == "eldercare" or bool(inc.get("resident_id"))
 
 
-def escalated_for(p: Principal, row: Mapping[str, Any], cfg: Any) -> bool:
+def escalated_for(p: Principal, row: Mapping[str, Any], cfg: SiteConfig) -> bool:
     """Was the incident handed to ``p``'s role by the ticket loop (table ``tickets``)?
 
     A department: it was summoned (``summons``, 吹哨报到). Grid workers and community/street
@@ -130,7 +133,7 @@ def in_scope(p: Principal, grid: str | None, compound: str | None) -> bool:
     return (grid is not None and grid in p.grids) or (compound is not None and compound in p.compounds)
 
 
-def incident_visible(p: Principal, inc: Mapping[str, Any], cfg: Any) -> bool:
+def incident_visible(p: Principal, inc: Mapping[str, Any], cfg: SiteConfig) -> bool:
     if not in_scope(p, inc.get("grid"), inc.get("compound")):
         return False
     return not (p.role in ESCALATED_ONLY and not escalated_for(p, inc, cfg))
@@ -173,7 +176,7 @@ TICKET_FIELDS = ("assignee", "team", "assignee_role", "level", "summons", "ratin
 TICKET_JSON = frozenset({"summons", "watchers"})  # the ticket loop's JSON columns
 
 
-def _floor(cfg: Any, devices: list[str], resident: Any) -> int | None:
+def _floor(cfg: SiteConfig, devices: list[str], resident: Resident | None) -> int | None:
     for dev_id in devices:
         d = cfg.device(dev_id)
         if d is not None and d.location.floor is not None:
@@ -184,7 +187,7 @@ def _floor(cfg: Any, devices: list[str], resident: Any) -> int | None:
     return None
 
 
-def present_incident(p: Principal, inc: Mapping[str, Any], cfg: Any, release: Release | None) -> dict[str, Any]:
+def present_incident(p: Principal, inc: Mapping[str, Any], cfg: SiteConfig, release: Release | None) -> dict[str, Any]:
     """The incident as ``p`` may see it. ``inc`` is a row dict (incidents.row_to_dict + ticket columns)."""
     escalated = escalated_for(p, inc, cfg)
     out: dict[str, Any] = {k: inc.get(k) for k in BASE_FIELDS}
@@ -254,7 +257,7 @@ def present_event(p: Principal, ev: IncidentEvent, inc: Mapping[str, Any] | None
     }
 
 
-def device_visible(p: Principal, cfg: Any, device_id: str) -> bool:
+def device_visible(p: Principal, cfg: SiteConfig, device_id: str) -> bool:
     """Devices in a resident's home are personal: only the personal roles see them."""
     d = cfg.device(device_id)
     if d is None:
@@ -272,5 +275,5 @@ def device_visible(p: Principal, cfg: Any, device_id: str) -> bool:
     if building is None:
         return not p.scoped
     grid = cfg.grid_of_building(building)
-    compound = cfg.compound_of_building(building)
-    return in_scope(p, grid.id if grid else None, compound.id if compound else None)
+    comp = cfg.compound_of_building(building)
+    return in_scope(p, grid.id if grid else None, comp.id if comp else None)

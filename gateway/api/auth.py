@@ -27,9 +27,13 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.core import store as st
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+    from gateway.core.contract import BatchResult
 
 log = logging.getLogger("gateway.api.auth")
 
@@ -239,12 +243,12 @@ def cli_revoke(store_path: str | Path, token_id: str) -> bool:
 # --- first start ---------------------------------------------------------------------------------
 
 
-def token_file_path(gw: Any) -> Path:
+def token_file_path(gw: Gateway) -> Path:
     configured = gw.cfg.api.token_file
     return Path(configured) if configured is not None else gw.store_path.parent / "installer.token"
 
 
-def ensure_installer_token(gw: Any, timeout: float = 30.0) -> Path | None:
+def ensure_installer_token(gw: Gateway, timeout: float = 30.0) -> Path | None:
     """No default credentials: on the first start, create an installer token.
 
     ``EDGE_GATEWAY_INSTALLER_TOKEN`` (if set) is hashed in; otherwise a new token is written to the
@@ -254,7 +258,7 @@ def ensure_installer_token(gw: Any, timeout: float = 30.0) -> Path | None:
     env = os.environ.get(ENV_INSTALLER_TOKEN, "").strip()
     path = token_file_path(gw)
 
-    def write(conn: sqlite3.Connection, result: Any, now: int) -> str | None:
+    def write(conn: sqlite3.Connection, result: BatchResult, now: int) -> str | None:
         if env:
             if lookup(conn, env) is None:
                 insert_token(conn, env, role="installer", name="installer (environment)", now_ms=now)
@@ -371,10 +375,10 @@ class TokenVerifier:
         return now
 
 
-def mark_used(gw: Any, token_id: str, now_ms: int) -> None:
+def mark_used(gw: Gateway, token_id: str, now_ms: int) -> None:
     """Record a token's last use on the pipeline thread (fire and forget)."""
 
-    def write(conn: sqlite3.Connection, result: Any, now: int) -> None:
+    def write(conn: sqlite3.Connection, result: BatchResult, now: int) -> None:
         conn.execute("UPDATE api_tokens SET last_used_ms=? WHERE id=?", (now_ms, token_id))
 
     gw.pipeline.call(write)

@@ -55,6 +55,7 @@ class Readers:
                 self._all.append(c)
         return c
 
+    # Any: the arguments are passed through to fn unchanged
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.threads)

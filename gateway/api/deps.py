@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -20,16 +20,23 @@ from gateway.api.auth import AuthFailureLimiter, Principal, RoleRateLimiter, Tok
 from gateway.api.db import Readers
 from gateway.ingest.pipeline import TELEMETRY_BATCH
 
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
+    from gateway.app import Gateway
+    from gateway.core.contract import BatchResult
+
 # Ingest is "behind" while more than this many messages wait uncommitted (a few commit batches):
 # then the API caps its requests (Governor) and the stream gathers non-urgent changes for longer.
 BACKLOG_HIGH = 4 * TELEMETRY_BATCH
 
 
-def ingest_behind(gw: Any) -> bool:
+def ingest_behind(gw: Gateway) -> bool:
     return int(getattr(gw.pipeline, "backlog", 0)) > BACKLOG_HIGH
 
 
 log = logging.getLogger("gateway.api.access_log")
+
+_T = TypeVar("_T")
 
 bearer = HTTPBearer(auto_error=False, description="Token from `edge-gateway token create` (see docs/api.md)")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="edge-gateway"'}
@@ -38,7 +45,7 @@ ACCESS_LOG_DEDUPE_S = 300.0
 
 @dataclass
 class ApiContext:
-    gw: Any
+    gw: Gateway
     readers: Readers
     verifier: TokenVerifier
     limiter: AuthFailureLimiter
@@ -49,10 +56,10 @@ class ApiContext:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
-    def cfg(self) -> Any:
+    def cfg(self) -> SiteConfig:
         return self.gw.cfg
 
-    async def write(self, fn: Callable[[sqlite3.Connection, Any, int], Any], timeout: float = 10.0) -> Any:
+    async def write(self, fn: Callable[[sqlite3.Connection, BatchResult, int], _T], timeout: float = 10.0) -> _T:
         """Run a write on the pipeline thread and wait for it without blocking the loop."""
         fut = self.gw.pipeline.call(fn, db.request_cost.get())
         return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
@@ -109,7 +116,7 @@ class ApiContext:
     async def _write_log(
         self, rows: list[tuple[Any, ...]], keys: list[tuple[str, str, str]], done: asyncio.Future[None]
     ) -> None:
-        def write(conn: sqlite3.Connection, result: Any, now_ms: int) -> None:
+        def write(conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
             conn.executemany(
                 "INSERT INTO access_log(ts_ms, token_id, role, reason, incident_id, resident_id, fields, via)"
                 " VALUES (?,?,?,?,?,?,?,?)",

@@ -9,10 +9,13 @@ per status change, so the results are kept until the config object changes (a re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.api import access
 from gateway.api.auth import Principal
+
+if TYPE_CHECKING:
+    from edge_config import Device, SiteConfig
 
 
 @dataclass
@@ -20,7 +23,7 @@ class _Cache:
     """The views of one config object. Keyed by the object itself, not its id(): after a reload
     the old config is freed and a new one may get the same id."""
 
-    cfg: Any = None
+    cfg: SiteConfig | None = None
     static: dict[str, dict[str, Any]] = field(default_factory=dict)
     visible: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = field(default_factory=dict)
 
@@ -28,14 +31,14 @@ class _Cache:
 _cache = _Cache()
 
 
-def _cache_of(cfg: Any) -> _Cache:
+def _cache_of(cfg: SiteConfig) -> _Cache:
     global _cache
     if _cache.cfg is not cfg:  # a reload: start over
         _cache = _Cache(cfg)
     return _cache
 
 
-def static_views(cfg: Any) -> dict[str, dict[str, Any]]:
+def static_views(cfg: SiteConfig) -> dict[str, dict[str, Any]]:
     """The config part of every device view, computed once per config (device_settings is costly)."""
     cache = _cache_of(cfg)
     if not cache.static:
@@ -63,7 +66,7 @@ def static_views(cfg: Any) -> dict[str, dict[str, Any]]:
     return cache.static
 
 
-def static_view(p: Principal, static: dict[str, dict[str, Any]], d: Any) -> dict[str, Any]:
+def static_view(p: Principal, static: dict[str, dict[str, Any]], d: Device) -> dict[str, Any]:
     """What the config says of a device, as ``p`` may see it (a copy: callers add live state)."""
     out = dict(static.get(d.id) or {})
     if not out:
@@ -73,7 +76,7 @@ def static_view(p: Principal, static: dict[str, dict[str, Any]], d: Any) -> dict
     return out
 
 
-def visible_devices(p: Principal, cfg: Any) -> dict[str, dict[str, Any]]:
+def visible_devices(p: Principal, cfg: SiteConfig) -> dict[str, dict[str, Any]]:
     """Device id -> static view of every device ``p`` may see, in config order; computed once per
     config, role and scope."""
     cache = _cache_of(cfg)

@@ -16,6 +16,7 @@ from pydantic_core import to_json
 from starlette.responses import JSONResponse
 
 
+# Any: response bodies are arbitrary JSON-serialisable values
 def dumps(obj: Any) -> bytes:
     """Compact JSON as UTF-8 bytes (what ``json.dumps(obj, ensure_ascii=False, separators=(",", ":"))``
     gives, encoded)."""

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from gateway.api.db import columns
 from gateway.core import incidents as inc
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
 
 OTHER_COUNTERS = (
     "messages_committed",
@@ -28,7 +31,7 @@ OTHER_COUNTERS = (
 
 
 class StoreCollector:
-    def __init__(self, conn: sqlite3.Connection, gw: Any, stream_clients: int, throttled: int = 0) -> None:
+    def __init__(self, conn: sqlite3.Connection, gw: Gateway, stream_clients: int, throttled: int = 0) -> None:
         self.conn, self.gw, self.stream_clients, self.throttled = conn, gw, stream_clients, throttled
 
     def collect(self) -> Iterator[Metric]:
@@ -128,7 +131,7 @@ class StoreCollector:
         yield m
 
 
-def render_metrics(conn: sqlite3.Connection, gw: Any, stream_clients: int = 0, throttled: int = 0) -> bytes:
+def render_metrics(conn: sqlite3.Connection, gw: Gateway, stream_clients: int = 0, throttled: int = 0) -> bytes:
     reg = CollectorRegistry(auto_describe=False)
     reg.register(StoreCollector(conn, gw, stream_clients, throttled))
     return bytes(generate_latest(reg))

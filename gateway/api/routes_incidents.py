@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import StringConstraints
@@ -22,6 +22,9 @@ from gateway.api.models import (
     Severity,
 )
 from gateway.core.contract import IncidentEvent
+
+if TYPE_CHECKING:
+    from gateway.api.deps import ApiContext
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 
@@ -195,7 +198,7 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- camera snapshots of an incident -----------------------------------------------------------
-def _incident_snapshots(ctx: Any, p: Principal, row: dict[str, Any]) -> list[Any]:
+def _incident_snapshots(ctx: ApiContext, p: Principal, row: dict[str, Any]) -> list[Any]:
     """Snapshots taken by the incident's cameras around its trigger times (may show residents:
     elder-care incidents' images only for the personal-data roles)."""
     if row.get("category") == "eldercare" and p.role not in access.PERSONAL_ROLES:
@@ -232,9 +235,10 @@ async def get_snapshot(
 ) -> Response:
     ctx = ctx_of(request)
     row = await visible_incident(request, p, incident_id)
-    if snapshot_id not in {s.id for s in _incident_snapshots(ctx, p, row)}:
+    cameras = ctx.gw.cameras
+    if cameras is None or snapshot_id not in {s.id for s in _incident_snapshots(ctx, p, row)}:
         raise HTTPException(404, "no such snapshot for this incident")
-    data = await ctx.readers.run(lambda _conn: ctx.gw.cameras.snapshots.get(snapshot_id))
+    data = await ctx.readers.run(lambda _conn: cameras.snapshots.get(snapshot_id))
     if data is None:
         raise HTTPException(404, "the snapshot was removed (quota or retention)")
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})

@@ -41,7 +41,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -53,6 +53,11 @@ from gateway.api.deps import ApiContext, ctx_of, ingest_behind, require
 from gateway.api.device_views import visible_devices
 from gateway.api.fastjson import dumps
 from gateway.core.contract import BatchResult, IncidentEvent
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from edge_config import SiteConfig
 
 log = logging.getLogger("gateway.api.stream")
 REPLAY_MAX = 5000
@@ -67,6 +72,7 @@ router = APIRouter(tags=["stream"])
 Status = tuple[str, bool, str, int]
 
 
+# Any: the event's JSON body
 def frame(event: str, data: Any, event_id: str | None = None) -> bytes:
     """One SSE message carrying ``data`` as compact JSON (fastjson: string escapes keep CR and LF
     out of it, so it is one data line)."""
@@ -288,7 +294,7 @@ class Hub:
             if not c.push(frames, None):
                 self._overflow(c)
 
-    def _devices_frame(self, p: Principal, cfg: Any, sts: list[Status]) -> bytes | None:
+    def _devices_frame(self, p: Principal, cfg: SiteConfig, sts: list[Status]) -> bytes | None:
         """All device-status changes of one dispatch in one ``devices`` event (a burst of devices
         coming online after a restart is one message per client, not thousands)."""
         if p.role not in access.PERMISSIONS["devices.read"]:
@@ -318,7 +324,7 @@ class Hub:
 
 
 def incident_frame(
-    p: Principal, cfg: Any, e: IncidentEvent, row: dict[str, Any] | None, released: list[access.Release]
+    p: Principal, cfg: SiteConfig, e: IncidentEvent, row: dict[str, Any] | None, released: list[access.Release]
 ) -> bytes | None:
     if row is None or not access.incident_visible(p, row, cfg):
         return None
@@ -335,7 +341,7 @@ def incident_frame(
 async def _replay(ctx: ApiContext, c: Client, after: int) -> tuple[list[bytes], int, bool]:
     """Incident events after ``after`` from the store, as frames; (frames, last seq, too_many)."""
 
-    def read(conn: Any) -> tuple[list[IncidentEvent], dict[str, dict[str, Any]], int]:
+    def read(conn: sqlite3.Connection) -> tuple[list[IncidentEvent], dict[str, dict[str, Any]], int]:
         top = db.max_seq(conn)
         if top - after > REPLAY_MAX:
             return [], {}, top

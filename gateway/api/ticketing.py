@@ -16,9 +16,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from edge_config import SiteConfig
+    from gateway.app import Gateway
+    from gateway.tickets.service import TicketService
 
 ACTIONS: tuple[str, ...] = (
     "accept",
@@ -44,8 +51,8 @@ def _ticket_error() -> type[Exception] | None:
     return TicketError
 
 
-def tickets(gw: Any) -> Any:
-    t = getattr(gw, "tickets", None)
+def tickets(gw: Gateway) -> TicketService:
+    t: TicketService | None = getattr(gw, "tickets", None)
     if t is None:
         raise HTTPException(503, "the ticket loop is not available on this gateway")
     return t
@@ -77,7 +84,7 @@ def ticket_http_error(exc: Exception) -> HTTPException:
     return HTTPException(status, detail)
 
 
-async def _await(fut: Any) -> dict[str, Any]:
+async def _await(fut: Future[dict[str, Any]]) -> dict[str, Any]:
     err = _ticket_error()
     try:
         result = await asyncio.wait_for(asyncio.wrap_future(fut), ACTION_TIMEOUT_S)
@@ -97,7 +104,7 @@ async def _await(fut: Any) -> dict[str, Any]:
 
 
 async def apply_action(
-    gw: Any,
+    gw: Gateway,
     incident_id: str,
     action: str,
     *,
@@ -119,7 +126,7 @@ async def apply_action(
 
 
 async def create_manual(
-    gw: Any,
+    gw: Gateway,
     *,
     category: str,
     type: str,
@@ -150,6 +157,7 @@ async def create_manual(
     return await _await(fut)
 
 
+# Any: a ticket result (dataclass, pydantic model or JSON value) made JSON-plain
 def _plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
@@ -162,7 +170,7 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def scorecard_rows(conn: sqlite3.Connection, cfg: Any, period: str) -> list[dict[str, Any]]:
+def scorecard_rows(conn: sqlite3.Connection, cfg: SiteConfig, period: str) -> list[dict[str, Any]]:
     """Runs in a reader thread."""
     try:
         from gateway.tickets import scorecard

@@ -17,7 +17,10 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 RETRIABLE = frozenset({"transient", "rate_limited"})
 
@@ -39,6 +42,7 @@ class Outcome:
         return self.kind in RETRIABLE
 
 
+# Any: the provider's JSON request body
 def post_json(url: str, body: Any, *, headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
     """POST JSON; returns (status, reply body). Network errors raise OSError/URLError."""
     data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
@@ -67,7 +71,7 @@ def http_outcome(status: int) -> Outcome:
     return Outcome("rejected", status, None, f"HTTP {status}")
 
 
-def call(fn: Any) -> Outcome:
+def call(fn: Callable[[], Outcome]) -> Outcome:
     """Run a client call; network failures become transient outcomes."""
     try:
         result: Outcome = fn()

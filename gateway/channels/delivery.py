@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from gateway.channels import dingtalk, email, grouping, render, sms, wecom
@@ -41,6 +41,11 @@ from gateway.tickets import assignment as dp
 from gateway.tickets import lifecycle as lc
 from gateway.tickets import notify as nt
 
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
+    from edge_config.channel_settings import ChannelSettings, GroupingSettings, Policy, QuietHours, Robot
+    from gateway.core.contract import BatchResult
+
 log = logging.getLogger("gateway.channels")
 
 CHANNEL_TYPES = ("wecom", "dingtalk", "sms", "voice", "email")
@@ -49,28 +54,29 @@ HEALTH_TYPE = "notify_channel_failed"
 ACTOR = "channels"
 
 
+# Any: whatever JSON-serialisable value is stored
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def settings(cfg: Any) -> Any | None:
+def settings(cfg: SiteConfig) -> ChannelSettings | None:
     s = getattr(cfg, "channels", None)
     return s if s is not None and s.enabled else None
 
 
-def lang_of(cfg: Any) -> str:
+def lang_of(cfg: SiteConfig) -> str:
     s = settings(cfg)
     return str((s.language if s is not None else None) or cfg.gateway.language or "zh")
 
 
 # --- who and how ----------------------------------------------------------------------------------
-def _matches(p: Any, incident: Mapping[str, Any]) -> bool:
+def _matches(p: Policy | Robot, incident: Mapping[str, Any]) -> bool:
     return (not p.categories or incident["category"] in p.categories) and (
         not p.severities or incident["severity"] in p.severities
     )
 
 
-def policy_for(cfg: Any, person: str, incident: Mapping[str, Any]) -> Any | None:
+def policy_for(cfg: SiteConfig, person: str, incident: Mapping[str, Any]) -> Policy | None:
     """The person's first matching policy, else their teams' (in team order)."""
     pols = cfg.channels.policies
     mine = [p for p in pols if p.who == person]
@@ -79,7 +85,7 @@ def policy_for(cfg: Any, person: str, incident: Mapping[str, Any]) -> Any | None
     return next((p for p in mine if _matches(p, incident)), None)
 
 
-def usable(cfg: Any, kind: str, target: str) -> bool:
+def usable(cfg: SiteConfig, kind: str, target: str) -> bool:
     s = cfg.channels
     if kind in ("wecom", "dingtalk"):
         return s.robot(kind, target) is not None
@@ -88,7 +94,7 @@ def usable(cfg: Any, kind: str, target: str) -> bool:
     return kind == "email" and s.smtp is not None
 
 
-def chain_for(cfg: Any, person: str, incident: Mapping[str, Any]) -> tuple[list[list[str]], list[Any]]:
+def chain_for(cfg: SiteConfig, person: str, incident: Mapping[str, Any]) -> tuple[list[list[str]], list[QuietHours]]:
     """The person's channels to try in order ([[kind, target], ...]) and their quiet hours."""
     m = cfg.staff_member(person)
     if m is None:
@@ -101,7 +107,7 @@ def chain_for(cfg: Any, person: str, incident: Mapping[str, Any]) -> tuple[list[
     return out, (list(pol.quiet_hours) if pol is not None else [])
 
 
-def phone_of(cfg: Any, person: str | None, kind: str = "sms") -> str | None:
+def phone_of(cfg: SiteConfig, person: str | None, kind: str = "sms") -> str | None:
     m = cfg.staff_member(person) if person else None
     if m is None:
         return None
@@ -111,7 +117,7 @@ def phone_of(cfg: Any, person: str | None, kind: str = "sms") -> str | None:
     return str(m.phone) if m.phone else None
 
 
-def quiet_until(cfg: Any, windows: Sequence[Any], now_ms: int) -> int | None:
+def quiet_until(cfg: SiteConfig, windows: Sequence[QuietHours], now_ms: int) -> int | None:
     """End (ms) of the quiet window ``now_ms`` is in, or None."""
     if not windows:
         return None
@@ -127,14 +133,14 @@ def quiet_until(cfg: Any, windows: Sequence[Any], now_ms: int) -> int | None:
     return None
 
 
-def _site(cfg: Any, incident: Mapping[str, Any]) -> dict[str, str | None]:
+def _site(cfg: SiteConfig, incident: Mapping[str, Any]) -> dict[str, str | None]:
     return {"compound": dp.compound_of(cfg, incident), "grid": dp.grid_of(cfg, incident)}
 
 
 class _Targets:
     """The rows of one event: (kind, target) -> [person, chain, mentions, next_ms]; one per target."""
 
-    def __init__(self, cfg: Any, now_ms: int, immediate: bool) -> None:
+    def __init__(self, cfg: SiteConfig, now_ms: int, immediate: bool) -> None:
         self.cfg, self.now_ms, self.immediate = cfg, now_ms, immediate
         self.items: dict[tuple[str, str], list[Any]] = {}
 
@@ -158,7 +164,9 @@ class _Targets:
             entry[2].append(mention)
 
 
-def queue_channel_messages(conn: sqlite3.Connection, cfg: Any, events: Sequence[IncidentEvent], now_ms: int) -> int:
+def queue_channel_messages(
+    conn: sqlite3.Connection, cfg: SiteConfig, events: Sequence[IncidentEvent], now_ms: int
+) -> int:
     """Write the channel rows for ``events`` (in the caller's transaction). Returns how many."""
     s = settings(cfg)
     if s is None:
@@ -255,9 +263,9 @@ class ChannelDispatcher(ReaderThread):
     def __init__(
         self,
         db_path: str | Path,
-        cfg: Any,
+        cfg: SiteConfig,
         *,
-        call: Callable[[Callable[[sqlite3.Connection, Any, int], Any]], Future[Any]],
+        call: Callable[[Callable[[sqlite3.Connection, BatchResult, int], Any]], Future[Any]],
         incidents: inc.IncidentStore | None = None,
         clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         rng: Callable[[], float] = random.random,
@@ -394,10 +402,10 @@ class ChannelDispatcher(ReaderThread):
             robot = s.robot("wecom", grp.target)
             return wecom.send(robot, msg, mentions, timeout=timeout) if robot else Outcome("auth", error="no robot")
         if grp.channel == "dingtalk":
-            robot = s.robot("dingtalk", grp.target)
-            if robot is None:
+            ding = s.robot("dingtalk", grp.target)
+            if ding is None:
                 return Outcome("auth", error="robot no longer configured")
-            return dingtalk.send(robot, msg, mentions, timeout=timeout)  # signs with the real wall clock
+            return dingtalk.send(ding, msg, mentions, timeout=timeout)  # signs with the real wall clock
         if grp.channel in ("sms", "voice"):
             if s.sms is None:
                 return Outcome("auth", error="sms gateway no longer configured")
@@ -442,7 +450,7 @@ class ChannelDispatcher(ReaderThread):
         released = msg.released if msg is not None else {}
         g = s.grouping
 
-        def write(c: sqlite3.Connection, res: Any, ts: int) -> None:
+        def write(c: sqlite3.Connection, res: BatchResult, ts: int) -> None:
             per_incident: dict[str, dict[str, Any]] = {}
             for r, state, attempt, delay, fallback in plans:
                 c.execute(
@@ -490,7 +498,9 @@ class ChannelDispatcher(ReaderThread):
         except Exception as exc:  # not recorded: the rows stay pending and are tried again
             log.error("could not record channel delivery %s: %s", grp.rows[0].id, exc)
 
-    def _insert_fallback(self, c: sqlite3.Connection, r: grouping.Row, nxt: list[str], ts: int, g: Any) -> None:
+    def _insert_fallback(
+        self, c: sqlite3.Connection, r: grouping.Row, nxt: list[str], ts: int, g: GroupingSettings
+    ) -> None:
         kind, target = nxt
         incident = inc.get(c, r.incident_id)
         if incident is None:
@@ -508,7 +518,7 @@ class ChannelDispatcher(ReaderThread):
         )  # fmt: skip
 
     def _raise_health(
-        self, c: sqlite3.Connection, res: Any, key: str, grp: grouping.Group, outcome: Outcome, ts: int
+        self, c: sqlite3.Connection, res: BatchResult, key: str, grp: grouping.Group, outcome: Outcome, ts: int
     ) -> None:
         trig = inc.Trigger(
             key=key,

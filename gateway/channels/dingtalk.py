@@ -15,11 +15,14 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
 from gateway.channels.base import Outcome, call, cut_utf8, errcode_reply, http_outcome, post_json
 from gateway.channels.render import Message
+
+if TYPE_CHECKING:
+    from edge_config.channel_settings import DingtalkRobot
 
 MAX_BYTES = 4000  # stay under the robot's 20,000-byte message limit with room for the JSON
 
@@ -43,14 +46,14 @@ def sign(secret: str, timestamp_ms: int) -> str:
     return quote_plus(base64.b64encode(mac).decode())
 
 
-def url(robot: Any, now_ms: int) -> str:
+def url(robot: DingtalkRobot, now_ms: int) -> str:
     u = f"{robot.base_url}/robot/send?access_token={quote(robot.access_token.get_secret_value(), safe='')}"
     if robot.secret is not None:
         u += f"&timestamp={now_ms}&sign={sign(robot.secret.get_secret_value(), now_ms)}"
     return u
 
 
-def body(robot: Any, msg: Message, mentions: Sequence[str]) -> dict[str, Any]:
+def body(robot: DingtalkRobot, msg: Message, mentions: Sequence[str]) -> dict[str, Any]:
     mobiles = list(dict.fromkeys([*mentions, *robot.mentioned_mobiles]))
     at_line = " ".join(f"@{m}" for m in mobiles)
     kw = f"\n{robot.keyword}" if robot.keyword else ""
@@ -76,7 +79,7 @@ def classify(status: int, reply: bytes) -> Outcome:
 
 
 def send(
-    robot: Any,
+    robot: DingtalkRobot,
     msg: Message,
     mentions: Sequence[str],
     *,

@@ -15,14 +15,18 @@ from collections import Counter
 from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from gateway.channels import render as rd
 from gateway.channels.base import Outcome
 
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
+    from edge_config.channel_settings import SmtpSettings
 
-def send_mail(smtp: Any, to: Sequence[str], subject: str, text: str) -> Outcome:
+
+def send_mail(smtp: SmtpSettings, to: Sequence[str], subject: str, text: str) -> Outcome:
     msg = EmailMessage()
     msg["From"] = smtp.from_addr
     msg["To"] = ", ".join(to)
@@ -56,12 +60,12 @@ def send_mail(smtp: Any, to: Sequence[str], subject: str, text: str) -> Outcome:
         return Outcome("transient", None, None, f"{type(exc).__name__}: {exc}"[:200])
 
 
-def quarter(cfg: Any, now_ms: int) -> str:
+def quarter(cfg: SiteConfig, now_ms: int) -> str:
     t = dt.datetime.fromtimestamp(now_ms / 1000, ZoneInfo(cfg.gateway.timezone))
     return f"{t.year}-Q{(t.month - 1) // 3 + 1}"
 
 
-def digest(conn: sqlite3.Connection, cfg: Any, kind: str, now_ms: int, *, lang: str) -> tuple[str, str]:
+def digest(conn: sqlite3.Connection, cfg: SiteConfig, kind: str, now_ms: int, *, lang: str) -> tuple[str, str]:
     """(subject, body) of the ``daily`` or ``weekly`` digest ending ``now_ms``; weekly adds the scorecard."""
     span_ms = 86_400_000 if kind == "daily" else 7 * 86_400_000
     start = now_ms - span_ms

@@ -18,8 +18,11 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 I18N_DIR = Path(__file__).resolve().parent.parent / "console" / "i18n"
 
@@ -88,6 +91,7 @@ def _console_labels(lang: str) -> dict[str, Any]:
         return {}
 
 
+# Any: format arguments of the message template
 def t(lang: str, key: str, **kw: Any) -> str:
     table = _TEXT.get(lang, _TEXT["zh"])
     return table.get(key, _TEXT["en"].get(key, key)).format(**kw)
@@ -108,7 +112,9 @@ def what(lang: str, incident: Mapping[str, Any]) -> str:
     return label(lang, "type", incident.get("type")) or label(lang, "category", incident.get("category"))
 
 
-def where(cfg: Any, lang: str, incident: Mapping[str, Any], *, elder_care: bool = False) -> tuple[str, list[str]]:
+def where(
+    cfg: SiteConfig, lang: str, incident: Mapping[str, Any], *, elder_care: bool = False
+) -> tuple[str, list[str]]:
     """'和苑小区 1号楼 1单元 (1201)' and the personal fields that were released (['room'] or [])."""
     parts: list[str] = []
     released: list[str] = []
@@ -142,13 +148,13 @@ def where(cfg: Any, lang: str, incident: Mapping[str, Any], *, elder_care: bool 
     return (" ".join(parts) or t(lang, "unknown_place")), released
 
 
-def local(cfg: Any, ms: int | None) -> str:
+def local(cfg: SiteConfig, ms: int | None) -> str:
     if not ms:
         return "-"
     return dt.datetime.fromtimestamp(ms / 1000, ZoneInfo(cfg.gateway.timezone)).strftime("%m-%d %H:%M:%S")
 
 
-def link(cfg: Any, incident_id: str) -> str | None:
+def link(cfg: SiteConfig, incident_id: str) -> str | None:
     base = cfg.channels.console_base_url
     return f"{base}/#incident={incident_id}" if base else None
 
@@ -163,7 +169,7 @@ class Message:
 
 
 def render(
-    cfg: Any,
+    cfg: SiteConfig,
     items: Sequence[tuple[Mapping[str, Any], str]],
     *,
     lang: str,
@@ -224,11 +230,11 @@ def render(
     return Message(title, "\n".join(lines_txt), "\n".join(lines_md), short, released)
 
 
-def voice_text(cfg: Any, lang: str, incident: Mapping[str, Any]) -> str:
+def voice_text(cfg: SiteConfig, lang: str, incident: Mapping[str, Any]) -> str:
     place, _ = where(cfg, lang, incident)
     return t(lang, "voice", what=what(lang, incident), where=place)
 
 
-def _sev_rank(sev: Any) -> int:
+def _sev_rank(sev: object) -> int:
     order = ("critical", "major", "minor", "warning")
     return order.index(sev) if sev in order else len(order)

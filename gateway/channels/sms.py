@@ -10,9 +10,12 @@ network errors = transient, other 4xx = rejected.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gateway.channels.base import Outcome, call, http_outcome, post_json
+
+if TYPE_CHECKING:
+    from edge_config.channel_settings import SmsGateway
 
 
 def fill(template: str, phone: str, message: str) -> bytes:
@@ -20,7 +23,7 @@ def fill(template: str, phone: str, message: str) -> bytes:
     return template.replace("{phone}", esc(phone)).replace("{message}", esc(message)).encode("utf-8")
 
 
-def classify(gw: Any, status: int, reply: bytes) -> Outcome:
+def classify(gw: SmsGateway, status: int, reply: bytes) -> Outcome:
     if not 200 <= status < 300:
         return http_outcome(status)
     if gw.ok_field is None:
@@ -36,7 +39,7 @@ def classify(gw: Any, status: int, reply: bytes) -> Outcome:
     return Outcome("rejected", status, code, f"{gw.ok_field}={value!r}"[:200])
 
 
-def send(gw: Any, phone: str, message: str, *, voice: bool = False, timeout: float) -> Outcome:
+def send(gw: SmsGateway, phone: str, message: str, *, voice: bool = False, timeout: float) -> Outcome:
     url = (gw.voice_url or gw.url) if voice else gw.url
     body = fill(gw.voice_template if voice else gw.template, phone, message[: gw.max_chars])
     headers = {gw.auth_header_name: gw.auth_header.get_secret_value()} if gw.auth_header is not None else {}

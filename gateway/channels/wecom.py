@@ -9,11 +9,14 @@ phone, so a message that must mention someone goes as text. The reply ``errcode`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from gateway.channels.base import Outcome, call, cut_utf8, errcode_reply, http_outcome, post_json
 from gateway.channels.render import Message
+
+if TYPE_CHECKING:
+    from edge_config.channel_settings import WecomRobot
 
 TEXT_MAX_BYTES = 2048
 MARKDOWN_MAX_BYTES = 4096
@@ -31,7 +34,7 @@ ERRCODES: dict[int, tuple[str, float, str]] = {
 }
 
 
-def body(robot: Any, msg: Message, mentions: Sequence[str]) -> dict[str, Any]:
+def body(robot: WecomRobot, msg: Message, mentions: Sequence[str]) -> dict[str, Any]:
     mobiles = list(dict.fromkeys([*mentions, *robot.mentioned_mobiles]))
     if robot.msgtype == "markdown" and not mobiles:
         return {"msgtype": "markdown", "markdown": {"content": cut_utf8(msg.markdown, MARKDOWN_MAX_BYTES)}}
@@ -41,7 +44,7 @@ def body(robot: Any, msg: Message, mentions: Sequence[str]) -> dict[str, Any]:
     return {"msgtype": "text", "text": text}
 
 
-def url(robot: Any) -> str:
+def url(robot: WecomRobot) -> str:
     return f"{robot.base_url}/cgi-bin/webhook/send?key={quote(robot.key.get_secret_value(), safe='')}"
 
 
@@ -55,5 +58,5 @@ def classify(status: int, reply: bytes) -> Outcome:
     return Outcome(kind, status, code, "" if kind == "ok" else f"errcode {code}: {msg or meaning}", block)
 
 
-def send(robot: Any, msg: Message, mentions: Sequence[str], *, timeout: float) -> Outcome:
+def send(robot: WecomRobot, msg: Message, mentions: Sequence[str], *, timeout: float) -> Outcome:
     return call(lambda: classify(*post_json(url(robot), body(robot, msg, mentions), timeout=timeout)))

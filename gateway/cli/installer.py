@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from drivers import DRIVERS
 from gateway.cli.common import load_site
@@ -155,7 +154,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return main_cli(args)
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = sub.add_parser("simulate", help="publish a simulated community's device traffic (and scenarios)")
     s.add_argument("--config", required=True)
     s.add_argument("--rate", type=float, default=20.0, help="messages per second (default 20)")

@@ -11,7 +11,6 @@ import signal
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Any
 
 from gateway.cli.common import load_site
 
@@ -243,7 +242,7 @@ def cmd_camera_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the operator's subcommands on the top-level parser's subparsers."""
 
     v = sub.add_parser("validate", help="check a site config; print every problem with its line")

@@ -103,6 +103,7 @@ class Raised:
     count: int
 
 
+# Any: whatever JSON-serialisable value is stored
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -213,7 +214,7 @@ class IncidentStore:
         return seq
 
     # --- raise / repeat ------------------------------------------------------------------------
-    def raise_or_repeat(self, conn: sqlite3.Connection, result: Any, trig: Trigger, now_ms: int) -> Raised:
+    def raise_or_repeat(self, conn: sqlite3.Connection, result: BatchResult, trig: Trigger, now_ms: int) -> Raised:
         """Open an incident for ``trig.key`` or count a repeat of the open one."""
         row = conn.execute(
             "SELECT id, count, readings, devices, last_ms, severity FROM incidents WHERE open_key=?", (trig.key,)
@@ -233,7 +234,7 @@ class IncidentStore:
                     raise
         return self._repeat(conn, result, trig, now_ms, row)
 
-    def _create(self, conn: sqlite3.Connection, result: Any, trig: Trigger, now_ms: int) -> Raised:
+    def _create(self, conn: sqlite3.Connection, result: BatchResult, trig: Trigger, now_ms: int) -> Raised:
         prefix = self._id_prefix(conn)
         seq = int(conn.execute("SELECT coalesce(max(created_seq), 0) + 1 FROM incidents").fetchone()[0])
         incident_id = f"{prefix}-{seq}"
@@ -305,7 +306,8 @@ class IncidentStore:
         )
         return Raised(incident_id, True, 1)
 
-    def _repeat(self, conn: sqlite3.Connection, result: Any, trig: Trigger, now_ms: int, row: Any) -> Raised:
+    # Any: row is the raw sqlite3 tuple of the open incident
+    def _repeat(self, conn: sqlite3.Connection, result: BatchResult, trig: Trigger, now_ms: int, row: Any) -> Raised:
         incident_id, count, readings_json, devices_json, last_ms, severity = row
         count += 1
         readings = json.loads(readings_json)
@@ -335,7 +337,7 @@ class IncidentStore:
     def set_severity(
         self,
         conn: sqlite3.Connection,
-        result: Any,
+        result: BatchResult,
         incident_id: str,
         severity: str,
         reason: str,
@@ -352,7 +354,13 @@ class IncidentStore:
         return True
 
     def add_devices(
-        self, conn: sqlite3.Connection, result: Any, incident_id: str, devices: Iterable[str], ts_ms: int, now_ms: int
+        self,
+        conn: sqlite3.Connection,
+        result: BatchResult,
+        incident_id: str,
+        devices: Iterable[str],
+        ts_ms: int,
+        now_ms: int,
     ) -> list[str]:
         row = conn.execute("SELECT devices FROM incidents WHERE id=?", (incident_id,)).fetchone()
         if row is None:
@@ -367,7 +375,7 @@ class IncidentStore:
         return new
 
     def auto_clear(
-        self, conn: sqlite3.Connection, result: Any, key: str, ts_ms: int, reason: str, now_ms: int
+        self, conn: sqlite3.Connection, result: BatchResult, key: str, ts_ms: int, reason: str, now_ms: int
     ) -> str | None:
         """The condition behind the open incident ``key`` recovered.
 
@@ -382,6 +390,7 @@ class IncidentStore:
         ).fetchone()
         if row is None:
             return None
+        incident_id: str
         incident_id, life, state, cleared = row
         if cleared is not None and life:
             return incident_id  # already recorded; waits for a person
@@ -398,7 +407,7 @@ class IncidentStore:
     def transition(
         self,
         conn: sqlite3.Connection,
-        result: Any,
+        result: BatchResult,
         incident_id: str,
         state: str,
         ts_ms: int,

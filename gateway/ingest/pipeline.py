@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from drivers.base import AVAILABILITY, BRIDGE, DecodeError, Reading
 from gateway.core import store as st
@@ -35,6 +35,8 @@ from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, Inbound
 from gateway.ingest.routing import Routing
 
 log = logging.getLogger("gateway.ingest.pipeline")
+
+_T = TypeVar("_T")
 
 # How far back (in readings rows) a redelivered (DUP) message is looked for. Redeliveries after a
 # reconnect are the broker's in-flight window, far smaller than this.
@@ -175,8 +177,8 @@ class Pipeline:
             self._wake.set()
 
     def call(
-        self, fn: Callable[[sqlite3.Connection, BatchResult, int], Any], meter: list[float] | None = None
-    ) -> Future[Any]:
+        self, fn: Callable[[sqlite3.Connection, BatchResult, int], _T], meter: list[float] | None = None
+    ) -> Future[_T]:
         """Run ``fn(conn, result, now_ms)`` in its own transaction on the pipeline thread.
 
         All writes go through this one thread (the API's incident actions included), so SQLite
@@ -185,7 +187,7 @@ class Pipeline:
         ``meter``, when given, gets this thread's time on the call appended (BEGIN to COMMIT, fsync
         included): what the call took from ingest, charged to API requests by their Governor.
         """
-        fut: Future[Any] = Future()
+        fut: Future[_T] = Future()
         self._calls.put((fn, fut, meter))
         self._wake.set()
         return fut
@@ -782,6 +784,7 @@ class Pipeline:
         return [d for d in self.routing.by_id if d not in self._last_seen]
 
 
+# Any: json.dumps hook; gets any value json cannot encode
 def _json_default(o: Any) -> Any:
     return str(o)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paho.mqtt.client import topic_matches_sub
 from paho.mqtt.matcher import MQTTMatcher
@@ -21,6 +21,9 @@ from paho.mqtt.matcher import MQTTMatcher
 from drivers import DRIVERS
 from drivers.base import DriverSpec, filter_base
 from gateway.core.contract import DeviceInfo
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 
 @dataclass
@@ -129,7 +132,7 @@ def _spec_for(driver: str, topics: tuple[str, ...]) -> DriverSpec:
     return spec
 
 
-def build_routing(cfg: Any) -> Routing:
+def build_routing(cfg: SiteConfig) -> Routing:
     """Build the routing tables from a loaded SiteConfig (edge_config.SiteConfig)."""
     sources = [Source(_spec_for(s.driver, tuple(s.topics)), tuple(s.topics)) for s in cfg.ingest.sources]
     devices: dict[tuple[str, str], DeviceInfo] = {}

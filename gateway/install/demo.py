@@ -34,10 +34,16 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.install.mosquitto import free_port, wait_port
 from gateway.install.scenarios import DEMO_SCENARIOS
+
+if TYPE_CHECKING:
+    import argparse
+
+    from edge_config import SiteConfig
+    from gateway.app import Gateway
 
 log = logging.getLogger("gateway.install.demo")
 
@@ -128,7 +134,7 @@ class _Private:
         self.m.stop()
 
 
-def start_broker(kind: str, workdir: Path) -> Any:
+def start_broker(kind: str, workdir: Path) -> EmbeddedBroker | _Local | _Private:
     """kind: auto | local | embedded | mosquitto."""
     if kind in ("auto", "local") and _answers("127.0.0.1", 1883):
         return _Local("127.0.0.1", 1883)
@@ -147,7 +153,7 @@ def start_broker(kind: str, workdir: Path) -> Any:
     return _Private(workdir / "mosquitto")
 
 
-def write_demo_config(src: Path, workdir: Path, host: str, port: int, api_port: int) -> tuple[Path, Any]:
+def write_demo_config(src: Path, workdir: Path, host: str, port: int, api_port: int) -> tuple[Path, SiteConfig]:
     """A copy of ``src`` pointed at the demo broker, store and port, with the demo's short timers.
 
     Returns the file and its loaded config (ConfigError when the source is not valid).
@@ -179,7 +185,7 @@ def write_demo_config(src: Path, workdir: Path, host: str, port: int, api_port: 
     return out, load_config(out)
 
 
-def create_demo_token(gw: Any, timeout: float = 15.0) -> str | None:
+def create_demo_token(gw: Gateway, timeout: float = 15.0) -> str | None:
     """An installer token for the demo (gateway/api/auth.py), written through the pipeline."""
     try:
         from gateway.api import auth
@@ -304,7 +310,7 @@ def run_demo(
     return 0
 
 
-def main_cli(args: Any) -> int:
+def main_cli(args: argparse.Namespace) -> int:
     try:
         return run_demo(
             config=args.config,

@@ -30,9 +30,14 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.core import store as st
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as paho
+
+    from edge_config import SiteConfig
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 LABELS = {OK: "[ OK ]", WARN: "[WARN]", FAIL: "[FAIL]"}
@@ -76,7 +81,7 @@ class Options:
 # --- config ------------------------------------------------------------------------------------
 
 
-def check_config(path: str) -> tuple[Check, Any]:
+def check_config(path: str) -> tuple[Check, SiteConfig | None]:
     from edge_config import ConfigError, load_config
 
     try:
@@ -100,7 +105,7 @@ def check_config(path: str) -> tuple[Check, Any]:
 # --- broker ------------------------------------------------------------------------------------
 
 
-def check_broker_tcp(cfg: Any, timeout: float) -> Check:
+def check_broker_tcp(cfg: SiteConfig, timeout: float) -> Check:
     m = cfg.mqtt
     try:
         with socket.create_connection((m.host, m.port), timeout=timeout):
@@ -123,7 +128,7 @@ _CONNECT_FIX = {
 }
 
 
-def _client(cfg: Any, client_id: str) -> Any:
+def _client(cfg: SiteConfig, client_id: str) -> paho.Client:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -146,7 +151,7 @@ def _client(cfg: Any, client_id: str) -> Any:
     return c
 
 
-def check_broker_session(cfg: Any, timeout: float) -> list[Check]:
+def check_broker_session(cfg: SiteConfig, timeout: float) -> list[Check]:
     """CONNECT, then SUBSCRIBE every filter and PUBLISH to the status topic (MQTT 5 reason codes)."""
     from gateway.ingest.mqtt import MqttConfigRefused, connection_from_config
     from gateway.ingest.routing import build_routing
@@ -165,6 +170,7 @@ def check_broker_session(cfg: Any, timeout: float) -> list[Check]:
     except (OSError, ValueError) as exc:
         return [Check("broker_login", FAIL, f"TLS files unusable: {exc}", "check mqtt.tls.ca_file/cert_file/key_file")]
 
+    # paho callbacks: its client passes reason codes and properties we only store or test loosely
     def on_connect(cl: Any, u: Any, flags: Any, reason: Any, props: Any) -> None:
         state["connect"] = reason
         if getattr(reason, "is_failure", False):
@@ -276,7 +282,7 @@ def parse_mosquitto_conf(path: Path, _depth: int = 0) -> dict[str, str]:
     return out
 
 
-def check_broker_queue(cfg: Any, conf_path: str | None) -> Check:
+def check_broker_queue(cfg: SiteConfig, conf_path: str | None) -> Check:
     from gateway.ingest.mqtt import _is_loopback
     from gateway.install.mosquitto import RECOMMENDED_CONF
 
@@ -349,7 +355,7 @@ def ntp_offset(host: str, timeout: float) -> float:
     if len(data) < 48:
         raise OSError("short NTP reply")
     secs, frac = struct.unpack("!II", data[40:48])
-    server = secs - 2_208_988_800 + frac / 2**32
+    server: float = secs - 2_208_988_800 + frac / 2**32
     return server - (t1 + t4) / 2
 
 
@@ -370,7 +376,7 @@ def http_date_offset(url: str, timeout: float) -> tuple[float, int]:
     return server - (t1 + t2) / 2, status
 
 
-def check_clock(cfg: Any, opts: Options) -> Check:
+def check_clock(cfg: SiteConfig, opts: Options) -> Check:
     fix = (
         "enable time sync: timedatectl set-ntp true (systemd-timesyncd, NTP= in /etc/systemd/timesyncd.conf "
         "pointing at the district's NTP server); a Pi has no RTC and starts in the past after a power cut"
@@ -424,7 +430,7 @@ def _store_used(path: Path) -> tuple[int, int, int]:
         conn.close()
 
 
-def check_disk(cfg: Any, store_path: Path) -> Check:
+def check_disk(cfg: SiteConfig, store_path: Path) -> Check:
     d = store_path.parent
     while not d.exists() and d != d.parent:
         d = d.parent
@@ -452,7 +458,7 @@ def check_disk(cfg: Any, store_path: Path) -> Check:
     return Check("disk", OK, f"{usage.free // mb} MiB free on {d} (store quota {cfg.store.quota_mb} MiB)")
 
 
-def check_store(cfg: Any, store_path: Path) -> Check:
+def check_store(cfg: SiteConfig, store_path: Path) -> Check:
     if not store_path.exists():
         return Check(
             "store",
@@ -532,7 +538,7 @@ def _http(
         return int(exc.code)
 
 
-def check_tsdb(cfg: Any, timeout: float) -> Check:
+def check_tsdb(cfg: SiteConfig, timeout: float) -> Check:
     s = cfg.sync
     if not s.enabled:
         return Check("tsdb", OK, "sync is off (sync.enabled: false): nothing to check")
@@ -602,7 +608,7 @@ def check_tsdb(cfg: Any, timeout: float) -> Check:
 # --- ports -------------------------------------------------------------------------------------
 
 
-def check_api_port(cfg: Any, timeout: float) -> Check:
+def check_api_port(cfg: SiteConfig, timeout: float) -> Check:
     host, port = cfg.api.host, cfg.api.port
     with socket.socket() as s:
         try:

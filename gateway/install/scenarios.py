@@ -20,10 +20,13 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.install import traffic
 from gateway.install.traffic import SimDevice
+
+if TYPE_CHECKING:
+    from edge_config import Device, SiteConfig
 
 
 @dataclass(frozen=True)
@@ -51,15 +54,15 @@ class ScenarioUnavailable(Exception):
     """The config has no device that fits this scenario."""
 
 
-def _sim(d: Any) -> SimDevice:
+def _sim(d: Device) -> SimDevice:
     return SimDevice(d.id, d.driver, d.address, d.friendly_name, d.type)
 
 
-def _devices(cfg: Any, exclude: set[str]) -> list[Any]:
+def _devices(cfg: SiteConfig, exclude: set[str]) -> list[Any]:
     return [d for d in cfg.owned_devices() if d.id not in exclude]
 
 
-def _building_of(cfg: Any, d: Any) -> str | None:
+def _building_of(cfg: SiteConfig, d: Device) -> str | None:
     if d.location.building:
         return str(d.location.building)
     if d.resident:
@@ -68,7 +71,7 @@ def _building_of(cfg: Any, d: Any) -> str | None:
     return None
 
 
-def fall_night(cfg: Any, rng: random.Random, exclude: set[str]) -> Planned:
+def fall_night(cfg: SiteConfig, rng: random.Random, exclude: set[str]) -> Planned:
     radars = [d for d in _devices(cfg, exclude) if d.type == "fall_radar"]
     if not radars:
         raise ScenarioUnavailable("no fall_radar device in the config")
@@ -103,7 +106,7 @@ def fall_night(cfg: Any, rng: random.Random, exclude: set[str]) -> Planned:
     )
 
 
-def fire_lane(cfg: Any, rng: random.Random, exclude: set[str]) -> Planned:
+def fire_lane(cfg: SiteConfig, rng: random.Random, exclude: set[str]) -> Planned:
     for d in _devices(cfg, exclude):
         if d.type != "parking_sensor" or not d.location.parking_space:
             continue
@@ -122,7 +125,7 @@ def fire_lane(cfg: Any, rng: random.Random, exclude: set[str]) -> Planned:
     raise ScenarioUnavailable("no parking_sensor on a fire_lane space in the config")
 
 
-def door_propped(cfg: Any, rng: random.Random, exclude: set[str]) -> Planned:
+def door_propped(cfg: SiteConfig, rng: random.Random, exclude: set[str]) -> Planned:
     doors = [d for d in _devices(cfg, exclude) if d.type == "door_contact" and not d.location.room]
     if not doors:
         raise ScenarioUnavailable("no door_contact (outside homes) in the config")
@@ -145,7 +148,7 @@ def door_propped(cfg: Any, rng: random.Random, exclude: set[str]) -> Planned:
     )
 
 
-def power_loss(cfg: Any, rng: random.Random, exclude: set[str]) -> Planned:
+def power_loss(cfg: SiteConfig, rng: random.Random, exclude: set[str]) -> Planned:
     by_building: dict[str, list[Any]] = {}
     busy = {_building_of(cfg, d) for d in cfg.owned_devices() if d.id in exclude}
     for d in _devices(cfg, exclude):
@@ -178,7 +181,7 @@ def power_loss(cfg: Any, rng: random.Random, exclude: set[str]) -> Planned:
     )
 
 
-def sos(cfg: Any, rng: random.Random, exclude: set[str]) -> Planned:
+def sos(cfg: SiteConfig, rng: random.Random, exclude: set[str]) -> Planned:
     buttons = [d for d in _devices(cfg, exclude) if d.type in ("sos_button", "pull_cord")]
     if not buttons:
         raise ScenarioUnavailable("no sos_button / pull_cord in the config")
@@ -204,7 +207,7 @@ SCENARIOS: dict[str, Callable[[Any, random.Random, set[str]], Planned]] = {
 DEMO_SCENARIOS = ("fire_lane", "door_propped", "fall_night", "power_loss")
 
 
-def plan(cfg: Any, names: list[str], rng: random.Random) -> list[Planned]:
+def plan(cfg: SiteConfig, names: list[str], rng: random.Random) -> list[Planned]:
     """Plan the named scenarios on distinct devices (power_loss avoids the others' buildings)."""
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:

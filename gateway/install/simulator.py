@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as paho
@@ -41,6 +41,9 @@ from edge_config.device_types import door_types, sim_event_weights
 from gateway.install import traffic
 from gateway.install.scenarios import Planned, plan
 from gateway.install.traffic import SimDevice
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 log = logging.getLogger("gateway.install.simulator")
 
@@ -88,7 +91,7 @@ class SimStats:
 class Simulator:
     def __init__(
         self,
-        cfg: Any,
+        cfg: SiteConfig,
         host: str,
         port: int,
         *,

@@ -22,7 +22,10 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
 
 log = logging.getLogger("gateway.install.systemd")
 
@@ -59,7 +62,7 @@ def watchdog_interval_s(env: dict[str, str] | None = None) -> float | None:
         return None
 
 
-def pipeline_healthy(gw: Any, max_age_s: float = 10.0) -> tuple[bool, str]:
+def pipeline_healthy(gw: Gateway, max_age_s: float = 10.0) -> tuple[bool, str]:
     """The writer thread is alive and ticked (it ticks about once a second) within ``max_age_s``."""
     p = gw.pipeline
     thread = getattr(p, "_thread", None)
@@ -72,7 +75,7 @@ def pipeline_healthy(gw: Any, max_age_s: float = 10.0) -> tuple[bool, str]:
     return True, "ok"
 
 
-def ready(gw: Any) -> bool:
+def ready(gw: Gateway) -> bool:
     h = gw.health()
     return bool(h.get("broker_connected")) and bool(h.get("store_writable"))
 
@@ -82,7 +85,7 @@ class Supervisor:
 
     def __init__(
         self,
-        gw: Any,
+        gw: Gateway,
         *,
         address: str | None = None,
         interval_s: float | None = None,

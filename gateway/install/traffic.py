@@ -12,7 +12,10 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 from edge_config.device_types import door_types
 
@@ -26,7 +29,7 @@ class SimDevice:
     type: str
 
 
-def sim_devices(cfg: Any, *, owned_only: bool = True) -> list[SimDevice]:
+def sim_devices(cfg: SiteConfig, *, owned_only: bool = True) -> list[SimDevice]:
     devices = cfg.owned_devices() if owned_only else cfg.devices
     return [SimDevice(d.id, d.driver, d.address, d.friendly_name, d.type) for d in devices]
 

@@ -64,6 +64,7 @@ class Facts:
 
 
 # --- durable state -------------------------------------------------------------------------------
+# Any: whatever JSON-serialisable value is stored
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -89,6 +90,7 @@ class Timer(NamedTuple):
     text: str  # the stored JSON
 
 
+# Any: rule state values are JSON values
 def same_json(a: Any, b: Any) -> bool:
     """``a`` and ``b`` are equal with the same JSON types (True is not 1, 1 is not 1.0), so they
     encode the same. False only means "not proven equal": the caller then compares encodings."""
@@ -194,6 +196,7 @@ class RuleStore:
             self.reloads += 1
             self.load(conn)
 
+    # Any: rule state values and the rows built from them are JSON values / sqlite parameters
     @staticmethod
     def _row(is_state: bool, entry: Any) -> tuple[Any, ...] | None:
         """What the table row holds for a cache entry (None: no row)."""

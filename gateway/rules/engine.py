@@ -17,7 +17,7 @@ import logging
 import sqlite3
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from drivers.base import EVENT, STATE
@@ -29,6 +29,9 @@ from gateway.rules import correlation, duration, immediate, inactivity, offline,
 from gateway.rules.base import Ctx, Dev, Facts, RuleStore, reading_dict
 from gateway.rules.host import RuleHost
 
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
+
 log = logging.getLogger("gateway.rules")
 
 # Value keys whose toggling counts for flapping detection.
@@ -38,7 +41,7 @@ FLAP_KEYS = ("contact", "water_leak", "tamper", "gate_fault", "vehicle_present",
 class RuleEngine(BaseStage):
     def __init__(
         self,
-        cfg: Any,
+        cfg: SiteConfig,
         gateway_id: str | None = None,
         *,
         config_rev: int | None = None,
@@ -88,8 +91,8 @@ class RuleEngine(BaseStage):
         cfg = self.cfg
         zones_of: dict[str, list[Any]] = {}
         for z in self.settings.intrusion_zones:
-            for d in z.devices:
-                zones_of.setdefault(d, []).append(z)
+            for device_id in z.devices:
+                zones_of.setdefault(device_id, []).append(z)
         for d in cfg.owned_devices():
             st = cfg.device_settings(d)
             res = cfg.resident(d.resident) if d.resident else None
@@ -168,6 +171,7 @@ class RuleEngine(BaseStage):
     def key(subject: str, typ: str) -> str:
         return f"{subject}|{typ}"
 
+    # Any: detail values go into the incident's JSON detail
     def trigger(
         self, dev: Dev, typ: str, category: str, severity: str, res: Resolved | None, ts_ms: int, **detail: Any
     ) -> inc.Trigger:
@@ -245,6 +249,7 @@ class RuleEngine(BaseStage):
             )
 
     # --- flapping (memory only: losing it on restart only delays detection) ---------------------
+    # Any: a reading value (number, bool or str, as decoded)
     def _note_change(self, ctx: Ctx, dev: Dev, k: str, value: Any, ts: int) -> None:
         pk = (dev.id, k)
         prev = self._flap_prev.get(pk)
@@ -314,7 +319,7 @@ class RuleEngine(BaseStage):
         "suppressed",
     )
 
-    def reconfigured(self, cfg: Any, rev: int) -> RuleEngine:
+    def reconfigured(self, cfg: SiteConfig, rev: int) -> RuleEngine:
         new = RuleEngine(cfg, config_rev=rev)
         for name in self.CARRIED_ACROSS_RELOAD:
             setattr(new, name, getattr(self, name))

@@ -37,6 +37,7 @@ def resident_hours(eng: RuleHost) -> dict[str, float]:
 
 def _due(eng: RuleHost, rid: str, last_ms: int) -> int:
     r = eng.cfg.resident(rid)
+    assert r is not None  # inactivity_hours only holds residents of this config
     hours = eng.inactivity_hours[rid]
     ah = r.active_hours
     return add_active_time(last_ms, int(hours * 3_600_000), eng.tz, ah.start, ah.end)

@@ -22,8 +22,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig, Team
+    from edge_config.channel_settings import QuietHours
+    from edge_config.ticket_settings import Roster, Shift
 
 GRID_TEAM_PREFIX = "grid:"
 
@@ -37,11 +42,11 @@ class Route:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
-def local_time(cfg: Any, now_ms: int) -> dt.datetime:
+def local_time(cfg: SiteConfig, now_ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(now_ms / 1000, ZoneInfo(cfg.gateway.timezone))
 
 
-def _in_shift(shift: Any, t: dt.datetime) -> bool:
+def _in_shift(shift: Shift | QuietHours, t: dt.datetime) -> bool:
     wd = t.isoweekday()
     now = t.time()
     start, end = shift.start, shift.end
@@ -54,11 +59,11 @@ def _in_shift(shift: Any, t: dt.datetime) -> bool:
     return (wd in shift.days and now >= start) or (prev in shift.days and now < end)
 
 
-def roster_of(cfg: Any, team_id: str) -> Any | None:
+def roster_of(cfg: SiteConfig, team_id: str) -> Roster | None:
     return next((r for r in cfg.tickets.rosters if r.team == team_id), None)
 
 
-def on_duty(cfg: Any, team_id: str, now_ms: int) -> tuple[list[str], str]:
+def on_duty(cfg: SiteConfig, team_id: str, now_ms: int) -> tuple[list[str], str]:
     """Members of ``team_id`` on duty now (in call order) and how that was decided."""
     team = cfg.team(team_id)
     members = list(team.members) if team is not None else []
@@ -75,12 +80,12 @@ def on_duty(cfg: Any, team_id: str, now_ms: int) -> tuple[list[str], str]:
     return members, "nobody_on_shift"
 
 
-def is_on_duty(cfg: Any, team_id: str, person: str, now_ms: int) -> bool:
+def is_on_duty(cfg: SiteConfig, team_id: str, person: str, now_ms: int) -> bool:
     people, how = on_duty(cfg, team_id, now_ms)
     return how == "no_roster" or (how == "on_shift" and person in people)
 
 
-def team_of_kind(cfg: Any, kind: str, *, member: str | None = None, compound: str | None = None) -> Any | None:
+def team_of_kind(cfg: SiteConfig, kind: str, *, member: str | None = None, compound: str | None = None) -> Team | None:
     teams = [t for t in cfg.teams if t.kind == kind]
     if member is not None:
         mine = [t for t in teams if member in t.members]
@@ -93,27 +98,28 @@ def team_of_kind(cfg: Any, kind: str, *, member: str | None = None, compound: st
     return teams[0] if teams else None
 
 
-def department_team(cfg: Any, department: str) -> Any | None:
+def department_team(cfg: SiteConfig, department: str) -> Team | None:
     return next((t for t in cfg.teams if t.kind == "department" and t.department == department), None)
 
 
-def teams_of(cfg: Any, person: str) -> list[Any]:
+def teams_of(cfg: SiteConfig, person: str) -> list[Team]:
     return [t for t in cfg.teams if person in t.members]
 
 
-def role_of(cfg: Any, person: str | None) -> str | None:
+def role_of(cfg: SiteConfig, person: str | None) -> str | None:
     m = cfg.staff_member(person) if person else None
     return m.role if m is not None else None
 
 
-def route_team(cfg: Any, team_id: str, now_ms: int, rule: str, **detail: Any) -> Route | None:
+# Any: detail values go into the route's JSON detail
+def route_team(cfg: SiteConfig, team_id: str, now_ms: int, rule: str, **detail: Any) -> Route | None:
     people, how = on_duty(cfg, team_id, now_ms)
     if not people:
         return None
     return Route(people[0], team_id, role_of(cfg, people[0]), rule, {"roster": how, **detail})
 
 
-def compound_of(cfg: Any, incident: Mapping[str, Any]) -> str | None:
+def compound_of(cfg: SiteConfig, incident: Mapping[str, Any]) -> str | None:
     if incident.get("compound"):
         return str(incident["compound"])
     b = incident.get("building")
@@ -129,7 +135,7 @@ def compound_of(cfg: Any, incident: Mapping[str, Any]) -> str | None:
     return None
 
 
-def grid_of(cfg: Any, incident: Mapping[str, Any]) -> str | None:
+def grid_of(cfg: SiteConfig, incident: Mapping[str, Any]) -> str | None:
     if incident.get("grid"):
         return str(incident["grid"])
     b = incident.get("building")
@@ -140,14 +146,14 @@ def grid_of(cfg: Any, incident: Mapping[str, Any]) -> str | None:
     return None
 
 
-def grid_route(cfg: Any, grid_id: str | None, rule: str = "grid_worker") -> Route | None:
+def grid_route(cfg: SiteConfig, grid_id: str | None, rule: str = "grid_worker") -> Route | None:
     g = cfg.grid(grid_id) if grid_id else None
     if g is None or not g.grid_worker:
         return None
     return Route(g.grid_worker, GRID_TEAM_PREFIX + g.id, role_of(cfg, g.grid_worker), rule, {"grid": g.id})
 
 
-def route(cfg: Any, incident: Mapping[str, Any], now_ms: int) -> Route | None:
+def route(cfg: SiteConfig, incident: Mapping[str, Any], now_ms: int) -> Route | None:
     """Who gets this incident now; None when the site config names nobody at all."""
     cat = incident.get("category")
     found: Route | None = None
@@ -167,7 +173,7 @@ def route(cfg: Any, incident: Mapping[str, Any], now_ms: int) -> Route | None:
     return found
 
 
-def fallback(cfg: Any, now_ms: int) -> Route | None:
+def fallback(cfg: SiteConfig, now_ms: int) -> Route | None:
     team_id = cfg.tickets.fallback_team
     if team_id is None:
         t = team_of_kind(cfg, "community_office")
@@ -175,7 +181,7 @@ def fallback(cfg: Any, now_ms: int) -> Route | None:
     return route_team(cfg, team_id, now_ms, "fallback") if team_id else None
 
 
-def _eldercare(cfg: Any, incident: Mapping[str, Any], now_ms: int) -> Route | None:
+def _eldercare(cfg: SiteConfig, incident: Mapping[str, Any], now_ms: int) -> Route | None:
     rid = incident.get("resident_id")
     res = cfg.resident(rid) if rid else None
     if res is not None:
@@ -190,7 +196,7 @@ def _eldercare(cfg: Any, incident: Mapping[str, Any], now_ms: int) -> Route | No
     return route_team(cfg, team.id, now_ms, "eldercare_team") if team is not None else None
 
 
-def _maintenance(cfg: Any, now_ms: int) -> Route | None:
+def _maintenance(cfg: SiteConfig, now_ms: int) -> Route | None:
     contact = cfg.tickets.maintenance_contact
     if contact is not None:
         if cfg.team(contact) is not None:
@@ -202,7 +208,7 @@ def _maintenance(cfg: Any, now_ms: int) -> Route | None:
     return route_team(cfg, team.id, now_ms, "maintenance") if team is not None else None
 
 
-def person_route(cfg: Any, person: str, rule: str = "manual") -> Route | None:
+def person_route(cfg: SiteConfig, person: str, rule: str = "manual") -> Route | None:
     """A named person (manual dispatch/reassign): team = their first team, or their grid."""
     m = cfg.staff_member(person)
     if m is None:
@@ -215,7 +221,7 @@ def person_route(cfg: Any, person: str, rule: str = "manual") -> Route | None:
     return Route(person, team, m.role, rule)
 
 
-def team_members(cfg: Any, team: str | None) -> list[str]:
+def team_members(cfg: SiteConfig, team: str | None) -> list[str]:
     if not team:
         return []
     if team.startswith(GRID_TEAM_PREFIX):

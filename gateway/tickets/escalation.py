@@ -24,12 +24,16 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.core import incidents as inc
 from gateway.core.clock import StepDetector, mono_ms
 from gateway.tickets import assignment as dp
 from gateway.tickets import lifecycle as lc
+
+if TYPE_CHECKING:
+    from edge_config.ticket_settings import TicketSettings
+    from gateway.core.contract import BatchResult
 
 log = logging.getLogger("gateway.tickets")
 
@@ -56,7 +60,7 @@ class ClockGuard:
 
     def __init__(
         self,
-        settings: Any,
+        settings: TicketSettings,
         threshold_ms: int,
         *,
         mono: Callable[[], int] = mono_ms,
@@ -110,7 +114,7 @@ class ClockGuard:
         return None
 
 
-def fire_due(conn: sqlite3.Connection, result: Any, ctx: lc.TicketContext, now_ms: int) -> int:
+def fire_due(conn: sqlite3.Connection, result: BatchResult, ctx: lc.TicketContext, now_ms: int) -> int:
     rows = conn.execute(
         "SELECT key, incident_id, kind, due_ms, data FROM ticket_timers WHERE due_ms <= ? ORDER BY due_ms LIMIT ?",
         (now_ms, MAX_TIMERS_PER_TICK),
@@ -140,7 +144,7 @@ _DONE_COL = {"accept": "accepted_ms", "on_site": "on_site_ms", "resolve": "resol
 
 def stage_missed(
     conn: sqlite3.Connection,
-    result: Any,
+    result: BatchResult,
     ctx: lc.TicketContext,
     incident: Mapping[str, Any],
     stage: str,
@@ -184,7 +188,7 @@ def rung_recipients(
 
 def climb(
     conn: sqlite3.Connection,
-    result: Any,
+    result: BatchResult,
     ctx: lc.TicketContext,
     incident: Mapping[str, Any],
     now_ms: int,
@@ -289,7 +293,7 @@ def climb(
 
 
 def renotify(
-    conn: sqlite3.Connection, result: Any, ctx: lc.TicketContext, incident: Mapping[str, Any], now_ms: int
+    conn: sqlite3.Connection, result: BatchResult, ctx: lc.TicketContext, incident: Mapping[str, Any], now_ms: int
 ) -> None:
     iid = str(incident["id"])
     t = lc.ticket(conn, iid)

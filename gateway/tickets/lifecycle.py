@@ -17,10 +17,16 @@ import sqlite3
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from gateway.core import incidents as inc
 from gateway.tickets import assignment as dp
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
+    from edge_config.ticket_settings import Category, SlaRule, TicketSettings
+    from gateway.core.contract import BatchResult
+    from gateway.tickets.escalation import ClockGuard
 
 SYSTEM_ACTOR = "tickets"
 
@@ -128,16 +134,17 @@ def allowed_actions(state: str, role: str | None = None) -> list[str]:
 class TicketContext:
     """What the ticket functions need besides the connection: config, incident writer, clock guard."""
 
-    cfg: Any
+    cfg: SiteConfig
     incidents: inc.IncidentStore
-    guard: Any = None  # escalation.ClockGuard (None: never hold)
+    guard: ClockGuard | None = None  # None: never hold
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> TicketSettings:
         return self.cfg.tickets
 
 
+# Any: whatever JSON-serialisable value is stored
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -160,6 +167,7 @@ def ticket(conn: sqlite3.Connection, incident_id: str) -> dict[str, Any] | None:
     return out
 
 
+# Any: column values are sqlite parameters
 def ticket_update(conn: sqlite3.Connection, incident_id: str, now_ms: int, **cols: Any) -> None:
     conn.execute(
         "INSERT INTO tickets(incident_id, updated_ms) VALUES (?,?) ON CONFLICT(incident_id) DO NOTHING",
@@ -194,7 +202,7 @@ def timers(conn: sqlite3.Connection, incident_id: str) -> dict[str, int]:
 
 
 # --- SLA -----------------------------------------------------------------------------------------
-def sla_for(settings: Any, category: str, severity: str) -> Any:
+def sla_for(settings: TicketSettings, category: str, severity: str) -> SlaRule:
     """Most specific SLA rule: category+severity > category > severity > * (then built-in defaults)."""
     from edge_config.ticket_settings import _default_sla
 
@@ -206,14 +214,14 @@ def sla_for(settings: Any, category: str, severity: str) -> Any:
     raise LookupError("no SLA rule")  # unreachable: the defaults end with */*
 
 
-def renotify_interval(settings: Any, sla: Any) -> int:
+def renotify_interval(settings: TicketSettings, sla: SlaRule) -> int:
     return int(sla.renotify_s or settings.renotify_s)
 
 
 # --- state changes ---------------------------------------------------------------------------------
 def transition(
     conn: sqlite3.Connection,
-    result: Any,
+    result: BatchResult,
     ctx: TicketContext,
     incident_id: str,
     to: str,
@@ -255,7 +263,7 @@ def state_of(conn: sqlite3.Connection, incident_id: str) -> str:
 
 def dispatch_to(
     conn: sqlite3.Connection,
-    result: Any,
+    result: BatchResult,
     ctx: TicketContext,
     incident: Mapping[str, Any],
     route: dp.Route,
@@ -330,7 +338,9 @@ def dispatch_to(
     )
 
 
-def dispatch_new(conn: sqlite3.Connection, result: Any, ctx: TicketContext, incident_id: str, now_ms: int) -> bool:
+def dispatch_new(
+    conn: sqlite3.Connection, result: BatchResult, ctx: TicketContext, incident_id: str, now_ms: int
+) -> bool:
     """Route a new incident automatically; False (and a ``dispatch_failed`` event) if nobody fits."""
     incident = inc.get(conn, incident_id)
     if incident is None or incident["state"] != "new":
@@ -345,15 +355,16 @@ def dispatch_new(conn: sqlite3.Connection, result: Any, ctx: TicketContext, inci
     return True
 
 
-def department_for(settings: Any, incident: Mapping[str, Any]) -> str | None:
+def department_for(settings: TicketSettings, incident: Mapping[str, Any]) -> str | None:
     esc = settings.escalation
     dep = esc.departments_by_type.get(str(incident.get("type")))
-    return dep or esc.departments_by_category.get(str(incident.get("category")))
+    # the keys are the Category literals; a stored incident's category is a plain str
+    return dep or esc.departments_by_category.get(cast("Category", str(incident.get("category"))))
 
 
 def whistle(
     conn: sqlite3.Connection,
-    result: Any,
+    result: BatchResult,
     ctx: TicketContext,
     incident: Mapping[str, Any],
     department: str,
@@ -389,12 +400,12 @@ def whistle(
     return True
 
 
-def rateable(settings: Any, incident: Mapping[str, Any]) -> bool:
+def rateable(settings: TicketSettings, incident: Mapping[str, Any]) -> bool:
     return str(incident.get("category")) in settings.rated_categories
 
 
 def not_rated_close(
-    conn: sqlite3.Connection, result: Any, ctx: TicketContext, incident_id: str, reason: str, now_ms: int
+    conn: sqlite3.Connection, result: BatchResult, ctx: TicketContext, incident_id: str, reason: str, now_ms: int
 ) -> None:
     ctx.incidents.append_event(conn, result, incident_id, "not_rated", now_ms, {"reason": reason}, actor=SYSTEM_ACTOR)
     timer_clear(conn, incident_id)
@@ -411,7 +422,9 @@ def not_rated_close(
     )
 
 
-def after_resolved(conn: sqlite3.Connection, result: Any, ctx: TicketContext, incident_id: str, now_ms: int) -> None:
+def after_resolved(
+    conn: sqlite3.Connection, result: BatchResult, ctx: TicketContext, incident_id: str, now_ms: int
+) -> None:
     """Await the resident's rating (timeout -> not rated), or close at once when nobody rates."""
     incident = inc.get(conn, incident_id) or {}
     timer_clear(conn, incident_id)
@@ -422,7 +435,7 @@ def after_resolved(conn: sqlite3.Connection, result: Any, ctx: TicketContext, in
 
 
 def auto_resolve(
-    conn: sqlite3.Connection, result: Any, ctx: TicketContext, incident_id: str, reason: str, now_ms: int
+    conn: sqlite3.Connection, result: BatchResult, ctx: TicketContext, incident_id: str, reason: str, now_ms: int
 ) -> None:
     """The condition cleared before anyone accepted: resolved by the rules, closed not rated."""
     transition(
@@ -469,7 +482,7 @@ def snapshot(conn: sqlite3.Connection, incident_id: str, role: str | None = None
 # --- actions -----------------------------------------------------------------------------------------
 def apply_action(
     conn: sqlite3.Connection,
-    result: Any,
+    result: BatchResult,
     incident_id: str,
     action: str,
     *,
@@ -632,7 +645,7 @@ def apply_action(
 
 def _reopen(
     conn: sqlite3.Connection,
-    result: Any,
+    result: BatchResult,
     ctx: TicketContext,
     incident: Mapping[str, Any],
     t: Mapping[str, Any],
@@ -671,7 +684,7 @@ def _reopen(
 
 def create_manual(
     conn: sqlite3.Connection,
-    result: Any,
+    result: BatchResult,
     *,
     category: str,
     type: str,
@@ -708,7 +721,7 @@ def create_manual(
     grid, compound, resident = loc.get("grid"), loc.get("compound"), loc.get("resident")
     if building is not None and cfg.building(building) is None:
         raise TicketError("invalid", f"unknown building {building!r}")
-    if unit is not None and (building is None or cfg.building(building).unit(unit) is None):
+    if unit is not None and (building is None or (b := cfg.building(building)) is None or b.unit(unit) is None):
         raise TicketError("invalid", f"unknown unit {unit!r} (needs its building)")
     if space is not None and cfg.parking_space(space) is None:
         raise TicketError("invalid", f"unknown parking space {space!r}")

@@ -30,12 +30,17 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.core import incidents as inc
 from gateway.core.contract import IncidentEvent
 from gateway.core.workers import ReaderThread
 from gateway.tickets import lifecycle as lc
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
+    from edge_config.ticket_settings import Webhook
+    from gateway.core.contract import BatchResult
 
 log = logging.getLogger("gateway.tickets.notify")
 
@@ -60,6 +65,7 @@ NOTIFY_KINDS = frozenset(
 _PRIVATE_KEYS = frozenset({"resident_id", "readings", "detail", "incident", "personal"})
 
 
+# Any: whatever JSON-serialisable value is stored
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -70,11 +76,11 @@ def event_name(ev: IncidentEvent) -> str:
     return str(ev.kind)
 
 
-def prefix(cfg: Any) -> str:
+def prefix(cfg: SiteConfig) -> str:
     return str(cfg.tickets.mqtt_prefix or f"edge/{cfg.gateway.id}")
 
 
-def topic(cfg: Any, category: str, event: str) -> str:
+def topic(cfg: SiteConfig, category: str, event: str) -> str:
     return f"{prefix(cfg)}/incidents/{category}/{event}"
 
 
@@ -84,7 +90,7 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     return f"t={timestamp},v1={mac}"
 
 
-def recipients_for(cfg: Any, ev: IncidentEvent, t: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def recipients_for(cfg: SiteConfig, ev: IncidentEvent, t: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     from gateway.tickets import assignment as dp
 
     data = ev.data
@@ -105,7 +111,7 @@ def recipients_for(cfg: Any, ev: IncidentEvent, t: Mapping[str, Any] | None) -> 
 
 
 def message(
-    cfg: Any,
+    cfg: SiteConfig,
     ev: IncidentEvent,
     incident: Mapping[str, Any],
     t: Mapping[str, Any] | None,
@@ -140,7 +146,7 @@ def message(
     }
 
 
-def _webhook_wants(wh: Any, msg: Mapping[str, Any]) -> bool:
+def _webhook_wants(wh: Webhook, msg: Mapping[str, Any]) -> bool:
     if wh.categories and msg["incident"]["category"] not in wh.categories:
         return False
     if wh.events and msg["event"] not in wh.events:
@@ -148,7 +154,7 @@ def _webhook_wants(wh: Any, msg: Mapping[str, Any]) -> bool:
     return not wh.roles or any(r.get("role") in wh.roles for r in msg["recipients"])
 
 
-def queue_notifications(conn: sqlite3.Connection, cfg: Any, events: Sequence[IncidentEvent], now_ms: int) -> int:
+def queue_notifications(conn: sqlite3.Connection, cfg: SiteConfig, events: Sequence[IncidentEvent], now_ms: int) -> int:
     """Write the deliveries for ``events`` (in the caller's transaction). Returns how many."""
     settings = cfg.tickets
     rows: list[tuple[Any, ...]] = []
@@ -239,9 +245,9 @@ class NotifySender(ReaderThread):
     def __init__(
         self,
         db_path: str | Path,
-        cfg: Any,
+        cfg: SiteConfig,
         *,
-        call: Callable[[Callable[[sqlite3.Connection, Any, int], Any]], Future[Any]],
+        call: Callable[[Callable[[sqlite3.Connection, BatchResult, int], Any]], Future[Any]],
         publish: Publisher | None = None,
         incidents: inc.IncidentStore | None = None,
         clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
@@ -366,7 +372,7 @@ class NotifySender(ReaderThread):
         else:
             self.failed_attempts += 1
 
-        def write(c: sqlite3.Connection, r: Any, now: int) -> None:
+        def write(c: sqlite3.Connection, r: BatchResult, now: int) -> None:
             c.execute(
                 "UPDATE deliveries SET attempts=?, status=?, next_ms=?, last_error=?, done_ms=? WHERE id=?",
                 (attempt, state, next_ms, error or None, now if state != "pending" else None, did),

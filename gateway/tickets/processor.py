@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gateway.core import incidents as inc
 from gateway.core.clock import mono_ms
@@ -23,13 +23,16 @@ from gateway.core.contract import BaseStage, BatchResult
 from gateway.tickets import escalation, notify
 from gateway.tickets import lifecycle as lc
 
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
+
 log = logging.getLogger("gateway.tickets")
 
 
 class TicketProcessor(BaseStage):
     def __init__(
         self,
-        cfg: Any,
+        cfg: SiteConfig,
         *,
         config_rev: int | None = None,
         mono: Callable[[], int] = mono_ms,
@@ -42,7 +45,7 @@ class TicketProcessor(BaseStage):
         self._rev_known = config_rev is not None
         self.errors = 0
 
-    def reconfigured(self, cfg: Any, rev: int) -> TicketProcessor:
+    def reconfigured(self, cfg: SiteConfig, rev: int) -> TicketProcessor:
         """A new stage for the new config; the clock guard (with what it saw) and the error count stay."""
         new = TicketProcessor(cfg, config_rev=rev)
         new.guard = self.guard

@@ -34,10 +34,14 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-ITEMS = ("contract_fulfilment", "complaint_handling", "on_site_inspection", "owner_evaluation")
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
+    from edge_config.ticket_settings import ScorecardSettings, ScoreItem
+
+ITEMS: tuple[ScoreItem, ...] = ("contract_fulfilment", "complaint_handling", "on_site_inspection", "owner_evaluation")
 _PERIOD = re.compile(r"^(\d{4})(?:-(0[1-9]|1[0-2])|-Q([1-4]))?$")
 
 
@@ -146,7 +150,7 @@ class Entity:
     name: str
 
 
-def entities_of(cfg: Any, team: str | None) -> list[Entity]:
+def entities_of(cfg: SiteConfig, team: str | None) -> list[Entity]:
     """The entities an assignment of ``team`` counts for."""
     if not team:
         return []
@@ -159,8 +163,8 @@ def entities_of(cfg: Any, team: str | None) -> list[Entity]:
     out = [Entity("team", t.id, t.name)]
     if t.kind == "property_duty":
         companies = {c.property_company.name for c in cfg.site.compounds if c.property_company.duty_team == t.id}
-        if t.compound and cfg.compound(t.compound) is not None:
-            companies.add(cfg.compound(t.compound).property_company.name)
+        if t.compound and (comp := cfg.compound(t.compound)) is not None:
+            companies.add(comp.property_company.name)
         out += [Entity("property_company", n, n) for n in sorted(companies)]
     if t.kind == "department" and t.department:
         out.append(Entity("department", t.department, t.name))
@@ -197,7 +201,7 @@ def metrics(items: list[Assignment]) -> dict[str, Any]:
     }
 
 
-def weighted_score(items: Mapping[str, float | None], weights: Mapping[str, float]) -> float | None:
+def weighted_score(items: Mapping[ScoreItem, float | None], weights: Mapping[ScoreItem, float]) -> float | None:
     present = [(v, float(weights.get(k, 0))) for k, v in items.items() if v is not None and weights.get(k, 0) > 0]
     total = sum(w for _, w in present)
     return sum(v * w for v, w in present) / total if total else None
@@ -241,6 +245,7 @@ class Scorecard:
         return "\n".join(lines)
 
 
+# Any: a scorecard row value (number, None, str or list of flags)
 def _cell(key: str, v: Any) -> str:
     if v is None:
         return "-"
@@ -270,7 +275,7 @@ def _inputs(conn: sqlite3.Connection, period: str) -> dict[tuple[str, str], dict
     return out
 
 
-def _rows(conn: sqlite3.Connection, cfg: Any, period: str, all_items: list[Assignment]) -> list[dict[str, Any]]:
+def _rows(conn: sqlite3.Connection, cfg: SiteConfig, period: str, all_items: list[Assignment]) -> list[dict[str, Any]]:
     tz = ZoneInfo(cfg.gateway.timezone)
     start, end = period_bounds(period, tz)
     groups: dict[tuple[str, str], list[Assignment]] = defaultdict(list)
@@ -303,7 +308,7 @@ def _rows(conn: sqlite3.Connection, cfg: Any, period: str, all_items: list[Assig
     return rows
 
 
-def _flag(rows: list[dict[str, Any]], prev: Mapping[tuple[str, str], float | None], s: Any) -> None:
+def _flag(rows: list[dict[str, Any]], prev: Mapping[tuple[str, str], float | None], s: ScorecardSettings) -> None:
     for r in rows:
         score = r["score"]
         yellow = score is not None and score < s.yellow_below
@@ -315,7 +320,9 @@ def _flag(rows: list[dict[str, Any]], prev: Mapping[tuple[str, str], float | Non
         r["flags"] = [f for f, on in (("summoned", r["summoned"]), ("yellow", yellow), ("RED", r["red_card"])) if on]
 
 
-def _scores(conn: sqlite3.Connection, cfg: Any, period: str, items: list[Assignment]) -> dict[tuple[str, str], Any]:
+def _scores(
+    conn: sqlite3.Connection, cfg: SiteConfig, period: str, items: list[Assignment]
+) -> dict[tuple[str, str], Any]:
     kind, y, _ = parse_period(period)
     if kind != "year":
         return {(r["kind"], r["entity"]): r["score"] for r in _rows(conn, cfg, period, items)}
@@ -328,7 +335,7 @@ def _scores(conn: sqlite3.Connection, cfg: Any, period: str, items: list[Assignm
     return out
 
 
-def compute(conn: sqlite3.Connection, cfg: Any, period: str) -> Scorecard:
+def compute(conn: sqlite3.Connection, cfg: SiteConfig, period: str) -> Scorecard:
     """The scorecard for ``period`` ('YYYY-MM', 'YYYY-Qn' or 'YYYY'); rows are plain dicts."""
     kind, y, _ = parse_period(period)
     items = assignments(conn)

@@ -11,12 +11,17 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.core.contract import BatchResult
 from gateway.tickets import lifecycle as lc
 from gateway.tickets.notify import NotifySender, paho_publisher
 from gateway.tickets.processor import TicketProcessor
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as paho
+
+    from gateway.app import Gateway
 
 SCORE_ITEMS_CENTRAL = ("contract_fulfilment", "on_site_inspection")
 
@@ -28,14 +33,14 @@ class TicketService:
     so the service always asks the pipeline for the current one.
     """
 
-    def __init__(self, gw: Any, stage: TicketProcessor) -> None:
+    def __init__(self, gw: Gateway, stage: TicketProcessor) -> None:
         self.gw = gw
         cfg = gw.cfg
         publish = None
         if cfg.tickets.mqtt:
             from gateway.ingest.mqtt import TELEMETRY
 
-            def client() -> Any:
+            def client() -> paho.Client | None:
                 s = gw.sessions.get(TELEMETRY)
                 return s.client if s is not None else None
 

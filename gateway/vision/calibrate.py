@@ -9,10 +9,15 @@ the camera's ``reference_image`` path, which the occupancy model compares frames
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
 
-def calibrate(cfg: Any, camera_id: str, image_path: Path, out: Path | None, base_dir: Path | None = None) -> list[str]:
+def calibrate(
+    cfg: SiteConfig, camera_id: str, image_path: Path, out: Path | None, base_dir: Path | None = None
+) -> list[str]:
     """Returns lines to print; raises ValueError with a message for the installer."""
     import cv2
     import numpy as np

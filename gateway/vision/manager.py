@@ -25,12 +25,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from gateway.vision.snapshots import SnapshotStore
 from gateway.vision.sources import HttpPoller, MqttFrames, native_topic, url_with_credentials
 from gateway.vision.worker import CameraSpec, FrameResult, WorkerPool
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from edge_config import SiteConfig
+    from edge_config.camera_settings import CameraSettings
+    from gateway.ingest.mqtt import BrokerConnection
+    from gateway.ingest.pipeline import BatchResult, Pipeline
 
 log = logging.getLogger("gateway.vision")
 
@@ -53,7 +61,7 @@ class _SpaceState:
 
 @dataclass
 class _CamState:
-    cfg: Any
+    cfg: CameraSettings
     avail_topic: str
     state_topic: str
     spaces: dict[str, _SpaceState] = field(default_factory=dict)
@@ -69,9 +77,9 @@ class _CamState:
 class CameraManager:
     def __init__(
         self,
-        cfg: Any,
+        cfg: SiteConfig,
         *,
-        mqtt: Any = None,
+        mqtt: BrokerConnection | None = None,
         publish: Publish | None = None,
         dead_letter: DeadLetter | None = None,
         clock: Callable[[], int] = _now_ms,
@@ -95,6 +103,7 @@ class CameraManager:
         routes: dict[str, str] = {}
         for cam in self.settings.cameras:
             dev = cfg.device(cam.device)
+            assert dev is not None  # camera_problems (above) checked every device reference
             st = _CamState(
                 cam,
                 f"edge/v1/devices/{dev.address}/availability",
@@ -102,6 +111,7 @@ class CameraManager:
             )
             for sp in cam.spaces:
                 sdev = cfg.device(sp.device)
+                assert sdev is not None
                 st.spaces[sp.space_id] = _SpaceState(f"edge/v1/devices/{sdev.address}/state")
             st.zones = {z.zone_id: rules_zones[z.zone_id] for z in cam.zones}
             self.cams[cam.id] = st
@@ -145,6 +155,7 @@ class CameraManager:
             src = cam.source
             rtsp = None
             if src.kind == "rtsp":
+                assert src.url is not None  # CameraSource requires a url for rtsp and http
                 pw = src.password.get_secret_value() if src.password is not None else None
                 rtsp = url_with_credentials(src.url, src.username, pw)
             out.append(
@@ -168,6 +179,7 @@ class CameraManager:
         for cam in self.settings.cameras:
             src = cam.source
             if src.kind == "http":
+                assert src.url is not None
                 auth = None
                 if src.username:
                     auth = (src.username, src.password.get_secret_value() if src.password else "")
@@ -302,11 +314,11 @@ class CameraManager:
         }
 
 
-def pipeline_dead_letter(pipeline: Any) -> DeadLetter:
+def pipeline_dead_letter(pipeline: Pipeline) -> DeadLetter:
     """A dead-letter sink writing through the pipeline's single writer (Pipeline.call)."""
 
     def write(rx_ms: int, topic: str, reason: str, detail: str, size: int, excerpt: bytes) -> None:
-        def fn(conn: Any, result: Any, now_ms: int) -> None:
+        def fn(conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
             conn.execute(
                 "INSERT INTO dead_letters(rx_ms, topic, driver, reason, detail, payload_len, payload_excerpt,"
                 " config_rev) VALUES (?,?,?,?,?,?,?,?)",

@@ -17,8 +17,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    import httpx
+
+    from gateway.ingest.mqtt import BrokerConnection
 
 log = logging.getLogger("gateway.vision")
 
@@ -45,7 +50,9 @@ def url_with_credentials(url: str, username: str | None, password: str | None) -
 class MqttFrames:
     """Subscribes to snapshot topics and publishes readings, with one paho client."""
 
-    def __init__(self, settings: Any, routes: dict[str, str], sink: FrameSink, client_suffix: str = "vision") -> None:
+    def __init__(
+        self, settings: BrokerConnection, routes: dict[str, str], sink: FrameSink, client_suffix: str = "vision"
+    ) -> None:
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -68,6 +75,7 @@ class MqttFrames:
         self.client = c
         self.host, self.port, self.keepalive = settings.host, settings.port, settings.keepalive_s
 
+    # paho callbacks (VERSION2 signatures); the arguments are only passed through or tested loosely
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if getattr(reason, "is_failure", False):
             return
@@ -115,7 +123,7 @@ class HttpPoller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"camera-http-{camera_id}", daemon=True)
 
-    def fetch(self, client: Any) -> bytes | None:
+    def fetch(self, client: httpx.Client) -> bytes | None:
         with client.stream("GET", self.url) as r:
             if r.status_code != 200:
                 raise RuntimeError(f"HTTP {r.status_code}")

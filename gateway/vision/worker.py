@@ -94,6 +94,7 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
     raise FrameError("image_truncated", "no frame header (SOF) before the data ends")
 
 
+# Any: OpenCV/numpy image arrays; cv2 and numpy are imported lazily (optional vision extra)
 def decode_jpeg(data: bytes, *, max_bytes: int, max_pixels: int, expect: tuple[int, int] | None = None) -> Any:
     """Checked JPEG decode -> BGR uint8 array. ``expect`` is (height, width) of the reference."""
     import cv2
@@ -192,6 +193,7 @@ class _Camera:
                 result.snapshot = jpeg
 
 
+# Any: multiprocessing queues of tagged tuples (see docstring)
 def _worker_main(inq: Any, outq: Any) -> None:
     """Worker process loop: ('camera', spec) | ('frame', cam, seq, ts, topic, jpeg) | ('stop',)."""
     import cv2
