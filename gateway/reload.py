@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.core.heap import freeze_long_lived
+from gateway.errors import ConfigProblem
 from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, MqttSession
 from gateway.ingest.pipeline import BatchResult, Processor
 from gateway.ingest.routing import Routing, build_routing
@@ -53,7 +54,9 @@ _ENGINE_CARRY = (
 _RESTART_SECTIONS = ("mqtt", "store", "api", "sync", "cameras")
 
 
-class ReloadRefused(Exception):
+class ReloadRefused(ConfigProblem):
+    code = "reload_refused"
+
     def __init__(self, errors: list[str]) -> None:
         super().__init__("\n".join(errors))
         self.errors = errors
