@@ -469,14 +469,8 @@ class Sender:
         return per
 
     def _write(self, fn: Callable[[sqlite3.Connection], None]) -> None:
-        c = self.open()
-        c.execute("BEGIN IMMEDIATE")
-        try:
+        with st.transaction(self.open()) as c:
             fn(c)
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
 
     def _rows_of(self, span: Span) -> Rows:
         """The rows of a span still in the outbox, in the order its body has them (the server's

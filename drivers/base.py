@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.errors import InputError
+
 # Reading kinds.
 STATE = "state"  # the device's current values (contact, occupancy, battery, ...)
 EVENT = "event"  # a momentary happening (button press, access denied); values name what happened
@@ -74,8 +76,10 @@ class Reading:
     meta: Mapping[str, Any] = field(default_factory=dict)  # e.g. LoRaWAN gateway ids, fcnt
 
 
-class DecodeError(Exception):
+class DecodeError(InputError):
     """A payload this driver cannot turn into readings. ``reason`` is a short stable code."""
+
+    code = "decode_error"
 
     REASONS = frozenset(
         {

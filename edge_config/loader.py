@@ -23,6 +23,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from gateway.errors import ConfigProblem
+
 from .schema import PATTERN_HELP, SiteConfig, cross_check, format_loc
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.json")
@@ -42,8 +44,10 @@ class ConfigIssue:
         return f"{self.file}:{line}: {self.key_path or '<top level>'}: {self.message}"
 
 
-class ConfigError(Exception):
+class ConfigError(ConfigProblem):
     """The site file is unusable; ``issues`` lists every problem found (sorted by line)."""
+
+    code = "config_invalid"
 
     def __init__(self, issues: Sequence[ConfigIssue]) -> None:
         self.issues: list[ConfigIssue] = list(issues)

@@ -57,9 +57,8 @@ class Gateway:
             self.store_path,
             quota or st.Quota(cfg.store.quota_mb * 1024 * 1024, cfg.store.reserve_mb * 1024 * 1024),
         )
-        self.store.conn.execute("BEGIN IMMEDIATE")
-        self.config_rev = self.store.config_rev_id(cfg.revision, cfg.version)
-        self.store.conn.execute("COMMIT")
+        with st.transaction(self.store.conn):
+            self.config_rev = self.store.config_rev_id(cfg.revision, cfg.version)
         self.routing: Routing = build_routing(cfg)
         self.settings = settings or connection_from_config(cfg)
         self._listeners: list[Callable[[BatchResult], None]] = []

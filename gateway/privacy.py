@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.core.contract import BaseStage, BatchResult
 from gateway.core.incidents import CLOSED_STATES
+from gateway.errors import ConfigProblem
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
@@ -485,7 +486,7 @@ def forget_in_store(store_path: str | Path, cfg: SiteConfig, resident_id: str) -
     transaction (waiting up to busy_timeout for the pipeline's current commit) is acceptable; the
     pipeline simply waits for it the same way. Readings deletion is one statement, not sliced.
     """
-    from gateway.core.store import connect, migrate
+    from gateway.core.store import connect, migrate, transaction
 
     p = Path(store_path)
     if not p.exists():
@@ -494,13 +495,8 @@ def forget_in_store(store_path: str | Path, cfg: SiteConfig, resident_id: str) -
     try:
         migrate(conn)
         conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             rep = forget_resident(conn, cfg, resident_id, int(time.time() * 1000))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     finally:
         conn.close()
     if cfg.cameras.cameras or snapshot_dir(cfg).exists():
@@ -546,8 +542,10 @@ def edit_config_forget(path: Path, resident_id: str) -> list[str]:
 # at rest: the site file's permissions
 
 
-class ConfigPermissionError(Exception):
+class ConfigPermissionError(ConfigProblem):
     """The site file is readable or writable by others and privacy.config_permissions is strict."""
+
+    code = "config_permissions"
 
 
 def check_config_permissions(path: str | Path | None, mode_setting: str = "warn") -> str | None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from gateway.core.contract import BatchResult
 from gateway.core.heap import freeze_long_lived
+from gateway.errors import ConfigProblem
 from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, MqttSession
 from gateway.ingest.routing import Routing, build_routing
 
@@ -42,7 +43,9 @@ log = logging.getLogger("gateway.reload")
 _RESTART_SECTIONS = ("mqtt", "store", "api", "sync", "cameras")
 
 
-class ReloadRefused(Exception):
+class ReloadRefused(ConfigProblem):
+    code = "reload_refused"
+
     def __init__(self, errors: list[str]) -> None:
         super().__init__("\n".join(errors))
         self.errors = errors

@@ -17,14 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api import auth, db
 from gateway.api.db import Readers
 from gateway.api.deps import ApiContext, ingest_behind
+from gateway.errors import GatewayError
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -135,6 +136,15 @@ class Governor:
                     await asyncio.sleep(pause)
 
 
+async def gateway_error_response(request: Request, exc: Exception) -> JSONResponse:
+    """The one translation of the product's exceptions into HTTP: the error's own status, its
+    ``detail`` (the shape HTTPException bodies have, which clients read) and its stable ``code``."""
+    assert isinstance(exc, GatewayError)  # registered for GatewayError only
+    if exc.http_status >= 500:
+        log.error("%s %s failed: %s: %s", request.method, request.url.path, exc.code, exc)
+    return JSONResponse({"detail": exc.response_detail(), "code": exc.code}, status_code=exc.http_status)
+
+
 def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
     from gateway.api import (
         routes_devices,
@@ -183,6 +193,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
         lifespan=lifespan,
     )
+    app.add_exception_handler(GatewayError, gateway_error_response)
     app.state.ctx = ctx
     app.state.close_streams = hub.close_streams
     app.state.governor = governor_stats = GovernorStats()

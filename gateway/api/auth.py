@@ -205,13 +205,8 @@ def cli_create(
     expires = st.now_ms() + int(expires_days * 86_400_000) if expires_days else None
     conn = _cli_conn(store_path)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with st.transaction(conn):
             row = insert_token(conn, token, role=role, name=name, grids=grids, compounds=compounds, expires_ms=expires)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     finally:
         conn.close()
     return row, token
@@ -230,11 +225,10 @@ def cli_list(store_path: str | Path) -> list[TokenRow]:
 def cli_revoke(store_path: str | Path, token_id: str) -> bool:
     conn = _cli_conn(store_path)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        n = conn.execute(
-            "UPDATE api_tokens SET revoked_ms=? WHERE id=? AND revoked_ms IS NULL", (st.now_ms(), token_id)
-        ).rowcount
-        conn.execute("COMMIT")
+        with st.transaction(conn):
+            n = conn.execute(
+                "UPDATE api_tokens SET revoked_ms=? WHERE id=? AND revoked_ms IS NULL", (st.now_ms(), token_id)
+            ).rowcount
         return n == 1
     finally:
         conn.close()

@@ -8,7 +8,8 @@ Contract used: ``gw.tickets.apply_action(incident_id, action, *, actor, role, no
 data) -> Future[dict]``, ``gw.tickets.create_manual(*, category, type, severity, location,
 description, actor, role, request_id) -> Future[dict]``, ``gateway.tickets.lifecycle.TicketError``
 (code, message, current_state, allowed) and ``gateway.tickets.scorecard.compute(conn, cfg,
-period) -> Scorecard`` with ``.rows``.
+period) -> Scorecard`` with ``.rows``. A TicketError is a ``gateway.errors.GatewayError``: it is
+left to propagate, and the app's one handler for those answers with its status and code.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
+
+from gateway.errors import GatewayError
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -43,14 +46,6 @@ ACTIONS: tuple[str, ...] = (
 ACTION_TIMEOUT_S = 15.0
 
 
-def _ticket_error() -> type[Exception] | None:
-    try:
-        from gateway.tickets.lifecycle import TicketError
-    except ImportError:
-        return None
-    return TicketError
-
-
 def tickets(gw: Gateway) -> TicketService:
     t: TicketService | None = getattr(gw, "tickets", None)
     if t is None:
@@ -58,43 +53,14 @@ def tickets(gw: Gateway) -> TicketService:
     return t
 
 
-def _status_for(code: str) -> int:
-    c = code.lower()
-    if "not_found" in c or c in ("unknown_incident", "no_incident"):
-        return 404
-    if any(w in c for w in ("forbidden", "role", "permission", "not_allowed_role", "denied")):
-        return 403
-    bad_input = any(
-        w in c for w in ("invalid_input", "bad_request", "invalid_data", "missing", "validation", "invalid_")
-    )
-    if bad_input and "state" not in c and "transition" not in c:
-        return 422
-    return 409
-
-
-def ticket_http_error(exc: Exception) -> HTTPException:
-    code = str(getattr(exc, "code", "conflict"))
-    status = getattr(exc, "STATUS", {}).get(code) or _status_for(code)
-    detail = {
-        "code": code,
-        "message": str(getattr(exc, "message", None) or exc),
-        "current_state": getattr(exc, "current_state", None),
-        "allowed": list(getattr(exc, "allowed", None) or []),
-    }
-    return HTTPException(status, detail)
-
-
 async def _await(fut: Future[dict[str, Any]]) -> dict[str, Any]:
-    err = _ticket_error()
     try:
         result = await asyncio.wait_for(asyncio.wrap_future(fut), ACTION_TIMEOUT_S)
     except TimeoutError:
         raise HTTPException(503, "the gateway is busy; retry with the same request_id") from None
-    except HTTPException:
-        raise
+    except (HTTPException, GatewayError):
+        raise  # a TicketError answers through the app's GatewayError handler (its status and code)
     except Exception as exc:
-        if err is not None and isinstance(exc, err):
-            raise ticket_http_error(exc) from None
         if isinstance(exc, KeyError):
             raise HTTPException(404, "no such incident") from None
         if isinstance(exc, ValueError):
@@ -115,13 +81,8 @@ async def apply_action(
     data: dict[str, Any] | None,
 ) -> dict[str, Any]:
     t = tickets(gw)
-    err = _ticket_error()
-    try:
-        fut = t.apply_action(incident_id, action, actor=actor, role=role, note=note, request_id=request_id, data=data)
-    except Exception as exc:  # validation before the write is queued
-        if err is not None and isinstance(exc, err):
-            raise ticket_http_error(exc) from None
-        raise
+    # A TicketError from validation before the write is queued goes to the GatewayError handler.
+    fut = t.apply_action(incident_id, action, actor=actor, role=role, note=note, request_id=request_id, data=data)
     return await _await(fut)
 
 
@@ -138,26 +99,19 @@ async def create_manual(
     request_id: str | None,
 ) -> dict[str, Any]:
     t = tickets(gw)
-    err = _ticket_error()
-    try:
-        fut = t.create_manual(
-            category=category,
-            type=type,
-            severity=severity,
-            location=location,
-            description=description,
-            actor=actor,
-            role=role,
-            request_id=request_id,
-        )
-    except Exception as exc:
-        if err is not None and isinstance(exc, err):
-            raise ticket_http_error(exc) from None
-        raise
+    fut = t.create_manual(
+        category=category,
+        type=type,
+        severity=severity,
+        location=location,
+        description=description,
+        actor=actor,
+        role=role,
+        request_id=request_id,
+    )
     return await _await(fut)
 
 
-# Any: a ticket result (dataclass, pydantic model or JSON value) made JSON-plain
 def _plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)

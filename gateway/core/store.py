@@ -15,13 +15,20 @@ Design choices (see README "Local store"):
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from gateway.errors import Unavailable
+
+log = logging.getLogger("gateway.core.store")
 
 PAGE_SIZE = 4096
 
@@ -313,16 +320,91 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class StoreError(Exception):
+class StoreError(Unavailable):
     """Root of store failures."""
+
+    code = "store_error"
 
 
 class StoreFull(StoreError):
     """The store refused a write: quota (max_page_count) or the disk itself is full."""
 
+    code = "store_full"
+
 
 class StoreWriteFailed(StoreError):
     """A commit failed for another reason (I/O error, locked, injected fault)."""
+
+    code = "store_write_failed"
+
+
+# --- transactions: the one way to write BEGIN ... COMMIT / SAVEPOINT ... RELEASE -------------------
+
+TRANSACTION_MODES = ("DEFERRED", "IMMEDIATE", "EXCLUSIVE")
+_SQL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+    """``BEGIN <mode>``, the block, ``COMMIT``; on any exception (a failed COMMIT included)
+    ``ROLLBACK`` and re-raise.
+
+    The connection must be in autocommit mode (``isolation_level=None``, as :func:`connect` opens
+    the writer), or the sqlite3 module would open transactions of its own. A BEGIN that fails
+    raises as it is: nothing of ours is open to roll back, and a transaction already open belongs
+    to someone else. A ROLLBACK that fails never replaces the error that caused it (see _undo).
+    """
+    if mode.upper() not in TRANSACTION_MODES:
+        raise ValueError(f"unknown transaction mode {mode!r}; one of {', '.join(TRANSACTION_MODES)}")
+    conn.execute(f"BEGIN {mode.upper()}")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        _undo(conn, ("ROLLBACK",), exc)
+        raise
+
+
+@contextlib.contextmanager
+def savepoint(conn: sqlite3.Connection, name: str) -> Iterator[sqlite3.Connection]:
+    """``SAVEPOINT name``, the block, ``RELEASE name``; on any exception ``ROLLBACK TO name`` and
+    ``RELEASE name`` (only the block's changes are undone; an enclosing transaction stays open),
+    then re-raise. Outside a transaction the savepoint is one, and RELEASE commits it.
+
+    If that undo fails, a store error (sqlite3.Error) from the block still surfaces: the enclosing
+    transaction is lost anyway and its caller must see why. Any other exception is replaced by the
+    undo's error (chained to it): a caller that handles its block's failure and carries on would
+    otherwise keep writing in a transaction that no longer holds what it thinks.
+    """
+    if not _SQL_NAME.match(name):
+        raise ValueError(f"savepoint name {name!r} is not a plain SQL identifier")
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield conn
+        conn.execute(f"RELEASE {name}")
+    except sqlite3.Error as exc:
+        _undo(conn, (f"ROLLBACK TO {name}", f"RELEASE {name}"), exc)
+        raise
+    except BaseException:
+        conn.execute(f"ROLLBACK TO {name}")
+        conn.execute(f"RELEASE {name}")
+        raise
+
+
+def _undo(conn: sqlite3.Connection, statements: tuple[str, ...], exc: BaseException) -> None:
+    """Run the undo statements after ``exc``, never raising: the caller re-raises ``exc``, the
+    cause the operator needs. SQLite may already have rolled the whole transaction back (some
+    errors, e.g. SQLITE_FULL or an I/O error, do): then there is nothing to undo. An undo
+    statement that fails is logged and attached to ``exc`` as a note."""
+    if not conn.in_transaction:
+        return
+    for stmt in statements:
+        try:
+            conn.execute(stmt)
+        except Exception as undo_exc:
+            log.warning("%s failed after %s: %s", stmt, type(exc).__name__, undo_exc)
+            exc.add_note(f"{stmt} also failed: {type(undo_exc).__name__}: {undo_exc}")
+            return
 
 
 def now_ms() -> int:
@@ -379,15 +461,10 @@ def migrate(conn: sqlite3.Connection) -> int:
             "run the newer release or restore a backup"
         )
     for version in range(found + 1, SCHEMA_VERSION + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             for stmt in _split_sql(MIGRATIONS[version - 1]):
                 conn.execute(stmt)
             conn.execute(f"PRAGMA user_version={version}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     return found
 
 

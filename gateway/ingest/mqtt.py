@@ -35,6 +35,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_config import SiteConfig
+from gateway.errors import ConfigProblem
 
 log = logging.getLogger("gateway.mqtt")
 
@@ -45,8 +46,10 @@ SESSION_NAMES = {TELEMETRY: "telemetry", LIFE_SAFETY: "safety"}
 SYS_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 
 
-class MqttConfigRefused(Exception):
+class MqttConfigRefused(ConfigProblem):
     """The MQTT settings are unsafe or unusable; the message says why and how to fix it."""
+
+    code = "mqtt_config_refused"
 
 
 @dataclass(slots=True)

@@ -5,7 +5,7 @@ they must not run on the asyncio event loop; a single writer thread also means n
 contention inside SQLite and one fsync per batch (group commit) instead of one per message.
 
 Per batch:  DUP check -> size check -> driver -> device resolution -> one transaction
-(readings, device registry, dead letters, counters, rule processors) -> COMMIT -> PUBACKs ->
+(readings, device registry, dead letters, counters, the chain's stages) -> COMMIT -> PUBACKs ->
 notify listeners (API stream) of what changed.
 
 Life-safety messages arrive on their own MQTT session and queue; the thread always takes them
@@ -163,12 +163,11 @@ class Pipeline:
         self._retained = {t: d for t, d in c.execute("SELECT topic, digest FROM retained_seen")}
         # Every owned device gets a registry row, so "never heard from" is visible and timed.
         now = self.clock()
-        c.execute("BEGIN IMMEDIATE")
-        c.executemany(
-            "INSERT INTO devices(device_id, since_ms, config_rev) VALUES (?,?,?) ON CONFLICT(device_id) DO NOTHING",
-            [(d.id, now, self.config_rev) for d in self.routing.by_id.values()],
-        )
-        c.execute("COMMIT")
+        with st.transaction(c):
+            c.executemany(
+                "INSERT INTO devices(device_id, since_ms, config_rev) VALUES (?,?,?) ON CONFLICT(device_id) DO NOTHING",
+                [(d.id, now, self.config_rev) for d in self.routing.by_id.values()],
+            )
 
     # --- producer side (paho network threads) --------------------------------------------------
     def submit(self, item: Inbound) -> None:
@@ -182,7 +181,7 @@ class Pipeline:
         """Run ``fn(conn, result, now_ms)`` in its own transaction on the pipeline thread.
 
         All writes go through this one thread (the API's incident actions included), so SQLite
-        never sees two writers and every change reaches the same processors and listeners.
+        never sees two writers and every change reaches the same stages and listeners.
         The future holds fn's return value, or its exception (the transaction is then rolled back).
         ``meter``, when given, gets this thread's time on the call appended (BEGIN to COMMIT, fsync
         included): what the call took from ingest, charged to API requests by their Governor.
@@ -293,16 +292,12 @@ class Pipeline:
             now = self.clock()
             t0 = time.perf_counter()
             try:
-                c.execute("BEGIN IMMEDIATE")
-                value = fn(c, result, now)
-                for stage in self.stages:
-                    stage.after(c, result, now)
-                c.execute("COMMIT")
+                with st.transaction(c):
+                    value = fn(c, result, now)
+                    for stage in self.stages:
+                        stage.after(c, result, now)
             except BaseException as exc:
-                try:
-                    c.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+                self._discard_open_transaction()
                 fut.set_exception(exc)
                 continue
             finally:
@@ -343,10 +338,7 @@ class Pipeline:
             self.on_commit(result)
 
     def _on_write_failed(self, items: list[Inbound], session: int, err: st.StoreError) -> None:
-        try:
-            self.conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
+        self._discard_open_transaction()
         # Keep the messages unacknowledged: the broker still holds them; we retry, and a crash now
         # means the broker redelivers them. The broker stops sending past its in-flight window,
         # so this list cannot grow without bound.
@@ -371,27 +363,37 @@ class Pipeline:
         try:
             self.store.set_page_limit(life_safety=True)
             c = self.conn
-            c.execute("BEGIN IMMEDIATE")
-            c.execute(
-                "INSERT INTO gateway_events(ts_ms, kind, severity, detail, config_rev) VALUES (?,?,?,?,?)",
-                (
-                    self.clock(),
-                    "store_full",
-                    "critical",
-                    json.dumps({"held_messages": held, "used_bytes": self.store.used_bytes()}),
-                    self.config_rev,
-                ),
-            )
-            self.store.add_counters({"store_full_refusals": 1})
-            c.execute("COMMIT")
+            with st.transaction(c):
+                c.execute(
+                    "INSERT INTO gateway_events(ts_ms, kind, severity, detail, config_rev) VALUES (?,?,?,?,?)",
+                    (
+                        self.clock(),
+                        "store_full",
+                        "critical",
+                        json.dumps({"held_messages": held, "used_bytes": self.store.used_bytes()}),
+                        self.config_rev,
+                    ),
+                )
+                self.store.add_counters({"store_full_refusals": 1})
         except sqlite3.Error as exc:
+            self._discard_open_transaction()
+            log.error("cannot record the store-full alarm: %s", exc)
+        finally:
+            self.store.set_page_limit(life_safety=False)
+
+    def _discard_open_transaction(self) -> None:
+        """After a failure, roll back a transaction still open on the writer connection.
+
+        st.transaction rolls back what it began; this also clears what it cannot: a transaction
+        left open by a ROLLBACK that failed, or one already open when a BEGIN then failed. Every
+        failure path of this thread has always ended with a ROLLBACK for that reason: one stuck
+        transaction would make every later BEGIN here fail, and the gateway would stop storing.
+        """
+        if self.conn.in_transaction:
             try:
                 self.conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            log.error("cannot record the store-full alarm: %s", exc)
-        finally:
-            self.store.set_page_limit(life_safety=False)
 
     def _find_committed(self, keys: list[int]) -> set[int]:
         if not keys:
@@ -493,78 +495,78 @@ class Pipeline:
             buf.result,
         )
         self.faults.check()
-        c.execute("BEGIN IMMEDIATE")
-        if rows:
-            c.executemany(
-                "INSERT INTO readings(rx_ms, ts_ms, device_id, kind, vals, flags, msg_key, config_rev, resident_id)"
-                " VALUES (?,?,?,?,?,?,?,?,?)",
-                rows,
-            )
-        if touched:
-            # Devices whose online state changed are written now; the rest (last seen, values,
-            # battery) are coalesced into one write a second by _tick: a device reporting 5 times a
-            # second then costs one UPDATE, and a crash loses at most a second of "last seen".
-            changed = {ch.device_id for ch in result.status_changes}
-            for d, tb in touched.items():
-                if d not in changed:
-                    self._dirty[d] = tb
-            self._write_devices(c, [(d, tb) for d, tb in touched.items() if d in changed], result)
-        written = self._write_rows_due(c, device_rows)
-        if unconf:
-            c.executemany(
-                "INSERT INTO unconfigured(driver, address, first_seen_ms, last_seen_ms, count, last_topic, sample)"
-                " VALUES (?,?,?,?,?,?,?) ON CONFLICT(driver, address) DO UPDATE SET"
-                " last_seen_ms=excluded.last_seen_ms, count=count+excluded.count, last_topic=excluded.last_topic,"
-                " sample=excluded.sample",
-                [
-                    (drv, addr, rx, rx, n, topic, _dumps(vals)[:1000])
-                    for (drv, addr), (topic, rx, vals, n) in unconf.items()
-                ],
-            )
-        if dead:
-            c.executemany(
-                "INSERT INTO dead_letters(rx_ms, topic, driver, reason, detail, payload_len, payload_excerpt,"
-                " config_rev) VALUES (?,?,?,?,?,?,?,?)",
-                dead,
-            )
-            for letter in dead:
-                counters[f"dead_letters.{letter[3]}"] += 1
-            self._dead_letters_since_trim += len(dead)
-            if self._dead_letters_since_trim > 500:
-                self._dead_letters_since_trim = 0
-                c.execute(
-                    "DELETE FROM dead_letters WHERE id <= (SELECT max(id) FROM dead_letters) - ?",
-                    (self.dead_letter_limit,),
+        with st.transaction(c):
+            if rows:
+                c.executemany(
+                    "INSERT INTO readings(rx_ms, ts_ms, device_id, kind, vals, flags, msg_key, config_rev, resident_id)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)",
+                    rows,
                 )
-        if buf.bridges:
-            c.executemany(
-                "INSERT INTO devices(device_id, last_seen_ms, online, online_reason, online_changed_ms, since_ms,"
-                " config_rev) VALUES (?,?,?,'bridge',?,?,?) ON CONFLICT(device_id) DO UPDATE SET"
-                " last_seen_ms=excluded.last_seen_ms, online=excluded.online, online_reason='bridge',"
-                " online_changed_ms=excluded.online_changed_ms",
-                [(b, rx, on, rx, rx, rev) for b, (rx, on) in buf.bridges.items()],
-            )
-        if retained_updates:
-            c.executemany(
-                "INSERT INTO retained_seen(topic, digest) VALUES (?,?)"
-                " ON CONFLICT(topic) DO UPDATE SET digest=excluded.digest",
-                list(retained_updates.items()),
-            )
-        if alias_updates:
-            c.executemany(
-                "INSERT INTO aliases(driver, alias, address, updated_ms) VALUES (?,?,?,?)"
-                " ON CONFLICT(driver, alias) DO UPDATE SET address=excluded.address, updated_ms=excluded.updated_ms",
-                alias_updates,
-            )
-        # Counters are diagnostics: gathered in memory and written once a second by _tick (one
-        # page less per commit; a crash loses at most a second of counts, never data).
-        self._counters.update(counters)
-        now = self.clock()
-        for stage in self.stages:
-            stage.process(c, result, now)
-        for stage in self.stages:
-            stage.after(c, result, now)
-        c.execute("COMMIT")
+            if touched:
+                # Devices whose online state changed are written now; the rest (last seen, values,
+                # battery) are coalesced into one write a second by _tick: a device reporting 5 times a
+                # second then costs one UPDATE, and a crash loses at most a second of "last seen".
+                changed = {ch.device_id for ch in result.status_changes}
+                for d, tb in touched.items():
+                    if d not in changed:
+                        self._dirty[d] = tb
+                self._write_devices(c, [(d, tb) for d, tb in touched.items() if d in changed], result)
+            written = self._write_rows_due(c, device_rows)
+            if unconf:
+                c.executemany(
+                    "INSERT INTO unconfigured(driver, address, first_seen_ms, last_seen_ms, count, last_topic, sample)"
+                    " VALUES (?,?,?,?,?,?,?) ON CONFLICT(driver, address) DO UPDATE SET"
+                    " last_seen_ms=excluded.last_seen_ms, count=count+excluded.count, last_topic=excluded.last_topic,"
+                    " sample=excluded.sample",
+                    [
+                        (drv, addr, rx, rx, n, topic, _dumps(vals)[:1000])
+                        for (drv, addr), (topic, rx, vals, n) in unconf.items()
+                    ],
+                )
+            if dead:
+                c.executemany(
+                    "INSERT INTO dead_letters(rx_ms, topic, driver, reason, detail, payload_len, payload_excerpt,"
+                    " config_rev) VALUES (?,?,?,?,?,?,?,?)",
+                    dead,
+                )
+                for letter in dead:
+                    counters[f"dead_letters.{letter[3]}"] += 1
+                self._dead_letters_since_trim += len(dead)
+                if self._dead_letters_since_trim > 500:
+                    self._dead_letters_since_trim = 0
+                    c.execute(
+                        "DELETE FROM dead_letters WHERE id <= (SELECT max(id) FROM dead_letters) - ?",
+                        (self.dead_letter_limit,),
+                    )
+            if buf.bridges:
+                c.executemany(
+                    "INSERT INTO devices(device_id, last_seen_ms, online, online_reason, online_changed_ms, since_ms,"
+                    " config_rev) VALUES (?,?,?,'bridge',?,?,?) ON CONFLICT(device_id) DO UPDATE SET"
+                    " last_seen_ms=excluded.last_seen_ms, online=excluded.online, online_reason='bridge',"
+                    " online_changed_ms=excluded.online_changed_ms",
+                    [(b, rx, on, rx, rx, rev) for b, (rx, on) in buf.bridges.items()],
+                )
+            if retained_updates:
+                c.executemany(
+                    "INSERT INTO retained_seen(topic, digest) VALUES (?,?)"
+                    " ON CONFLICT(topic) DO UPDATE SET digest=excluded.digest",
+                    list(retained_updates.items()),
+                )
+            if alias_updates:
+                c.executemany(
+                    "INSERT INTO aliases(driver, alias, address, updated_ms) VALUES (?,?,?,?)"
+                    " ON CONFLICT(driver, alias) DO UPDATE SET"
+                    " address=excluded.address, updated_ms=excluded.updated_ms",
+                    alias_updates,
+                )
+            # Counters are diagnostics: gathered in memory and written once a second by _tick (one
+            # page less per commit; a crash loses at most a second of counts, never data).
+            self._counters.update(counters)
+            now = self.clock()
+            for stage in self.stages:
+                stage.process(c, result, now)
+            for stage in self.stages:
+                stage.after(c, result, now)
         self._rows_written(written)
 
     def _write_rows_due(self, c: sqlite3.Connection, limit: int | None) -> list[tuple[str, tuple[int, float | None]]]:
@@ -700,43 +702,41 @@ class Pipeline:
         try:
             self.faults.check()
             c = self.conn
-            c.execute("BEGIN IMMEDIATE")
-            # Hand the second's coalesced rows over; the telemetry commits write them in slices
-            # (an SOS never waits behind all of them). A row still due is replaced by its newer state.
-            handed, self._dirty = self._dirty, {}
-            for d, tb in handed.items():
-                self._rows_due.pop(d, None)  # re-inserted at the end: the slices go oldest first
-                self._rows_due[d] = tb
-            written = self._write_rows_due(c, None if all_rows else DEVICE_ROWS_PER_COMMIT)
-            counts, self._counters = self._counters, Counter()
-            self.store.add_counters(counts)
-            if time.monotonic() >= self._next_prune:
-                self._next_prune = time.monotonic() + PRUNE_EVERY_S
-                self._prune(c, now)
-            for dev_id, _last in silent:
-                self._online[dev_id] = 0
-                result.status_changes.append(StatusChange(dev_id, False, "silent", now))
-                c.execute(
-                    "UPDATE devices SET online=0, online_reason='silent', online_changed_ms=? WHERE device_id=?",
-                    (now, dev_id),
-                )
-            events = self._take_events()
-            for kind, severity, detail in events:
-                c.execute(
-                    "INSERT INTO gateway_events(ts_ms, kind, severity, detail, config_rev) VALUES (?,?,?,?,?)",
-                    (now, kind, severity, _dumps(detail), self.config_rev),
-                )
-                result.notices.append({"type": "gateway_event", "kind": kind, "severity": severity, "detail": detail})
-            for stage in self.stages:
-                stage.tick(c, result, now)
-            for stage in self.stages:
-                stage.after(c, result, now)
-            c.execute("COMMIT")
-        except Exception as exc:  # store or processor failure: roll back, retry next tick
-            try:
-                self.conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            with st.transaction(c):
+                # Hand the second's coalesced rows over; the telemetry commits write them in slices
+                # (an SOS never waits behind all of them). A row still due is replaced by its newer state.
+                handed, self._dirty = self._dirty, {}
+                for d, tb in handed.items():
+                    self._rows_due.pop(d, None)  # re-inserted at the end: the slices go oldest first
+                    self._rows_due[d] = tb
+                written = self._write_rows_due(c, None if all_rows else DEVICE_ROWS_PER_COMMIT)
+                counts, self._counters = self._counters, Counter()
+                self.store.add_counters(counts)
+                if time.monotonic() >= self._next_prune:
+                    self._next_prune = time.monotonic() + PRUNE_EVERY_S
+                    self._prune(c, now)
+                for dev_id, _last in silent:
+                    self._online[dev_id] = 0
+                    result.status_changes.append(StatusChange(dev_id, False, "silent", now))
+                    c.execute(
+                        "UPDATE devices SET online=0, online_reason='silent', online_changed_ms=? WHERE device_id=?",
+                        (now, dev_id),
+                    )
+                events = self._take_events()
+                for kind, severity, detail in events:
+                    c.execute(
+                        "INSERT INTO gateway_events(ts_ms, kind, severity, detail, config_rev) VALUES (?,?,?,?,?)",
+                        (now, kind, severity, _dumps(detail), self.config_rev),
+                    )
+                    result.notices.append(
+                        {"type": "gateway_event", "kind": kind, "severity": severity, "detail": detail}
+                    )
+                for stage in self.stages:
+                    stage.tick(c, result, now)
+                for stage in self.stages:
+                    stage.after(c, result, now)
+        except Exception as exc:  # store or processor failure: rolled back, retry next tick
+            self._discard_open_transaction()
             log.error("periodic update failed: %s", exc)
             for ch in result.status_changes:  # retry next tick
                 self._online[ch.device_id] = 1

@@ -20,8 +20,12 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from gateway.errors import InputError
 
-class AdoptError(Exception):
+
+class AdoptError(InputError):
+    code = "adopt_refused"
+
     def __init__(self, message: str, issues: list[str] | None = None) -> None:
         super().__init__(message + ("\n" + "\n".join(issues) if issues else ""))
         self.issues = issues or []

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.core import store as st
+from gateway.errors import GatewayError
 
 
-class BackupError(Exception):
-    pass
+class BackupError(GatewayError):
+    code = "backup_failed"
 
 
 @dataclass
@@ -146,8 +147,8 @@ def store_in_use(store_path: str | Path) -> bool:
         if mode.lower() == "wal":
             # In WAL mode an exclusive lock (locking_mode=EXCLUSIVE + a write) fails while others read.
             conn.execute("PRAGMA locking_mode=EXCLUSIVE")
-            conn.execute("BEGIN EXCLUSIVE")
-            conn.execute("COMMIT")
+            with st.transaction(conn, "EXCLUSIVE"):
+                pass
         return False
     except sqlite3.OperationalError:
         return True

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gateway.errors import ConfigProblem
 from gateway.install import traffic
 from gateway.install.traffic import SimDevice
 
@@ -50,8 +51,10 @@ class Planned:
     pin_at_s: float = 0.0  # pins/silence apply from this offset on
 
 
-class ScenarioUnavailable(Exception):
+class ScenarioUnavailable(ConfigProblem):
     """The config has no device that fits this scenario."""
+
+    code = "scenario_unavailable"
 
 
 def _sim(d: Device) -> SimDevice:

@@ -24,7 +24,7 @@ from drivers.base import EVENT, STATE
 from gateway.core import incidents as inc
 from gateway.core.clock import StepDetector, mono_ms
 from gateway.core.contract import BaseStage, BatchResult, Resolved
-from gateway.core.store import FLAG_RETAINED
+from gateway.core.store import FLAG_RETAINED, savepoint
 from gateway.rules import correlation, duration, immediate, inactivity, offline, schedule, threshold
 from gateway.rules.base import Ctx, Dev, Facts, RuleStore, reading_dict
 from gateway.rules.host import RuleHost
@@ -329,18 +329,15 @@ class RuleEngine(BaseStage):
         conn = ctx.conn
         n_events = len(ctx.result.incident_events)
         mark = self.rs.mark()
-        conn.execute("SAVEPOINT rules")
         try:
-            whole(ctx)
-            conn.execute("RELEASE rules")
+            with savepoint(conn, "rules"):
+                whole(ctx)
             return
         except sqlite3.Error:
             raise  # the pipeline rolls the batch back and retries it
         except Exception:
             log.exception("rule evaluation failed; re-running item by item")
-            conn.execute("ROLLBACK TO rules")
             self.rs.rollback_to(mark)
-            conn.execute("RELEASE rules")
             del ctx.result.incident_events[n_events:]
             self.errors += 1
         if one is None:
@@ -357,17 +354,14 @@ class RuleEngine(BaseStage):
         for item in items:
             n_events = len(ctx.result.incident_events)
             mark = self.rs.mark()
-            conn.execute("SAVEPOINT rules_one")
             try:
-                one(ctx, item)
-                conn.execute("RELEASE rules_one")
+                with savepoint(conn, "rules_one"):
+                    one(ctx, item)
             except sqlite3.Error:
                 raise
             except Exception:
                 log.exception("rule evaluation failed for one item; skipped")
-                conn.execute("ROLLBACK TO rules_one")
                 self.rs.rollback_to(mark)
-                conn.execute("RELEASE rules_one")
                 del ctx.result.incident_events[n_events:]
                 self.errors += 1
 
@@ -485,17 +479,14 @@ class RuleEngine(BaseStage):
             # Re-run after a failure: each family on its own, so one broken rule loses only itself.
             n_events = len(ctx.result.incident_events)
             mark = self.rs.mark()
-            ctx.conn.execute("SAVEPOINT rules_family")
             try:
-                family.on_reading(self, ctx, dev, res, facts)
-                ctx.conn.execute("RELEASE rules_family")
+                with savepoint(ctx.conn, "rules_family"):
+                    family.on_reading(self, ctx, dev, res, facts)
             except sqlite3.Error:
                 raise
             except Exception:
                 log.exception("rule family %s failed on a reading of %s; skipped", family.__name__, dev.id)
-                ctx.conn.execute("ROLLBACK TO rules_family")
                 self.rs.rollback_to(mark)
-                ctx.conn.execute("RELEASE rules_family")
                 del ctx.result.incident_events[n_events:]
                 self.errors += 1
 

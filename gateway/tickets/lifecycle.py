@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from gateway.core import incidents as inc
+from gateway.core.store import savepoint
+from gateway.errors import GatewayError
 from gateway.tickets import assignment as dp
 
 if TYPE_CHECKING:
@@ -86,9 +88,11 @@ ACTIONS: dict[str, ActionSpec] = {
 }
 
 
-class TicketError(Exception):
+class TicketError(GatewayError):
     """A refused action. ``code``: not_found (404) | unknown_action, invalid (400) | forbidden,
     not_assignee (403) | illegal_transition, request_id_reused, conflict (409)."""
+
+    code = "ticket_refused"  # each instance sets its own (one of STATUS's keys)
 
     STATUS: ClassVar[dict[str, int]] = {
         "not_found": 404,
@@ -104,6 +108,7 @@ class TicketError(Exception):
     def __init__(self, code: str, message: str, current_state: str | None = None, allowed: Iterable[str] = ()) -> None:
         super().__init__(message)
         self.code = code
+        self.http_status = self.STATUS.get(code, 400)
         self.message = message
         self.current_state = current_state
         self.allowed = list(allowed)
@@ -112,16 +117,21 @@ class TicketError(Exception):
     def allowed_actions(self) -> list[str]:
         return self.allowed
 
-    @property
-    def http_status(self) -> int:
-        return self.STATUS.get(self.code, 400)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "error": self.code,
             "message": self.message,
             "current_state": self.current_state,
             "allowed_actions": self.allowed,
+        }
+
+    def response_detail(self) -> dict[str, Any]:
+        """The API body's ``detail``: what a client needs to offer the actions still possible."""
+        return {
+            "code": self.code,
+            "message": self.message,
+            "current_state": self.current_state,
+            "allowed": list(self.allowed),
         }
 
 
@@ -232,13 +242,10 @@ def transition(
     data: Mapping[str, Any],
 ) -> None:
     """IncidentStore.transition; re-opening when a newer incident holds the same key keeps it keyless."""
-    conn.execute("SAVEPOINT ticket_transition")
     try:
-        ctx.incidents.transition(conn, result, incident_id, to, now_ms, now_ms, actor=actor, role=role, data=data)
-        conn.execute("RELEASE ticket_transition")
+        with savepoint(conn, "ticket_transition"):
+            ctx.incidents.transition(conn, result, incident_id, to, now_ms, now_ms, actor=actor, role=role, data=data)
     except sqlite3.IntegrityError:
-        conn.execute("ROLLBACK TO ticket_transition")
-        conn.execute("RELEASE ticket_transition")
         row = conn.execute("SELECT state, key FROM incidents WHERE id=?", (incident_id,)).fetchone()
         other = conn.execute("SELECT id FROM incidents WHERE open_key=?", (row[1],)).fetchone()
         conn.execute("UPDATE incidents SET state=?, updated_ms=? WHERE id=?", (to, now_ms, incident_id))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from gateway.core import incidents as inc
 from gateway.core.clock import mono_ms
 from gateway.core.contract import BaseStage, BatchResult
+from gateway.core.store import savepoint
 from gateway.tickets import escalation, notify
 from gateway.tickets import lifecycle as lc
 
@@ -61,16 +62,13 @@ class TicketProcessor(BaseStage):
 
     def _guarded(self, conn: sqlite3.Connection, result: BatchResult, fn: Callable[[], None]) -> None:
         n_events = len(result.incident_events)
-        conn.execute("SAVEPOINT tickets")
         try:
-            fn()
-            conn.execute("RELEASE tickets")
+            with savepoint(conn, "tickets"):
+                fn()
         except sqlite3.Error:
             raise
         except Exception:
             log.exception("ticket processing failed; this step is skipped")
-            conn.execute("ROLLBACK TO tickets")
-            conn.execute("RELEASE tickets")
             del result.incident_events[n_events:]
             self.errors += 1
 

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gateway.errors import InputError
+
 if TYPE_CHECKING:
     from gateway.vision.intrusion import MotionDetector
     from gateway.vision.occupancy import OccupancyModel
@@ -46,8 +48,10 @@ REASONS = frozenset(
 )
 
 
-class FrameError(Exception):
+class FrameError(InputError):
     """A frame that cannot be analysed; ``reason`` is one of :data:`REASONS`."""
+
+    code = "frame_error"
 
     def __init__(self, reason: str, detail: str) -> None:
         if reason not in REASONS:
