@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import StringConstraints
@@ -21,6 +21,9 @@ DeviceId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[a-z0-9][
 
 _DYNAMIC = ("online", "online_reason", "online_changed_ms", "last_seen_ms", "battery")
 
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
+
 
 def _with_state(view: dict[str, Any], row: dict[str, Any] | None) -> dict[str, Any]:
     out = dict(view)
@@ -30,7 +33,7 @@ def _with_state(view: dict[str, Any], row: dict[str, Any] | None) -> dict[str, A
     return out
 
 
-def device_view(p: Principal, cfg: Any, d: Any, row: dict[str, Any] | None) -> dict[str, Any]:
+def device_view(p: Principal, cfg: SiteConfig, d: Any, row: dict[str, Any] | None) -> dict[str, Any]:
     return _with_state(static_view(p, static_views(cfg), d), row)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
@@ -15,8 +15,11 @@ from gateway.api.models import FeedPage
 router = APIRouter(tags=["feed"])
 FEED_MAX = 1000
 
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
 
-def _feed(conn: sqlite3.Connection, p: Principal, cfg: Any, after: int, limit: int) -> dict[str, Any]:
+
+def _feed(conn: sqlite3.Connection, p: Principal, cfg: SiteConfig, after: int, limit: int) -> dict[str, Any]:
     events = db.events_after(conn, after, limit)
     incs = db.get_incidents(conn, [e.incident_id for e in events])
     items = []

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.channels import delivery
 from gateway.core.contract import BaseStage, BatchResult
+from gateway.core.store import savepoint
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
@@ -34,16 +35,13 @@ class ChannelStage(BaseStage):
         # Channels announce ticket-loop events: with the loop off there is nothing to announce.
         if not self.cfg.tickets.enabled or not result.incident_events:
             return
-        conn.execute("SAVEPOINT channels")
         try:
-            delivery.queue_channel_messages(conn, self.cfg, result.incident_events, now_ms)
-            conn.execute("RELEASE channels")
+            with savepoint(conn, "channels"):
+                delivery.queue_channel_messages(conn, self.cfg, result.incident_events, now_ms)
         except sqlite3.Error:
             raise
-        except Exception:
+        except Exception:  # rolled back to the savepoint: the rest of the transaction stands
             log.exception("channel messages not written for this transaction")
-            conn.execute("ROLLBACK TO channels")
-            conn.execute("RELEASE channels")
             self.errors += 1
 
     def reconfigured(self, cfg: SiteConfig, rev: int) -> ChannelStage:
