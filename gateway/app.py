@@ -14,8 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cloud_sync.outbox import OutboxProcessor
-from cloud_sync.service import SyncService
 from gateway.channels.delivery import ChannelDispatcher
 from gateway.channels.stage import ChannelStage
 from gateway.core import store as st
@@ -29,10 +27,10 @@ from gateway.tickets.processor import TicketProcessor
 from gateway.tickets.service import TicketService
 
 if TYPE_CHECKING:
-    from gateway.vision.manager import CameraManager
-
-if TYPE_CHECKING:
+    from cloud_sync.outbox import OutboxProcessor
+    from cloud_sync.service import SyncService
     from edge_config import SiteConfig
+    from gateway.vision.manager import CameraManager
 
 log = logging.getLogger("gateway.app")
 
@@ -64,7 +62,11 @@ class Gateway:
         self._listeners: list[Callable[[BatchResult], None]] = []
         self.cameras: CameraManager | None = None
         tickets = TicketProcessor(cfg, config_rev=self.config_rev)
-        outbox = OutboxProcessor(cfg) if cfg.sync.enabled else None
+        outbox: OutboxProcessor | None = None
+        if cfg.sync.enabled:  # imported only when used: a gateway without a central store never loads it
+            from cloud_sync.outbox import OutboxProcessor
+
+            outbox = OutboxProcessor(cfg)
         # THE CHAIN: every transaction runs these stages in this order, and the order is the contract.
         #   rules      turn readings, status changes and timers into incident events;
         #   tickets    dispatch what the rules created, run SLAs, and append their own events
@@ -100,7 +102,11 @@ class Gateway:
             self.store_path, cfg, call=self.pipeline.call, incidents=tickets.ctx.incidents
         )
         self.add_listener(self._wake_channels)
-        self.sync = SyncService(self, outbox) if outbox is not None else None
+        self.sync: SyncService | None = None
+        if outbox is not None:
+            from cloud_sync.service import SyncService
+
+            self.sync = SyncService(self, outbox)
         # Camera analytics: worker processes and frame sources; readings come back via the broker.
         if cfg.cameras.cameras:
             from gateway.vision.manager import CameraManager, pipeline_dead_letter

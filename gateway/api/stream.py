@@ -40,7 +40,7 @@ import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
@@ -184,7 +184,7 @@ class Hub:
         if not result.incident_events and not result.status_changes:
             return
         urgent = any(is_urgent(e) for e in result.incident_events)
-        evs = [replace(e, incident=None) for e in result.incident_events]  # the snapshot is not needed past here
+        evs = list(result.incident_events)  # frozen records: shared, not copied
         sts = [(c.device_id, c.online, c.reason, c.ts_ms) for c in result.status_changes]
         self._pending.append((evs, sts))
         # While a wake-up is on its way (or the dispatcher gathers non-urgent changes) there is no

@@ -88,6 +88,19 @@ class BrokerConnection:
     def tls(self) -> bool:
         return self.ca_file is not None or self.cert_file is not None
 
+    def apply_to(self, client: paho.Client) -> None:
+        """Credentials and TLS on a paho client (the gateway's sessions and the doctor's probes)."""
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        if self.tls:
+            ctx = ssl.create_default_context(cafile=self.ca_file)
+            if self.cert_file:
+                ctx.load_cert_chain(self.cert_file, self.key_file)
+            if self.tls_insecure:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            client.tls_set_context(ctx)
+
     def check_transport(self) -> None:
         """Refuse plain text to a non-loopback broker unless the config says so explicitly."""
         if self.tls or self.allow_plaintext_remote or _is_loopback(self.host):
@@ -169,16 +182,7 @@ class MqttSession:
             reconnect_on_failure=True,
             manual_ack=True,
         )
-        if s.username is not None:
-            c.username_pw_set(s.username, s.password)
-        if s.tls:
-            ctx = ssl.create_default_context(cafile=s.ca_file)
-            if s.cert_file:
-                ctx.load_cert_chain(s.cert_file, s.key_file)
-            if s.tls_insecure:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            c.tls_set_context(ctx)
+        s.apply_to(c)
         # Outgoing queue for our own status publishes only; inbound flow is the broker's setting.
         c.max_queued_messages_set(1000)
         c.will_set(self.status_topic, self._status_payload("offline"), qos=1, retain=True)

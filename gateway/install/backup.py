@@ -148,7 +148,7 @@ def store_in_use(store_path: str | Path) -> bool:
             # In WAL mode an exclusive lock (locking_mode=EXCLUSIVE + a write) fails while others read.
             conn.execute("PRAGMA locking_mode=EXCLUSIVE")
             with st.transaction(conn, "EXCLUSIVE"):
-                pass
+                conn.execute("SELECT 1")  # taking the exclusive lock is the whole test
         return False
     except sqlite3.OperationalError:
         return True

@@ -136,18 +136,7 @@ def _client(cfg: SiteConfig, client_id: str) -> paho.Client:
 
     s = connection_from_config(cfg)
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-    if s.username is not None:
-        c.username_pw_set(s.username, s.password)
-    if s.tls:
-        import ssl
-
-        ctx = ssl.create_default_context(cafile=s.ca_file)
-        if s.cert_file:
-            ctx.load_cert_chain(s.cert_file, s.key_file)
-        if s.tls_insecure:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        c.tls_set_context(ctx)
+    s.apply_to(c)
     return c
 
 
