@@ -307,10 +307,10 @@
     tl.replaceChildren(
       ...inc.timeline.map((e) => {
         const d = e.data || {};
-        const what = d.to ? `${t(d.from, "state")} → ${t(d.to, "state")}` : e.kind;
+        const what = d.to ? `${t(d.from, "state")} → ${t(d.to, "state")}` : t(e.kind, "kind");
         // the resident's rating and comment are shown too (as text, like every string from people)
         const rating = d.rating ? `★${d.rating}` : "";
-        const text = [fmtTime(e.ts_ms), what, e.actor || "", d.note || "", d.what_done && d.what_done !== d.note ? d.what_done : "",
+        const text = [fmtTime(e.ts_ms), what, e.actor ? t(e.actor, "actor") : "", d.note || "", d.what_done && d.what_done !== d.note ? d.what_done : "",
           rating, d.comment || ""]
           .filter(Boolean)
           .join("  ");
