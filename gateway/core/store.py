@@ -315,6 +315,22 @@ MIGRATIONS: list[str] = [
         hi INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 8: signed links (gateway/core/links.py): staff sign-in links, residents' evaluation and report
+    # links. Only the SHA-256 of a link's random id is kept.
+    """
+    CREATE TABLE signed_links (
+        id_hash TEXT PRIMARY KEY,
+        purpose TEXT NOT NULL,              -- signin | evaluate | report
+        subject TEXT NOT NULL,              -- JSON: what the link is for (person, incident, building)
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        single_use INTEGER NOT NULL,
+        used_ms INTEGER,
+        revoked_ms INTEGER,
+        last_seen_ms INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX signed_links_expiry ON signed_links(expires_ms);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
