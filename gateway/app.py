@@ -109,6 +109,9 @@ class Gateway:
             self.sync = SyncService(self, outbox)
         # Camera analytics: worker processes and frame sources; readings come back via the broker.
         if cfg.cameras.cameras:
+            from gateway.vision import require_opencv
+
+            require_opencv(len(cfg.cameras.cameras))
             from gateway.vision.manager import CameraManager, pipeline_dead_letter
 
             self.cameras = CameraManager(cfg, mqtt=self.settings, dead_letter=pipeline_dead_letter(self.pipeline))
