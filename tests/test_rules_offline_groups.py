@@ -111,6 +111,8 @@ def test_building_going_dark_one_by_one_never_adds_a_compound_incident(tmp_path:
     [b] = got["building_offline"]
     assert b["building"] == "b3" and sorted(b["devices"]) == ids(dark)
     assert b["detail"]["offline_count"] == 40  # kept up to date as the late ones joined
+    joined = [e for e in h.events() if e["incident_id"] == b["id"] and e["kind"] == "devices_added"]
+    assert joined and joined[-1]["data"]["detail"] == {"offline_count": 40}  # the feed gets the counts too
     assert b["detail"]["since_ms"] == T0 + 601_000  # the first one's silence
 
 

@@ -19,14 +19,14 @@ switch), or the whole compound's. So:
   incident forms in that compound.
 
 A group incident's detail says how many devices (``offline_count`` of ``of``), where (ids and
-names) and since when (``since_ms``: the earliest of its devices going offline); the counts
-follow as late devices join.
+names) and since when (``since_ms``: the earliest of its devices going offline, at formation);
+the counts follow as late devices join.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,13 +126,9 @@ def _name(found: Any, fallback: str) -> str:  # Any: a config model with a name,
     return str(found.name) if found is not None else fallback
 
 
-def _counts(eng: RuleHost, ctx: Ctx, level: str, devices: list[str]) -> dict[str, Any]:
-    """The detail fields that follow the group's device list."""
-    off = offline_devices(ctx)
-    times = [off[d] for d in devices if d in off]
+def _counts(eng: RuleHost, level: str, devices: list[str]) -> dict[str, Any]:
+    """The detail fields that follow the group's device list as late devices join."""
     out: dict[str, Any] = {"offline_count": len(devices)}
-    if times:
-        out["since_ms"] = min(times)
     if level == "compound":
         per: dict[str, int] = {}
         outside = 0
@@ -163,11 +159,9 @@ def _detail(eng: RuleHost, ctx: Ctx, level: str, scope: str, devices: list[str])
         out |= {"building": scope, "building_name": _name(eng.cfg.building(scope), scope)}
     if compound is not None:
         out |= {"compound": compound, "compound_name": _name(eng.cfg.compound(compound), compound)}
-    return out | {"of": len(members[scope])} | _counts(eng, ctx, level, devices)
-
-
-def _follow(eng: RuleHost, ctx: Ctx, level: str) -> Callable[[list[str]], Mapping[str, Any]]:
-    return lambda devices: _counts(eng, ctx, level, devices)
+    off = offline_devices(ctx)
+    out["since_ms"] = min((off[d] for d in devices if d in off), default=ctx.now)  # the outage's start
+    return out | {"of": len(members[scope])} | _counts(eng, level, devices)
 
 
 # --- forming and extending -------------------------------------------------------------------
@@ -176,7 +170,7 @@ def join(eng: RuleHost, ctx: Ctx, group_id: str, devices: list[str], ts_ms: int)
     row = ctx.conn.execute("SELECT type FROM incidents WHERE id=?", (group_id,)).fetchone()
     if row is None:
         return
-    follow = _follow(eng, ctx, row[0].removesuffix("_offline")) if row[0] in GROUP_TYPES else None
+    follow = functools.partial(_counts, eng, row[0].removesuffix("_offline")) if row[0] in GROUP_TYPES else None
     eng.incidents.add_devices(ctx.conn, ctx.result, group_id, devices, ts_ms, ctx.now, detail=follow)
 
 
@@ -206,6 +200,15 @@ def _raise(eng: RuleHost, ctx: Ctx, level: str, scope: str, devices: list[str]) 
     return raised.incident_id
 
 
+def _raise_compound(eng: RuleHost, ctx: Ctx, compound: str, view: _Silence) -> str | None:
+    """The compound incident takes over its open building incidents: one outage, one incident."""
+    gid = _raise(eng, ctx, "compound", compound, view.devices())
+    if gid is not None:
+        for b in view.open_buildings:
+            eng.incidents.auto_clear(ctx.conn, ctx.result, _key("building", b), ctx.now, f"grouped:{gid}", ctx.now)
+    return gid
+
+
 def check(eng: RuleHost, ctx: Ctx, dev: Dev) -> str | None:
     """Form or extend the building/compound group explaining ``dev`` (offline); its incident id."""
     compound = dev.loc.compound if dev.loc.compound in eng.compound_members else None
@@ -216,10 +219,7 @@ def check(eng: RuleHost, ctx: Ctx, dev: Dev) -> str | None:
     if gid is None:
         view = _silence(eng, ctx, eng.compound_members[compound] if compound else eng.building_members[str(building)])
         if compound is not None and _compound_wide(eng, compound, view):
-            gid = _raise(eng, ctx, "compound", compound, view.devices())
-            for b in view.open_buildings if gid is not None else ():
-                eng.incidents.auto_clear(ctx.conn, ctx.result, _key("building", b), ctx.now, f"grouped:{gid}", ctx.now)
-            return gid
+            return _raise_compound(eng, ctx, compound, view)
         if building is None:
             return None
         gid = view.open_buildings.get(building)
