@@ -428,15 +428,16 @@ class Pipeline:
             buf.counters["duplicates_skipped"] += 1
             return
         buf.in_batch.add(key)
+        if item.session == TELEMETRY and routing.safety_filters and routing.is_safety_topic(item.topic):
+            # Both sessions receive this topic and the life-safety session judges it: stores it or
+            # dead-letters it. Skipping before any check keeps one message one row, one count.
+            buf.counters["left_to_safety_session"] += 1
+            return
         payload = item.payload
         if len(payload) > self.max_payload:
             buf.dead.append(
                 self._dead(item, None, "oversized", f"payload is {len(payload)} bytes; the limit is {self.max_payload}")
             )
-            return
-        if item.session == TELEMETRY and routing.safety_filters and routing.is_safety_topic(item.topic):
-            # Both sessions receive this topic; the life-safety session stores it.
-            buf.counters["left_to_safety_session"] += 1
             return
         spec = routing.driver_for(item.topic)
         if spec is None:
