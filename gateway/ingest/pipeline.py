@@ -4,9 +4,9 @@ Runs in one dedicated thread that owns the store's writer connection. SQLite cal
 they must not run on the asyncio event loop; a single writer thread also means no lock
 contention inside SQLite and one fsync per batch (group commit) instead of one per message.
 
-Per batch:  DUP check -> size check -> driver -> device resolution -> one transaction
-(readings, device registry, dead letters, counters, the chain's stages) -> COMMIT -> PUBACKs ->
-notify listeners (API stream) of what changed.
+Per batch:  DUP check -> life-safety topics left to their own session -> size check -> driver ->
+device resolution -> one transaction (readings, device registry, dead letters, the counters of
+all of it, the chain's stages) -> COMMIT -> PUBACKs -> notify listeners (API stream) of what changed.
 
 Life-safety messages arrive on their own MQTT session and queue; the thread always takes them
 first and commits them in their own transaction, which may use the store's reserved space.
@@ -144,7 +144,6 @@ class Pipeline:
         self._events: queue.SimpleQueue[tuple[str, str, dict[str, Any]]] = queue.SimpleQueue()
         self._dirty: dict[str, tuple[int, float | None]] = {}  # device rows to hand over at the next tick
         self._rows_due: dict[str, tuple[int, float | None]] = {}  # handed over; written a slice per commit
-        self._counters: Counter[str] = Counter()  # counter increments to write at the next tick
         self._calls: queue.SimpleQueue[tuple[Callable[..., Any], Future[Any], list[float] | None]] = queue.SimpleQueue()
         self._load_state()
 
@@ -560,9 +559,9 @@ class Pipeline:
                     " address=excluded.address, updated_ms=excluded.updated_ms",
                     alias_updates,
                 )
-            # Counters are diagnostics: gathered in memory and written once a second by _tick (one
-            # page less per commit; a crash loses at most a second of counts, never data).
-            self._counters.update(counters)
+            # In the same transaction as what they count: whatever a crash keeps, the counters
+            # agree with it (docs/api.md "Counters"). One small upsert of a page already hot.
+            self.store.add_counters(counters)
             now = self.clock()
             for stage in self.stages:
                 stage.process(c, result, now)
@@ -693,7 +692,6 @@ class Pipeline:
         silent: list[tuple[str, int]] = []
         events: list[tuple[str, str, dict[str, Any]]] = []
         written: list[tuple[str, tuple[int, float | None]]] = []
-        counts: Counter[str] = Counter()
         for dev in self.routing.by_id.values():
             if self._online.get(dev.id) == 0:
                 continue
@@ -711,8 +709,6 @@ class Pipeline:
                     self._rows_due.pop(d, None)  # re-inserted at the end: the slices go oldest first
                     self._rows_due[d] = tb
                 written = self._write_rows_due(c, None if all_rows else DEVICE_ROWS_PER_COMMIT)
-                counts, self._counters = self._counters, Counter()
-                self.store.add_counters(counts)
                 if time.monotonic() >= self._next_prune:
                     self._next_prune = time.monotonic() + PRUNE_EVERY_S
                     self._prune(c, now)
@@ -743,8 +739,7 @@ class Pipeline:
                 self._online[ch.device_id] = 1
             for ev in events:
                 self._events.put(ev)
-            self._counters.update(counts)  # (the handed-over device rows simply stay due)
-            return
+            return  # the handed-over device rows simply stay due
         self._rows_written(written)
         if (result.status_changes or result.notices or result.incident_events) and self.on_commit is not None:
             self.on_commit(result)
