@@ -87,7 +87,6 @@ class Gateway:
             self.store,
             self.routing,
             config_rev=self.config_rev,
-            max_payload_bytes=cfg.ingest.max_payload_bytes,
             dead_letter_limit=cfg.ingest.dead_letter_limit,
             acker=self._ack,
             stages=chain,

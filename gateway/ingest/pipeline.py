@@ -98,7 +98,6 @@ class Pipeline:
         routing: Routing,
         *,
         config_rev: int,
-        max_payload_bytes: int,
         acker: Callable[[int, list[Inbound]], None],
         stages: Sequence[Stage] = (),
         on_commit: Callable[[BatchResult], None] | None = None,
@@ -112,7 +111,6 @@ class Pipeline:
         self.conn = store.conn
         self.routing = routing
         self.config_rev = config_rev
-        self.max_payload = max_payload_bytes
         self.acker = acker
         self.stages: list[Stage] = list(stages)
         self.on_commit = on_commit
@@ -433,9 +431,10 @@ class Pipeline:
             buf.counters["left_to_safety_session"] += 1
             return
         payload = item.payload
-        if len(payload) > self.max_payload:
+        limit = routing.payload_limit(item.topic)
+        if len(payload) > limit:
             buf.dead.append(
-                self._dead(item, None, "oversized", f"payload is {len(payload)} bytes; the limit is {self.max_payload}")
+                self._dead(item, None, "oversized", f"payload is {len(payload)} bytes; the limit is {limit}")
             )
             return
         spec = routing.driver_for(item.topic)
