@@ -559,7 +559,9 @@ class Pipeline:
                     alias_updates,
                 )
             # In the same transaction as what they count: whatever a crash keeps, the counters
-            # agree with it (docs/api.md "Counters"). One small upsert of a page already hot.
+            # agree with it (docs/api.md "Counters"). The price is the counters page in every
+            # commit: ~4 KiB of WAL, +8 % bytes per message at 5 per commit, +3 % at 20
+            # (bench/wear_probe.py); ~9 us of CPU.
             self.store.add_counters(counters)
             now = self.clock()
             for stage in self.stages:
