@@ -1,8 +1,9 @@
 """Messages the broker threw away: counted, recorded and raised as one device-health incident.
 
-Mosquitto publishes ``$SYS/broker/publish/messages/dropped``: how many messages it dropped since
-it started (the queue of an offline persistent client full at ``max_queued_messages``, ...). The
-gateway cannot get those messages back; what it can do is make the loss impossible to miss.
+Mosquitto publishes ``$SYS/broker/publish/messages/dropped`` (the telemetry session subscribes to
+it, gateway/ingest/mqtt.py): how many messages it dropped since it started (the queue of an
+offline persistent client full at ``max_queued_messages``, ...). The gateway cannot get those
+messages back; what it can do is make the loss impossible to miss.
 
 Each increase is written in ONE transaction on the pipeline thread: the last total seen (meta
 ``broker_dropped_seen``, so a restart of the gateway does not count the same drops again), the
@@ -22,14 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.core import incidents as inc
 from gateway.core.contract import BatchResult
-from gateway.ingest.mqtt import SYS_DROPPED_TOPIC
 
 if TYPE_CHECKING:
     from gateway.ingest.pipeline import Pipeline
 
 log = logging.getLogger("gateway.ingest.broker_drops")
-
-__all__ = ["SYS_DROPPED_TOPIC", "BrokerDropWatch", "drop_status", "parse_total"]
 
 INCIDENT_TYPE = "broker_dropped_messages"
 INCIDENT_KEY = "gateway|broker_dropped_messages"  # one per gateway: the broker is site-wide
