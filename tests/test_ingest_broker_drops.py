@@ -136,3 +136,33 @@ def test_broker_drops_are_counted_raised_and_degrade_readiness_until_closed(
             assert cli == {"dropped_total": dropped, "open_incident": None, "dropped_since_open": None}
     finally:
         srv.stop()
+
+
+def test_each_drop_is_counted_once_across_gateway_and_broker_restarts(tmp_path: Path) -> None:
+    """The broker's total is a running count since *it* started: a gateway restart must not count
+    it again, a broker restart (total back near 0) must count what follows."""
+    site = write_api_site(tmp_path, 1)  # no broker needed: the $SYS reports are handed in directly
+    db = tmp_path / "gateway.db"
+
+    def report(gw: Gateway, payload: bytes) -> None:
+        gw.drops.on_sys(SYS_TOPIC, payload)
+        gw.pipeline.call(lambda c, r, n: None).result(10)  # calls run in order: the report is written
+
+    def read(sql: str) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(db) as conn:
+            return conn.execute(sql).fetchall()
+
+    for payloads in ([b"700", b"700", b"not a number", b"-5"], [b"700", b"50", b"0", b"30"]):
+        gw = Gateway(load_config(site), store_path=db)
+        gw.pipeline.start()
+        try:
+            for p in payloads:
+                report(gw, p)
+        finally:
+            gw.pipeline.stop()
+            gw.store.close()
+    # 700 before the gateway restart; then 50 after a broker restart, and 30 after another one.
+    assert read("SELECT value FROM counters WHERE name='broker_dropped_messages'") == [(780,)]
+    assert [json.loads(d)["dropped"] for (d,) in read("SELECT detail FROM gateway_events ORDER BY id")] == [700, 50, 30]
+    ((count, detail),) = read("SELECT count, detail FROM incidents WHERE type='broker_dropped_messages'")
+    assert count == 3 and json.loads(detail)["dropped"] == 780
