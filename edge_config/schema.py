@@ -279,11 +279,55 @@ def _default_sources() -> list[IngestSource]:
     ]
 
 
+MAX_PAYLOAD_CAP = 16 * 1024 * 1024
+#: Default limit of the topics a driver marks as large by nature (``DriverSpec.bulk_topics``, e.g.
+#: Zigbee2MQTT's bridge/devices, hundreds of KB for a hundred or two devices).
+BULK_PAYLOAD_BYTES = 4 * 1024 * 1024
+
+
+class PayloadLimit(StrictModel):
+    model_config = ConfigDict(extra="forbid")
+
+    topics: list[str] = Field(min_length=1, description="MQTT topic filters this limit applies to.")
+    max_bytes: int = Field(ge=64, le=MAX_PAYLOAD_CAP, description="Bigger payloads on these topics are dead-lettered.")
+
+    @field_validator("topics")
+    @classmethod
+    def _topics(cls, value: list[str]) -> list[str]:
+        for t in value:
+            check_topic_filter(t)
+        return value
+
+
+def _bulk_limits(sources: list[IngestSource]) -> list[PayloadLimit]:
+    """The default per-topic limits: each driver's bulk topics under each filter's base."""
+    table = _driver_table()
+    filters: list[str] = []
+    for src in sources:
+        bulk = getattr(table.get(src.driver), "bulk_topics", ())
+        if not bulk:
+            continue
+        from drivers.base import filter_base  # importable: the table above came from there
+
+        for f in src.topics:
+            base = filter_base(f) or "+"  # '#' alone: the first level is the base
+            filters.extend(f"{base}/{b}" for b in bulk)
+    return [PayloadLimit(topics=list(dict.fromkeys(filters)), max_bytes=BULK_PAYLOAD_BYTES)] if filters else []
+
+
 class IngestSettings(StrictModel):
     model_config = ConfigDict(extra="forbid")
 
     max_payload_bytes: int = Field(
-        default=65536, ge=64, le=16 * 1024 * 1024, description="Bigger MQTT payloads are dead-lettered unread."
+        default=65536,
+        ge=64,
+        le=MAX_PAYLOAD_CAP,
+        description="Bigger MQTT payloads are dead-lettered unread, on every topic payload_limits does not name.",
+    )
+    payload_limits: list[PayloadLimit] = Field(
+        default_factory=list,
+        description="Per-topic limits, first match wins. Left out: 4 MiB for the topics drivers mark as large "
+        "(Zigbee2MQTT's <base>/bridge/#, whose device list is hundreds of KB); given: exactly these.",
     )
     sources: list[IngestSource] = Field(
         default_factory=_default_sources, description="Which driver handles which topic filters."
@@ -291,6 +335,14 @@ class IngestSettings(StrictModel):
     dead_letter_limit: int = Field(
         default=10000, ge=0, description="Dead letters kept for inspection; the oldest are dropped beyond this."
     )
+
+    @model_validator(mode="after")
+    def _default_payload_limits(self) -> IngestSettings:
+        # Filled in after loading (like mqtt.client_id), from the sources actually configured, so
+        # a Zigbee2MQTT base of 'site1/z2m' gets 'site1/z2m/bridge/#'.
+        if "payload_limits" not in self.model_fields_set:
+            self.payload_limits = _bulk_limits(self.sources)
+        return self
 
 
 class StoreSettings(StrictModel):

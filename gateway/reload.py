@@ -118,7 +118,6 @@ def apply_config(gw: Gateway, cfg: SiteConfig, timeout: float = 30.0) -> int:
         pipeline.routing = routing
         pipeline.config_rev = rev
         pipeline.stages = stages
-        pipeline.max_payload = cfg.ingest.max_payload_bytes
         pipeline.dead_letter_limit = cfg.ingest.dead_letter_limit
         pipeline.commit_delay_s = cfg.store.group_commit_ms / 1000
         pipeline.retention_ms = cfg.store.readings_retention_days * 86_400_000

@@ -81,6 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the store's counters and device summary (works while the gateway runs)."""
     from gateway.core.store import connect, read_counters
+    from gateway.ingest.broker_drops import drop_status
 
     cfg = load_site(args.config)
     path = args.store or cfg.store.path
@@ -91,6 +92,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         readings = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
         dead = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
         unconf = conn.execute("SELECT count(*) FROM unconfigured").fetchone()[0]
+        drops = drop_status(conn)  # messages the broker threw away, and whether anyone dealt with it
     except sqlite3.Error as exc:
         print(f"{path}: cannot read the store: {exc}", file=sys.stderr)
         return 1
@@ -101,6 +103,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "devices_online": online.get(1, 0),
         "devices_offline": online.get(0, 0),
         "devices_unknown": online.get(-1, 0),
+        "broker_drops": drops,
         "counters": counters,
     }
     print(json.dumps(out, indent=2, ensure_ascii=False))
