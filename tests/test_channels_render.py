@@ -90,8 +90,8 @@ def test_offline_groups_count_devices_with_a_per_building_breakdown(tmp_path: Pa
 
 
 def test_link_falls_back_to_the_consoles_public_url(tmp_path: Path) -> None:
-    cfg = site(tmp_path, channels="channels: {}\n")
-    path = Path(str(tmp_path / "site.yaml"))
+    site(tmp_path, channels="channels: {}\n")  # no link base of the channels' own
+    path = tmp_path / "site.yaml"
     path.write_text(
         path.read_text(encoding="utf-8").replace(
             "\nstore:\n", "\napi:\n  console_base_url: https://gw.local/console/\nstore:\n", 1
