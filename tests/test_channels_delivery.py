@@ -307,3 +307,18 @@ def test_english_messages(tmp_path: Path, rx: Receivers) -> None:
     assert body.startswith("[") and "New ticket" in body
     assert "Where: 和苑小区 1号楼" in body and "Since: 03-02 10:00" in body and "Severity:" in body
     h.close()
+
+
+def test_a_fixed_key_is_taken_on_reconfigure_and_the_waiting_group_message_goes(tmp_path: Path, rx: Receivers) -> None:
+    h = ChannelHarness(tmp_path, channels_yaml(rx, wecom_key_env="BAD_KEY"))
+    iid = h.manual(category="security", type="door_forced", severity="major", location={"building": "b1"})["id"]
+    h.drain()
+    assert [x.reply["errcode"] for x in rx.wecom.hits] == [93000]
+    (tmp_path / "fixed").mkdir()
+    fixed = load_config(write_channel_site(tmp_path / "fixed", channels=channels_yaml(rx)), env=ENV)
+    h.disp.reconfigured(fixed)
+    h.clock.set(h.clock.wall_ms + 1000)  # past the hold after the auth failure
+    h.drain()
+    assert [x.reply["errcode"] for x in rx.wecom.hits][:2] == [93000, 0] and iid in rx.wecom.hits[1].text
+    assert [r[6] for r in h.rows() if r[1] == iid and r[3] == "wecom" and r[5] is None] == ["sent"]
+    h.close()

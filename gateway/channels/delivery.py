@@ -324,6 +324,17 @@ class ChannelDispatcher(ReaderThread):
         except Exception as exc:  # not recorded: the rows stay pending and are tried again
             log.error("could not record channel delivery %s: %s", grp.rows[0].id, exc)
 
+    def reconfigured(self, cfg: SiteConfig) -> None:
+        """Take a reloaded config (a fixed robot key, new limits). Called on the writer's side of a
+        reload; the queue, the failure counts and each target's sends in its window carry over."""
+        old = self.limiters
+        self.cfg, self.s = cfg, cfg.channels
+        self.recorder = Recorder(cfg, self.incidents)
+        self.limiters = {}
+        for where, lim in old.items():
+            new = self.limiter(*where)
+            new.sent, new.blocked_until = lim.sent, lim.blocked_until
+
     # --- status for health views ------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Per target: consecutive failures, held until, sends in the current window; counters."""
