@@ -85,6 +85,7 @@ EventKind = Literal[
     "reported",
     # delivery attempts (gateway/tickets/notify.py, gateway/channels)
     "notify_attempt",
+    "notify_abandoned",  # a staff message given up for good (gateway/channels/outcomes.py)
 ]
 EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 
