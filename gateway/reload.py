@@ -131,6 +131,9 @@ def apply_config(gw: Gateway, cfg: SiteConfig, timeout: float = 30.0) -> int:
         gw.config_rev = rev
 
     pipeline.call(swap).result(timeout)
+    channels = getattr(gw, "channels", None)
+    if channels is not None:  # a fixed robot key or new limits apply without a restart
+        channels.take_config(cfg)
 
     if safety is not None:
         _unsubscribe(safety, [f for f in safety.filters if f not in new_safety])

@@ -88,11 +88,15 @@ class ChannelDispatcher(ReaderThread):
         self.abandoned = 0
         self._next_wake_ms: int | None = None
         self._digest_retry_ms: dict[str, int] = {}
+        # A reloaded config waits here until the dispatcher's own thread takes it between two sends,
+        # so no send ever sees half the old limits and half the new (see take_config).
+        self._pending_cfg: SiteConfig | None = None
 
     # --- thread -----------------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                self._take_pending_config()
                 n = self.run_once()
             except Exception:
                 log.exception("channel dispatcher failed; retrying")
@@ -323,6 +327,16 @@ class ChannelDispatcher(ReaderThread):
             self.call(write).result(timeout=30)
         except Exception as exc:  # not recorded: the rows stay pending and are tried again
             log.error("could not record channel delivery %s: %s", grp.rows[0].id, exc)
+
+    def take_config(self, cfg: SiteConfig) -> None:
+        """Hand a reloaded config to the dispatcher (any thread); its thread applies it next."""
+        self._pending_cfg = cfg
+        self._wake.set()
+
+    def _take_pending_config(self) -> None:
+        cfg, self._pending_cfg = self._pending_cfg, None
+        if cfg is not None:
+            self.reconfigured(cfg)
 
     def reconfigured(self, cfg: SiteConfig) -> None:
         """Take a reloaded config (a fixed robot key, new limits). Called on the writer's side of a
