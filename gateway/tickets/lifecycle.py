@@ -540,6 +540,9 @@ def apply_action(
             state,
             allowed,
         )
+    if action == "evaluate":
+        # checked before the role, so the one who did the work hears exactly why (not just "forbidden")
+        refuse_involved(conn, incident_id, actor, state)
     if role not in spec.roles:
         raise TicketError("forbidden", f"role {role} may not {action}", state, allowed_actions(state, role))
     note = _text({"note": note}, "note", 1000)
@@ -605,7 +608,6 @@ def apply_action(
         solved = d.get("solved", True)
         if not isinstance(solved, bool):
             raise TicketError("invalid", "data.solved must be true or false", state, allowed_actions(state, role))
-        refuse_involved(conn, incident_id, actor, state)
         _evaluate(
             conn, result, ctx, incident, t, now, actor=actor, role=role, note=note,
             data={"rating": rating, "solved": solved, "comment": comment, "source": "proxy_call", "caller": actor},
