@@ -15,6 +15,7 @@ maintenance, a department by 吹哨报到) — and to the usual routing when the
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from typing import TYPE_CHECKING, Any
@@ -151,3 +152,23 @@ def submit(
     else:
         lc.dispatch_new(conn, result, ctx, iid, now_ms)
     return {"reference": f"R{report_id}", "incident": iid, "has_phone": tel is not None}
+
+
+def forget_phone(conn: sqlite3.Connection, phone: str) -> dict[str, Any]:
+    """A reporter asks to be forgotten (PIPL): their number, their words and their photos go; the
+    incidents stay (category, place, times, ratings) so the scorecard still computes. Caller's
+    transaction; returns the counts and the photo ids to delete after the commit."""
+    rows = conn.execute("SELECT id, incident_id, photo FROM resident_reports WHERE phone=?", (phone,)).fetchall()
+    for _rid, iid, _photo in rows:
+        if iid is None:
+            continue
+        detail = conn.execute("SELECT detail FROM incidents WHERE id=?", (iid,)).fetchone()
+        d = json.loads(detail[0]) if detail else {}
+        d.pop("description", None)
+        d.pop("photo", None)
+        conn.execute("UPDATE incidents SET detail=? WHERE id=?", (json.dumps(d, ensure_ascii=False), iid))
+    reports_n = conn.execute(
+        "UPDATE resident_reports SET phone=NULL, description='', area=NULL, photo=NULL WHERE phone=?", (phone,)
+    ).rowcount
+    requests_n = conn.execute("UPDATE evaluation_requests SET phone=NULL WHERE phone=?", (phone,)).rowcount
+    return {"reports": reports_n, "requests": requests_n, "photos": [p for _r, _i, p in rows if p]}
