@@ -34,7 +34,7 @@ class ResidentRefused(GatewayError):
         "reports_off": 404,
         "invalid": 422,
         "busy": 429,
-        "not_available": 503,
+        "not_available": 404,  # the feature is off on this gateway: nothing there
     }
 
     def __init__(self, code: str, message: str) -> None:
