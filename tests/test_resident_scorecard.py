@@ -171,3 +171,32 @@ def test_early_warnings_with_their_figures(tmp_path: Path) -> None:
 
 def got_kinds(got: dict[str, Any]) -> list[str]:
     return [w["kind"] for w in got.values()]
+
+
+def test_reporter_phones_and_old_links_are_swept(tmp_path: Path) -> None:
+    from gateway.core import links
+
+    h = ResidentHarness(tmp_path, extra=RESIDENT_LOOP)
+    try:
+        conn = h.store.conn
+        old = h.call(
+            lambda c, r, now: links.issue(c, "report", {"building": "b1"}, ttl_s=60, single_use=False, now_ms=now)
+        )
+        h.call(
+            lambda c, r, now: c.executemany(
+                "INSERT INTO resident_reports(received_ms, qr, building, type, description, phone)"
+                " VALUES (?,?,?,?,?,?)",
+                [(now - 91 * DAY * 1000, "q", "b1", "noise", "旧", "13700000001"),
+                 (now - 10 * DAY * 1000, "q", "b1", "noise", "新", "13700000002")],
+            )
+        )  # fmt: skip
+        h.residents._next_sweep = 0.0
+        h.at(40 * DAY)  # the sweep runs on a tick; the link expired 40 days ago
+        phones = [r[0] for r in conn.execute("SELECT phone FROM resident_reports ORDER BY id")]
+        assert phones == [None, "13700000002"]  # 90 days (report.phone_days) for the first, not yet the second
+        with pytest.raises(links.LinkRefused) as err:
+            links.verify(conn, old, "report", now_ms=h.clock.wall_ms)
+        assert err.value.code in ("link_unknown", "link_expired")
+        assert conn.execute("SELECT count(*) FROM signed_links").fetchone()[0] == 0
+    finally:
+        h.close()

@@ -5,7 +5,7 @@ waiting for a rating, ask whoever evaluates it (:func:`gateway.residents.asks.cr
 the same transaction: a resolution never commits without its request). When an incident leaves
 ``resolved`` otherwise — rated by a proxy call, closed by hand, reopened, nobody answering — its
 pending requests are settled. ``tick``: reporters' phone numbers past ``report.phone_days`` are
-erased (personal data), at most every few minutes.
+erased (personal data) and links expired for a month are deleted, at most every few minutes.
 
 Placed after the channels on purpose: staff are not messaged about evaluation requests, and the
 sync outbox (last) still carries them to the central platform. Like the other stages it guards
@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gateway.core import incidents as inc
+from gateway.core import links
 from gateway.core.contract import BaseStage, BatchResult
 from gateway.core.store import savepoint
 from gateway.residents import asks
@@ -104,5 +105,7 @@ class ResidentStage(BaseStage):
             ).rowcount
             if n:
                 log.info("retention: %d reporters' phone numbers erased", n)
+            # links expired for a month: their refusal page says "expired" until then, "unknown" after
+            links.prune(conn, older_than_ms=now_ms - 30 * asks.DAY_MS)
 
         self._guarded(conn, result, sweep)
