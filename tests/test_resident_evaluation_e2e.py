@@ -83,7 +83,9 @@ def test_sos_resolved_evaluated_by_the_resident_on_a_phone(
     # the evaluation link reaches the resident's phone through the SMS gateway
     assert wait_until(lambda: env.links_to(RESIDENT_PHONE), 10), env.sms.hits
     [text] = env.texts_to(RESIDENT_PHONE)
-    team = asks.team_label(srv.cfg, srv.read("SELECT team FROM tickets WHERE incident_id=?", (iid,))[0][0], "zh")
+    t_row = srv.read("SELECT team, assignee_role FROM tickets WHERE incident_id=?", (iid,))[0]
+    team = asks.team_label(srv.cfg, t_row[0], "zh", t_row[1])
+    assert team == "居家养老服务"  # ec1 has no team in this site: the service, never the person
     assert "紧急呼叫" in text and team in text  # what and which team
     assert "养老护理员" not in text and "张阿姨" not in text  # nobody's name in the message
     url = env.links_to(RESIDENT_PHONE)[0]

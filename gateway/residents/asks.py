@@ -114,10 +114,20 @@ def settle(conn: sqlite3.Connection, incident_id: str, status: str, now_ms: int,
     return cur.rowcount
 
 
-def team_label(cfg: SiteConfig, team: str | None, lang: str) -> str:
+# Who handled it when the assignee has no team: the service, by the assignee's role.
+_SERVICE = {
+    "eldercare_worker": ("居家养老服务", "home elder-care service"),
+    "property_staff": ("物业服务", "property management"),
+    "maintenance": ("设备维护", "maintenance"),
+    "grid_worker": ("网格员", "grid worker"),
+}
+
+
+def team_label(cfg: SiteConfig, team: str | None, lang: str, role: str | None = None) -> str:
     """Who handled it, as a team (never a person's name: the page shows nothing personal of others)."""
     if not team:
-        return "社区" if lang == "zh" else "the community"
+        zh, en = _SERVICE.get(role or "", ("社区", "the community"))
+        return zh if lang == "zh" else en
     if team.startswith("grid:"):
         g = cfg.grid(team[5:])
         name = g.name if g is not None else team[5:]

@@ -86,7 +86,7 @@ def view(conn: sqlite3.Connection, cfg: SiteConfig, token: str, lang: str, now_m
             "reported_ms": incident["first_ms"],
             "description": own,
             "what_done": what_done,
-            "done_by": asks.team_label(cfg, t.get("team"), lang),
+            "done_by": asks.team_label(cfg, t.get("team"), lang, t.get("assignee_role")),
             "done_ms": done_ms,
         },
         "expires_ms": link.expires_ms,

@@ -126,13 +126,13 @@ class ResidentSender(ReaderThread):
         lang = self.cfg.resident_loop.language
         conn = self._read()
         row = conn.execute("SELECT type FROM incidents WHERE id=?", (incident_id,)).fetchone()
-        team = conn.execute("SELECT team FROM tickets WHERE incident_id=?", (incident_id,)).fetchone()
+        team = conn.execute("SELECT team, assignee_role FROM tickets WHERE incident_id=?", (incident_id,)).fetchone()
         base = self.cfg.resident_loop.base_url or ""
         return texts.text(
             lang,
             "sms_evaluate",
             what=texts.type_label(lang, str(row[0]) if row else "report"),
-            team=asks.team_label(self.cfg, team[0] if team else None, lang),
+            team=asks.team_label(self.cfg, team[0] if team else None, lang, team[1] if team else None),
             link=evaluation_url(base, token),
         )
 
