@@ -37,6 +37,7 @@ from .camera_settings import CamerasSettings
 from .channel_settings import ChannelSettings
 from .device_types import DEVICE_TYPES, Category, DeviceTypeFacts
 from .privacy_settings import PrivacySettings
+from .resident_settings import ResidentLoopSettings
 from .rules_settings import RulesSettings
 from .secrets import EnvSecret
 from .sync_settings import SyncSettings
@@ -539,6 +540,16 @@ class Resident(StrictModel):
         default=None, max_length=32, description="Flat number, e.g. '1201'.", json_schema_extra=PERSONAL
     )
     phone: str | None = Field(default=None, max_length=32, description="Resident's phone.", json_schema_extra=PERSONAL)
+    family_phone: str | None = Field(
+        default=None,
+        max_length=32,
+        description="Registered family contact's phone (asked to evaluate when the resident has no phone, or "
+        "with evaluation_by: family).",
+        json_schema_extra=PERSONAL,
+    )
+    evaluation_by: Literal["resident", "family"] = Field(
+        default="resident", description="Who is asked to evaluate the resident's handled incidents."
+    )
     eldercare_worker: Id = Field(description="Staff id of the assigned elder-care worker (role eldercare_worker).")
     consent: Consent = Field(
         default_factory=Consent,
@@ -821,6 +832,10 @@ class SiteConfig(StrictModel):
     )
     privacy: PrivacySettings = Field(
         default_factory=PrivacySettings, description="Personal-data retention and at-rest checks."
+    )
+    resident_loop: ResidentLoopSettings = Field(
+        default_factory=ResidentLoopSettings,
+        description="Residents' side of the loop: evaluation links, report QR codes, early warning.",
     )
 
     _revision: str = PrivateAttr("")
@@ -1226,4 +1241,21 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     for i, zone in enumerate(_l(_m(data.get("rules")).get("intrusion_zones"))):
         for j, dev_id in enumerate(_l(_m(zone).get("devices"))):
             ref(("rules", "intrusion_zones", i, "devices", j), dev_id, device_ids, "device", "use a devices[].id")
+
+    # resident loop: unit contacts live in configured units; common areas name places and contacts
+    ev = _m(_m(data.get("resident_loop")).get("evaluation"))
+    contacts: set[str] = set()
+    for i, uc in enumerate(_l(ev.get("unit_contacts"))):
+        check_home(("resident_loop", "evaluation", "unit_contacts", i), _m(uc).get("building"), _m(uc).get("unit"))
+        contacts.add(f"{_m(uc).get('building')}/{_m(uc).get('unit')}")
+    for i, area in enumerate(_l(ev.get("common_areas"))):
+        aloc2: Loc = ("resident_loop", "evaluation", "common_areas", i)
+        a2 = _m(area)
+        if a2.get("building") is not None:
+            ref((*aloc2, "building"), a2.get("building"), buildings, "building", "use a building id")
+        if a2.get("compound") is not None:
+            ref((*aloc2, "compound"), a2.get("compound"), compounds, "compound", "use a site.compounds[].id")
+        for j, u in enumerate(_l(a2.get("units"))):
+            if isinstance(u, str) and u not in contacts:
+                err((*aloc2, "units", j), f"unit {_q(u)} has no resident_loop.evaluation.unit_contacts entry")
     return problems

@@ -22,6 +22,8 @@ from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, BrokerConnection, Inboun
 from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.routing import Routing, build_routing
 from gateway.privacy import RetentionProcessor
+from gateway.residents.service import ResidentService
+from gateway.residents.stage import ResidentStage
 from gateway.rules import RuleEngine
 from gateway.tickets.processor import TicketProcessor
 from gateway.tickets.service import TicketService
@@ -72,6 +74,8 @@ class Gateway:
         #   tickets    dispatch what the rules created, run SLAs, and append their own events
         #              ('dispatched', 'escalated' ...), with the MQTT/webhook deliveries;
         #   channels   write staff messages for every event so far, the tickets' ones included;
+        #   residents  ask the resident to evaluate what was just resolved (after the channels: staff
+        #              are not messaged about it; before the outbox, which carries it centrally);
         #   retention  delete personal data past its period (timer only);
         #   extra      stages a test or a benchmark adds;
         #   outbox     last, so the sync to the central store carries every event of the transaction.
@@ -79,6 +83,7 @@ class Gateway:
             RuleEngine(cfg, config_rev=self.config_rev),
             tickets,
             ChannelStage(cfg),
+            ResidentStage(cfg, config_rev=self.config_rev),
             RetentionProcessor(cfg, snapshots=lambda: self.cameras.snapshots if self.cameras is not None else None),
             *(stages or []),
             *([outbox] if outbox is not None else []),
@@ -101,6 +106,7 @@ class Gateway:
             self.store_path, cfg, call=self.pipeline.call, incidents=tickets.ctx.incidents
         )
         self.add_listener(self._wake_channels)
+        self.residents = ResidentService(self)
         self.sync: SyncService | None = None
         if outbox is not None:
             from cloud_sync.service import SyncService
@@ -148,6 +154,7 @@ class Gateway:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.pipeline.start()
         self.tickets.start()
+        self.residents.start()
         if self.cfg.tickets.enabled and self.cfg.channels.enabled:
             self.channels.start()
         if self.sync is not None:
@@ -181,6 +188,7 @@ class Gateway:
         for s in self.sessions.values():
             s.stop()
         self.tickets.stop()
+        self.residents.stop()
         self.channels.stop()
         self.pipeline.stop()
         if self.sync is not None:

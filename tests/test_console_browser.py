@@ -132,11 +132,13 @@ def test_sos_appears_with_sound_and_accept_works(
     assert XSS in page.text_content("#timeline")
     page.screenshot(path=str(ARTIFACTS / "console-accepted.png"), full_page=True)
     assert page.evaluate("window.__xss") is None
-    # the resident's evaluation comment is hostile too: handled, resolved, rated with it
-    with httpx.Client(base_url=srv.base, headers={"Authorization": f"Bearer {token}"}) as c:
-        for n, (action, data) in enumerate(
-            [("start", None), ("resolve", {"what_done": "已上门"}), ("evaluate", {"rating": 4, "comment": COMMENT_XSS})]
-        ):
+    # the resident's evaluation comment is hostile too: handled, resolved, rated with it — by a grid
+    # worker entering the resident's phone answer (who worked the incident may not rate it)
+    caller = srv.token("grid_worker", name="gw1")
+    steps = [(token, "start", None), (token, "resolve", {"what_done": "已上门"}),
+             (caller, "evaluate", {"rating": 4, "comment": COMMENT_XSS})]  # fmt: skip
+    for n, (tok, action, data) in enumerate(steps):
+        with httpx.Client(base_url=srv.base, headers={"Authorization": f"Bearer {tok}"}) as c:
             r = c.post(
                 f"/api/v1/incidents/{iid}/actions",
                 json={"action": action, "note": "ok", "request_id": f"xss-{n}", "data": data},

@@ -44,6 +44,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "me": ALL,
     "access_log.read": frozenset({"installer"}),  # who saw residents' personal data, and why
     "resident.forget": frozenset({"installer"}),
+    # an evaluation QR code printed on a visit: staff who visit residents (the ticket loop refuses
+    # anyone who worked the incident); a building's report QR code: the installer
+    "resident.print": frozenset({"grid_worker", "community_office", "street_office"}),
+    "resident.qr": frozenset({"installer"}),
 }
 
 PERSONAL_ROLES = frozenset({"installer", "eldercare_worker"})

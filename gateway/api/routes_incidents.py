@@ -203,12 +203,24 @@ def _incident_snapshots(ctx: ApiContext, p: Principal, row: dict[str, Any]) -> l
     elder-care incidents' images only for the personal-data roles)."""
     if row.get("category") == "eldercare" and p.role not in access.PERSONAL_ROLES:
         raise HTTPException(403, "images of elder-care incidents are for elder-care workers and installers only")
+    out: list[Any] = []
     store = getattr(ctx.gw.cameras, "snapshots", None)
-    if store is None:
-        return []
-    devices = set(row.get("devices") or [])
-    cameras = [c.id for c in ctx.cfg.cameras.cameras if c.device in devices]
-    return list(store.for_incident(cameras, int(row["first_ms"]), int(row["last_ms"])))
+    if store is not None:
+        devices = set(row.get("devices") or [])
+        cameras = [c.id for c in ctx.cfg.cameras.cameras if c.device in devices]
+        out = list(store.for_incident(cameras, int(row["first_ms"]), int(row["last_ms"])))
+    photo = (row.get("detail") or {}).get("photo")  # a resident's report photo (gateway/residents)
+    residents = getattr(ctx.gw, "residents", None)
+    if isinstance(photo, str) and residents is not None:
+        out += [s for s in residents.photos.find("report") if s.id == photo]
+    return out
+
+
+def _snapshot_store(ctx: ApiContext) -> Any:
+    """Camera snapshots and report photos share one folder and quota (the residents' service hands
+    out the live camera store when cameras run)."""
+    residents = getattr(ctx.gw, "residents", None)
+    return residents.photos if residents is not None else getattr(ctx.gw.cameras, "snapshots", None)
 
 
 @router.get("/{incident_id}/snapshots", summary="Camera snapshots of the incident", responses=R)
@@ -235,10 +247,10 @@ async def get_snapshot(
 ) -> Response:
     ctx = ctx_of(request)
     row = await visible_incident(request, p, incident_id)
-    cameras = ctx.gw.cameras
-    if cameras is None or snapshot_id not in {s.id for s in _incident_snapshots(ctx, p, row)}:
+    store = _snapshot_store(ctx)
+    if store is None or snapshot_id not in {s.id for s in _incident_snapshots(ctx, p, row)}:
         raise HTTPException(404, "no such snapshot for this incident")
-    data = await ctx.readers.run(lambda _conn: cameras.snapshots.get(snapshot_id))
+    data = await ctx.readers.run(lambda _conn: store.get(snapshot_id))
     if data is None:
         raise HTTPException(404, "the snapshot was removed (quota or retention)")
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})

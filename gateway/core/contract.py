@@ -83,6 +83,8 @@ EventKind = Literal[
     "sla_missed",
     "not_rated",
     "reported",
+    # the residents' side (gateway/residents): a handled incident's evaluation asked of a resident
+    "evaluation_requested",
     # delivery attempts (gateway/tickets/notify.py, gateway/channels)
     "notify_attempt",
     "notify_abandoned",  # a staff message given up for good (gateway/channels/outcomes.py)
