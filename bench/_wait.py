@@ -11,6 +11,8 @@ child too (whose parent then reports that the child ended without its report).
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -111,3 +113,10 @@ def broker_counters(port: int, timeout: float = 2.0) -> str:
         return f"the broker on port {port} published no $SYS/broker/publish/messages/* within {timeout:.0f} s"
     counts = ", ".join(f"{t} {values.get(t, '?')}" for t in SYS_TOPICS)
     return f"broker counters since it started: {counts} ($SYS/broker/publish/messages/#, every sys_interval)"
+
+
+def exit_on_sigterm() -> None:
+    """Let an outer limit's SIGTERM run the bench's clean-up. Python's default dies at once,
+    skipping every ``finally``: the hung runs left their child processes, broker and temporary
+    folder behind."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("BENCH FAILED: stopped by SIGTERM (an outer time limit?)"))

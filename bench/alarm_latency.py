@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from bench._wait import BenchFailed  # noqa: E402
+from bench._wait import BenchFailed, exit_on_sigterm  # noqa: E402
 from gateway.install import traffic  # noqa: E402
 from gateway.install.mosquitto import Mosquitto, free_port, wait_port  # noqa: E402
 
@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=2000.0, help="background msgs/s")
     ap.add_argument("--repeats", type=int, default=None, help="extra presses on already pressed devices")
     args = ap.parse_args(argv)
+    exit_on_sigterm()
     n_sos = args.sos_devices if not args.quick else min(args.sos_devices, 500)
     repeats = args.repeats if args.repeats is not None else (20 if args.quick else 100)
     presses_distinct = n_sos if not args.quick else 100

@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._site import write_bench_site  # noqa: E402
-from bench._wait import BenchFailed, receive, wait_for  # noqa: E402
+from bench._wait import BenchFailed, exit_on_sigterm, receive, wait_for  # noqa: E402
 from bench.ingest import PHASE_LIMIT_S, make_messages, publisher, queue_backlog  # noqa: E402
 
 TOKEN = "cegw_bench-installer-token-0123456789abcdefghijklmnop"
@@ -552,6 +552,7 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=2.0, help="seconds of each measured saturation window")
     ap.add_argument("--settle", type=float, default=0.5, help="seconds between windows (clients connect/leave)")
     args = ap.parse_args()
+    exit_on_sigterm()
     asyncio.run(main_async(args))
 
 

@@ -7,7 +7,9 @@
    acknowledgement, only counts) while a separate publisher process sends N messages.
 3. Gateway: the full pipeline (drivers, routing, group commit with synchronous=FULL, PUBACK after
    commit, rule processors as wired in gateway.app.Gateway) in its own process, with the same
-   publisher sending the same N messages.
+   publisher sending the same N messages, on a fresh broker: on the first one the bare
+   subscriber's persistent session kept a copy of every message the gateway was sent, and the
+   broker wrote them all to its persistence file every second during the measurement.
 Throughput is messages / (last commit - first commit) on the consumer side, for both. Latency
 is publish -> commit of every message: one publisher and one session keep MQTT's order, so the
 k-th committed message is the k-th published one. RSS is the gateway process's peak (VmHWM).
@@ -47,7 +49,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._wait import STALL_S, BenchFailed, broker_counters, receive, wait_for  # noqa: E402
+from bench._wait import STALL_S, BenchFailed, broker_counters, exit_on_sigterm, receive, wait_for  # noqa: E402
 
 
 def vm_hwm_mb() -> float:
@@ -357,6 +359,7 @@ def main() -> None:
     ap.add_argument("--latency-seconds", type=float, default=10.0)
     ap.add_argument("--group-commit-ms", type=int, default=200, help="store.group_commit_ms of the site")
     args = ap.parse_args()
+    exit_on_sigterm()
 
     from bench._site import write_bench_site
     from gateway.install.mosquitto import Mosquitto

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._wait import BenchFailed  # noqa: E402
+from bench._wait import BenchFailed, exit_on_sigterm  # noqa: E402
 from bench.ingest import gateway_proc, io_write_bytes, make_messages, run_phase  # noqa: E402
 
 
@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=20.0)
     ap.add_argument("--seconds", type=float, default=120.0)
     args = ap.parse_args()
+    exit_on_sigterm()
 
     from bench._site import write_bench_site
     from gateway.install.mosquitto import Mosquitto

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._wait import wait_for  # noqa: E402
+from bench._wait import exit_on_sigterm, wait_for  # noqa: E402
 from cloud_sync.targets import V2Target, WriteOutcome  # noqa: E402
 from gateway.core import store as st  # noqa: E402
 from tests.sync_helpers import NON_PERSONAL, Feeder  # noqa: E402
@@ -96,6 +96,7 @@ def main() -> int:
         help="sync.quota_mb; acknowledged rows are cleaned up during the drain once they pass a quarter of it",
     )
     args = ap.parse_args()
+    exit_on_sigterm()
     n, bs = args.points, args.batch_size
 
     port = free_port()
