@@ -359,7 +359,8 @@ async def phase_latency(
         go.send(True)
         sos.start()
         poll = asyncio.create_task(poller(gw.base, ["/api/v1/incidents?limit=50"], list_lat, stop))
-        await asyncio.to_thread(receive, out, pub, "the telemetry publisher's report", limit_s=PHASE_LIMIT_S)
+        limit = PHASE_LIMIT_S + args.seconds  # the publisher is paced over --seconds
+        await asyncio.to_thread(receive, out, pub, "the telemetry publisher's report", limit_s=limit)
         sos.halt()
         pub.join(10)
         # Every SOS press creates one incident, and every client must see its creation.

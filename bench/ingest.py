@@ -343,8 +343,9 @@ def run_phase(
         pub.start()
         time.sleep(0.5)
         go_w.send("go")
-        sent, acked = receive(pout_r, pub, "the publisher's report", limit_s=PHASE_LIMIT_S)
-        result = receive(out_r, consumer, "the consumer's report", limit_s=PHASE_LIMIT_S)
+        limit = PHASE_LIMIT_S + (len(messages) / rate if rate else 0.0)  # a paced phase takes its time
+        sent, acked = receive(pout_r, pub, "the publisher's report", limit_s=limit)
+        result = receive(out_r, consumer, "the consumer's report", limit_s=limit)
         ok = True
     finally:
         finish(pub, consumer, wait_s=10 if ok else 0)
