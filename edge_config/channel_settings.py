@@ -265,9 +265,10 @@ class ChannelSettings(BaseModel):
     def _unique(self) -> ChannelSettings:
         for kind, robots in (("wecom", self.wecom), ("dingtalk", self.dingtalk)):
             names = [r.name for r in robots]
-            dup = sorted({n for n in names if names.count(n) > 1})
-            if dup:
-                raise ValueError(f"{kind} robot names must be unique: {', '.join(dup)}")
+            dup = [i for i, n in enumerate(names) if names.index(n) != i]
+            if dup:  # positions, not the names: messages never quote a value of the file
+                at = ", ".join(f"channels.{kind}[{i}]" for i in dup)
+                raise ValueError(f"{kind} robot names must be unique: {at} repeats an earlier robot's name; rename")
         return self
 
     # Overloads so callers that name the kind get that robot class (wecom and dingtalk differ).

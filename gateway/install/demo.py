@@ -32,6 +32,7 @@ import sqlite3
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,14 +157,17 @@ def start_broker(kind: str, workdir: Path) -> EmbeddedBroker | _Local | _Private
 def write_demo_config(src: Path, workdir: Path, host: str, port: int, api_port: int) -> tuple[Path, SiteConfig]:
     """A copy of ``src`` pointed at the demo broker, store and port, with the demo's short timers.
 
-    Returns the file and its loaded config (ConfigError when the source is not valid).
+    Returns the file and its loaded config. ``src`` must have passed ``load_config`` (run_demo checks
+    it first): this quick reader would answer an invalid file with a traceback quoting its text.
     """
     from ruamel.yaml import YAML
 
     from edge_config import load_config
 
     y = YAML(typ="safe")  # libyaml when available: the demo copy is generated, its comments do not matter
-    doc = y.load(src.read_text(encoding="utf-8"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ruamel's warnings quote source lines (values)
+        doc = y.load(src.read_text(encoding="utf-8"))
     doc["mqtt"].update({"host": host, "port": port, "client_id": "edge-demo"})
     doc["store"]["path"] = str(workdir / "gateway.db")
     doc["api"] = {
@@ -229,6 +233,9 @@ def run_demo(
         for name in ("gateway.db", "gateway.db-wal", "gateway.db-shm", "installer.token", "demo.token"):
             (wd / name).unlink(missing_ok=True)
     src = Path(config) if config else DEFAULT_CONFIG
+    from edge_config import load_config
+
+    load_config(src)  # a ConfigError (every issue, no value quoted) before any broker is started
     port = api_port or (8080 if not _answers("127.0.0.1", 8080) else free_port())
     b = start_broker(broker, wd)
     gw: Any = None
