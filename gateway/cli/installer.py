@@ -11,6 +11,7 @@ import sys
 
 from drivers import DRIVERS
 from gateway.cli.common import load_site
+from gateway.install.demo import DEFAULT_WORKDIR, SITE_FILE
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -229,6 +230,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     dm.add_argument("--rate", type=float, default=20.0)
     dm.add_argument("--api-port", type=int, help="default 8080, or a free port when 8080 is taken")
     dm.add_argument("--broker", choices=["auto", "local", "embedded", "mosquitto"], default="auto")
-    dm.add_argument("--workdir", default="data/demo", help="demo store, site copy and token (default data/demo)")
+    dm.add_argument(
+        "--workdir",
+        default=str(DEFAULT_WORKDIR),
+        help=f"demo store, site copy and token (default {DEFAULT_WORKDIR}; then: status --config "
+        f"{DEFAULT_WORKDIR / SITE_FILE})",
+    )
     dm.add_argument("--fresh", action="store_true", help="start with an empty demo store")
     dm.set_defaults(fn=cmd_demo)
