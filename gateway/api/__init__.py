@@ -227,4 +227,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
 
     if CONSOLE_DIR.is_dir():
         app.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
+    from gateway.api.site_schema import serve_site_schema
+
+    serve_site_schema(app, lambda: gw.cfg)  # the manual-incident body names this site's ids
     return app
