@@ -21,7 +21,7 @@ from typing import Annotated, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .secrets import EnvSecret
+from .secrets import EnvSecret, refuse_url_secrets
 
 _Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Category = Literal["parking", "security", "eldercare", "device_health"]
@@ -35,7 +35,7 @@ DEFAULT_EVENTS = ["dispatched", "renotified", "escalated", "whistle", "dispatch_
 def _url(value: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise ValueError("URLs start with http:// or https://")
-    return value.rstrip("/")
+    return refuse_url_secrets(value.rstrip("/"))
 
 
 class QuietHours(BaseModel):

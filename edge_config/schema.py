@@ -19,7 +19,6 @@ import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -39,7 +38,7 @@ from .channel_settings import ChannelSettings
 from .device_types import DEVICE_TYPES, Category, DeviceTypeFacts
 from .privacy_settings import PrivacySettings
 from .rules_settings import RulesSettings
-from .secrets import EnvSecret
+from .secrets import EnvSecret, refuse_url_secrets
 from .sync_settings import SyncSettings
 from .ticket_settings import TicketSettings
 
@@ -523,7 +522,6 @@ STAFF_ROLES: tuple[str, ...] = typing.get_args(StaffRole)
 TeamKind = Literal["property_duty", "eldercare", "maintenance", "community_office", "street_office", "department"]
 TEAM_KINDS: tuple[str, ...] = typing.get_args(TeamKind)
 
-_TOKEN_QUERY_KEYS = {"token", "access_token", "key", "secret", "sign", "password", "sig"}
 
 
 class Channel(StrictModel):
@@ -551,12 +549,7 @@ class Channel(StrictModel):
         if kind == "email" and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
             raise ValueError("email targets are addresses like 'duty@example.com'")
         if kind in ("webhook", "wecom", "dingtalk") and value.startswith(("http://", "https://")):
-            query = {k.lower() for k, _ in parse_qsl(urlsplit(value).query, keep_blank_values=True)}
-            if query & _TOKEN_QUERY_KEYS:
-                raise ValueError(
-                    "the URL carries a token; secrets must not be written into the config file: drop it "
-                    'from the URL and set token: "${ENV_NAME}" instead'
-                )
+            refuse_url_secrets(value)  # token: "${ENV_NAME}" is the place for it
         if kind == "webhook" and not value.startswith(("http://", "https://")):
             raise ValueError("webhook targets are http(s) URLs")
         return value
