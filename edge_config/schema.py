@@ -523,7 +523,6 @@ TeamKind = Literal["property_duty", "eldercare", "maintenance", "community_offic
 TEAM_KINDS: tuple[str, ...] = typing.get_args(TeamKind)
 
 
-
 class Channel(StrictModel):
     model_config = ConfigDict(extra="forbid")
 
