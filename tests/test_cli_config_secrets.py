@@ -141,6 +141,7 @@ channels:  # robots
 sync:
   url: "http://127.0.0.1:9/?token={SECRET}"
   token: "${{EDGE_TEST_EMPTY}}"
+  password: [{SECRET}]
   backoff_min_s: {SECRET}
 cameras:
   cameras:
@@ -152,6 +153,7 @@ TAIL_ISSUES = [  # (key path prefix, line snippet)
     ("channels", "# robots"),
     ("sync.url", "127.0.0.1:9/?token="),  # a valid-looking URL that carries a secret is refused: it would be printed
     ("sync.token", "EDGE_TEST_EMPTY"),
+    ("sync.password", "password: [S3"),  # a secret field given a list
     ("sync.backoff_min_s", "backoff_min_s"),
     ("cameras.cameras[0].source.url", "rtsp://"),
     ("cameras.cameras[0].source.password", "EDGE_TEST_UNSET"),
