@@ -95,7 +95,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> SiteC
     try:
         doc = yaml_source.parse(text)
     except YAMLError as exc:
-        problem = yaml_source.problem_of(exc)
+        problem = yaml_source.problem_of(exc, text)
         raise ConfigError([ConfigIssue(file, problem.line, "", problem.message, problem.column)]) from None
     except RecursionError:  # '[' x 100,000 (found by fuzzing): the parser recurses per level
         raise ConfigError([too_deep]) from None

@@ -23,6 +23,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import ConstructorError, DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 # A key is named in a message only when it looks like a key name (keys are the file's structure,
 # not its values; anything else is described, not quoted).
@@ -87,8 +88,16 @@ class Problem:
     message: str
 
 
-def problem_of(exc: YAMLError) -> Problem:
-    """Where the YAML broke and why, in words that quote no value of the file."""
+def problem_of(exc: YAMLError, text: str) -> Problem:
+    """Where the YAML broke and why, in words that quote no value of the file (``text``: the file)."""
+    if isinstance(exc, ReaderError) and isinstance(exc.position, int):  # a character YAML forbids
+        pos = exc.position
+        code = f"#x{exc.character:02x}" if isinstance(exc.character, int) else "a character"
+        return Problem(
+            text.count("\n", 0, pos) + 1,
+            pos - text.rfind("\n", 0, pos),
+            f"invalid YAML: {code} is a control character YAML does not allow; delete it",
+        )
     mark = None
     if isinstance(exc, MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark

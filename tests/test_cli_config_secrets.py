@@ -60,6 +60,7 @@ YAML_CASES: list[tuple[str, tuple[str, str], str]] = [
     ("bad first character", _with_user(f"  password: @{SECRET}\n"), f"@{SECRET}"),
     ("bad escape", _with_user(f'  password: "{SECRET}\\q"\n'), "\\q"),
     ("tab", _with_user(f'  password: "{SECRET}"\tx\n'), "\tx"),
+    ("control character", _with_user(f'  password: "{SECRET}\x01"\n'), "\x01"),
     ("reused anchor", (HOST, f"  username: &a {SECRET}\n  client_id: &a x\n{HOST}"), "client_id: &a x"),
 ]
 
