@@ -21,7 +21,7 @@ from typing import Annotated, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .secrets import EnvSecret
+from .secrets import EnvSecret, refuse_url_secrets
 
 _Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Category = Literal["parking", "security", "eldercare", "device_health"]
@@ -35,7 +35,7 @@ DEFAULT_EVENTS = ["dispatched", "renotified", "escalated", "whistle", "dispatch_
 def _url(value: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise ValueError("URLs start with http:// or https://")
-    return value.rstrip("/")
+    return refuse_url_secrets(value.rstrip("/"))
 
 
 class QuietHours(BaseModel):
@@ -381,9 +381,10 @@ class ChannelSettings(BaseModel):
     def _unique(self) -> ChannelSettings:
         for kind, robots in (("wecom", self.wecom), ("dingtalk", self.dingtalk)):
             names = [r.name for r in robots]
-            dup = sorted({n for n in names if names.count(n) > 1})
-            if dup:
-                raise ValueError(f"{kind} robot names must be unique: {', '.join(dup)}")
+            dup = [i for i, n in enumerate(names) if names.index(n) != i]
+            if dup:  # positions, not the names: messages never quote a value of the file
+                at = ", ".join(f"channels.{kind}[{i}]" for i in dup)
+                raise ValueError(f"{kind} robot names must be unique: {at} repeats an earlier robot's name; rename")
         return self
 
     # Overloads so callers that name the kind get that robot class (wecom and dingtalk differ).

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .secrets import EnvSecret
+from .secrets import EnvSecret, refuse_url_secrets
 
 
 class SyncSettings(BaseModel):
@@ -74,7 +74,7 @@ class SyncSettings(BaseModel):
         v = value.strip().rstrip("/")
         if not (v.startswith("http://") or v.startswith("https://")):
             raise ValueError("must start with http:// or https://")
-        return v
+        return refuse_url_secrets(v)
 
     @field_validator("backoff_max_s")
     @classmethod

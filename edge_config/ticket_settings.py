@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .secrets import EnvSecret
+from .secrets import EnvSecret, refuse_url_secrets
 
 _Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 CategoryOrAny = Literal["parking", "security", "eldercare", "device_health", "*"]
@@ -212,7 +212,7 @@ class Webhook(BaseModel):
     def _url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("webhook urls start with http:// or https://")
-        return value
+        return refuse_url_secrets(value)
 
 
 class ScorecardSettings(BaseModel):

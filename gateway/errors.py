@@ -23,6 +23,7 @@ checks this drawing against the code, so a new exception class must be added her
         * LinkRefused         gateway.core.links          link_invalid          403
       * Conflict              gateway.errors              conflict              409
       * Unavailable           gateway.errors              unavailable           503
+        * BrokerUnreachable   gateway.install.mqtt_reach  broker_unreachable    503
         * StoreError          gateway.core.store          store_error           503
           * StoreFull         gateway.core.store          store_full            503
           * StoreWriteFailed  gateway.core.store          store_write_failed    503

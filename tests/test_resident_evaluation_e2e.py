@@ -6,6 +6,7 @@ worker's phone answer is recorded as proxy_call with the caller. Screenshots: te
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,13 @@ def test_bad_links_oversized_bodies_and_rate_limit(env: ResidentEnv) -> None:
         assert codes == [(403, "link_malformed"), (403, "link_invalid"), (403, "link_malformed")]
         assert anon.post("/api/v1/resident/evaluation", content=b"{" * 10_000).status_code == 413
         # per client address: requests_per_minute (600 here) then 429 with Retry-After
-        statuses = [anon.post("/api/v1/resident/report/view", json={"token": "x" * 10}).status_code for _ in range(700)]
-        assert statuses.count(429) >= 90 and set(statuses) <= {403, 429}
-        r = anon.post("/api/v1/resident/report/view", json={"token": "x" * 10})
-        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+        # (counted against the refill during the loop, so a slow, shared machine cannot fail it)
+        t0, answers = time.monotonic(), []
+        for _ in range(2000):
+            answers.append(anon.post("/api/v1/resident/report/view", json={"token": "x" * 10}))
+            if answers[-1].status_code == 429:
+                break
+        refilled = (time.monotonic() - t0) * 600 / 60
+        assert answers[-1].status_code == 429 and int(answers[-1].headers["Retry-After"]) >= 1
+        assert {r.status_code for r in answers[:-1]} == {403}
+        assert len(answers) - 1 <= 600 + refilled + 1

@@ -232,4 +232,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         app.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
     if RESIDENT_DIR.is_dir():  # the residents' pages: static, text-only rendering, same strict CSP
         app.mount("/r", StaticFiles(directory=RESIDENT_DIR), name="resident")
+    from gateway.api.site_schema import serve_site_schema
+
+    serve_site_schema(app, lambda: gw.cfg)  # the manual-incident body names this site's ids
     return app

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.config import JsonDict
 
+from edge_config.schema import ID_PATTERN
 from gateway.api.ticketing import ACTIONS
 
 Category = Literal["parking", "security", "eldercare", "device_health"]
@@ -105,16 +107,47 @@ class ActionResult(BaseModel):
     result: dict[str, Any] = Field(default_factory=dict)
 
 
-class ManualLocation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# A manual incident's body states in its schema what the gateway enforces (issue 23): the site
+# file's id form, the ticket loop's limits, "at least one place" and "a unit only with its
+# building". The site's own ids (which buildings, units, grids ... exist) are added to the served
+# document from the running config by gateway/api/site_schema.py, which also says which refusals
+# no schema can express.
+SiteId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+PLACES = ("building", "space", "grid", "compound")  # a manual incident needs at least one
+_ONE_PLACE: JsonDict = {"anyOf": [{"required": [k], "properties": {k: {"type": "string"}}} for k in PLACES]}
+_UNIT_NEEDS_BUILDING: JsonDict = {
+    "anyOf": [
+        {"not": {"required": ["unit"]}},
+        {"properties": {"unit": {"type": "null"}}},
+        {"required": ["building"], "properties": {"building": {"type": "string"}}},
+    ]
+}
 
-    grid: str | None = Field(default=None, max_length=64)
-    compound: str | None = Field(default=None, max_length=64)
-    building: str | None = Field(default=None, max_length=64)
-    unit: str | None = Field(default=None, max_length=64)
+
+class ManualLocation(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": [_ONE_PLACE, _UNIT_NEEDS_BUILDING]})
+
+    grid: SiteId | None = Field(default=None, description="A site.grids[].id.")
+    compound: SiteId | None = Field(default=None, description="A site.compounds[].id.")
+    building: SiteId | None = Field(default=None, description="A building id; its grid and compound follow from it.")
+    unit: SiteId | None = Field(default=None, description="A unit of that building (needs building).")
     floor: int | None = Field(default=None, ge=-10, le=200)
-    space: str | None = Field(default=None, max_length=64)
-    area: str | None = Field(default=None, max_length=100)
+    space: SiteId | None = Field(default=None, description="A parking space id.")
+    area: str | None = Field(default=None, max_length=100, description="Free text, e.g. '东门'.")
+
+    @model_validator(mode="after")
+    def _placed(self) -> ManualLocation:
+        if not any(getattr(self, k) for k in PLACES):
+            raise ValueError("location needs at least one of building, space, grid, compound")
+        if self.unit is not None and self.building is None:
+            raise ValueError("a unit needs its building")
+        return self
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():  # the ticket loop's own test (str.strip), whatever the regex engine's \S says
+        raise ValueError("description must not be blank")
+    return value
 
 
 class ManualIncident(BaseModel):
@@ -124,8 +157,16 @@ class ManualIncident(BaseModel):
     type: str = Field(pattern=r"^[a-z][a-z0-9_]{0,47}$", description="e.g. 'blocked_fire_lane', 'resident_report'")
     severity: Severity
     location: ManualLocation
-    description: str = Field(min_length=1, max_length=2000)
-    request_id: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+    description: Annotated[str, AfterValidator(_not_blank)] = Field(
+        min_length=1, max_length=1000, pattern=r"\S", description="What happened (1-1000 characters, not blank)."
+    )
+    request_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Client-chosen id: retrying with the same id creates the incident once.",
+    )
 
 
 class FeedItem(Event):

@@ -150,10 +150,14 @@ async def create_incident(
     ctx = ctx_of(request)
     loc = body.location.model_dump(exclude_none=True)
     cfg = ctx.cfg
+    # The site's ids, as the served schema states them (gateway/api/site_schema.py): 422 like any
+    # other schema violation, before the ticket loop is asked.
     if body.location.building is not None:
         b = cfg.building(body.location.building)
         if b is None:
             raise HTTPException(422, "unknown building")
+        if body.location.unit is not None and b.unit(body.location.unit) is None:
+            raise HTTPException(422, "the building has no such unit")
         loc.setdefault("grid", b.grid)
         c = cfg.compound_of_building(b.id)
         if c is not None:
@@ -162,6 +166,8 @@ async def create_incident(
         raise HTTPException(422, "unknown grid")
     if "compound" in loc and cfg.compound(loc["compound"]) is None:
         raise HTTPException(422, "unknown compound")
+    if "space" in loc and cfg.parking_space(loc["space"]) is None:
+        raise HTTPException(422, "unknown parking space")
     if p.scoped and not access.in_scope(p, loc.get("grid"), loc.get("compound")):
         raise HTTPException(403, "the location is outside your grids/compounds")
     result = await ticketing.create_manual(

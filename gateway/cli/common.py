@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import typing
 from pathlib import Path
 
 from edge_config import SiteConfig
@@ -34,10 +35,48 @@ def load_site(path: str) -> SiteConfig:
         raise SystemExit(2) from None
 
 
-def add_log_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--log-file", help="also log to this file, rotated by size (installs without journald)")
-    p.add_argument("--log-max-mb", type=float, default=10.0, help="rotate the log file at this size")
-    p.add_argument("--log-backups", type=int, default=5, help="rotated log files kept")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def add_global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """The options every command takes. ``top``: the main parser, which holds the defaults; a
+    subcommand's copy has none (argparse.SUPPRESS), so it only overrides what was given there."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    p.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default=default("info"), help="default info")
+    p.add_argument(
+        "--log-file", default=default(None), help="also log to this file, rotated by size (installs without journald)"
+    )
+    p.add_argument("--log-max-mb", type=float, default=default(10.0), help="rotate the log file at this size")
+    p.add_argument("--log-backups", type=int, default=default(5), help="rotated log files kept")
+
+
+def version_text() -> str:
+    """``edge-gateway --version``: the release, and the site-file and store versions it works with."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from gateway.core.store import SCHEMA_VERSION
+
+    try:
+        release = version("community-edge-gateway")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        release = "(not installed)"
+    site = "/".join(str(v) for v in typing.get_args(SiteConfig.model_fields["version"].annotation))
+    return f"edge-gateway {release} (site file version {site}, store schema v{SCHEMA_VERSION})"
+
+
+def validate_report(path: str) -> tuple[int, dict[str, object]]:
+    """``validate --json``: exit status and report. Where each problem is and what is wrong, never a
+    value (the messages quote none). Status 0 valid, 2 invalid, like the text form."""
+    from edge_config import ConfigError, load_config
+
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        return 2, {"ok": False, "file": path, "revision": None, "errors": [i.as_dict() for i in exc.issues]}
+    return 0, {"ok": True, "file": path, "revision": cfg.revision, "errors": []}
 
 
 def setup_log_file(args: argparse.Namespace) -> None:

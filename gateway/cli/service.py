@@ -20,6 +20,12 @@ log = logging.getLogger("gateway")
 def cmd_validate(args: argparse.Namespace) -> int:
     from edge_config import summary
 
+    if args.json:
+        from gateway.cli.common import validate_report
+
+        status, report = validate_report(args.path)
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return status
     cfg = load_site(args.path)
     print(summary(cfg))
     return 0
@@ -323,6 +329,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     v = sub.add_parser("validate", help="check a site config; print every problem with its line")
     v.add_argument("path")
+    v.add_argument("--json", action="store_true", help="print {ok, file, revision, errors: [{file, line, ...}]}")
     v.set_defaults(fn=cmd_validate)
 
     s = sub.add_parser("schema", help="write the config's JSON schema (for editors)")

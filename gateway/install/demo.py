@@ -32,6 +32,7 @@ import sqlite3
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,10 @@ log = logging.getLogger("gateway.install.demo")
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / "edge_config" / "examples" / "community.yaml"
+# Relative to where the command runs (./scripts/run: the repository). The README's status example
+# names DEFAULT_WORKDIR / SITE_FILE; tests/test_installer_demo_status.py keeps them in step.
+DEFAULT_WORKDIR = Path("data/demo")
+SITE_FILE, STORE_FILE, TOKEN_FILE = "site.yaml", "gateway.db", "demo.token"
 DEMO_TIMERS = {"door_contact": {"door_open_max_s": 20}, "parking_sensor": {"fire_lane_max_min": 1}}
 SCENARIO_AT = [2.0, 5.0, 8.0, 11.0]  # fire_lane first: its timer is the longest (1 min)
 
@@ -156,16 +161,19 @@ def start_broker(kind: str, workdir: Path) -> EmbeddedBroker | _Local | _Private
 def write_demo_config(src: Path, workdir: Path, host: str, port: int, api_port: int) -> tuple[Path, SiteConfig]:
     """A copy of ``src`` pointed at the demo broker, store and port, with the demo's short timers.
 
-    Returns the file and its loaded config (ConfigError when the source is not valid).
+    Returns the file and its loaded config. ``src`` must have passed ``load_config`` (run_demo checks
+    it first): this quick reader would answer an invalid file with a traceback quoting its text.
     """
     from ruamel.yaml import YAML
 
     from edge_config import load_config
 
     y = YAML(typ="safe")  # libyaml when available: the demo copy is generated, its comments do not matter
-    doc = y.load(src.read_text(encoding="utf-8"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ruamel's warnings quote source lines (values)
+        doc = y.load(src.read_text(encoding="utf-8"))
     doc["mqtt"].update({"host": host, "port": port, "client_id": "edge-demo"})
-    doc["store"]["path"] = str(workdir / "gateway.db")
+    doc["store"]["path"] = str(workdir / STORE_FILE)  # so `status --config <workdir>/site.yaml` reads it
     doc["api"] = {
         **(doc.get("api") or {}),
         "host": "127.0.0.1",
@@ -181,11 +189,19 @@ def write_demo_config(src: Path, workdir: Path, host: str, port: int, api_port: 
     # the residents' side: links and QR codes point at the demo's API (no SMS gateway: links printed)
     doc["resident_loop"] = {**(doc.get("resident_loop") or {}), "enabled": True,
                             "base_url": f"http://127.0.0.1:{api_port}"}  # fmt: skip
-    out = workdir / "site.yaml"
+    out = workdir / SITE_FILE
     header = f"# DEMO copy of {src} written by `edge-gateway demo`: broker, store, API port and two timers\n"
     # JSON is YAML, and far quicker to write than a YAML dump of a 500-device site on a Pi
     out.write_text(header + json.dumps(doc, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8")
     return out, load_config(out)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (data/demo/site.yaml)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def create_demo_token(gw: Gateway, timeout: float = 15.0) -> str | None:
@@ -259,7 +275,7 @@ def incident_summary(store_path: Path) -> dict[str, int]:
 def run_demo(
     *,
     config: str | Path | None = None,
-    workdir: str | Path = "data/demo",
+    workdir: str | Path = DEFAULT_WORKDIR,
     duration: float | None = None,
     rate: float = 20.0,
     api_port: int | None = None,
@@ -273,9 +289,12 @@ def run_demo(
     wd = Path(workdir).resolve()
     wd.mkdir(parents=True, exist_ok=True)
     if fresh:
-        for name in ("gateway.db", "gateway.db-wal", "gateway.db-shm", "installer.token", "demo.token"):
+        for name in (STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm", "installer.token", TOKEN_FILE):
             (wd / name).unlink(missing_ok=True)
     src = Path(config) if config else DEFAULT_CONFIG
+    from edge_config import load_config
+
+    load_config(src)  # a ConfigError (every issue, no value quoted) before any broker is started
     port = api_port or (8080 if not _answers("127.0.0.1", 8080) else free_port())
     b = start_broker(broker, wd)
     gw: Any = None
@@ -294,7 +313,7 @@ def run_demo(
             return 1
         token = create_demo_token(gw)
         if token:
-            tf = wd / "demo.token"
+            tf = wd / TOKEN_FILE
             fd = os.open(tf, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(token + "\n")
@@ -336,6 +355,7 @@ def run_demo(
                 else:
                     out("  no demo token: gateway/api/auth.py is not available in this build")
                 out(f"  site file: {cfg_path}   store: {gw.store_path}")
+                out(f"  store counters: edge-gateway status --config {_shown(cfg_path)}")
                 try:
                     shown = await asyncio.to_thread(resident_loop_demo, gw)
                 except Exception as exc:  # the demo goes on without the residents' part
@@ -361,7 +381,7 @@ def run_demo(
         if gw is not None:
             gw.stop()
         b.stop()
-    summary = incident_summary(wd / "gateway.db")
+    summary = incident_summary(wd / STORE_FILE)
     out(
         "stopped. incidents in the demo store: " + (", ".join(f"{k}={v}" for k, v in sorted(summary.items())) or "none")
     )
