@@ -31,7 +31,8 @@ from typing import Any, TypeVar
 from drivers.base import AVAILABILITY, BRIDGE, DecodeError, Reading
 from gateway.core import store as st
 from gateway.core.contract import BatchResult, DeviceInfo, Resolved, Stage, StatusChange
-from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, Inbound
+from gateway.core.histograms import MESSAGE_COMMIT, observe_committed
+from gateway.ingest.mqtt import LIFE_SAFETY, SESSION_NAMES, TELEMETRY, Inbound
 from gateway.ingest.routing import Routing
 
 log = logging.getLogger("gateway.ingest.pipeline")
@@ -301,6 +302,7 @@ class Pipeline:
                 if meter is not None:  # the caller is charged this thread's time (the API Governor)
                     meter.append(time.perf_counter() - t0)
             fut.set_result(value)
+            observe_committed(self.conn, result)
             if self.on_commit is not None:
                 self.on_commit(result)
 
@@ -331,6 +333,9 @@ class Pipeline:
         result.committed = len(items)
         # Acknowledge only now: the batch is on disk.
         self.acker(session, items)
+        done = time.monotonic_ns()
+        MESSAGE_COMMIT.observe_many(((done - i.rx_mono_ns) / 1e9 for i in items), SESSION_NAMES[session])
+        observe_committed(self.conn, result)
         if self.on_commit is not None:
             self.on_commit(result)
 
