@@ -70,8 +70,12 @@ TOPICS: dict[str, list[str]] = {
     ],
     "frigate": [
         "frigate/events",
+        "frigate/reviews",
+        "frigate/fire_lane_1/car",
+        "frigate/lot_cam/person",
         "frigate/lot_cam/car/snapshot",
         "frigate/available",
+        "frigate",
     ],
 }
 ALL_TOPICS = [(name, t) for name, topics in TOPICS.items() for t in topics]
