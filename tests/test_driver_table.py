@@ -50,6 +50,7 @@ TOPICS: dict[str, list[str]] = {
         "zigbee2mqtt/door/availability",
         "zigbee2mqtt/bridge/state",
         "zigbee2mqtt/bridge/devices",
+        "zigbee2mqtt/bridge/event",
         "zigbee2mqtt/bridge/info",
         "zigbee2mqtt/door/set",
         "zigbee2mqtt",
@@ -135,7 +136,7 @@ HOSTILE: list[bytes] = [
     b"\xef\xbb\xbf{}",  # UTF-8 BOM
 ]
 
-ALLOWED_EXTRA_VALUES = {"action", "devices"}
+ALLOWED_EXTRA_VALUES = {"action", "devices", "network"}
 KINDS = {STATE, EVENT, AVAILABILITY, BRIDGE}
 
 

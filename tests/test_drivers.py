@@ -187,13 +187,84 @@ def test_z2m_bridge_devices_legacy_key() -> None:
     assert r.values == {"devices": {"a": "0x00158d00aa"}}
 
 
+IKEA_BULB = "0x90fd9ffffe6494fc"
+
+
+@pytest.mark.parametrize(
+    ("name", "network"),
+    [
+        ("bridge_event_device_joined.json", "joined"),
+        ("bridge_event_device_announce.json", "announced"),
+        ("bridge_event_device_interview_started.json", "interview_started"),
+        ("bridge_event_device_interview_failed.json", "interview_failed"),
+        ("bridge_event_device_leave.json", "left"),
+    ],
+)
+def test_z2m_bridge_events(name: str, network: str) -> None:
+    assert z2m("zigbee2mqtt/bridge/event", sample(f"zigbee2mqtt/{name}")) == [
+        Reading(IKEA_BULB, BRIDGE, {"network": network}, None, {"friendly_name": IKEA_BULB})
+    ]
+
+
+def test_z2m_bridge_event_successful_interview_carries_the_definition() -> None:
+    assert z2m("zigbee2mqtt/bridge/event", sample("zigbee2mqtt/bridge_event_device_interview_successful.json")) == [
+        Reading(
+            IKEA_BULB,
+            BRIDGE,
+            {"network": "interviewed"},
+            None,
+            {
+                "friendly_name": IKEA_BULB,
+                "supported": True,
+                "model": "LED1624G9",
+                "vendor": "IKEA",
+                "description": "TRADFRI LED bulb E14/E26/E27 600 lumen, dimmable, color, opal white",
+            },
+        )
+    ]
+    # an unsupported device: no definition; a multi-segment base and a renamed device
+    dec = zigbee2mqtt.make_decoder("site1/z2m")
+    unsupported = {"friendly_name": "b3/pir", "status": "successful", "ieee_address": "0x00158D00AABBCCDD"}
+    msg = {"type": "device_interview", "data": {**unsupported, "supported": False, "definition": None}}
+    assert dec("site1/z2m/bridge/event", json.dumps(msg).encode()) == [
+        Reading(
+            "0x00158d00aabbccdd",
+            BRIDGE,
+            {"network": "interviewed"},
+            None,
+            {"friendly_name": "b3/pir", "supported": False},
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"data": {"ieee_address": IKEA_BULB}}, "missing_field"),
+        ({"type": 5, "data": {}}, "wrong_type"),
+        ({"type": "device_joined"}, "missing_field"),
+        ({"type": "device_joined", "data": []}, "wrong_type"),
+        ({"type": "device_joined", "data": {"friendly_name": "x"}}, "missing_field"),
+        ({"type": "device_joined", "data": {"ieee_address": 5}}, "wrong_type"),
+        ({"type": "device_joined", "data": {"ieee_address": "door"}}, "bad_value"),
+        ({"type": "device_interview", "data": {"ieee_address": IKEA_BULB, "status": "done"}}, "bad_value"),
+        ("[]", "wrong_type"),
+    ],
+)
+def test_z2m_bridge_event_errors(payload: Any, expected: str) -> None:
+    assert reason(z2m, "zigbee2mqtt/bridge/event", payload) == expected
+
+
+def test_z2m_bridge_event_of_another_kind_is_ignored() -> None:
+    assert z2m("zigbee2mqtt/bridge/event", {"type": "device_renamed", "data": {}}) == []
+
+
 @pytest.mark.parametrize(
     "topic",
     [
         "zigbee2mqtt/bridge/info",
         "zigbee2mqtt/bridge/logging",
         "zigbee2mqtt/bridge/log",
-        "zigbee2mqtt/bridge/event",
         "zigbee2mqtt/bridge/config",
         "zigbee2mqtt/bridge/response/device/rename",
         "zigbee2mqtt/b3/u1/sos/set",
