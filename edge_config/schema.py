@@ -36,6 +36,7 @@ from .api_settings import ApiSettings
 from .camera_settings import CamerasSettings
 from .channel_settings import ChannelSettings
 from .device_types import DEVICE_TYPES, Category, DeviceTypeFacts
+from .integration_settings import IntegrationsSettings
 from .privacy_settings import PrivacySettings
 from .rules_settings import RulesSettings
 from .secrets import EnvSecret
@@ -821,6 +822,10 @@ class SiteConfig(StrictModel):
     )
     privacy: PrivacySettings = Field(
         default_factory=PrivacySettings, description="Personal-data retention and at-rest checks."
+    )
+    integrations: IntegrationsSettings = Field(
+        default_factory=IntegrationsSettings,
+        description="Integrations with other systems on the site's broker (Home Assistant discovery).",
     )
 
     _revision: str = PrivateAttr("")

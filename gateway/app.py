@@ -21,6 +21,7 @@ from gateway.ingest.broker_drops import BrokerDropWatch
 from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, BrokerConnection, Inbound, MqttSession, connection_from_config
 from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.routing import Routing, build_routing
+from gateway.integrations.service import Integrations
 from gateway.privacy import RetentionProcessor
 from gateway.rules import RuleEngine
 from gateway.tickets.processor import TicketProcessor
@@ -115,6 +116,9 @@ class Gateway:
 
             self.cameras = CameraManager(cfg, mqtt=self.settings, dead_letter=pipeline_dead_letter(self.pipeline))
         self.sessions: dict[int, MqttSession] = {}
+        # Integrations on the site's broker (Home Assistant discovery): own threads and clients.
+        self.integrations = Integrations(self.settings, self.store_path, self.health)
+        self.add_listener(self.integrations.committed)
         # The broker's own drop counter ($SYS): what it threw away becomes an incident.
         self.drops = BrokerDropWatch(self.pipeline, cfg.gateway.id, f"{self.settings.host}:{self.settings.port}")
 
@@ -167,6 +171,7 @@ class Gateway:
             s.start()
         if self.cameras is not None:
             self.cameras.start()
+        self.integrations.apply(self.cfg)
         log.info(
             "gateway %s started: %d devices, %d life-safety topics, store %s",
             self.cfg.gateway.id,
@@ -176,6 +181,7 @@ class Gateway:
         )
 
     def stop(self) -> None:
+        self.integrations.stop()
         if self.cameras is not None:
             self.cameras.stop()
         for s in self.sessions.values():
