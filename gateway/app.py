@@ -243,6 +243,8 @@ async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event) -> None:
         port=port,
         log_level="warning",
         lifespan="on",
+        # uvicorn's loggers go through ours (text or JSON, and --log-file) instead of its own handlers
+        log_config=None,
         timeout_graceful_shutdown=5,
         ssl_certfile=str(tls.cert_file) if tls is not None else None,
         ssl_keyfile=str(tls.key_file) if tls is not None else None,
