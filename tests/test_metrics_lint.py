@@ -18,9 +18,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import __version__
+from gateway.core import store as st
+from gateway.core.histograms import SYNC_BATCH
 from gateway.install.mosquitto import Mosquitto
 from tests.api_harness import ApiServer, write_api_site
 from tests.support import wait_until
+from tests.sync_helpers import Feeder, readings
+from tests.sync_servers import FakeInfluxV2
 
 pytestmark = pytest.mark.broker
 
@@ -207,3 +211,25 @@ def test_real_metrics_pass_the_lint_and_the_histograms_count_what_happened(
     assert "edge_pipeline" not in text
     assert value(text, "edge_duplicate_messages_skipped_total") == 0
     assert value(text, "edge_store_used_bytes") > 0 < value(text, "edge_store_quota_bytes")
+
+
+def test_each_write_to_the_central_store_is_one_sync_batch_observation() -> None:
+    """Against a local server answering as the InfluxDB v2 write API: a refused write, then the
+    accepted ones, each counted under its outcome."""
+    fake = FakeInfluxV2()
+    f = Feeder(fake.url)
+    replies = iter([(503, {}, {"code": "unavailable", "message": "try later"})])
+    fake.script = lambda lines: next(replies, (204, {}, None))
+    ok, failed = SYNC_BATCH.count("ok"), SYNC_BATCH.count("failed")
+    s = f.sender()
+    try:
+        f.batch(readings(50, st.now_ms()), incidents=1)
+        s.flush = True
+        s.start()
+        assert wait_until(lambda: f.outbox_rows() == 0, 15)
+    finally:
+        s.stop()
+        f.close()
+        fake.close()
+    assert SYNC_BATCH.count("failed") - failed == 1
+    assert SYNC_BATCH.count("ok") - ok == len(fake.received) - 1 >= 1

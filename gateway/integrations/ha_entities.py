@@ -208,7 +208,7 @@ def incident_states(
 
 
 def health_state(broker_connected: bool, sync_backlog: int, used_bytes: int, quota_bytes: int) -> bytes:
-    fill = round(100.0 * used_bytes / quota_bytes, 1) if quota_bytes > 0 else 0.0
+    fill = round(100.0 * used_bytes / quota_bytes, 2) if quota_bytes > 0 else 0.0
     return json.dumps(
         {"broker": ON if broker_connected else OFF, "sync_backlog": sync_backlog, "store_fill": fill},
         separators=(",", ":"),
