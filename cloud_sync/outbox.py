@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cloud_sync import lineproto as lp
+from gateway import __version__
 from gateway.core import store as st
 from gateway.core.contract import BaseStage, BatchResult, IncidentEvent
 
@@ -447,6 +448,8 @@ class OutboxProcessor(BaseStage):
             "sync_thinned": float(counters.get("sync_thinned", 0)),
             "sync_sent": float(counters.get("sync_sent", 0)),
             "last_sync_age_s": max(0, now_ms - int(last_ok[0])) / 1000.0 if last_ok else -1.0,
+            # a field, not a tag: an upgrade must not start a new series
+            "version": __version__,
         }
         t = dict(self.site_tags)
         series = lp.M_HEALTH + lp.tags(t)

@@ -36,6 +36,7 @@ from .api_settings import ApiSettings
 from .camera_settings import CamerasSettings
 from .channel_settings import ChannelSettings
 from .device_types import DEVICE_TYPES, Category, DeviceTypeFacts
+from .integration_settings import IntegrationsSettings
 from .privacy_settings import PrivacySettings
 from .resident_settings import ResidentLoopSettings
 from .rules_settings import RulesSettings
@@ -832,6 +833,10 @@ class SiteConfig(StrictModel):
     resident_loop: ResidentLoopSettings = Field(
         default_factory=ResidentLoopSettings,
         description="Residents' side of the loop: evaluation links, report QR codes, early warning.",
+    )
+    integrations: IntegrationsSettings = Field(
+        default_factory=IntegrationsSettings,
+        description="Integrations with other systems on the site's broker (Home Assistant discovery).",
     )
 
     _revision: str = PrivateAttr("")

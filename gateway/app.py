@@ -21,6 +21,7 @@ from gateway.ingest.broker_drops import BrokerDropWatch
 from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, BrokerConnection, Inbound, MqttSession, connection_from_config
 from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.routing import Routing, build_routing
+from gateway.integrations.service import Integrations
 from gateway.privacy import RetentionProcessor
 from gateway.residents.service import ResidentService
 from gateway.residents.stage import ResidentStage
@@ -121,6 +122,9 @@ class Gateway:
 
             self.cameras = CameraManager(cfg, mqtt=self.settings, dead_letter=pipeline_dead_letter(self.pipeline))
         self.sessions: dict[int, MqttSession] = {}
+        # Integrations on the site's broker (Home Assistant discovery): own threads and clients.
+        self.integrations = Integrations(self.settings, self.store_path, self.health)
+        self.add_listener(self.integrations.committed)
         # The broker's own drop counter ($SYS): what it threw away becomes an incident.
         self.drops = BrokerDropWatch(self.pipeline, cfg.gateway.id, f"{self.settings.host}:{self.settings.port}")
 
@@ -174,6 +178,7 @@ class Gateway:
             s.start()
         if self.cameras is not None:
             self.cameras.start()
+        self.integrations.apply(self.cfg)
         log.info(
             "gateway %s started: %d devices, %d life-safety topics, store %s",
             self.cfg.gateway.id,
@@ -183,6 +188,7 @@ class Gateway:
         )
 
     def stop(self) -> None:
+        self.integrations.stop()
         if self.cameras is not None:
             self.cameras.stop()
         for s in self.sessions.values():
@@ -245,6 +251,8 @@ async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event) -> None:
         port=port,
         log_level="warning",
         lifespan="on",
+        # uvicorn's loggers go through ours (text or JSON, and --log-file) instead of its own handlers
+        log_config=None,
         timeout_graceful_shutdown=5,
         ssl_certfile=str(tls.cert_file) if tls is not None else None,
         ssl_keyfile=str(tls.key_file) if tls is not None else None,

@@ -498,6 +498,13 @@ class Quota:
         return max(32, self.quota_bytes // PAGE_SIZE)
 
 
+def used_bytes(conn: sqlite3.Connection) -> int:
+    """Bytes the store's pages hold (free pages left out); any connection to it, readers too."""
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    return int((pages - free) * PAGE_SIZE)
+
+
 def _secure_create(path: Path) -> None:
     """Create the database files readable only by the service user (residents' data lives here)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -576,9 +583,7 @@ class Store:
             self._limit_pages = pages
 
     def used_bytes(self) -> int:
-        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
-        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
-        return int((pages - free) * PAGE_SIZE)
+        return used_bytes(self.conn)
 
     # --- config revisions ----------------------------------------------------------------------
     def config_rev_id(self, revision: str, version: int) -> int:

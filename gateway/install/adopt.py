@@ -54,7 +54,10 @@ def from_store(store_path: str | Path, address: str, driver: str | None = None) 
     try:
         addr = address.strip().lower()
         q = "SELECT driver, address, count, last_topic, sample, first_seen_ms, last_seen_ms FROM unconfigured"
-        rows = conn.execute(q + " WHERE address IN (?, ?, ?)", (addr, address, f"name:{address}")).fetchall()
+        # a Zigbee2MQTT device whose name the bridge resolved is listed by its IEEE address
+        named = [str(r[0]) for r in conn.execute("SELECT address FROM aliases WHERE alias=?", (address,))]
+        keys = (addr, address, f"name:{address}", *named)
+        rows = conn.execute(q + f" WHERE address IN ({','.join('?' * len(keys))})", keys).fetchall()
         if driver is not None:
             rows = [r for r in rows if r[0] == driver]
         if not rows:
