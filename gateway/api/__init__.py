@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.api import auth, db
+from gateway.api import auth, db, problems
 from gateway.api.db import Readers
 from gateway.api.deps import ApiContext, ingest_behind
 from gateway.errors import GatewayError
@@ -194,6 +196,9 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_exception_handler(GatewayError, gateway_error_response)
+    # every refusal carries a stable ``code`` the console translates (gateway/api/problems.py)
+    app.add_exception_handler(StarletteHTTPException, problems.http_error_response)
+    app.add_exception_handler(RequestValidationError, problems.validation_error_response)
     app.state.ctx = ctx
     app.state.close_streams = hub.close_streams
     app.state.governor = governor_stats = GovernorStats()

@@ -77,8 +77,33 @@ class Event(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class ActionOption(BaseModel):
+    value: str
+    label: str | None = Field(default=None, description="A person's name (departments are labelled by the client).")
+
+
+class ActionField(BaseModel):
+    name: str = Field(description="'note' goes at the top level of the action request; every other field in data.")
+    kind: Literal["text", "rating", "person", "department"]
+    required: bool
+    max_len: int | None = None
+    options: list[ActionOption] | None = Field(
+        default=None, description="The values to choose from (person, department)."
+    )
+
+
+class ActionOffer(BaseModel):
+    action: str
+    fields: list[ActionField] = Field(default_factory=list)
+
+
 class IncidentDetail(Incident):
     timeline: list[Event] = Field(default_factory=list)
+    allowed_actions: list[ActionOffer] = Field(
+        default_factory=list,
+        description="What this caller may do now, with each action's fields: the ticket loop's own table "
+        "(gateway/tickets/lifecycle.py ACTIONS, ACTION_FIELDS); the console shows exactly these.",
+    )
 
 
 class ActionRequest(BaseModel):
@@ -101,7 +126,7 @@ class ActionRequest(BaseModel):
 class ActionResult(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    incident: Incident
+    incident: IncidentDetail
     result: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import StringConstraints
 
-from gateway.api import access, db, ticketing
+from gateway.api import access, db, problems, ticketing
 from gateway.api.auth import Principal
 from gateway.api.deps import ctx_of, require
 from gateway.api.fastjson import FastJSONResponse
@@ -100,8 +102,28 @@ async def get_incident(
     release = access.Release()
     out = access.present_incident(p, row, ctx.cfg, release)
     out["timeline"] = [access.present_event(p, e, row) for e in events]
+    out["allowed_actions"] = ticketing.offers(ctx.cfg, row, role=p.role, actor=p.actor, now_ms=_now_ms())
     await ctx.log_release(p, release, "detail")
     return out
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def check_fields(offer: dict[str, Any] | None, body: ActionRequest) -> None:
+    """Required fields of an offered action (the ticket loop's ACTION_FIELDS), checked before the
+    action is queued, so a missing one is refused with its name whatever the action. An action not
+    on offer is left to the ticket loop, whose refusal says why (state, role, assignee)."""
+    if offer is None:
+        return
+    data = body.data or {}
+    for f in offer["fields"]:
+        value = body.note if f["name"] == "note" else data.get(f["name"])
+        if f["required"] and (value is None or (isinstance(value, str) and not value.strip())):
+            raise problems.refuse(
+                422, problems.FIELD_REQUIRED, f"{f['name']} is required for {body.action}", field=f["name"]
+            )
 
 
 @router.post(
@@ -117,20 +139,30 @@ async def post_action(
     p: Annotated[Principal, Depends(require("incidents.act"))],
 ) -> dict[str, Any]:
     ctx = ctx_of(request)
-    await visible_incident(request, p, incident_id)
-    result = await ticketing.apply_action(
-        ctx.gw,
-        incident_id,
-        body.action,
-        actor=p.actor,
-        role=p.role,
-        note=body.note,
-        request_id=body.request_id,
-        data=body.data,
-    )
+    before = await visible_incident(request, p, incident_id)
+    offered = ticketing.offers(ctx.cfg, before, role=p.role, actor=p.actor, now_ms=_now_ms())
+    check_fields(next((o for o in offered if o["action"] == body.action), None), body)
+    if body.action == ticketing.NOTE_ACTION:
+        assert body.note is not None  # check_fields: required
+        seq = await asyncio.wrap_future(
+            ticketing.add_note(ctx.gw, incident_id, body.note.strip(), actor=p.actor, role=p.role)
+        )
+        result: dict[str, Any] = {"seq": seq}
+    else:
+        result = await ticketing.apply_action(
+            ctx.gw,
+            incident_id,
+            body.action,
+            actor=p.actor,
+            role=p.role,
+            note=body.note,
+            request_id=body.request_id,
+            data=body.data,
+        )
     row = await visible_incident(request, p, incident_id)
     release = access.Release()
     out = access.present_incident(p, row, ctx.cfg, release)
+    out["allowed_actions"] = ticketing.offers(ctx.cfg, row, role=p.role, actor=p.actor, now_ms=_now_ms())
     await ctx.log_release(p, release, "detail")
     if access.is_personal(row) and p.role not in access.PERSONAL_ROLES:
         result = access.redact_data(result)
@@ -179,10 +211,9 @@ async def create_incident(
     if not isinstance(new_id, str):
         raise HTTPException(500, "the ticket loop returned no incident id")
     row = await visible_incident(request, p, new_id)
-    return {
-        "incident": access.present_incident(p, row, cfg, None),
-        "result": _jsonable(result),
-    }
+    out = access.present_incident(p, row, cfg, None)
+    out["allowed_actions"] = ticketing.offers(cfg, row, role=p.role, actor=p.actor, now_ms=_now_ms())
+    return {"incident": out, "result": _jsonable(result)}
 
 
 def _l(v: list[Any] | None) -> list[str] | None:

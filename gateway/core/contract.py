@@ -83,6 +83,7 @@ EventKind = Literal[
     "sla_missed",
     "not_rated",
     "reported",
+    "note",  # a person added a note to the timeline (the console's "add a note")
     # delivery attempts (gateway/tickets/notify.py, gateway/channels)
     "notify_attempt",
 ]
