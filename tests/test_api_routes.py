@@ -32,13 +32,19 @@ EXPECTED: dict[tuple[str, str], list[str]] = {
     ("POST", "/api/v1/residents/{resident_id}/forget"): ["200", "401", "403", "422"],
     ("GET", "/api/v1/scorecard"): ["200", "401", "403", "422"],
     ("GET", "/api/v1/site"): ["200"],
+    ("POST", "/api/v1/session"): ["200", "401", "403", "422", "429"],
+    ("POST", "/api/v1/session/signout"): ["200", "401", "403"],
+    ("GET", "/api/v1/sessions"): ["200", "401", "403", "422"],
+    ("POST", "/api/v1/sessions/revoke"): ["200", "401", "403", "422"],
+    ("POST", "/api/v1/signin-links"): ["200", "401", "403", "422"],
     ("GET", "/api/v1/stream"): ["200", "401", "422"],
     ("GET", "/healthz"): ["200"],
     ("GET", "/metrics"): ["200", "401", "403"],
     ("GET", "/readyz"): ["200", "401", "403", "503"],
 }
-# Liveness is probed by supervisors without credentials; everything else needs a bearer token.
-OPEN = {("GET", "/healthz")}
+# Liveness is probed by supervisors without credentials, and signing out needs none (it ends the
+# session its cookie names, if any, and clears the cookie); everything else needs a token or session.
+OPEN = {("GET", "/healthz"), ("POST", "/api/v1/session/signout")}
 
 
 @pytest.fixture(scope="module")

@@ -155,6 +155,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         routes_incidents,
         routes_me,
         routes_privacy,
+        routes_sessions,
         routes_site,
         stream,
     )
@@ -167,6 +168,9 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         verifier=auth.TokenVerifier(),
         limiter=auth.AuthFailureLimiter(settings.rate_limits.auth_failures, settings.rate_limits.auth_window_s),
         role_limiter=auth.RoleRateLimiter(settings.rate_limits.per_minute),
+        signin_limiter=auth.AuthFailureLimiter(
+            settings.rate_limits.signin_failures, settings.rate_limits.auth_window_s
+        ),
     )
     hub = Hub(ctx, settings.sse_queue_max)
     ctx.hub = hub
@@ -218,6 +222,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         routes_devices,
         routes_site,
         routes_me,
+        routes_sessions,
         routes_feed,
         routes_privacy,
         routes_health,

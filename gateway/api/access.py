@@ -44,6 +44,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "me": ALL,
     "access_log.read": frozenset({"installer"}),  # who saw residents' personal data, and why
     "resident.forget": frozenset({"installer"}),
+    "sessions.own": ALL,  # a person's own device sessions: list, sign out
+    "sessions.manage": frozenset({"installer"}),  # everyone's sessions; one-time sign-in links
 }
 
 PERSONAL_ROLES = frozenset({"installer", "eldercare_worker"})
