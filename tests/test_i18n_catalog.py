@@ -17,6 +17,7 @@ from typing import get_args
 import pytest
 
 import gateway
+from edge_config.device_types import DEVICE_TYPES
 from edge_config.schema import ResidentFlag, StaffRole
 from gateway.api import problems
 from gateway.api.auth import ROLES as API_ROLES
@@ -181,7 +182,10 @@ def required() -> dict[str, set[str]]:
         "department": set(lc.DEPARTMENTS),
         "category": set(inc.CATEGORIES),
         "sev": set(inc.SEVERITIES),
-        "action": set(lc.ACTIONS) | {"note"},
+        # data.action of state changes: the actions, and what the system writes (dispatch_to's "by",
+        # the rules' auto-resolve, the rating timeout's auto-close)
+        "action": set(lc.ACTIONS) | {"note", "auto", "auto_resolve", "auto_close"},
+        "dtype": set(DEVICE_TYPES),
         "field": {f.name for fs in lc.ACTION_FIELDS.values() for f in fs},
         "stage": set(lc.SLA_STAGES),
         "flag": set(get_args(ResidentFlag)),

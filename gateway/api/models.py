@@ -13,11 +13,36 @@ Severity = Literal["critical", "major", "minor", "warning"]
 Action = Literal[ACTIONS]  # type: ignore[valid-type]
 
 
+class EmergencyContact(BaseModel):
+    name: str
+    relation: str | None = None
+    phone: str
+
+
+class HomeDevice(BaseModel):
+    id: str
+    name: str
+    type: str
+    online: bool | None = None
+    last_seen_ms: int | None = None
+    values: dict[str, Any] = Field(default_factory=dict)
+    last_activity_ms: int | None = Field(default=None, description="The resident's last activity seen (any device).")
+
+
 class Personal(BaseModel):
     resident_id: str | None = None
     name: str | None = None
+    building: str | None = None
+    unit: str | None = None
     room: str | None = None
     floor: int | None = None
+    phone: str | None = None
+    emergency_contacts: list[EmergencyContact] = Field(default_factory=list)
+    care_notes: str | None = None
+    flags: list[str] = Field(default_factory=list)
+    home_devices: list[HomeDevice] | None = Field(
+        default=None, description="Incident detail only: the last readings of the resident's devices."
+    )
 
 
 class ReleasedLocation(BaseModel):

@@ -26,6 +26,7 @@ from gateway.api.models import (
 from gateway.core.contract import IncidentEvent
 
 if TYPE_CHECKING:
+    from edge_config import SiteConfig
     from gateway.api.deps import ApiContext
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
@@ -103,7 +104,32 @@ async def get_incident(
     out = access.present_incident(p, row, ctx.cfg, release)
     out["timeline"] = [access.present_event(p, e, row) for e in events]
     out["allowed_actions"] = ticketing.offers(ctx.cfg, row, role=p.role, actor=p.actor, now_ms=_now_ms())
+    if out.get("personal") and out["personal"].get("resident_id"):
+        out["personal"]["home_devices"] = await ctx.readers.run(_home_devices, ctx.cfg, out["personal"]["resident_id"])
     await ctx.log_release(p, release, "detail")
+    return out
+
+
+def _home_devices(conn: sqlite3.Connection, cfg: SiteConfig, resident_id: str) -> list[dict[str, Any]]:
+    """The last readings of the resident's devices (presence, last movement), for the elder-care
+    card; released only with the rest of the personal view (same access-log row)."""
+    devs = [d for d in cfg.devices if d.resident == resident_id]
+    rows = {r["device_id"]: r for r in db.device_rows(conn, [d.id for d in devs])} if devs else {}
+    last = db.last_activity(conn, resident_id)
+    out = []
+    for d in devs:
+        r = rows.get(d.id, {})
+        out.append(
+            {
+                "id": d.id,
+                "name": d.name,
+                "type": d.type,
+                "online": r.get("online"),
+                "last_seen_ms": r.get("last_seen_ms"),
+                "values": r.get("values") or {},
+                "last_activity_ms": last,
+            }
+        )
     return out
 
 

@@ -31,6 +31,7 @@ GROUPS: tuple[str, ...] = (
     "stage",
     "reason",
     "flag",
+    "dtype",
     "error",
 )
 
