@@ -9,8 +9,6 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pytest
-
 from gateway.api import sessions
 from gateway.core import store as st
 from tests.api_harness import ApiServer
@@ -103,8 +101,3 @@ def in_pipeline(srv: ApiServer, fn: Callable[[sqlite3.Connection, Any, int], Any
 
 def now_ms() -> int:
     return st.now_ms()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    yield from chromium()

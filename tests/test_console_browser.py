@@ -17,7 +17,7 @@ from gateway.install.mosquitto import Mosquitto
 from gateway.tickets import lifecycle as lc
 from tests.api_harness import ApiServer, write_api_site
 from tests.conftest import MINI_DEVICES
-from tests.console_helpers import browser, open_console, real_errors, ringing, shot  # noqa: F401 (fixture)
+from tests.console_helpers import chromium, open_console, real_errors, ringing, shot
 from tests.support import TrackedPublisher, wait_until
 
 pytestmark = pytest.mark.broker
@@ -54,6 +54,11 @@ def write_console_site(directory: Path, broker_port: int) -> Path:
     )
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    yield from chromium()
 
 
 @pytest.fixture
