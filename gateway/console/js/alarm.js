@@ -142,7 +142,9 @@ export function update() {
   if (ring && a.paused) {
     const p = a.play();
     if (p && p.catch) p.catch(() => ($("sound-msg").textContent = t("sound_blocked")));
-    if (navigator.vibrate) navigator.vibrate([400, 200, 400]);
+    // vibration is allowed only after the person touched the page (else the browser complains)
+    const touched = !navigator.userActivation || navigator.userActivation.hasBeenActive;
+    if (navigator.vibrate && touched) navigator.vibrate([400, 200, 400]);
   } else if (!ring && !a.paused) {
     a.pause();
     a.currentTime = 0;

@@ -167,9 +167,13 @@ async function showDetail(id) {
   try {
     inc = await api(`/api/v1/incidents/${encodeURIComponent(id)}`);
   } catch (e) {
+    if (state.selected !== id) return;
     $("detail").hidden = false;
+    $("detail").dataset.id = id;
+    $("detail").dataset.state = "error";
     $("detail-title").textContent = label("error", e.code);
-    $("action-buttons").replaceChildren();
+    for (const box of ["detail-fields", "care-fields", "action-buttons", "timeline"]) $(box).replaceChildren();
+    $("care").hidden = true;
     return;
   }
   if (state.selected !== id) return;
@@ -246,7 +250,12 @@ document.addEventListener("DOMContentLoaded", async () => {
   for (const opt of $("mute-min").options) opt.textContent = t("mute_min", { n: opt.value });
   window.addEventListener("hashchange", () => {
     const h = readHash();
-    if (h.incident && state.me) openIncident(h.incident);
+    if (h.signin) {
+      clearHash();
+      unlock();
+      signInWith({ link: h.signin }, undefined);
+    } else if (h.incident && state.me) openIncident(h.incident);
+    else if (h.incident) sessionStorage.setItem(PENDING, h.incident);
   });
 
   const h = readHash();

@@ -112,7 +112,7 @@ export function renderDevices() {
     byBuilding.get(key).push(d);
   }
   const title = (key) =>
-    key.startsWith("space:") ? names.spaces.get(key.slice(6)) || t("other_type") : key === "-" ? t("other_type") : building(key);
+    key.startsWith("space:") ? names.spaces.get(key.slice(6)) || t("other_type") : key === "-" ? t("no_place") : building(key);
   const groups = new Map();
   for (const [key, devs] of byBuilding) {
     const tt = title(key);
