@@ -173,6 +173,7 @@ async function showDetail(id) {
     $("detail").dataset.state = "error";
     $("detail-title").textContent = label("error", e.code);
     for (const box of ["detail-fields", "care-fields", "action-buttons", "timeline"]) $(box).replaceChildren();
+    $("detail-place").textContent = "";
     $("care").hidden = true;
     return;
   }

@@ -43,6 +43,7 @@ export function renderDetail(inc) {
   d.dataset.id = inc.id;
   d.dataset.state = inc.state;
   $("detail-title").textContent = `${label("type", inc.type)} · ${label("sev", inc.severity)}`;
+  $("detail-place").textContent = place(inc);
   const rows = [
     ["f_state", label("state", inc.state)],
     ["f_category", label("category", inc.category)],
