@@ -192,7 +192,7 @@ def test_buttons_equal_the_allowed_actions_for_each_role_and_state(browser: Any,
                 seen.update(shown)
                 checked += 1
             if (kind, state) in {("sos", "dispatched"), ("door", "resolved")}:
-                shot(page, f"console-{role}-{kind}-{state}-zh")
+                shot(page, f"console-{role}-{kind}-{state}-zh", full=False)
         assert real_errors(page.errors) == [], role
         page.context.close()
     # every action the ticket loop has, and adding a note, is reachable from the console
@@ -297,14 +297,24 @@ def test_crawl_shows_words_not_codes(browser: Any, world: World, lang: str) -> N
     page = open_console(browser, world.srv, "inst-01", lang=lang, viewport={"width": 1280, "height": 900})
     page.wait_for_selector(".incident")
     texts = {"list": page.inner_text("body")}
-    shot(page, f"console-list-{lang}")
+    shot(page, f"console-list-{lang}", full=False)
     for iid in [*ids, *world.ids.values()]:
         _open(page, iid)
         page.wait_for_selector("#timeline li")
         texts[iid] = page.inner_text("#detail")
-    shot(page, f"console-installer-detail-{lang}")
+    shot(page, f"console-installer-detail-{lang}", full=False)
+    # the installer's panel: a one-time link with its QR code for a colleague, and the devices signed in
+    page.select_option("#link-person", "ec-02")
+    page.click("#link-form button[type='submit']")
+    page.wait_for_selector("#link-out:not([hidden])")
+    url = page.input_value("#link-url")
+    assert url.startswith("http://127.0.0.1:") and "/console/#signin=signin." in url
+    assert page.get_attribute("#link-qr", "src").startswith("data:image/svg+xml")
+    assert wait_until(lambda: page.evaluate("document.getElementById('link-qr').naturalWidth") > 100, 3)
+    assert page.locator("#sessions tr").count() >= 1
     page.evaluate("() => document.getElementById('admin').scrollIntoView()")
-    shot(page, f"console-installer-admin-{lang}")
+    shot(page, f"console-installer-admin-{lang}", full=False)
+    texts["admin"] = page.inner_text("#admin")
     for where, text in texts.items():
         words = set(re.findall(r"[A-Za-z0-9][A-Za-z0-9_\-]*", text))
         assert sorted(words & codes) == [], where

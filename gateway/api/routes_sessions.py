@@ -218,5 +218,5 @@ async def issue_link(
         "role": role,
         "url": url,
         "expires_s": ttl_s,
-        "qr_svg": sessions.qr_svg(url),
+        "qr": sessions.qr_data_uri(url),
     }

@@ -316,12 +316,12 @@ def signin_url(cfg: SiteConfig, token: str) -> str:
     return f"{base.rstrip('#')}#signin={token}"
 
 
-def qr_svg(text: str) -> str:
-    """The link as a QR code (SVG, dark on white) for a phone's camera."""
+def qr_data_uri(text: str) -> str:
+    """The link as a QR code for a phone's camera: an SVG data URI (the console's CSP allows
+    img-src data:), dark on white."""
     import segno
 
-    buf = segno.make(text, error="m", micro=False)
-    return str(buf.svg_inline(scale=4, border=2, dark="#000", light="#fff"))
+    return str(segno.make(text, error="m", micro=False).svg_data_uri(scale=4, border=2, dark="#000", light="#fff"))
 
 
 def qr_terminal(text: str) -> str:

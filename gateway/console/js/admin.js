@@ -37,7 +37,7 @@ export function wireAdmin() {
       const out = await api("/api/v1/signin-links", { json: body });
       $("link-out").hidden = false;
       $("link-url").value = out.url;
-      $("link-qr").src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(out.qr_svg.replace(/^<\?xml[^>]*>/, ""))}`;
+      $("link-qr").src = out.qr.startsWith("data:image/svg+xml") ? out.qr : "";
       $("link-help").textContent = `${out.name} · ${label("role", out.role)} — ${t("link_help", { min: Math.round(out.expires_s / 60) })}`;
       loadSessions();
     } catch (e) {
