@@ -78,6 +78,7 @@ function openForm(inc, offer) {
   form.replaceChildren(el("h4", null, label("action", offer.action)), ...rows, el("div", "buttons", ""));
   form.lastChild.append(ok, cancel);
   form.hidden = false;
+  form.oninput = () => ($("action-msg").textContent = ""); // an old "please fill in" must not linger
   form.onsubmit = (ev) => {
     ev.preventDefault();
     const values = {};
