@@ -19,6 +19,7 @@ checks this drawing against the code, so a new exception class must be added her
         * AdoptError          gateway.install.adopt       adopt_refused         422
       * NotFound              gateway.errors              not_found             404
       * Forbidden             gateway.errors              forbidden             403
+        * LinkRefused         gateway.core.links          link_invalid          403
       * Conflict              gateway.errors              conflict              409
       * Unavailable           gateway.errors              unavailable           503
         * StoreError          gateway.core.store          store_error           503
@@ -34,7 +35,8 @@ checks this drawing against the code, so a new exception class must be added her
       * TicketError           gateway.tickets.lifecycle   ticket_refused        per-code
 
 ``TicketError`` sets ``code`` per instance (``not_found``, ``forbidden``, ``illegal_transition``,
-...) and derives its ``http_status`` from it (400, 403, 404 or 409).
+...) and derives its ``http_status`` from it (400, 403, 404 or 409). ``LinkRefused`` sets its own
+too (``link_used``, ``link_expired``, ``link_revoked`` ...).
 """
 
 from __future__ import annotations
