@@ -1,16 +1,19 @@
-# Community Edge Gateway image. Multi-arch: only pure-Python wheels and Debian's python image,
-# so `docker buildx build --platform linux/arm64,linux/amd64 .` builds the same image for a Pi.
-# The install step is scripts/install.sh, the same script the README's commands and CI run.
+# Community Edge Gateway image. Multi-arch: every locked dependency is a wheel for arm64 and amd64
+# (scripts/check-platforms), so `docker buildx build --platform linux/arm64,linux/amd64 .` builds
+# the same image for a Pi. The install step is scripts/install.sh from the hashed lock, the same
+# script the README's commands and CI run. FLAVOUR=vision adds camera analytics (OpenCV).
 
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+ARG FLAVOUR=core
 COPY scripts/install.sh scripts/install.sh
+COPY requirements requirements
 COPY gateway gateway
 COPY drivers drivers
 COPY edge_config edge_config
 COPY cloud_sync cloud_sync
-RUN bash scripts/install.sh /opt/venv
+RUN bash scripts/install.sh /opt/venv "$FLAVOUR"
 
 FROM python:3.11-slim-bookworm
 ENV PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH

@@ -30,6 +30,7 @@ DRIVERS: dict[str, DriverSpec] = {
         ),
         safety_topics=zigbee2mqtt.safety_topics,
         decoder_for_base=zigbee2mqtt.make_decoder,
+        bulk_topics=("bridge/#",),
     ),
     chirpstack.NAME: DriverSpec(
         name=chirpstack.NAME,

@@ -206,6 +206,10 @@ class DriverSpec:
     # For drivers whose topics start with a configurable base of any depth ('site1/z2m/#'): a
     # decode bound to that base. ``decode`` itself takes the first topic level as the base.
     decoder_for_base: Callable[[str], DecodeFn] | None = None
+    # Topic filters, below the base of each subscribed filter, whose messages are large by nature
+    # (Zigbee2MQTT's bridge/devices lists every device's full definition: hundreds of KB). The
+    # config gives them a larger payload limit by default (ingest.payload_limits).
+    bulk_topics: tuple[str, ...] = ()
 
 
 # --- Shared value helpers (used by every driver; added with the driver table) -------------------

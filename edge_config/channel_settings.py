@@ -72,7 +72,11 @@ class Robot(BaseModel):
         default_factory=list, description="Phones always @-mentioned (in addition to the addressed people)."
     )
     rate_per_min: int = Field(
-        default=20, ge=1, le=600, description="Messages per rolling minute (both services allow 20 per robot)."
+        default=20,
+        ge=1,
+        le=600,
+        description="The service's limit per rate window (both services allow 20 per robot per minute); the "
+        "gateway keeps rate.headroom below it.",
     )
     quiet_hours: list[QuietHours] = Field(
         default_factory=list, description="Non-critical messages wait until the window ends (never critical ones)."
@@ -222,12 +226,95 @@ class GroupingSettings(BaseModel):
     )
     immediate_severities: list[Severity] = Field(
         default_factory=_default_immediate,
-        description="These severities (and life-safety incidents) are never grouped or delayed and go first.",
+        description="These severities (and life-safety incidents) are critical alarms: they go before every other "
+        "message, without the group wait.",
+    )
+    critical_interval_s: float = Field(
+        default=5,
+        ge=0,
+        le=600,
+        description="The first critical alarm of a kind goes at once; more of that kind for the same target wait at "
+        "most this long after its last message and go as one message naming each place.",
+    )
+    reminder_interval_s: float = Field(
+        default=60,
+        ge=0,
+        le=3600,
+        description="Reminders of critical alarms already delivered to a target go as one message, at most this "
+        "often, and only in slots first deliveries leave free.",
     )
     max_listed: int = Field(default=10, ge=1, le=100, description="Incidents listed in a grouped message.")
-    reserve_for_critical: int = Field(
-        default=2, ge=0, le=20, description="Per rolling minute, this many messages are kept for critical ones."
+    reserve_for_new: int = Field(
+        default=2,
+        ge=0,
+        le=20,
+        description="Per rate window, slots only a new critical alarm (a kind not yet posted to the target in the "
+        "window) may use.",
     )
+    reserve_for_critical: int = Field(
+        default=2,
+        ge=0,
+        le=20,
+        description="Per rate window, further slots that ordinary messages past their share leave for critical "
+        "ones (more alarms of a kind, reminders).",
+    )
+    normal_share: int = Field(
+        default=4,
+        ge=0,
+        le=20,
+        description="Per rate window, slots that critical follow-ups (more of a kind, reminders) leave for waiting "
+        "ordinary messages: their guaranteed share.",
+    )
+
+
+class RateSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    window_s: float = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="The window the services count messages in (WeCom and DingTalk robots: 20 per minute); "
+        "rate_per_min limits are per this window. Only tests change it.",
+    )
+    margin: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Fraction added to the window: sends are counted over window × (1 + margin), each timed at "
+        "its reply, so clock and network jitter never put one send too many into the service's window.",
+    )
+    headroom: int = Field(
+        default=1, ge=0, le=10, description="Sends per window kept below each documented limit (20 → 19)."
+    )
+
+
+class RetryRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    recipient: Literal["person", "group", "any"] = Field(
+        default="any", description="person: a message addressed to a staff member; group: a robot's broadcast."
+    )
+    channels: list[ChannelType] = Field(default_factory=list, description="Only these channel kinds; empty = all.")
+    severities: list[Severity] = Field(default_factory=list, description="Only these severities; empty = all.")
+    attempts: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="A person's message goes on to their next channel once this channel has failed this many "
+        "times in a row; null = never: the message waits for the channel (up to give_up_after_s).",
+    )
+    retry_min_s: float | None = Field(default=None, gt=0, le=600, description="First retry delay; null = the default.")
+    retry_max_s: float | None = Field(default=None, gt=0, le=3600, description="Retry delay cap; null = the default.")
+
+
+def _default_retry() -> list[RetryRule]:
+    return [
+        # a person's critical alarm: the next channel (SMS, a call) at the first failure
+        RetryRule(recipient="person", severities=["critical"], attempts=1, retry_min_s=1, retry_max_s=5),
+        # a group broadcast has no next channel: it waits for the robot, however long it is down
+        RetryRule(recipient="group", attempts=None),
+    ]
 
 
 class ChannelSettings(BaseModel):
@@ -246,11 +333,40 @@ class ChannelSettings(BaseModel):
     smtp: SmtpSettings | None = Field(default=None, description="SMTP for e-mail (digests, scorecard, alarms).")
     policies: list[Policy] = Field(default_factory=list, description="Per person/team: channels by category/severity.")
     grouping: GroupingSettings = Field(default_factory=GroupingSettings, description="Storm grouping.")
+    rate: RateSettings = Field(default_factory=RateSettings, description="Rate windows and their safety margin.")
     http_timeout_s: float = Field(default=5, gt=0, le=60, description="Timeout of one HTTP attempt.")
     retry_min_s: float = Field(default=2, gt=0, le=600, description="First retry delay of a failed message.")
-    retry_max_s: float = Field(default=120, gt=0, le=3600, description="Cap of the retry delay (with jitter).")
+    retry_max_s: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="Cap of the retry delay (with jitter): a channel back up is noticed within this long.",
+    )
     max_attempts: int = Field(
-        default=4, ge=1, le=100, description="Attempts on one channel before the person's next channel is tried."
+        default=4,
+        ge=1,
+        le=100,
+        description="Failures in a row of a channel before a person's message goes on to their next channel "
+        "(when no retry rule says otherwise).",
+    )
+    retry: list[RetryRule] = Field(
+        default_factory=_default_retry,
+        description="Retry rules by recipient, channel kind and severity; the first match wins, unset fields "
+        "come from retry_min_s/retry_max_s/max_attempts.",
+    )
+    give_up_after_s: float = Field(
+        default=86400,
+        gt=0,
+        le=30 * 86400,
+        description="A message that could not be delivered (nor passed to a next channel) this long after it was "
+        "queued is abandoned: an event on its incident's timeline and on the channel's health incident.",
+    )
+    held_max: int = Field(
+        default=1000,
+        ge=10,
+        le=100_000,
+        description="Messages kept waiting per channel target while it is down; past it the oldest non-critical "
+        "ones are abandoned (recorded as above). Critical ones are never abandoned for room.",
     )
     health_after_failures: int = Field(
         default=5, ge=1, le=1000, description="Consecutive failures of a channel that raise a gateway-health incident."

@@ -72,6 +72,15 @@ class RulesSettings(BaseModel):
     lorawan_gateway_silent_s: int = Field(
         default=1800, ge=60, description="A LoRaWAN gateway not seen in uplinks for this long is silent."
     )
+    life_safety_merge_s: int = Field(
+        default=300,
+        ge=0,
+        le=3600,
+        description="A life-safety alarm (sos, fall, smoke, gas) from a device of a resident whose other device "
+        "raised the same type within this many seconds (of that incident's first to last trigger) counts on that "
+        "open incident - one person, one alarm, one dispatch - instead of opening its own. 0 = one incident per "
+        "device.",
+    )
     fall_no_motion_s: int = Field(
         default=120, ge=10, description="A fall followed by no motion for this long raises the fall to critical."
     )

@@ -37,6 +37,7 @@ from .camera_settings import CamerasSettings
 from .channel_settings import ChannelSettings
 from .device_types import DEVICE_TYPES, Category, DeviceTypeFacts
 from .privacy_settings import PrivacySettings
+from .resident_settings import ResidentLoopSettings
 from .rules_settings import RulesSettings
 from .secrets import EnvSecret
 from .sync_settings import SyncSettings
@@ -279,11 +280,55 @@ def _default_sources() -> list[IngestSource]:
     ]
 
 
+MAX_PAYLOAD_CAP = 16 * 1024 * 1024
+#: Default limit of the topics a driver marks as large by nature (``DriverSpec.bulk_topics``, e.g.
+#: Zigbee2MQTT's bridge/devices, hundreds of KB for a hundred or two devices).
+BULK_PAYLOAD_BYTES = 4 * 1024 * 1024
+
+
+class PayloadLimit(StrictModel):
+    model_config = ConfigDict(extra="forbid")
+
+    topics: list[str] = Field(min_length=1, description="MQTT topic filters this limit applies to.")
+    max_bytes: int = Field(ge=64, le=MAX_PAYLOAD_CAP, description="Bigger payloads on these topics are dead-lettered.")
+
+    @field_validator("topics")
+    @classmethod
+    def _topics(cls, value: list[str]) -> list[str]:
+        for t in value:
+            check_topic_filter(t)
+        return value
+
+
+def _bulk_limits(sources: list[IngestSource]) -> list[PayloadLimit]:
+    """The default per-topic limits: each driver's bulk topics under each filter's base."""
+    table = _driver_table()
+    filters: list[str] = []
+    for src in sources:
+        bulk = getattr(table.get(src.driver), "bulk_topics", ())
+        if not bulk:
+            continue
+        from drivers.base import filter_base  # importable: the table above came from there
+
+        for f in src.topics:
+            base = filter_base(f) or "+"  # '#' alone: the first level is the base
+            filters.extend(f"{base}/{b}" for b in bulk)
+    return [PayloadLimit(topics=list(dict.fromkeys(filters)), max_bytes=BULK_PAYLOAD_BYTES)] if filters else []
+
+
 class IngestSettings(StrictModel):
     model_config = ConfigDict(extra="forbid")
 
     max_payload_bytes: int = Field(
-        default=65536, ge=64, le=16 * 1024 * 1024, description="Bigger MQTT payloads are dead-lettered unread."
+        default=65536,
+        ge=64,
+        le=MAX_PAYLOAD_CAP,
+        description="Bigger MQTT payloads are dead-lettered unread, on every topic payload_limits does not name.",
+    )
+    payload_limits: list[PayloadLimit] = Field(
+        default_factory=list,
+        description="Per-topic limits, first match wins. Left out: 4 MiB for the topics drivers mark as large "
+        "(Zigbee2MQTT's <base>/bridge/#, whose device list is hundreds of KB); given: exactly these.",
     )
     sources: list[IngestSource] = Field(
         default_factory=_default_sources, description="Which driver handles which topic filters."
@@ -291,6 +336,14 @@ class IngestSettings(StrictModel):
     dead_letter_limit: int = Field(
         default=10000, ge=0, description="Dead letters kept for inspection; the oldest are dropped beyond this."
     )
+
+    @model_validator(mode="after")
+    def _default_payload_limits(self) -> IngestSettings:
+        # Filled in after loading (like mqtt.client_id), from the sources actually configured, so
+        # a Zigbee2MQTT base of 'site1/z2m' gets 'site1/z2m/bridge/#'.
+        if "payload_limits" not in self.model_fields_set:
+            self.payload_limits = _bulk_limits(self.sources)
+        return self
 
 
 class StoreSettings(StrictModel):
@@ -509,6 +562,16 @@ class Resident(StrictModel):
         max_length=500,
         description="What a responder must know (e.g. 'key with neighbour 302; hard of hearing, knock loudly').",
         json_schema_extra=PERSONAL,
+    )
+    family_phone: str | None = Field(
+        default=None,
+        max_length=32,
+        description="Registered family contact's phone (asked to evaluate when the resident has no phone, or "
+        "with evaluation_by: family).",
+        json_schema_extra=PERSONAL,
+    )
+    evaluation_by: Literal["resident", "family"] = Field(
+        default="resident", description="Who is asked to evaluate the resident's handled incidents."
     )
     eldercare_worker: Id = Field(description="Staff id of the assigned elder-care worker (role eldercare_worker).")
     consent: Consent = Field(
@@ -792,6 +855,10 @@ class SiteConfig(StrictModel):
     )
     privacy: PrivacySettings = Field(
         default_factory=PrivacySettings, description="Personal-data retention and at-rest checks."
+    )
+    resident_loop: ResidentLoopSettings = Field(
+        default_factory=ResidentLoopSettings,
+        description="Residents' side of the loop: evaluation links, report QR codes, early warning.",
     )
 
     _revision: str = PrivateAttr("")
@@ -1197,4 +1264,21 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     for i, zone in enumerate(_l(_m(data.get("rules")).get("intrusion_zones"))):
         for j, dev_id in enumerate(_l(_m(zone).get("devices"))):
             ref(("rules", "intrusion_zones", i, "devices", j), dev_id, device_ids, "device", "use a devices[].id")
+
+    # resident loop: unit contacts live in configured units; common areas name places and contacts
+    ev = _m(_m(data.get("resident_loop")).get("evaluation"))
+    contacts: set[str] = set()
+    for i, uc in enumerate(_l(ev.get("unit_contacts"))):
+        check_home(("resident_loop", "evaluation", "unit_contacts", i), _m(uc).get("building"), _m(uc).get("unit"))
+        contacts.add(f"{_m(uc).get('building')}/{_m(uc).get('unit')}")
+    for i, area in enumerate(_l(ev.get("common_areas"))):
+        aloc2: Loc = ("resident_loop", "evaluation", "common_areas", i)
+        a2 = _m(area)
+        if a2.get("building") is not None:
+            ref((*aloc2, "building"), a2.get("building"), buildings, "building", "use a building id")
+        if a2.get("compound") is not None:
+            ref((*aloc2, "compound"), a2.get("compound"), compounds, "compound", "use a site.compounds[].id")
+        for j, u in enumerate(_l(a2.get("units"))):
+            if isinstance(u, str) and u not in contacts:
+                err((*aloc2, "units", j), f"unit {_q(u)} has no resident_loop.evaluation.unit_contacts entry")
     return problems

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,10 +17,13 @@ from gateway.channels.delivery import ChannelDispatcher
 from gateway.channels.stage import ChannelStage
 from gateway.core import store as st
 from gateway.core.contract import BatchResult, Stage
+from gateway.ingest.broker_drops import BrokerDropWatch
 from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, BrokerConnection, Inbound, MqttSession, connection_from_config
 from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.routing import Routing, build_routing
 from gateway.privacy import RetentionProcessor
+from gateway.residents.service import ResidentService
+from gateway.residents.stage import ResidentStage
 from gateway.rules import RuleEngine
 from gateway.tickets.processor import TicketProcessor
 from gateway.tickets.service import TicketService
@@ -72,6 +74,8 @@ class Gateway:
         #   tickets    dispatch what the rules created, run SLAs, and append their own events
         #              ('dispatched', 'escalated' ...), with the MQTT/webhook deliveries;
         #   channels   write staff messages for every event so far, the tickets' ones included;
+        #   residents  ask the resident to evaluate what was just resolved (after the channels: staff
+        #              are not messaged about it; before the outbox, which carries it centrally);
         #   retention  delete personal data past its period (timer only);
         #   extra      stages a test or a benchmark adds;
         #   outbox     last, so the sync to the central store carries every event of the transaction.
@@ -79,6 +83,7 @@ class Gateway:
             RuleEngine(cfg, config_rev=self.config_rev),
             tickets,
             ChannelStage(cfg),
+            ResidentStage(cfg, config_rev=self.config_rev),
             RetentionProcessor(cfg, snapshots=lambda: self.cameras.snapshots if self.cameras is not None else None),
             *(stages or []),
             *([outbox] if outbox is not None else []),
@@ -87,7 +92,6 @@ class Gateway:
             self.store,
             self.routing,
             config_rev=self.config_rev,
-            max_payload_bytes=cfg.ingest.max_payload_bytes,
             dead_letter_limit=cfg.ingest.dead_letter_limit,
             acker=self._ack,
             stages=chain,
@@ -102,6 +106,7 @@ class Gateway:
             self.store_path, cfg, call=self.pipeline.call, incidents=tickets.ctx.incidents
         )
         self.add_listener(self._wake_channels)
+        self.residents = ResidentService(self)
         self.sync: SyncService | None = None
         if outbox is not None:
             from cloud_sync.service import SyncService
@@ -109,47 +114,21 @@ class Gateway:
             self.sync = SyncService(self, outbox)
         # Camera analytics: worker processes and frame sources; readings come back via the broker.
         if cfg.cameras.cameras:
+            from gateway.vision import require_opencv
+
+            require_opencv(len(cfg.cameras.cameras))
             from gateway.vision.manager import CameraManager, pipeline_dead_letter
 
             self.cameras = CameraManager(cfg, mqtt=self.settings, dead_letter=pipeline_dead_letter(self.pipeline))
         self.sessions: dict[int, MqttSession] = {}
-        self._last_dropped: int | None = None
-        seen = self.store.get_meta("broker_dropped_seen")
-        self.store_meta_dropped = int(seen) if seen is not None else None
-        self._lock = threading.Lock()
+        # The broker's own drop counter ($SYS): what it threw away becomes an incident.
+        self.drops = BrokerDropWatch(self.pipeline, cfg.gateway.id, f"{self.settings.host}:{self.settings.port}")
 
     # --- MQTT ------------------------------------------------------------------------------------
     def _ack(self, session: int, items: list[Inbound]) -> None:
         s = self.sessions.get(session)
         if s is not None:
             s.ack_many(items)
-
-    def _on_sys(self, topic: str, payload: bytes) -> None:
-        """Mosquitto's own drop counter: any increase means the broker threw messages away."""
-        try:
-            value = int(payload.decode().strip())
-        except (UnicodeDecodeError, ValueError):
-            return
-        with self._lock:
-            if self._last_dropped is None:
-                stored = self.store_meta_dropped
-                self._last_dropped = stored if stored is not None else 0
-            prev = self._last_dropped
-            self._last_dropped = value
-        if value == prev:
-            return
-        # A counter lower than last time means the broker restarted: all of it is new.
-        new = value - prev if value > prev else value
-        self.pipeline.call(
-            lambda c, r, n: c.execute(
-                "INSERT INTO meta(key, value) VALUES ('broker_dropped_seen', ?)"
-                " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                (str(value),),
-            )
-        )
-        if new > 0:
-            log.error("broker dropped %d messages (its queue limits); see deploy/mosquitto.conf", new)
-            self.pipeline.post_event("broker_dropped", "major", {"dropped": new, "total": value, "topic": topic})
 
     # --- listeners (asyncio side) ----------------------------------------------------------------
     def add_listener(self, fn: Callable[[BatchResult], None]) -> None:
@@ -175,6 +154,7 @@ class Gateway:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.pipeline.start()
         self.tickets.start()
+        self.residents.start()
         if self.cfg.tickets.enabled and self.cfg.channels.enabled:
             self.channels.start()
         if self.sync is not None:
@@ -187,7 +167,7 @@ class Gateway:
             self.settings,
             self.routing.telemetry_filters,
             self.pipeline.submit,
-            sys_sink=self._on_sys,
+            sys_sink=self.drops.on_sys,
             owns_status=True,
         )
         for s in self.sessions.values():
@@ -208,6 +188,7 @@ class Gateway:
         for s in self.sessions.values():
             s.stop()
         self.tickets.stop()
+        self.residents.stop()
         self.channels.stop()
         self.pipeline.stop()
         if self.sync is not None:

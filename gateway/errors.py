@@ -17,6 +17,7 @@ checks this drawing against the code, so a new exception class must be added her
         * DecodeError         drivers.base                decode_error          422
         * FrameError          gateway.vision.worker       frame_error           422
         * AdoptError          gateway.install.adopt       adopt_refused         422
+        * PhotoRefused        gateway.residents.photos    photo_refused         422
       * NotFound              gateway.errors              not_found             404
       * Forbidden             gateway.errors              forbidden             403
         * LinkRefused         gateway.core.links          link_invalid          403
@@ -33,6 +34,7 @@ checks this drawing against the code, so a new exception class must be added her
         * ScenarioUnavailable gateway.install.scenarios   scenario_unavailable  500
       * BackupError           gateway.install.backup      backup_failed         500
       * TicketError           gateway.tickets.lifecycle   ticket_refused        per-code
+      * ResidentRefused       gateway.residents.evaluation resident_refused     per-code
 
 ``TicketError`` sets ``code`` per instance (``not_found``, ``forbidden``, ``illegal_transition``,
 ...) and derives its ``http_status`` from it (400, 403, 404 or 409). ``LinkRefused`` sets its own

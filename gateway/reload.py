@@ -118,7 +118,6 @@ def apply_config(gw: Gateway, cfg: SiteConfig, timeout: float = 30.0) -> int:
         pipeline.routing = routing
         pipeline.config_rev = rev
         pipeline.stages = stages
-        pipeline.max_payload = cfg.ingest.max_payload_bytes
         pipeline.dead_letter_limit = cfg.ingest.dead_letter_limit
         pipeline.commit_delay_s = cfg.store.group_commit_ms / 1000
         pipeline.retention_ms = cfg.store.readings_retention_days * 86_400_000
@@ -132,6 +131,9 @@ def apply_config(gw: Gateway, cfg: SiteConfig, timeout: float = 30.0) -> int:
         gw.config_rev = rev
 
     pipeline.call(swap).result(timeout)
+    channels = getattr(gw, "channels", None)
+    if channels is not None:  # a fixed robot key or new limits apply without a restart
+        channels.take_config(cfg)
 
     if safety is not None:
         _unsubscribe(safety, [f for f in safety.filters if f not in new_safety])

@@ -2,7 +2,9 @@
 
 Each HTTP receiver implements the documented request format and checks it, answers with the
 service's documented errcodes, enforces 20 messages per rolling minute the way the service does
-(DingTalk then blocks the robot for 10 minutes), and can be scripted to fail for a while.
+(DingTalk then blocks the robot for 10 minutes), and can be scripted to fail for a while. Tests
+that cannot wait minutes scale the minute down (``window_s``; DingTalk's block scales with it)
+and configure the gateway's ``channels.rate.window_s`` to match.
 The DingTalk signature is verified with the algorithm written out here, independently of
 gateway/channels/dingtalk.py.
 """
@@ -47,13 +49,25 @@ class Hit:
         b = self.body if isinstance(self.body, dict) else {}
         return json.dumps(b, ensure_ascii=False)
 
+    @property
+    def content(self) -> str:
+        """The message as posted: text content or markdown (without the JSON around it)."""
+        b = self.body if isinstance(self.body, dict) else {}
+        part = b.get(b.get("msgtype", ""), {})
+        return str(part.get("content") or part.get("text") or "") if isinstance(part, dict) else ""
+
+    @property
+    def title(self) -> str:
+        return self.content.split("\n", 1)[0].lstrip("# ")
+
 
 class _Receiver:
     """http.server on 127.0.0.1:<free port>; subclasses implement ``handle``."""
 
     limit_per_min = 20
 
-    def __init__(self) -> None:
+    def __init__(self, window_s: float = 60.0) -> None:
+        self.window_s = window_s  # the service's minute (scaled down by tests that cannot wait)
         self.hits: list[Hit] = []
         self.lock = threading.Lock()
         self.fail: Callable[[int], tuple[int, dict[str, Any]] | None] | None = None  # n-th request -> reply
@@ -100,13 +114,14 @@ class _Receiver:
     def over_limit(self) -> bool:
         """Count this request; True when it is the 21st within a rolling minute."""
         now = time.monotonic()
-        self.accepted = [t for t in self.accepted if t > now - 60]
+        self.accepted = [t for t in self.accepted if t > now - self.window_s]
         self.accepted.append(now)
         return len(self.accepted) > self.limit_per_min
 
     def max_per_rolling_minute(self) -> int:
+        """Most requests that arrived within any rolling window (the service's minute), counted here."""
         times = sorted(h.t for h in self.hits)
-        return max((sum(1 for u in times if t <= u < t + 60) for t in times), default=0)
+        return max((sum(1 for u in times if t <= u < t + self.window_s) for t in times), default=0)
 
     def delivered(self) -> list[Hit]:
         return [h for h in self.hits if h.ok]
@@ -119,9 +134,9 @@ class _Receiver:
 class WecomReceiver(_Receiver):
     """POST /cgi-bin/webhook/send?key=KEY; errcodes 0, 93000, 40008, 44004, 45002, 45009."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, window_s: float = 60.0) -> None:
         self.key = key
-        super().__init__()
+        super().__init__(window_s)
 
     def handle(self, path: str, query: dict[str, str], headers: dict[str, str], body: Any) -> tuple[int, dict]:
         if path != "/cgi-bin/webhook/send" or query.get("key") != self.key:
@@ -159,14 +174,15 @@ def dingtalk_sign(secret: str, timestamp: str) -> str:
 class DingtalkReceiver(_Receiver):
     """POST /robot/send?access_token=T&timestamp=&sign=; errcodes 0, 300001, 310000, 130101 (10-min block)."""
 
-    block_s = 600.0
-
-    def __init__(self, token: str, secret: str | None = None, keyword: str | None = None) -> None:
+    def __init__(
+        self, token: str, secret: str | None = None, keyword: str | None = None, window_s: float = 60.0
+    ) -> None:
         self.token = token
         self.secret = secret
         self.keyword = keyword
         self.blocked_until = 0.0
-        super().__init__()
+        self.block_s = 10 * window_s  # ten of the service's minutes
+        super().__init__(window_s)
 
     def handle(self, path: str, query: dict[str, str], headers: dict[str, str], body: Any) -> tuple[int, dict]:
         if path != "/robot/send" or query.get("access_token") != self.token:
@@ -321,3 +337,32 @@ def write_channel_site(directory: Path, *, channels: str, tickets_extra: str = "
     text += "\n" + channels
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def write_e2e_site(
+    directory: Path,
+    port: int,
+    *,
+    channels: str,
+    devices: str = "",
+    tickets_extra: str = "  mqtt: false\n",
+    replace: dict[str, str] | None = None,
+) -> Path:
+    """The channel site for a whole gateway on a real broker at ``port``: extra ``devices`` (YAML
+    list items) appended, and literal ``replace``-ments applied (each must match)."""
+    path = write_channel_site(directory, channels=channels, tickets_extra=tickets_extra)
+    text = path.read_text(encoding="utf-8")
+    text = text.replace("  port: 1883\n", f"  port: {port}\n", 1)
+    text = text.replace("\ndevices:\n", "\ndevices:\n" + devices, 1)
+    for old, new in (replace or {}).items():
+        if old not in text:
+            raise AssertionError(f"not in the site: {old!r}")
+        text = text.replace(old, new, 1)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+SOS_IN_LOBBY = {
+    "    friendly_name: b1/u1/sos\n    resident: r1\n": "    friendly_name: b1/u1/sos\n    resident: r1\n"
+    "    location: {building: b1, unit: u1, floor: 1, area: 大堂}\n"
+}

@@ -195,7 +195,6 @@ class Harness:
             self.store,
             self.routing,
             config_rev=rev,
-            max_payload_bytes=65536,
             acker=lambda s, items: None,
             stages=[self.engine],
             on_commit=self.results.append,

@@ -41,10 +41,26 @@ EXPECTED: dict[tuple[str, str], list[str]] = {
     ("GET", "/healthz"): ["200"],
     ("GET", "/metrics"): ["200", "401", "403"],
     ("GET", "/readyz"): ["200", "401", "403", "503"],
+    # residents (issue 21): the pages' endpoints take the signed link in the body instead of a token
+    ("POST", "/api/v1/resident/evaluation/view"): ["200", "403", "409", "422", "429"],
+    ("POST", "/api/v1/resident/evaluation"): ["200", "403", "409", "422", "429"],
+    ("POST", "/api/v1/resident/report/view"): ["200", "403", "409", "422", "429"],
+    ("POST", "/api/v1/resident/report"): ["201", "403", "409", "413", "422", "429"],
+    ("POST", "/api/v1/incidents/{incident_id}/evaluation-link"): ["200", "401", "403", "409", "422"],
+    ("POST", "/api/v1/buildings/{building}/report-qr"): ["200", "401", "403", "422"],
+    ("GET", "/api/v1/warnings"): ["200", "401", "403"],
+    ("GET", "/api/v1/feed/warnings"): ["200", "401", "403", "422"],
 }
-# Liveness is probed by supervisors without credentials, and signing out needs none (it ends the
-# session its cookie names, if any, and clears the cookie); everything else needs a token or session.
-OPEN = {("GET", "/healthz"), ("POST", "/api/v1/session/signout")}
+RESIDENT_PAGES = {
+    ("POST", "/api/v1/resident/evaluation/view"),
+    ("POST", "/api/v1/resident/evaluation"),
+    ("POST", "/api/v1/resident/report/view"),
+    ("POST", "/api/v1/resident/report"),
+}
+# Liveness is probed by supervisors without credentials; residents have no account (their signed
+# link is the credential, in the body); signing a device out needs none (it ends the session its
+# cookie names, if any, and clears the cookie); everything else needs a token or a device session.
+OPEN = {("GET", "/healthz"), ("POST", "/api/v1/session/signout"), *RESIDENT_PAGES}
 
 
 @pytest.fixture(scope="module")

@@ -143,14 +143,20 @@ def test_sos_reaches_the_care_group_signed_with_personal_details_only_there(tmp_
 def test_wrong_key_is_not_retried_falls_back_and_raises_health(tmp_path: Path, rx: Receivers) -> None:
     h = ChannelHarness(tmp_path, channels_yaml(rx, wecom_key_env="BAD_KEY"))
     iid = h.manual(category="security", type="door_forced", severity="major", location={"building": "b1"})["id"]
-    assert [(r[3], r[4], r[5]) for r in h.rows() if r[1] == iid] == [("wecom", "duty", "ps1")]
+    # the person's row and the group's broadcast: two rows, one message
+    assert [(r[3], r[4], r[5]) for r in h.rows() if r[1] == iid] == [("wecom", "duty", "ps1"), ("wecom", "duty", None)]
     h.drain()
     # 93000 = the key is wrong: one attempt only, then the person's next channel (SMS) at once
-    assert {x.reply["errcode"] for x in rx.wecom.hits} == {93000}
+    assert {x.reply["errcode"] for x in rx.wecom.hits} == {93000} and len(rx.wecom.hits) == 1
     assert len([a for a in h.attempts(iid) if a["channel"] == "wecom"]) == 1
     rows = [r for r in h.rows() if r[1] == iid]
-    assert [(r[3], r[6], r[7]) for r in rows] == [("wecom", "failed", 1), ("sms", "sent", 1)]
-    assert rows[1][8] == rows[0][0]  # fallback_of
+    assert [(r[3], r[5], r[6], r[7]) for r in rows] == [
+        ("wecom", "ps1", "failed", 1),
+        ("wecom", None, "pending", 1),  # the group's message waits for the robot (a fixed key, a reload)
+        ("sms", "ps1", "sent", 1),
+    ]
+    assert rows[2][8] == rows[0][0]  # fallback_of
+    assert rows[1][9] >= h.clock.wall_ms + 50  # held for retry_max_s: wrong credentials are not hammered
     att = h.attempts(iid)
     assert att[0]["result"] == "auth" and att[0]["errcode"] == 93000 and att[0]["gave_up"] is True
     assert att[0]["fallback_to"] == "sms:138****0001" and att[1]["ok"] is True
@@ -158,6 +164,7 @@ def test_wrong_key_is_not_retried_falls_back_and_raises_health(tmp_path: Path, r
     health = [i for i in h.incidents() if i["type"] == "notify_channel_failed"]
     assert len(health) == 1 and health[0]["category"] == "device_health"
     assert health[0]["detail"]["channel"] == "wecom" and health[0]["detail"]["errcode"] == 93000
+    assert health[0]["detail"]["waiting"] == 1  # counted: the group's message
     assert "not-the-key" not in json.dumps(health[0], ensure_ascii=False)
     assert h.incident(health[0]["id"])["ticket"]["assignee"] == "mt1"  # the loop dispatched it to maintenance
     h.close()
@@ -189,15 +196,23 @@ def test_persistent_failure_falls_back_after_max_attempts_and_raises_health(tmp_
         h.clock.set(h.clock.wall_ms + 100)
     att = h.attempts(iid)
     wc = [a for a in att if a["channel"] == "wecom"]
-    assert [a["attempt"] for a in wc] == [1, 2, 3] and wc[-1]["gave_up"] and wc[-1]["fallback_to"].startswith("sms:")
+    # one request per hold (the robot is held, not each row retried on its own); the person's row goes
+    # on to SMS at the 3rd failure in a row (max_attempts), the group's row keeps waiting
+    assert [a["attempt"] for a in wc] == [1, 2, 3, 4, 5] and len(rx.wecom.hits) == 5
+    assert "fallback_to" not in wc[1] and wc[2]["gave_up"] and wc[2]["fallback_to"].startswith("sms:")
+    assert "fallback_to" not in wc[3] and wc[4]["retry_in_s"] > 0
     assert [a["ok"] for a in att if a["channel"] == "sms"] == [True]
     health = [i for i in h.incidents() if i["type"] == "notify_channel_failed"]
-    assert len(health) == 1 and health[0]["detail"]["consecutive_failures"] >= 3
-    # the channel recovers: the health incident's condition is recorded as cleared
+    assert len(health) == 1 and health[0]["detail"]["consecutive_failures"] == 3
+    # the channel recovers: the waiting group message goes out, merged with what followed, and the
+    # health incident's condition is recorded as cleared
     rx.wecom.fail = None
-    h.manual(category="security", type="door_forced", severity="major", location={"building": "b2"})
+    later = h.manual(category="security", type="door_forced", severity="major", location={"building": "b2"})["id"]
+    h.clock.set(h.clock.wall_ms + 100)
     h.drain()
-    assert rx.wecom.delivered()
+    doors = [x for x in rx.wecom.delivered() if "强行开门" in x.text]
+    assert len(doors) == 1 and iid in doors[0].text and later in doors[0].text  # merged: one message
+    assert [r[6] for r in h.rows() if r[1] == iid and r[3] == "wecom" and r[5] is None] == ["sent"]
     kinds = [e["kind"] for e in h.timeline(health[0]["id"])]
     assert "auto_cleared" in kinds
     h.close()
@@ -217,6 +232,8 @@ def test_dingtalk_block_critical_falls_back_minor_waits(tmp_path: Path, rx: Rece
     ding = [a for a in att if a["channel"] == "dingtalk"]
     assert ding[0]["result"] == "rate_limited" and ding[0]["fallback_to"].startswith("sms:")  # no 10-minute wait
     assert any(a["channel"] == "sms" and a["ok"] for a in att)
+    # 'too fast' is 'slow down': the robot's copy stays queued for after the block, not lost
+    assert [(r[6], r[7]) for r in h.rows() if r[1] == sos and r[3] == "dingtalk"] == [("pending", 1)]
     # a non-critical message to the blocked robot waits out the block (10 min) instead of hammering it
     iid = h.manual(category="eldercare", type="inactivity", severity="minor", location={"resident": "r2"})["id"]
     h.drain()
@@ -289,4 +306,19 @@ def test_english_messages(tmp_path: Path, rx: Receivers) -> None:
     body = hit.body["text"]["content"]
     assert body.startswith("[") and "New ticket" in body
     assert "Where: 和苑小区 1号楼" in body and "Since: 03-02 10:00" in body and "Severity:" in body
+    h.close()
+
+
+def test_a_fixed_key_is_taken_on_reconfigure_and_the_waiting_group_message_goes(tmp_path: Path, rx: Receivers) -> None:
+    h = ChannelHarness(tmp_path, channels_yaml(rx, wecom_key_env="BAD_KEY"))
+    iid = h.manual(category="security", type="door_forced", severity="major", location={"building": "b1"})["id"]
+    h.drain()
+    assert [x.reply["errcode"] for x in rx.wecom.hits] == [93000]
+    (tmp_path / "fixed").mkdir()
+    fixed = load_config(write_channel_site(tmp_path / "fixed", channels=channels_yaml(rx)), env=ENV)
+    h.disp.reconfigured(fixed)
+    h.clock.set(h.clock.wall_ms + 1000)  # past the hold after the auth failure
+    h.drain()
+    assert [x.reply["errcode"] for x in rx.wecom.hits][:2] == [93000, 0] and iid in rx.wecom.hits[1].text
+    assert [r[6] for r in h.rows() if r[1] == iid and r[3] == "wecom" and r[5] is None] == ["sent"]
     h.close()

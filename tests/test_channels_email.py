@@ -1,5 +1,5 @@
 """E-mail: digests (daily, weekly with the scorecard) and alarm mails to a real local SMTP server
-(aiosmtpd, STARTTLS required, AUTH), plus the limiter and grouping rules in isolation."""
+(aiosmtpd, STARTTLS required, AUTH). The limiter and the queue rules are in test_channels_queue.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import aiosmtpd  # noqa: F401  (a dev dependency: missing means a broken install
 import pytest
 
 from edge_config import load_config
-from gateway.channels import grouping
 from gateway.channels.delivery import ChannelDispatcher
 from tests.channels_receivers import SmtpServer, write_channel_site
 from tests.rules_harness import Harness
@@ -103,31 +102,3 @@ def test_alarm_mail_and_wrong_password(tmp_path: Path, smtp: SmtpServer) -> None
     msg = _parse(mails[0].data)
     assert "电量低" in msg["Subject"] and "3号楼" in msg.get_content() and iid in msg.get_content()
     h2.close()
-
-
-def test_rolling_limiter_never_exceeds_and_reserves_for_critical() -> None:
-    lim = grouping.RollingLimiter(20)
-    t = 0
-    sent = []
-    while t < 180_000:
-        if lim.free_at(t, reserve=2, immediate=False) <= t:
-            lim.record(t)
-            sent.append(t)
-        t += 250
-    assert max(sum(1 for u in sent if s <= u < s + 60_000) for s in sent) == 18  # 20 minus the reserve
-    assert lim.free_at(sent[-1], reserve=2, immediate=True) == sent[-1]  # a critical one still goes
-    lim.block(10_000_000)
-    assert lim.free_at(0, immediate=True) == 10_000_000
-
-
-def test_plan_groups_waits_and_puts_critical_first() -> None:
-    def row(i: int, key: str, prio: int, created: int) -> grouping.Row:
-        return grouping.Row(i, f"i{i}", "dispatched", "wecom", "duty", None, key, prio, created, 0, 0)
-
-    rows = [row(i, "storm", 2, 1000 + i) for i in range(50)] + [row(99, "sos", 0, 1020)]
-    ready, wake = grouping.plan(rows, 1030, {}, group_wait_ms=1000, group_interval_ms=5000)
-    assert [g.key for g in ready] == ["sos"] and wake == 2000
-    ready, _ = grouping.plan(rows, 2000, {}, group_wait_ms=1000, group_interval_ms=5000)
-    assert [g.key for g in ready] == ["sos", "storm"] and len(ready[1].rows) == 50
-    ready, wake = grouping.plan(rows[:50], 2500, {"storm": 2400}, group_wait_ms=1000, group_interval_ms=5000)
-    assert ready == [] and wake == 7400

@@ -208,14 +208,15 @@ def test_hostile_notes_and_comments_stay_text(browser: Any, console_env: ApiServ
     page.wait_for_selector("#detail[data-state='dispatched']")
     iid = page.get_attribute("#detail", "data-id")
     token = srv.token("eldercare_worker", name="ec1")
-    with srv.client(token) as c:
-        steps = [("accept", None, f"马上到 {XSS}"), ("start", None, "ok"), ("resolve", {"what_done": "已上门"}, "ok")]
-        steps.append(("evaluate", {"rating": 4, "comment": COMMENT_XSS}, "ok"))
-        for n, (action, data, note) in enumerate(steps):
-            r = c.post(
-                f"/api/v1/incidents/{iid}/actions",
-                json={"action": action, "note": note, "request_id": f"x-{n}", "data": data},
-            )
+    # the resident's rating is entered by a grid worker from a phone call (who worked it may not rate it)
+    caller = srv.token("grid_worker", name="gw1")
+    steps = [(token, "accept", None, f"马上到 {XSS}"), (token, "start", None, "ok")]
+    steps += [(token, "resolve", {"what_done": "已上门"}, "ok")]
+    steps += [(caller, "evaluate", {"rating": 4, "comment": COMMENT_XSS}, "ok")]
+    for n, (tok, action, data, note) in enumerate(steps):
+        with srv.client(tok) as c:
+            body = {"action": action, "note": note, "request_id": f"x-{n}", "data": data}
+            r = c.post(f"/api/v1/incidents/{iid}/actions", json=body)
             assert r.status_code == 200, r.text
     # the open detail follows the live stream: the rated timeline appears without a reload
     assert wait_until(lambda: COMMENT_XSS in (page.text_content("#timeline") or ""), 5)

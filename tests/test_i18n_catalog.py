@@ -18,6 +18,7 @@ import pytest
 
 import gateway
 from edge_config.device_types import DEVICE_TYPES
+from edge_config.resident_settings import DEFAULT_REPORT_TYPES
 from edge_config.schema import ResidentFlag, StaffRole
 from gateway.api import problems
 from gateway.api.auth import ROLES as API_ROLES
@@ -31,10 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # f-string incident types and what they expand to (gateway/rules/offline.py: compound/building groups)
 FSTRING_TYPES = {"{level}_offline": ("compound_offline", "building_offline")}
 # Classes whose instances carry their own code as the first argument: LinkRefused("link_used", ...)
-PER_INSTANCE = {"TicketError", "LinkRefused"}
+PER_INSTANCE = {"TicketError", "LinkRefused", "ResidentRefused"}
 # Functions that only pass a caller's type on: the rule host's trigger() (its callers are scanned)
-# and incidents raised by people (create_manual: a type they choose; 'resident_report' is required).
-PASS_THROUGH = {("engine.py", "trigger"), ("lifecycle.py", "create_manual")}
+# and incidents raised by people (create_manual: a type they choose, 'resident_report' is required;
+# residents' reports: the configured report types, whose defaults are required).
+PASS_THROUGH = {("engine.py", "trigger"), ("lifecycle.py", "create_manual"), ("reports.py", "submit")}
 
 
 def _sources() -> Iterator[tuple[Path, ast.Module]]:
@@ -47,6 +49,12 @@ def _fstring(node: ast.JoinedStr) -> str:
         v.value if isinstance(v, ast.Constant) else "{" + ast.unparse(v.value) + "}"  # type: ignore[attr-defined]
         for v in node.values
     )
+
+
+def _module_str(path: Path, name: str) -> object:
+    """A module-level value of the module at ``path`` (for constants taken from another module)."""
+    mod = importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
+    return getattr(mod, name, None)
 
 
 def _table_firsts(tree: ast.Module, name: str) -> list[ast.expr] | None:
@@ -114,6 +122,8 @@ def incident_types() -> set[str]:
                 found.add(node.value)
             elif isinstance(node, ast.Name) and node.id in consts:
                 found.add(consts[node.id])
+            elif isinstance(node, ast.Name) and isinstance(_module_str(path, node.id), str):
+                found.add(str(_module_str(path, node.id)))  # NAME = other_module.NAME
             elif isinstance(node, ast.JoinedStr) and _fstring(node) in FSTRING_TYPES:
                 found.update(FSTRING_TYPES[_fstring(node)])
             elif fn is not None and (path.name, fn.name) in PASS_THROUGH:
@@ -175,7 +185,7 @@ def error_classes() -> set[str]:
 
 def required() -> dict[str, set[str]]:
     return {
-        "type": incident_types() | {"resident_report"},
+        "type": incident_types() | {"resident_report"} | set(DEFAULT_REPORT_TYPES),
         "state": set(lc.STATES),
         "kind": set(EVENT_KINDS),
         "role": set(API_ROLES) | set(lc.ROLES) | set(get_args(StaffRole)),

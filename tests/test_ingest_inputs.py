@@ -143,6 +143,20 @@ def test_life_safety_messages_use_their_own_session(running: tuple[Gateway, Mosq
     assert sorted(rows) == [("fall-r1", 2), ("sos-r1", 2)], "stored once each, by the life-safety session"
 
 
+def test_an_oversized_life_safety_message_is_one_dead_letter(running: tuple[Gateway, Mosquitto]) -> None:
+    """Both sessions receive an SOS topic; only the life-safety one may judge the message."""
+    gw, broker = running
+    pub(broker, "zigbee2mqtt/b1/u1/sos", b"x" * 70_000)
+    # The telemetry session handles its messages in order: once this is stored, its copy of the
+    # SOS message has been through the pipeline too.
+    pub(broker, "zigbee2mqtt/b1/door", json.dumps({"contact": True}))
+    assert wait_until(lambda: q(gw, "SELECT 1 FROM readings WHERE device_id='door-b1'") != [], 10)
+    assert wait_until(lambda: q(gw, "SELECT value FROM counters WHERE name='messages.zigbee2mqtt'") == [(1,)], 5)
+    assert q(gw, "SELECT topic, reason FROM dead_letters") == [("zigbee2mqtt/b1/u1/sos", "oversized")]
+    assert q(gw, "SELECT value FROM counters WHERE name='dead_letters.oversized'") == [(1,)]
+    assert q(gw, "SELECT value FROM counters WHERE name='left_to_safety_session'") == [(1,)]
+
+
 def test_sos_does_not_wait_behind_a_telemetry_backlog(tmp_path: Path, private_broker: Mosquitto) -> None:
     """20,000 telemetry messages queue at the broker while the gateway is down, then one SOS."""
     site = write_site(tmp_path, private_broker.port)

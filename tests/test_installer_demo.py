@@ -95,6 +95,9 @@ def test_demo_runs_and_the_api_shows_scenario_incidents(tmp_path: Path) -> None:
         text = log.read_text()
         assert f"http://127.0.0.1:{port}/" in text and "demo token" in text
         _work_the_fall_with_the_demo_links(port, text)
+        # the residents' loop once: a building's report QR code and the evaluation link of a handled report
+        assert f"http://127.0.0.1:{port}/r/report.html#report." in text, text[-3000:]
+        assert f"http://127.0.0.1:{port}/r/evaluate.html#evaluate." in text
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)  # Ctrl-C
         assert proc.wait(60) == 0

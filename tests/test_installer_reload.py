@@ -59,6 +59,9 @@ def test_reload_under_load_loses_nothing(tmp_path: Path, private_broker: Mosquit
         assert gw.reload_from(path) == []
         revisions.append(gw.cfg.revision)
         assert gw.routing.by_id.get("acc-new") is not None
+        # the staff-channel dispatcher (its own thread) takes the new config too: a fixed robot key
+        # or new limits apply without a restart
+        assert wait_until(lambda: gw.channels.cfg.revision == gw.cfg.revision, 10)
         # 2: invalid (unknown building): refused with the validation errors, old config stays
         assert wait_until(lambda: progress["n"] > N // 2, 60)
         path.write_text(original + new_dev.replace("building: b2", "building: nowhere"), encoding="utf-8")

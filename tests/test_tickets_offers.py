@@ -51,6 +51,11 @@ def _raise(conn: sqlite3.Connection, ctx: lc.TicketContext, kind: str, n: int) -
             location=inc.Location(grid="g01", compound="c1", building="b01", unit="u1"),
             resident_id="r001",
         )
+    elif kind == "grid":  # no compound or building: the grid worker handles it (and may not rate it)
+        trig = inc.Trigger(
+            key=f"grid|{n}", category="security", type="suspected_intrusion", severity="major", ts_ms=T0,
+            location=inc.Location(grid="g01"),
+        )  # fmt: skip
     else:
         trig = inc.Trigger(
             key=f"door|{n}",
@@ -118,7 +123,8 @@ def _probe(conn: sqlite3.Connection, ctx: lc.TicketContext, iid: str, action: st
     if "to" in offer_fields:
         t = lc.ticket(conn, iid) or {}
         who = lc.handover_candidates(ctx.cfg, lc.inc.get(conn, iid) or {}, t, T0)
-        data["to"] = who[0] if who else "nobody"
+        if who or offer_fields["to"].required:  # an optional "to" left empty: automatic routing
+            data["to"] = who[0] if who else "nobody"
     if "department" in offer_fields:
         data["department"] = "fire"
     conn.execute("SAVEPOINT probe")
@@ -134,7 +140,7 @@ def _probe(conn: sqlite3.Connection, ctx: lc.TicketContext, iid: str, action: st
         conn.execute("RELEASE probe")
 
 
-@pytest.mark.parametrize("kind", ["sos", "door"])
+@pytest.mark.parametrize("kind", ["sos", "door", "grid"])
 def test_offers_equal_what_apply_action_accepts(world: tuple[sqlite3.Connection, lc.TicketContext], kind: str) -> None:
     conn, ctx = world
     checked = 0
@@ -144,7 +150,9 @@ def test_offers_equal_what_apply_action_accepts(world: tuple[sqlite3.Connection,
         t = lc.ticket(conn, iid) or {}
         for role in API_ROLES:
             for actor in _people(ctx.cfg, role, t):
-                offered = {o["action"] for o in lc.offers(ctx.cfg, incident, t, role=role, actor=actor, now_ms=T0)}
+                worked = lc.involved(conn, iid)
+                found = lc.offers(ctx.cfg, incident, t, role=role, actor=actor, now_ms=T0, worked_by=worked)
+                offered = {o["action"] for o in found}
                 conn.execute("BEGIN")
                 try:
                     accepted = {a for a in lc.ACTIONS if _probe(conn, ctx, iid, a, actor, role)}
@@ -153,6 +161,22 @@ def test_offers_equal_what_apply_action_accepts(world: tuple[sqlite3.Connection,
                 assert offered == accepted, (kind, state, role, actor)
                 checked += 1
     assert checked > 100
+
+
+def test_who_worked_an_incident_is_not_offered_to_rate_it(world: tuple[sqlite3.Connection, lc.TicketContext]) -> None:
+    conn, ctx = world
+    iid = _incident_in(conn, ctx, "grid", "resolved", 0)
+    incident, t = inc.get(conn, iid) or {}, lc.ticket(conn, iid) or {}
+    assert t["assignee"] == "grid-w01"
+    worked = lc.involved(conn, iid)
+
+    def actions(actor: str) -> set[str]:
+        return {
+            o["action"]
+            for o in lc.offers(ctx.cfg, incident, t, role="grid_worker", actor=actor, now_ms=T0, worked_by=worked)
+        }
+
+    assert "evaluate" not in actions("grid-w01") and "evaluate" in actions("grid-w02")
 
 
 def test_offers_name_people_and_departments(world: tuple[sqlite3.Connection, lc.TicketContext]) -> None:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.api")
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
+RESIDENT_DIR = Path(__file__).resolve().parent.parent / "residents" / "static"
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -96,7 +97,7 @@ class Governor:
     share is smallest. A single request is never slowed.
     """
 
-    EXEMPT = ("/api/v1/stream", "/healthz", "/console")
+    EXEMPT = ("/api/v1/stream", "/healthz", "/console", "/r/")
     MAX_PAUSE_S = 2.0
 
     def __init__(
@@ -155,6 +156,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         routes_incidents,
         routes_me,
         routes_privacy,
+        routes_residents,
         routes_sessions,
         routes_site,
         stream,
@@ -227,6 +229,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         routes_privacy,
         routes_health,
         routes_incidents,
+        routes_residents,
         stream,
     ):
         app.include_router(module.router)
@@ -237,4 +240,6 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
 
     if CONSOLE_DIR.is_dir():
         app.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
+    if RESIDENT_DIR.is_dir():  # the residents' pages: static, text-only rendering, same strict CSP
+        app.mount("/r", StaticFiles(directory=RESIDENT_DIR), name="resident")
     return app

@@ -46,6 +46,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "resident.forget": frozenset({"installer"}),
     "sessions.own": ALL,  # a person's own device sessions: list, sign out
     "sessions.manage": frozenset({"installer"}),  # everyone's sessions; one-time sign-in links
+    # an evaluation QR code printed on a visit: staff who visit residents (the ticket loop refuses
+    # anyone who worked the incident); a building's report QR code: the installer
+    "resident.print": frozenset({"grid_worker", "community_office", "street_office"}),
+    "resident.qr": frozenset({"installer"}),
 }
 
 PERSONAL_ROLES = frozenset({"installer", "eldercare_worker"})

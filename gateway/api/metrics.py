@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from gateway.api.db import columns
 from gateway.core import incidents as inc
+from gateway.ingest.broker_drops import drop_status
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -54,6 +55,19 @@ class StoreCollector:
         for name in OTHER_COUNTERS:
             m.add_metric([name], counters.get(name, 0))
         yield m
+
+        drops = drop_status(c)
+        m = CounterMetricFamily(
+            "edge_broker_dropped_messages",
+            "Messages the MQTT broker reported dropped ($SYS), as the gateway counted them",
+        )
+        m.add_metric([], drops["dropped_total"])
+        yield m
+        g = GaugeMetricFamily(
+            "edge_broker_drops_open", "1 while the broker_dropped_messages incident is open (/readyz degraded)"
+        )
+        g.add_metric([], 0 if drops["open_incident"] is None else 1)
+        yield g
 
         g = GaugeMetricFamily(
             "edge_incidents_open", "Open incidents per category and severity", labels=["category", "severity"]

@@ -109,7 +109,7 @@ class ActionOption(BaseModel):
 
 class ActionField(BaseModel):
     name: str = Field(description="'note' goes at the top level of the action request; every other field in data.")
-    kind: Literal["text", "rating", "person", "department"]
+    kind: Literal["text", "rating", "yesno", "person", "department"]
     required: bool
     max_len: int | None = None
     options: list[ActionOption] | None = Field(

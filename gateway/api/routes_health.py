@@ -12,6 +12,7 @@ from gateway.api.deps import AUTH_ERRORS, ctx_of, require
 from gateway.api.fastjson import FastJSONResponse
 from gateway.api.metrics import render_metrics
 from gateway.core import store as st
+from gateway.ingest.broker_drops import drop_status
 
 router = APIRouter(tags=["health"])
 
@@ -49,14 +50,22 @@ def _ready_checks(conn: sqlite3.Connection, gw: Any) -> dict[str, Any]:
         }
     else:
         checks["sync"] = {"ok": True, "enabled": False}
-    checks["ready"] = all(v["ok"] for v in checks.values() if isinstance(v, dict) and "ok" in v)
+    # Messages the broker dropped are gone: restarting or failing over would not bring them back,
+    # and ingest works. So not "unready" but degraded, until a person closes the incident.
+    drops = drop_status(conn)
+    checks["broker_drops"] = {"ok": True, "degraded": drops["open_incident"] is not None, **drops}
+    ready = all(v["ok"] for v in checks.values() if isinstance(v, dict) and "ok" in v)
+    degraded = any(v.get("degraded") for v in checks.values() if isinstance(v, dict))
+    checks["ready"] = ready
+    checks["status"] = "not_ready" if not ready else "degraded" if degraded else "ready"
     checks["checked_ms"] = st.now_ms()
     return checks
 
 
 @router.get(
     "/readyz",
-    summary="Readiness: broker connected, store writable, sync backlog within bounds (503 if not)",
+    summary="Readiness: broker connected, store writable, sync backlog within bounds (503 if not); "
+    "status 'degraded' while the broker's dropped messages are not dealt with",
     responses={**AUTH_ERRORS, 503: {"description": "not ready; the body says why"}},
 )
 async def readyz(request: Request, p: Annotated[Principal, Depends(require("health.read"))]) -> Response:

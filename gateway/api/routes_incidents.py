@@ -103,7 +103,7 @@ async def get_incident(
     release = access.Release()
     out = access.present_incident(p, row, ctx.cfg, release)
     out["timeline"] = [access.present_event(p, e, row) for e in events]
-    out["allowed_actions"] = ticketing.offers(ctx.cfg, row, role=p.role, actor=p.actor, now_ms=_now_ms())
+    out["allowed_actions"] = await _offers(ctx, p, row)
     if out.get("personal") and out["personal"].get("resident_id"):
         out["personal"]["home_devices"] = await ctx.readers.run(_home_devices, ctx.cfg, out["personal"]["resident_id"])
     await ctx.log_release(p, release, "detail")
@@ -137,6 +137,11 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+async def _offers(ctx: ApiContext, p: Principal, row: dict[str, Any]) -> list[dict[str, Any]]:
+    worked = await ctx.readers.run(ticketing.worked_by, str(row["id"]))
+    return ticketing.offers(ctx.cfg, row, role=p.role, actor=p.actor, now_ms=_now_ms(), worked_by=worked)
+
+
 def check_fields(offer: dict[str, Any] | None, body: ActionRequest) -> None:
     """Required fields of an offered action (the ticket loop's ACTION_FIELDS), checked before the
     action is queued, so a missing one is refused with its name whatever the action. An action not
@@ -166,7 +171,7 @@ async def post_action(
 ) -> dict[str, Any]:
     ctx = ctx_of(request)
     before = await visible_incident(request, p, incident_id)
-    offered = ticketing.offers(ctx.cfg, before, role=p.role, actor=p.actor, now_ms=_now_ms())
+    offered = await _offers(ctx, p, before)
     check_fields(next((o for o in offered if o["action"] == body.action), None), body)
     if body.action == ticketing.NOTE_ACTION:
         assert body.note is not None  # check_fields: required
@@ -188,7 +193,7 @@ async def post_action(
     row = await visible_incident(request, p, incident_id)
     release = access.Release()
     out = access.present_incident(p, row, ctx.cfg, release)
-    out["allowed_actions"] = ticketing.offers(ctx.cfg, row, role=p.role, actor=p.actor, now_ms=_now_ms())
+    out["allowed_actions"] = await _offers(ctx, p, row)
     await ctx.log_release(p, release, "detail")
     if access.is_personal(row) and p.role not in access.PERSONAL_ROLES:
         result = access.redact_data(result)
@@ -238,7 +243,7 @@ async def create_incident(
         raise HTTPException(500, "the ticket loop returned no incident id")
     row = await visible_incident(request, p, new_id)
     out = access.present_incident(p, row, cfg, None)
-    out["allowed_actions"] = ticketing.offers(cfg, row, role=p.role, actor=p.actor, now_ms=_now_ms())
+    out["allowed_actions"] = await _offers(ctx, p, row)
     return {"incident": out, "result": _jsonable(result)}
 
 
@@ -260,12 +265,24 @@ def _incident_snapshots(ctx: ApiContext, p: Principal, row: dict[str, Any]) -> l
     elder-care incidents' images only for the personal-data roles)."""
     if row.get("category") == "eldercare" and p.role not in access.PERSONAL_ROLES:
         raise HTTPException(403, "images of elder-care incidents are for elder-care workers and installers only")
+    out: list[Any] = []
     store = getattr(ctx.gw.cameras, "snapshots", None)
-    if store is None:
-        return []
-    devices = set(row.get("devices") or [])
-    cameras = [c.id for c in ctx.cfg.cameras.cameras if c.device in devices]
-    return list(store.for_incident(cameras, int(row["first_ms"]), int(row["last_ms"])))
+    if store is not None:
+        devices = set(row.get("devices") or [])
+        cameras = [c.id for c in ctx.cfg.cameras.cameras if c.device in devices]
+        out = list(store.for_incident(cameras, int(row["first_ms"]), int(row["last_ms"])))
+    photo = (row.get("detail") or {}).get("photo")  # a resident's report photo (gateway/residents)
+    residents = getattr(ctx.gw, "residents", None)
+    if isinstance(photo, str) and residents is not None:
+        out += [s for s in residents.photos.find("report") if s.id == photo]
+    return out
+
+
+def _snapshot_store(ctx: ApiContext) -> Any:
+    """Camera snapshots and report photos share one folder and quota (the residents' service hands
+    out the live camera store when cameras run)."""
+    residents = getattr(ctx.gw, "residents", None)
+    return residents.photos if residents is not None else getattr(ctx.gw.cameras, "snapshots", None)
 
 
 @router.get("/{incident_id}/snapshots", summary="Camera snapshots of the incident", responses=R)
@@ -292,10 +309,10 @@ async def get_snapshot(
 ) -> Response:
     ctx = ctx_of(request)
     row = await visible_incident(request, p, incident_id)
-    cameras = ctx.gw.cameras
-    if cameras is None or snapshot_id not in {s.id for s in _incident_snapshots(ctx, p, row)}:
+    store = _snapshot_store(ctx)
+    if store is None or snapshot_id not in {s.id for s in _incident_snapshots(ctx, p, row)}:
         raise HTTPException(404, "no such snapshot for this incident")
-    data = await ctx.readers.run(lambda _conn: cameras.snapshots.get(snapshot_id))
+    data = await ctx.readers.run(lambda _conn: store.get(snapshot_id))
     if data is None:
         raise HTTPException(404, "the snapshot was removed (quota or retention)")
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})

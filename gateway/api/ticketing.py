@@ -144,13 +144,25 @@ def scorecard_rows(conn: sqlite3.Connection, cfg: SiteConfig, period: str) -> li
     return [_plain(r) for r in card.rows]
 
 
-def offers(cfg: SiteConfig, row: dict[str, Any], *, role: str, actor: str, now_ms: int) -> list[dict[str, Any]]:
+def offers(
+    cfg: SiteConfig, row: dict[str, Any], *, role: str, actor: str, now_ms: int, worked_by: frozenset[str]
+) -> list[dict[str, Any]]:
     """The actions the caller may take now (the ticket loop's table) plus adding a note."""
     try:
         from gateway.tickets import lifecycle
     except ImportError:
         return [NOTE_OFFER]
-    return [*lifecycle.offers(cfg, row, row, role=role, actor=actor, now_ms=now_ms), NOTE_OFFER]
+    found = lifecycle.offers(cfg, row, row, role=role, actor=actor, now_ms=now_ms, worked_by=worked_by)
+    return [*found, NOTE_OFFER]
+
+
+def worked_by(conn: sqlite3.Connection, incident_id: str) -> frozenset[str]:
+    """Who worked the incident (may not evaluate it). Runs in a reader thread."""
+    try:
+        from gateway.tickets import lifecycle
+    except ImportError:
+        return frozenset()
+    return frozenset(lifecycle.involved(conn, incident_id))
 
 
 def add_note(gw: Gateway, incident_id: str, note: str, *, actor: str, role: str) -> Future[int]:

@@ -1,21 +1,11 @@
-"""Staff channels: the durable ``channel_deliveries`` outbox and the thread that empties it.
+"""The thread that empties the ``channel_deliveries`` outbox (rows written by :mod:`gateway.channels.outbox`).
 
-:func:`queue_channel_messages` runs in the pipeline's transaction (called by the chain's channel stage,
-:mod:`gateway.channels.stage`), so a channel row commits with the event it announces.
-Who: the ticket loop's recipients (``notify.recipients_for``: the assignee, a rung's people, the
-department team). How: each person's ``staff[].channels`` in order, narrowed by
-``channels.policies``; the first channel gets a row, the rest ride along as the fallback ``chain``.
-Robots with ``broadcast: true`` get a row for every matching notification; a person-addressed row
-for the same robot is merged (one message, the person @-mentioned). Critical incidents also go by
-SMS to the on-duty assignee; a critical elder-care incident still not accepted when its first
-escalation rung fires rings the assignee (voice).
-
-:class:`ChannelDispatcher` runs on its own thread with its own read-only SQLite connection; it
-plans groups (:mod:`gateway.channels.grouping`), sends one message at a time (critical first),
-and writes every outcome back through :meth:`Pipeline.call`: the row's status, a
-``notify_attempt`` event on each incident in the message, personal-data releases, the fallback
-row, and a gateway-health incident (``device_health/notify_channel_failed``) when a channel keeps
-failing or says its credentials are wrong. It also sends the daily/weekly e-mail digests.
+:class:`ChannelDispatcher` runs on its own thread with its own read-only SQLite connection. Each
+round it settles rows that cannot wait any longer (:mod:`gateway.channels.policy`), plans the
+queue (:mod:`gateway.channels.grouping`), and sends the first ready message whose target's budget
+allows it (:mod:`gateway.channels.limiter`); then it plans again, so a new alarm waits at most for
+the one message in flight. Outcomes go back through :meth:`Pipeline.call`
+(:mod:`gateway.channels.outcomes`). It also sends the daily/weekly e-mail digests.
 """
 
 from __future__ import annotations
@@ -32,219 +22,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from gateway.channels import dingtalk, email, grouping, render, sms, wecom
+from gateway.channels import dingtalk, email, grouping, outbox, policy, render, sms, wecom
+from gateway.channels import limiter as budget
 from gateway.channels.base import Outcome
+from gateway.channels.limiter import RollingLimiter
+from gateway.channels.outcomes import ACTOR, HEALTH_TYPE, Fate, Recorder
 from gateway.core import incidents as inc
-from gateway.core.contract import IncidentEvent
 from gateway.core.workers import ReaderThread
 from gateway.tickets import assignment as dp
-from gateway.tickets import lifecycle as lc
-from gateway.tickets import notify as nt
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
-    from edge_config.channel_settings import ChannelSettings, GroupingSettings, Policy, QuietHours, Robot
     from gateway.core.contract import BatchResult
+
+# Kept importable from here: the app, the console's catalog test and older callers name them so.
+queue_channel_messages = outbox.queue_channel_messages
+__all__ = ["ACTOR", "HEALTH_TYPE", "ChannelDispatcher", "queue_channel_messages"]
 
 log = logging.getLogger("gateway.channels")
 
-CHANNEL_TYPES = ("wecom", "dingtalk", "sms", "voice", "email")
-PERSON_EVENTS = frozenset({"dispatched", "renotified", "escalated", "whistle", "dispatch_failed"})
-HEALTH_TYPE = "notify_channel_failed"
-ACTOR = "channels"
-
-
-# Any: whatever JSON-serialisable value is stored
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def settings(cfg: SiteConfig) -> ChannelSettings | None:
-    s = getattr(cfg, "channels", None)
-    return s if s is not None and s.enabled else None
-
-
-def lang_of(cfg: SiteConfig) -> str:
-    s = settings(cfg)
-    return str((s.language if s is not None else None) or cfg.gateway.language or "zh")
-
-
-# --- who and how ----------------------------------------------------------------------------------
-def _matches(p: Policy | Robot, incident: Mapping[str, Any]) -> bool:
-    return (not p.categories or incident["category"] in p.categories) and (
-        not p.severities or incident["severity"] in p.severities
-    )
-
-
-def policy_for(cfg: SiteConfig, person: str, incident: Mapping[str, Any]) -> Policy | None:
-    """The person's first matching policy, else their teams' (in team order)."""
-    pols = cfg.channels.policies
-    mine = [p for p in pols if p.who == person]
-    for team in dp.teams_of(cfg, person):
-        mine += [p for p in pols if p.who == team.id]
-    return next((p for p in mine if _matches(p, incident)), None)
-
-
-def usable(cfg: SiteConfig, kind: str, target: str) -> bool:
-    s = cfg.channels
-    if kind in ("wecom", "dingtalk"):
-        return s.robot(kind, target) is not None
-    if kind in ("sms", "voice"):
-        return s.sms is not None
-    return kind == "email" and s.smtp is not None
-
-
-def chain_for(cfg: SiteConfig, person: str, incident: Mapping[str, Any]) -> tuple[list[list[str]], list[QuietHours]]:
-    """The person's channels to try in order ([[kind, target], ...]) and their quiet hours."""
-    m = cfg.staff_member(person)
-    if m is None:
-        return [], []
-    pol = policy_for(cfg, person, incident)
-    chans = [c for c in m.channels if c.type in CHANNEL_TYPES]
-    if pol is not None and pol.channels is not None:
-        chans = [c for typ in pol.channels for c in chans if c.type == typ]
-    out = [[c.type, c.target] for c in chans if usable(cfg, c.type, c.target)]
-    return out, (list(pol.quiet_hours) if pol is not None else [])
-
-
-def phone_of(cfg: SiteConfig, person: str | None, kind: str = "sms") -> str | None:
-    m = cfg.staff_member(person) if person else None
-    if m is None:
-        return None
-    for c in m.channels:
-        if c.type == kind:
-            return str(c.target)
-    return str(m.phone) if m.phone else None
-
-
-def quiet_until(cfg: SiteConfig, windows: Sequence[QuietHours], now_ms: int) -> int | None:
-    """End (ms) of the quiet window ``now_ms`` is in, or None."""
-    if not windows:
-        return None
-    tz = ZoneInfo(cfg.gateway.timezone)
-    t = dt.datetime.fromtimestamp(now_ms / 1000, tz)
-    for w in windows:
-        if w.start == w.end or not dp._in_shift(w, t):
-            continue
-        end = dt.datetime.combine(t.date(), w.end, tz)
-        if w.start > w.end and t.time() >= w.start:
-            end += dt.timedelta(days=1)
-        return int(end.timestamp() * 1000)
-    return None
-
-
-def _site(cfg: SiteConfig, incident: Mapping[str, Any]) -> dict[str, str | None]:
-    return {"compound": dp.compound_of(cfg, incident), "grid": dp.grid_of(cfg, incident)}
-
-
-class _Targets:
-    """The rows of one event: (kind, target) -> [person, chain, mentions, next_ms]; one per target."""
-
-    def __init__(self, cfg: SiteConfig, now_ms: int, immediate: bool) -> None:
-        self.cfg, self.now_ms, self.immediate = cfg, now_ms, immediate
-        self.items: dict[tuple[str, str], list[Any]] = {}
-
-    def add(
-        self,
-        kind: str,
-        target: str,
-        person: str | None,
-        chain: list[list[str]],
-        mention: str | None,
-        quiet: Sequence[Any],
-    ) -> None:
-        entry = self.items.get((kind, target))
-        due = self.now_ms if self.immediate else (quiet_until(self.cfg, quiet, self.now_ms) or self.now_ms)
-        if entry is None:
-            self.items[(kind, target)] = [person, chain, [mention] if mention else [], due]
-            return
-        if entry[0] is None and person is not None:
-            entry[0], entry[1] = person, chain
-        if mention and mention not in entry[2]:
-            entry[2].append(mention)
-
-
-def queue_channel_messages(
-    conn: sqlite3.Connection, cfg: SiteConfig, events: Sequence[IncidentEvent], now_ms: int
-) -> int:
-    """Write the channel rows for ``events`` (in the caller's transaction). Returns how many."""
-    s = settings(cfg)
-    if s is None:
-        return 0
-    g = s.grouping
-    rows: list[tuple[Any, ...]] = []
-    cache: dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]] = {}
-    for ev in events:
-        if ev.kind not in nt.NOTIFY_KINDS:
-            continue
-        iid = str(ev.incident_id)
-        if iid not in cache:
-            cache[iid] = (inc.get(conn, iid), lc.ticket(conn, iid))
-        incident, t = cache[iid]
-        if incident is None:
-            continue
-        name = nt.event_name(ev)
-        if ev.kind == "state_changed" and name == "dispatched":
-            continue  # the 'dispatched' event of the same transaction carries who and why
-        prio = grouping.priority(incident, g.immediate_severities)
-        immediate = prio == grouping.PRIORITY_IMMEDIATE
-        site = _site(cfg, incident)
-        out = _Targets(cfg, now_ms, immediate)
-        add = out.add
-        if name in PERSON_EVENTS:
-            for r in nt.recipients_for(cfg, ev, t):
-                person = r.get("person")
-                if not person:
-                    continue
-                chain, quiet = chain_for(cfg, person, incident)
-                if chain:
-                    kind, target = chain[0]
-                    mention = phone_of(cfg, person) if kind in ("wecom", "dingtalk") else None
-                    if kind in ("wecom", "dingtalk"):
-                        robot = s.robot(kind, target)
-                        quiet = [*quiet, *(robot.quiet_hours if robot is not None else [])]
-                    add(kind, target, person, chain[1:], mention, quiet)
-                if (
-                    s.sms is not None and s.sms.sms_critical and incident["severity"] == "critical"
-                    and name == "dispatched" and (not chain or chain[0][0] != "sms")
-                ):  # fmt: skip
-                    phone = phone_of(cfg, person)
-                    if phone:
-                        add("sms", phone, person, [], None, [])
-        for kind, robots in (("wecom", s.wecom), ("dingtalk", s.dingtalk)):
-            for robot in robots:
-                if robot.broadcast and name in robot.events and _matches(robot, incident):
-                    add(kind, robot.name, None, [], None, robot.quiet_hours)
-        if (
-            ev.kind == "escalated" and s.sms is not None and s.sms.voice_eldercare_critical
-            and incident["category"] == "eldercare" and incident["severity"] == "critical"
-            and incident["state"] == "dispatched" and t is not None and t.get("assignee")
-        ):  # fmt: skip
-            voiced = conn.execute(
-                "SELECT 1 FROM channel_deliveries WHERE incident_id=? AND channel='voice' LIMIT 1", (iid,)
-            ).fetchone()
-            phone = phone_of(cfg, t["assignee"], "voice")
-            if voiced is None and phone:
-                add("voice", phone, t["assignee"], [], None, [])
-        for (kind, target), (person, chain, mentions, due) in out.items.items():
-            key = grouping.group_key(kind, target, incident, name, g.group_by, immediate=immediate or kind == "voice",
-                                     site=site)  # fmt: skip
-            rows.append((now_ms, iid, ev.seq, name, kind, target, person, _dumps(chain), _dumps(mentions), key,
-                         0 if kind == "voice" else prio, due))  # fmt: skip
-    if rows:
-        conn.executemany(
-            "INSERT INTO channel_deliveries(created_ms, incident_id, event_seq, event, channel, target, person,"
-            " chain, mentions, group_key, priority, next_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            rows,
-        )
-    return len(rows)
-
-
-# --- the sender ---------------------------------------------------------------------------------
 _ROW_COLS = (
-    "id, incident_id, event, channel, target, person, group_key, priority, created_ms, next_ms, attempts,"
-    " mentions, chain"
+    "d.id, d.incident_id, d.event, d.channel, d.target, d.person, d.group_key, d.priority, d.created_ms, d.next_ms,"
+    " d.attempts, d.mentions, d.chain, i.severity, i.life_safety"
 )
+VENDOR_WINDOW_S = 60.0  # the services' block times (WeCom 60 s, DingTalk 600 s) are in their minute
 
 
 def _row(r: Sequence[Any]) -> grouping.Row:
@@ -252,6 +53,7 @@ def _row(r: Sequence[Any]) -> grouping.Row:
         id=int(r[0]), incident_id=str(r[1]), event=str(r[2]), channel=str(r[3]), target=str(r[4]),
         person=r[5], key=str(r[6]), priority=int(r[7]), created_ms=int(r[8]), next_ms=int(r[9]),
         attempts=int(r[10]), mentions=json.loads(r[11] or "[]"), chain=json.loads(r[12] or "[]"),
+        severity=str(r[13] or ""), life_safety=bool(r[14]),
     )  # fmt: skip
 
 
@@ -275,20 +77,26 @@ class ChannelDispatcher(ReaderThread):
         self.s = cfg.channels
         self.call = call
         self.incidents = incidents or inc.IncidentStore(cfg.gateway.id)
+        self.recorder = Recorder(cfg, self.incidents)
         self.clock = clock
         self.rng = rng
-        self.limiters: dict[tuple[str, str], grouping.RollingLimiter] = {}
+        self.limiters: dict[tuple[str, str], RollingLimiter] = {}
         self.last_sent: dict[str, int] = {}
         self.failures: dict[tuple[str, str], int] = {}
         self.sent = 0
         self.failed_attempts = 0
+        self.abandoned = 0
         self._next_wake_ms: int | None = None
         self._digest_retry_ms: dict[str, int] = {}
+        # A reloaded config waits here until the dispatcher's own thread takes it between two sends,
+        # so no send ever sees half the old limits and half the new (see take_config).
+        self._pending_cfg: SiteConfig | None = None
 
     # --- thread -----------------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                self._take_pending_config()
                 n = self.run_once()
             except Exception:
                 log.exception("channel dispatcher failed; retrying")
@@ -300,11 +108,15 @@ class ChannelDispatcher(ReaderThread):
                 self._wake.wait(wait)
                 self._wake.clear()
 
-    # --- planning -----------------------------------------------------------------------------------
-    def limiter(self, kind: str, target: str) -> grouping.RollingLimiter:
+    # --- budget -------------------------------------------------------------------------------------
+    @property
+    def window_ms(self) -> int:
+        return budget.window_ms(self.s)
+
+    def limiter(self, kind: str, target: str) -> RollingLimiter:
         lim = self.limiters.get((kind, target))
         if lim is None:
-            lim = grouping.RollingLimiter(self._rate(kind, target))
+            lim = budget.for_target(self.s, self._rate(kind, target))
             self.limiters[(kind, target)] = lim
         return lim
 
@@ -318,33 +130,51 @@ class ChannelDispatcher(ReaderThread):
             return int(self.s.smtp.rate_per_min)
         return 20
 
+    def timing(self) -> grouping.Timing:
+        g = self.s.grouping
+        return grouping.Timing(
+            group_wait_ms=int(g.group_wait_s * 1000),
+            group_interval_ms=int(g.group_interval_s * 1000),
+            critical_interval_ms=int(g.critical_interval_s * 1000),
+            reminder_interval_ms=int(g.reminder_interval_s * 1000),
+            window_ms=self.window_ms,
+        )
+
+    # --- reading the queue --------------------------------------------------------------------------
     def pending(self) -> list[grouping.Row]:
         rows = (
             self._read()
             .execute(
-                f"SELECT {_ROW_COLS} FROM channel_deliveries WHERE status='pending' ORDER BY priority, id LIMIT 5000"
+                f"SELECT {_ROW_COLS} FROM channel_deliveries d LEFT JOIN incidents i ON i.id = d.incident_id"
+                " WHERE d.status='pending' ORDER BY d.priority, d.id LIMIT 5000"
             )
             .fetchall()
         )
         return [_row(r) for r in rows]
 
+    def delivered(self) -> set[tuple[str, str, str, str]]:
+        """(incident, channel, target, event) already sent, for the critical incidents still queued."""
+        return {
+            (str(a), str(b), str(c), str(d))
+            for a, b, c, d in self._read().execute(
+                "SELECT DISTINCT incident_id, channel, target, event FROM channel_deliveries WHERE status='sent'"
+                " AND incident_id IN (SELECT incident_id FROM channel_deliveries WHERE status='pending'"
+                " AND priority=0)"
+            )
+        }
+
+    # --- one round ----------------------------------------------------------------------------------
     def run_once(self) -> int:
-        """Send at most one ready message (the most urgent); returns how many were sent (0/1)."""
+        """Send at most one ready message (the first in the queue's order); returns how many were sent (0/1)."""
         now = self.clock()
-        g = self.s.grouping
-        ready, wake = grouping.plan(
-            self.pending(),
-            now,
-            self.last_sent,
-            group_wait_ms=int(g.group_wait_s * 1000),
-            group_interval_ms=int(g.group_interval_s * 1000),
-        )
+        rows = self.settle(self.pending(), now)
+        ready, wake, normal_waiting = grouping.plan(rows, now, self.last_sent, self.timing(),
+                                                    delivered=self.delivered())  # fmt: skip
         for grp in ready:
             if self._stop.is_set():
                 break
-            immediate = grp.priority == grouping.PRIORITY_IMMEDIATE
-            free = self.limiter(grp.channel, grp.target).free_at(now, reserve=g.reserve_for_critical,
-                                                                  immediate=immediate)  # fmt: skip
+            lim = self.limiter(grp.channel, grp.target)
+            free = lim.free_at(now, grp.slot, normal_waiting=(grp.channel, grp.target) in normal_waiting)
             if free > now:
                 wake = free if wake is None else min(wake, free)
                 continue
@@ -354,6 +184,39 @@ class ChannelDispatcher(ReaderThread):
         wake = self._digests(now, wake)
         self._next_wake_ms = wake
         return 0
+
+    def settle(self, rows: list[grouping.Row], now: int) -> list[grouping.Row]:
+        """Rows that cannot wait for their target: a person's row whose target is known down goes on
+        to their next channel; a row queued longer than ``give_up_after_s``, or past ``held_max``
+        for its target (oldest non-critical first), is abandoned. Returns the rows still queued."""
+        s = self.s
+        fates: list[Fate] = []
+        give_up = now - int(s.give_up_after_s * 1000)
+        per_target: dict[tuple[str, str], list[grouping.Row]] = {}
+        for r in rows:
+            per_target.setdefault(r.where, []).append(r)
+        for where, mine in per_target.items():
+            failures = self.failures.get(where, 0)
+            overflow = len(mine) - s.held_max
+            for r in sorted(mine, key=lambda x: (x.created_ms, x.id)):
+                if failures and policy.falls_over(policy.rule_for(s, r), r, failures):
+                    fates.append(Fate(r, "failed", fallback=r.chain[0], reason="channel_down", attempted=False))
+                elif r.created_ms < give_up:
+                    fates.append(Fate(r, "abandoned", reason="give_up_after_s", attempted=False))
+                elif overflow > 0 and r.priority != grouping.PRIORITY_IMMEDIATE:
+                    fates.append(Fate(r, "abandoned", reason="held_max", attempted=False))
+                    overflow -= 1
+        if not fates:
+            return rows
+        failures_by = {f"{k}:{t}": n for (k, t), n in self.failures.items()}
+        try:
+            self.call(lambda c, res, ts: self.recorder.settle(c, res, fates, ts, failures_by)).result(timeout=30)
+        except Exception as exc:  # not recorded: the rows stay pending and are settled next round
+            log.error("could not settle %d channel rows: %s", len(fates), exc)
+            return rows
+        self.abandoned += sum(1 for f in fates if f.state == "abandoned")
+        done = {f.row.id for f in fates}
+        return [r for r in rows if r.id not in done]
 
     # --- sending --------------------------------------------------------------------------------------
     def _elder_care(self, grp: grouping.Group) -> bool:
@@ -371,20 +234,20 @@ class ChannelDispatcher(ReaderThread):
                 if found is not None:
                     incidents[r.incident_id] = found
         items = [(incidents[r.incident_id], r.event) for r in grp.rows if r.incident_id in incidents]
-        lang = lang_of(self.cfg)
-        elder = self._elder_care(grp)
+        lang = outbox.lang_of(self.cfg)
         mentions = list(dict.fromkeys(m for r in grp.rows for m in r.mentions))
-        now = self.clock()
         if not items:
             outcome = Outcome("rejected", None, None, "incident not found")
             msg = None
         else:
-            msg = render.render(self.cfg, items, lang=lang, elder_care=elder, max_listed=self.s.grouping.max_listed)
+            reminder = grp.cls == grouping.REMINDER
+            msg = render.render(self.cfg, items, lang=lang, elder_care=self._elder_care(grp),
+                                max_listed=self.s.grouping.max_listed, reminder=reminder)  # fmt: skip
             outcome = self._deliver(grp, msg, mentions, incidents, lang)
+        # timed at the reply: the service counted the request before it answered
+        now = self.clock()
         lim = self.limiter(grp.channel, grp.target)
-        lim.record(now)
-        if outcome.kind == "rate_limited" and outcome.block_s:
-            lim.block(now + int(outcome.block_s * 1000))
+        lim.record(now, grp.slot)
         if outcome.ok:
             self.sent += 1
             self.last_sent[grp.key] = now
@@ -421,122 +284,85 @@ class ChannelDispatcher(ReaderThread):
 
     def _record(self, grp: grouping.Group, outcome: Outcome, msg: render.Message | None, now: int) -> None:
         s = self.s
-        target_key = (grp.channel, grp.target)
+        where = (grp.channel, grp.target)
+        lim = self.limiter(*where)
+        fates: list[Fate] = []
+        health: str | None = None
+        failures = self.failures.get(where, 0)
         if outcome.ok:
-            recovered = self.failures.pop(target_key, 0) > 0
-        else:
-            self.failures[target_key] = self.failures.get(target_key, 0) + 1
-            recovered = False
-        raise_health = not outcome.ok and (
-            outcome.kind == "auth" or self.failures[target_key] >= s.health_after_failures
-        )
-        plans: list[tuple[grouping.Row, str, int, float, list[str] | None]] = []
-        for r in grp.rows:
-            attempt = r.attempts + 1
-            if outcome.ok:
-                plans.append((r, "sent", attempt, 0.0, None))
-                continue
-            can_retry = outcome.retriable and attempt < s.max_attempts
-            if can_retry and outcome.kind == "rate_limited" and r.priority == grouping.PRIORITY_IMMEDIATE and r.chain:
-                can_retry = False  # a critical message does not wait out a block when the person has another channel
-            if can_retry:
-                if outcome.kind == "rate_limited" and outcome.block_s:
-                    delay = outcome.block_s
+            health = "clear" if self.failures.pop(where, 0) > 0 else None
+            fates = [Fate(r, "sent") for r in grp.rows]
+        elif outcome.kind == "rate_limited":
+            # slow down, not a failure: the target waits out the service's block, rows keep their place
+            block_ms = int(outcome.block_s * s.rate.window_s / VENDOR_WINDOW_S * 1000) or self.window_ms
+            lim.block(now + block_ms)
+            for r in grp.rows:
+                if r.priority == grouping.PRIORITY_IMMEDIATE and r.person and r.chain:
+                    # a person's critical alarm also goes their next way at once (and stays queued here)
+                    fates.append(Fate(r, "pending", next_ms=now + block_ms, fallback=r.chain[0], extra_fallback=True))
                 else:
-                    delay = nt.backoff_s(attempt, s.retry_min_s, s.retry_max_s, self.rng())
-                plans.append((r, "pending", attempt, delay, None))
-            else:
-                plans.append((r, "failed", attempt, 0.0, r.chain[0] if r.chain else None))
+                    fates.append(Fate(r, "pending", next_ms=now + block_ms))
+        else:
+            failures += 1
+            self.failures[where] = failures
+            if outcome.kind == "auth" or failures >= s.health_after_failures:
+                health = "raise"
+            hold_ms = int(policy.hold_s(s, grp.rows, failures, self.rng(), auth=outcome.kind == "auth") * 1000)
+            lim.block(now + hold_ms)
+            for r in grp.rows:
+                rule = policy.rule_for(s, r)
+                if r.chain and (outcome.kind in ("auth", "rejected") or policy.falls_over(rule, r, failures)):
+                    fates.append(Fate(r, "failed", fallback=r.chain[0], reason=outcome.kind))
+                elif outcome.kind == "rejected":
+                    fates.append(Fate(r, "abandoned", reason="rejected"))
+                else:
+                    fates.append(Fate(r, "pending", next_ms=now + hold_ms))
         released = msg.released if msg is not None else {}
-        g = s.grouping
+        self.abandoned += sum(1 for f in fates if f.state == "abandoned")
 
         def write(c: sqlite3.Connection, res: BatchResult, ts: int) -> None:
-            per_incident: dict[str, dict[str, Any]] = {}
-            for r, state, attempt, delay, fallback in plans:
-                c.execute(
-                    "UPDATE channel_deliveries SET attempts=?, status=?, next_ms=?, last_error=?, done_ms=?,"
-                    " message_id=? WHERE id=? AND status='pending'",
-                    (attempt, state, now + int(delay * 1000), outcome.error or None,
-                     ts if state != "pending" else None, grp.rows[0].id, r.id),
-                )  # fmt: skip
-                if fallback is not None:
-                    self._insert_fallback(c, r, fallback, ts, g)
-                data = per_incident.setdefault(r.incident_id, {
-                    "channel": grp.channel, "target": _redact_target(grp.channel, grp.target),
-                    "delivery": r.id, "attempt": attempt, "ok": outcome.ok, "result": outcome.kind,
-                    "status": outcome.status, "grouped": len(grp.rows),
-                })  # fmt: skip
-                if outcome.errcode is not None:
-                    data["errcode"] = outcome.errcode
-                if outcome.error:
-                    data["error"] = outcome.error
-                if state == "pending":
-                    data["retry_in_s"] = round(delay, 3)
-                if state == "failed":
-                    data["gave_up"] = True
-                if fallback is not None:
-                    data["fallback_to"] = f"{fallback[0]}:{_redact_target(fallback[0], fallback[1])}"
-            for iid, data in per_incident.items():
-                self.incidents.append_event(c, res, iid, "notify_attempt", ts, data, actor=ACTOR)
-            if outcome.ok:
-                for iid, fields in released.items():
-                    row = c.execute("SELECT resident_id FROM incidents WHERE id=?", (iid,)).fetchone()
-                    if row is not None and row[0]:
-                        c.execute(
-                            "INSERT INTO personal_releases(ts_ms, incident_id, resident_id, recipient, role, channel,"
-                            " fields) VALUES (?,?,?,?,?,?,?)",
-                            (ts, iid, row[0], grp.target, None, grp.channel, _dumps(fields)),
-                        )
-            key = f"channel|{grp.channel}:{grp.target}"
-            if raise_health:
-                self._raise_health(c, res, key, grp, outcome, ts)
-            elif recovered:
-                self.incidents.auto_clear(c, res, key, ts, "channel_recovered", ts)
+            self.recorder.attempt(c, res, grp, outcome, fates, released, ts, failures=failures, health=health)
 
         try:
             self.call(write).result(timeout=30)
         except Exception as exc:  # not recorded: the rows stay pending and are tried again
             log.error("could not record channel delivery %s: %s", grp.rows[0].id, exc)
 
-    def _insert_fallback(
-        self, c: sqlite3.Connection, r: grouping.Row, nxt: list[str], ts: int, g: GroupingSettings
-    ) -> None:
-        kind, target = nxt
-        incident = inc.get(c, r.incident_id)
-        if incident is None:
-            return
-        immediate = r.priority == grouping.PRIORITY_IMMEDIATE
-        key = grouping.group_key(kind, target, incident, r.event, g.group_by, immediate=immediate,
-                                 site=_site(self.cfg, incident))  # fmt: skip
-        mention = phone_of(self.cfg, r.person) if kind in ("wecom", "dingtalk") else None
-        c.execute(
-            "INSERT INTO channel_deliveries(created_ms, incident_id, event_seq, event, channel, target, person,"
-            " chain, mentions, group_key, priority, next_ms, fallback_of) VALUES (?,?,"
-            " (SELECT event_seq FROM channel_deliveries WHERE id=?),?,?,?,?,?,?,?,?,?,?)",
-            (ts, r.incident_id, r.id, r.event, kind, target, r.person, _dumps(r.chain[1:]),
-             _dumps([mention] if mention else []), key, r.priority, ts, r.id),
-        )  # fmt: skip
+    def take_config(self, cfg: SiteConfig) -> None:
+        """Hand a reloaded config to the dispatcher (any thread); its thread applies it next."""
+        self._pending_cfg = cfg
+        self._wake.set()
 
-    def _raise_health(
-        self, c: sqlite3.Connection, res: BatchResult, key: str, grp: grouping.Group, outcome: Outcome, ts: int
-    ) -> None:
-        trig = inc.Trigger(
-            key=key,
-            category="device_health",
-            type=HEALTH_TYPE,
-            severity="major",
-            ts_ms=ts,
-            detail={
-                "channel": grp.channel,
-                "target": _redact_target(grp.channel, grp.target),
-                "result": outcome.kind,
-                "errcode": outcome.errcode,
-                "error": outcome.error,
-                "consecutive_failures": self.failures.get((grp.channel, grp.target), 0),
-            },
-            life_safety=False,
-        )
-        self.incidents.raise_or_repeat(c, res, trig, ts)
+    def _take_pending_config(self) -> None:
+        cfg, self._pending_cfg = self._pending_cfg, None
+        if cfg is not None:
+            self.reconfigured(cfg)
+
+    def reconfigured(self, cfg: SiteConfig) -> None:
+        """Take a reloaded config (a fixed robot key, new limits). Called on the writer's side of a
+        reload; the queue, the failure counts and each target's sends in its window carry over."""
+        old = self.limiters
+        self.cfg, self.s = cfg, cfg.channels
+        self.recorder = Recorder(cfg, self.incidents)
+        self.limiters = {}
+        for where, lim in old.items():
+            new = self.limiter(*where)
+            new.sent, new.blocked_until = lim.sent, lim.blocked_until
+
+    # --- status for health views ------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Per target: consecutive failures, held until, sends in the current window; counters."""
+        now = self.clock()
+        targets = {}
+        for (kind, target), lim in self.limiters.items():
+            targets[f"{kind}:{target}"] = {
+                "failures": self.failures.get((kind, target), 0),
+                "held_until_ms": lim.blocked_until if lim.blocked_until > now else None,
+                "in_window": lim.in_window(now),
+                "limit": lim.limit,
+            }
+        return {"sent": self.sent, "failed_attempts": self.failed_attempts, "abandoned": self.abandoned,
+                "targets": targets}  # fmt: skip
 
     # --- e-mail digests -------------------------------------------------------------------------------
     def _digests(self, now: int, wake: int | None) -> int | None:
@@ -566,7 +392,7 @@ class ChannelDispatcher(ReaderThread):
         if smtp is None:
             return Outcome("auth", error="smtp not configured")
         now = self.clock() if now is None else now
-        subject, text = email.digest(self._read(), self.cfg, kind, now, lang=lang_of(self.cfg))
+        subject, text = email.digest(self._read(), self.cfg, kind, now, lang=outbox.lang_of(self.cfg))
         to = list(smtp.digest_recipients)
         if kind == "weekly":
             to += [r for r in smtp.scorecard_recipients if r not in to]
@@ -586,13 +412,3 @@ class ChannelDispatcher(ReaderThread):
         else:
             log.warning("%s digest not sent: %s", kind, outcome.error)
         return outcome
-
-
-def _redact_target(kind: str, target: str) -> str:
-    """Robots by name; phones and addresses shortened on the timeline (138****0001, d***@x.cn)."""
-    if kind in ("sms", "voice") and len(target) >= 7:
-        return target[:3] + "****" + target[-4:]
-    if kind == "email" and "@" in target:
-        user, _, dom = target.partition("@")
-        return f"{user[:1]}***@{dom}"
-    return target

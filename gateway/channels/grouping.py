@@ -1,28 +1,35 @@
-"""Storm grouping, rate limits and priority (in the spirit of Alertmanager).
+"""The queue's rules: which rows become one message, which message goes next (docs/channels.md "Queueing").
 
-* **Group key**: a notification row's channel target plus the ``grouping.group_by`` fields
-  (default compound, category, type, event). Rows with the same key become one message.
-* **group_wait**: a group's first message waits until its oldest row is ``group_wait_s`` old, so
-  a power cut that takes 200 sensors offline within seconds becomes one message per target.
-* **group_interval**: after a group has sent, its next message waits ``group_interval_s``.
-* **Immediate**: critical and life-safety incidents get a key of their own, priority 0, no wait,
-  and are always planned before every other group.
-* **Rate limit**: a rolling-window limiter per target (WeCom and DingTalk allow 20 messages per
-  robot per minute, and DingTalk blocks an over-eager robot for 10 minutes). A plain token bucket
-  of capacity N refilled at N/min can send 2N within one rolling minute, so the limiter counts the
-  sends of the last 60 s instead. ``reserve_for_critical`` of those slots are usable only by
-  priority-0 messages: a flood of minor groups can never use up the minute a critical one needs.
+Every pending row falls into one of three classes, per channel target:
+
+* **alarm** — the first message to this target about a critical or life-safety incident (for
+  this event). Key: target + incident type + event, so many alarms of one kind become one message
+  naming each place. The first of a kind goes at once; more of that kind wait at most
+  ``critical_interval_s`` after the kind's last message (a fire spreading through three flats is
+  one or two messages, not thirty). Alarms go before everything else, life-safety first.
+* **reminder** — a later message about a critical incident this target was already told about
+  (``renotified``, or an event already delivered). Key: the target alone: every pending reminder
+  for a target is one message, at most every ``reminder_interval_s``, after the alarms, and only in
+  the slots the limiter's ladder leaves follow-ups. A reminder for an alarm not yet delivered
+  rides along with that alarm instead.
+* **normal** — everything else, grouped Alertmanager-style: ``group_by`` fields + target,
+  ``group_wait_s`` for a new group, ``group_interval_s`` between messages of one group.
+
+The dispatcher re-plans after every send, so a new alarm waits at most for the one message in
+flight (and for a free slot, which the ladder keeps for it: :mod:`gateway.channels.limiter`).
 """
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-WINDOW_MS = 60_000
+from gateway.channels.limiter import FOLLOW_UP, NEW, NORMAL
+
 PRIORITY_IMMEDIATE = 0
+ALARM, REMINDER, ORDINARY = 0, 1, 2
+CLASS_NAMES = ("alarm", "reminder", "normal")
 
 
 def priority(incident: Mapping[str, Any], immediate_severities: Sequence[str]) -> int:
@@ -42,48 +49,21 @@ def group_key(
     immediate: bool,
     site: Mapping[str, str | None] | None = None,
 ) -> str:
-    """``site`` supplies compound/building/grid when the incident row lacks them (derived)."""
+    """The row's key as queued: alarms by kind (type + event), the rest by ``group_by``.
+
+    ``site`` supplies compound/building/grid when the incident row lacks them (derived).
+    """
+    if immediate:
+        return f"{channel}:{target}|alarm|type={incident.get('type')}|event={event}"
     parts = [f"{channel}:{target}"]
     for f in group_by:
         value = event if f == "event" else (incident.get(f) or (site or {}).get(f))
         parts.append(f"{f}={value or '-'}")
-    if immediate:
-        parts.append(f"#{incident['id']}|{event}")
     return "|".join(parts)
 
 
-class RollingLimiter:
-    """At most ``limit`` sends in any rolling ``window_ms``; ``blocked_until`` after a 'too fast' reply."""
-
-    def __init__(self, limit: int, window_ms: int = WINDOW_MS) -> None:
-        self.limit = limit
-        self.window_ms = window_ms
-        self.sent: collections.deque[int] = collections.deque()
-        self.blocked_until = 0
-
-    def _trim(self, now: int) -> None:
-        while self.sent and self.sent[0] <= now - self.window_ms:
-            self.sent.popleft()
-
-    def allowance(self, reserve: int, immediate: bool) -> int:
-        return self.limit if immediate else max(1, self.limit - reserve)
-
-    def free_at(self, now: int, *, reserve: int = 0, immediate: bool = False) -> int:
-        """When the next send is allowed (``now`` if at once)."""
-        self._trim(now)
-        at = max(now, self.blocked_until)
-        allow = self.allowance(reserve, immediate)
-        if len(self.sent) >= allow:
-            # the (len - allow + 1)-th oldest send must leave the window
-            at = max(at, self.sent[len(self.sent) - allow] + self.window_ms)
-        return at
-
-    def record(self, now: int) -> None:
-        self._trim(now)
-        self.sent.append(now)
-
-    def block(self, until: int) -> None:
-        self.blocked_until = max(self.blocked_until, until)
+def reminder_key(channel: str, target: str) -> str:
+    return f"{channel}:{target}|reminders"
 
 
 @dataclass
@@ -101,6 +81,12 @@ class Row:
     attempts: int
     mentions: list[str] = field(default_factory=list)
     chain: list[list[str]] = field(default_factory=list)
+    severity: str = ""
+    life_safety: bool = False
+
+    @property
+    def where(self) -> tuple[str, str]:
+        return (self.channel, self.target)
 
 
 @dataclass
@@ -108,46 +94,105 @@ class Group:
     key: str
     channel: str
     target: str
+    cls: int  # ALARM | REMINDER | ORDINARY
     priority: int
     rows: list[Row]
     ready_ms: int
+    slot: str = NORMAL  # the limiter's ladder class: NEW | FOLLOW_UP | NORMAL
+    life_safety: bool = False
 
     @property
     def oldest_ms(self) -> int:
         return min(r.created_ms for r in self.rows)
+
+    @property
+    def order(self) -> tuple[int, int, int, int]:
+        return (self.cls, 0 if self.life_safety else 1, self.priority, self.oldest_ms)
+
+
+def row_class(r: Row, delivered: Collection[tuple[str, str, str, str]]) -> int:
+    """ALARM, REMINDER or ORDINARY; ``delivered`` holds (incident, channel, target, event) already sent."""
+    if r.priority != PRIORITY_IMMEDIATE:
+        return ORDINARY
+    if r.channel == "voice":
+        return ALARM  # a call per incident, never merged or held back
+    if r.event == "renotified" or (r.incident_id, r.channel, r.target, r.event) in delivered:
+        return REMINDER
+    return ALARM
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    group_wait_ms: int
+    group_interval_ms: int
+    critical_interval_ms: int = 0
+    reminder_interval_ms: int = 60_000
+    window_ms: int = 63_000
 
 
 def plan(
     rows: Iterable[Row],
     now: int,
     last_sent: Mapping[str, int],
+    timing: Timing,
     *,
-    group_wait_ms: int,
-    group_interval_ms: int,
+    delivered: Collection[tuple[str, str, str, str]] = (),
     max_rows: int = 500,
-) -> tuple[list[Group], int | None]:
-    """Groups ready now (priority first, then oldest) and the earliest time another becomes ready."""
-    by_key: dict[str, list[Row]] = {}
+) -> tuple[list[Group], int | None, set[tuple[str, str]]]:
+    """Groups ready now (in sending order), the earliest time another becomes ready, and the
+    targets with ordinary messages waiting (the limiter keeps their share for them)."""
+    waiting = [r for r in rows if r.next_ms <= now]
     wake: int | None = None
     for r in rows:
         if r.next_ms > now:
             wake = r.next_ms if wake is None else min(wake, r.next_ms)
+    by_key: dict[str, tuple[int, list[Row]]] = {}
+    alarm_of: dict[tuple[str, str, str], str] = {}  # (incident, channel, target) -> alarm key
+    classes = [(r, row_class(r, delivered)) for r in waiting]
+    for r, cls in classes:
+        if cls == ALARM:
+            by_key.setdefault(r.key, (ALARM, []))[1].append(r)
+            alarm_of.setdefault((r.incident_id, r.channel, r.target), r.key)
+    normal_waiting: set[tuple[str, str]] = set()
+    for r, cls in classes:
+        if cls == ALARM:
             continue
-        by_key.setdefault(r.key, []).append(r)
+        if cls == REMINDER:
+            key = alarm_of.get((r.incident_id, r.channel, r.target))
+            if key is not None:  # the alarm itself has not gone out yet: the reminder rides along
+                by_key[key][1].append(r)
+                continue
+            by_key.setdefault(reminder_key(r.channel, r.target), (REMINDER, []))[1].append(r)
+        else:
+            normal_waiting.add(r.where)
+            by_key.setdefault(r.key, (ORDINARY, []))[1].append(r)
     ready: list[Group] = []
-    for key, members in by_key.items():
+    for key, (cls, members) in by_key.items():
         members.sort(key=lambda r: (r.created_ms, r.id))
         first = members[0]
-        if first.priority == PRIORITY_IMMEDIATE:
-            at = now
+        last = last_sent.get(key)
+        slot = NORMAL
+        if cls == ALARM:
+            at = now if last is None else max(now, last + timing.critical_interval_ms)
+            slot = NEW if last is None or last <= now - timing.window_ms else FOLLOW_UP
+            if first.channel == "voice":
+                at = now
+        elif cls == REMINDER:
+            at = first.created_ms + timing.group_wait_ms
+            if last is not None:
+                at = max(at, last + timing.reminder_interval_ms)
+            slot = FOLLOW_UP
         else:
-            at = first.created_ms + group_wait_ms
-            if key in last_sent:
-                at = max(at, last_sent[key] + group_interval_ms)
-        g = Group(key, first.channel, first.target, min(m.priority for m in members), members[:max_rows], at)
+            at = first.created_ms + timing.group_wait_ms
+            if last is not None:
+                at = max(at, last + timing.group_interval_ms)
+        g = Group(
+            key, first.channel, first.target, cls, min(m.priority for m in members), members[:max_rows], at, slot,
+            any(m.life_safety for m in members),
+        )  # fmt: skip
         if at <= now:
             ready.append(g)
         else:
             wake = at if wake is None else min(wake, at)
-    ready.sort(key=lambda g: (g.priority, g.oldest_ms))
-    return ready, wake
+    ready.sort(key=lambda g: g.order)
+    return ready, wake, normal_waiting

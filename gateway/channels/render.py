@@ -1,8 +1,11 @@
 """Message texts for staff channels: Chinese by default, English configurable.
 
-One message says what (type, category), where (compound / building / unit / parking space), since
-when (first trigger, site time), how bad (severity) and links to the incident in the console. A
-grouped message (storm) lists the first ``max_listed`` incidents and counts the rest.
+Every message says what (type), where (compound, building, unit, floor, flat, area, parking space:
+:mod:`gateway.channels.places`), how many (devices; an outage's ``offline_count``), since when
+(site time), how bad, and links to the incident in the console. A grouped message starts with
+what fits whatever the robot cuts: the count, the per-building breakdown, for critical alarms
+every place, the earliest time; then it lists the first ``max_listed`` incidents with their links
+and counts the rest.
 
 Personal data: residents' names and flat numbers appear only when ``elder_care`` is set (robots
 marked ``elder_care: true``, or a person whose role is eldercare_worker); everyone else sees the
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from gateway.channels import places
+
 if TYPE_CHECKING:
     from edge_config import SiteConfig
 
@@ -30,6 +35,7 @@ _TEXT: dict[str, dict[str, str]] = {
     "zh": {
         "title": "【{sev}】{what}",
         "group_title": "【{sev}】{what} {n}条",
+        "mixed_title": "【{sev}】{n}条",
         "where": "位置",
         "since": "时间",
         "severity": "级别",
@@ -37,6 +43,17 @@ _TEXT: dict[str, dict[str, str]] = {
         "resident": "居民",
         "link": "查看",
         "more": "……另有{n}条",
+        "how_many": "数量",
+        "breakdown": "分布",
+        "places": "位置",
+        "kinds": "类型",
+        "earliest": "最早",
+        "devices_n": "{n}台设备",
+        "triggers_n": "触发{n}次",
+        "offline_n": "{n}台设备离线",
+        "of_n": "（共{n}台）",
+        "unit_devices": "{n}台",
+        "unit_incidents": "{n}条",
         "event.dispatched": "新派单",
         "event.renotified": "请尽快接单",
         "event.escalated": "超时升级",
@@ -52,6 +69,7 @@ _TEXT: dict[str, dict[str, str]] = {
     "en": {
         "title": "[{sev}] {what}",
         "group_title": "[{sev}] {what} x{n}",
+        "mixed_title": "[{sev}] x{n}",
         "where": "Where",
         "since": "Since",
         "severity": "Severity",
@@ -59,6 +77,17 @@ _TEXT: dict[str, dict[str, str]] = {
         "resident": "Resident",
         "link": "Open",
         "more": "... and {n} more",
+        "how_many": "How many",
+        "breakdown": "By building",
+        "places": "Places",
+        "kinds": "Kinds",
+        "earliest": "Earliest",
+        "devices_n": "{n} device(s)",
+        "triggers_n": "{n} trigger(s)",
+        "offline_n": "{n} devices offline",
+        "of_n": " (of {n})",
+        "unit_devices": "{n} devices",
+        "unit_incidents": "{n}",
         "event.dispatched": "New ticket",
         "event.renotified": "Please accept",
         "event.escalated": "Escalated",
@@ -115,37 +144,9 @@ def what(lang: str, incident: Mapping[str, Any]) -> str:
 def where(
     cfg: SiteConfig, lang: str, incident: Mapping[str, Any], *, elder_care: bool = False
 ) -> tuple[str, list[str]]:
-    """'和苑小区 1号楼 1单元 (1201)' and the personal fields that were released (['room'] or [])."""
-    parts: list[str] = []
-    released: list[str] = []
-    b = incident.get("building")
-    compound = cfg.compound(incident["compound"]) if incident.get("compound") else None
-    if compound is None and b:
-        compound = cfg.compound_of_building(b)
-    if compound is not None:
-        parts.append(compound.name)
-    building = cfg.building(b) if b else None
-    if building is not None:
-        parts.append(building.name)
-        unit = next((u for u in building.units if u.id == incident.get("unit")), None)
-        if unit is not None:
-            parts.append(unit.name)
-    elif b:
-        parts.append(str(b))
-    if incident.get("space"):
-        parts.append(("车位 " if lang == "zh" else "space ") + str(incident["space"]))
-    if not parts and incident.get("grid"):
-        g = cfg.grid(incident["grid"])
-        parts.append(g.name if g is not None else str(incident["grid"]))
-    detail = incident.get("detail") or {}
-    if isinstance(detail, Mapping) and detail.get("area"):
-        parts.append(str(detail["area"]))
-    if elder_care and incident.get("resident_id"):
-        res = cfg.resident(incident["resident_id"])
-        if res is not None and res.room:
-            parts.append(f"({res.room})")
-            released.append("room")
-    return (" ".join(parts) or t(lang, "unknown_place")), released
+    """'和苑小区 1号楼 1单元 12层 大堂' and the personal fields that were released (['room'] or [])."""
+    p = places.place_of(cfg, incident, elder_care=elder_care)
+    return (p.where(lang) or t(lang, "unknown_place")), list(p.released)
 
 
 def local(cfg: SiteConfig, ms: int | None) -> str:
@@ -155,8 +156,9 @@ def local(cfg: SiteConfig, ms: int | None) -> str:
 
 
 def link(cfg: SiteConfig, incident_id: str) -> str | None:
-    base = cfg.channels.console_base_url
-    return f"{base}/#incident={incident_id}" if base else None
+    """``<console base>/#incident=<id>``: channels.console_base_url, else the API's console_base_url."""
+    base = cfg.channels.console_base_url or getattr(getattr(cfg, "api", None), "console_base_url", None)
+    return f"{str(base).rstrip('/')}/#incident={incident_id}" if base else None
 
 
 @dataclass
@@ -175,59 +177,122 @@ def render(
     lang: str,
     elder_care: bool = False,
     max_listed: int = 10,
+    reminder: bool = False,
 ) -> Message:
-    """One message for ``items`` = [(incident, event name)], most severe first."""
-    items = sorted(items, key=lambda it: (_sev_rank(it[0].get("severity")), it[0].get("first_ms") or 0))
+    """One message for ``items`` = [(incident, event name)], most severe first; one entry per incident."""
+    seen: dict[str, tuple[Mapping[str, Any], str]] = {}
+    for incident, ev in items:
+        seen.setdefault(str(incident["id"]), (incident, ev))
+    items = sorted(seen.values(), key=lambda it: (_sev_rank(it[0].get("severity")), it[0].get("first_ms") or 0))
     inc0, ev0 = items[0]
-    sev = label(lang, "sev", inc0.get("severity"))
-    w = what(lang, inc0)
-    released: dict[str, list[str]] = {}
-    event_txt = t(lang, f"event.{ev0}") if f"event.{ev0}" in _TEXT["en"] else t(lang, "event.other")
+    ev_name = "renotified" if reminder else ev0
+    event_txt = t(lang, f"event.{ev_name}") if f"event.{ev_name}" in _TEXT["en"] else t(lang, "event.other")
     if len(items) == 1:
-        title = t(lang, "title", sev=sev, what=w) + f" {event_txt}"
+        return _single(cfg, inc0, event_txt, lang=lang, elder_care=elder_care)
+    return _grouped(cfg, [i for i, _ in items], event_txt, lang=lang, elder_care=elder_care, max_listed=max_listed)
+
+
+def _how_many(cfg: SiteConfig, lang: str, incident: Mapping[str, Any]) -> str:
+    n = places.device_count(cfg, incident)
+    if incident.get("type") in places.DEVICE_COUNT_TYPES:
+        detail = incident.get("detail") or {}
+        of = detail.get("of") if isinstance(detail, Mapping) else None
+        return t(lang, "offline_n", n=n) + (t(lang, "of_n", n=of) if isinstance(of, int) else "")
+    parts = [t(lang, "devices_n", n=n)] if n else []
+    parts.append(t(lang, "triggers_n", n=int(incident.get("count") or 1)))
+    return ("，" if lang == "zh" else ", ").join(parts)
+
+
+def _single(cfg: SiteConfig, incident: Mapping[str, Any], event_txt: str, *, lang: str, elder_care: bool) -> Message:
+    sev = label(lang, "sev", incident.get("severity"))
+    title = t(lang, "title", sev=sev, what=what(lang, incident)) + f" {event_txt}"
+    place, rel = where(cfg, lang, incident, elder_care=elder_care)
+    released: dict[str, list[str]] = {str(incident["id"]): list(rel)} if rel else {}
+    resident = _resident(cfg, lang, incident, elder_care, released)
+    fields = [
+        (t(lang, "where"), f"{place}{resident}"),
+        (t(lang, "how_many"), _how_many(cfg, lang, incident)),
+        (t(lang, "since"), local(cfg, places.since_ms(incident))),
+        (t(lang, "severity"), sev),
+    ]
+    lines_txt = [title] + [f"{k}: {v}" for k, v in fields]
+    lines_md = [f"### {title}"] + [f"> **{k}**: {v}" for k, v in fields]
+    url = link(cfg, str(incident["id"]))
+    if url:
+        lines_txt.append(url)
+        lines_md.append(f"[{t(lang, 'link')}]({url})")
+    short = f"{title} {place} {local(cfg, places.since_ms(incident))}"
+    return Message(title, "\n".join(lines_txt), "\n".join(lines_md), short, released)
+
+
+def _grouped(
+    cfg: SiteConfig,
+    incidents: Sequence[Mapping[str, Any]],
+    event_txt: str,
+    *,
+    lang: str,
+    elder_care: bool,
+    max_listed: int,
+) -> Message:
+    inc0 = incidents[0]
+    sev = label(lang, "sev", inc0.get("severity"))
+    n = len(incidents)
+    kinds: dict[str, int] = {}
+    for i in incidents:
+        kinds[what(lang, i)] = kinds.get(what(lang, i), 0) + 1
+    if len(kinds) == 1:
+        title = t(lang, "group_title", sev=sev, what=what(lang, inc0), n=n) + f" {event_txt}"
     else:
-        title = t(lang, "group_title", sev=sev, what=w, n=len(items)) + f" {event_txt}"
-    lines_txt = [title]
-    lines_md = [f"### {title}"]
-    for incident, _ev in items[:max_listed]:
-        place, rel = where(cfg, lang, incident, elder_care=elder_care)
-        if rel:
-            released[str(incident["id"])] = list(rel)
-        resident = ""
-        if elder_care and incident.get("resident_id"):
-            res = cfg.resident(incident["resident_id"])
-            if res is not None:
-                resident = f" {t(lang, 'resident')}: {res.name}"
-                released.setdefault(str(incident["id"]), []).append("name")
+        title = t(lang, "mixed_title", sev=sev, n=n) + f" {event_txt}"
+    dot = " · "
+    unit = "unit_devices" if places.counts_devices(incidents) else "unit_incidents"
+    summary: list[tuple[str, str]] = []
+    if places.counts_devices(incidents):
+        total = sum(places.device_count(cfg, i) for i in incidents)
+        summary.append((t(lang, "how_many"), t(lang, "offline_n", n=total)))
+    if len(kinds) > 1:
+        summary.append((t(lang, "kinds"), dot.join(f"{k} {v}" for k, v in kinds.items())))
+    summary.append((t(lang, "breakdown"), dot.join(f"{b} {t(lang, unit, n=c)}" for b, c in
+                                                   places.per_building(cfg, incidents, lang))))  # fmt: skip
+    all_places = [places.place_of(cfg, i, elder_care=elder_care) for i in incidents]
+    released: dict[str, list[str]] = {
+        str(i["id"]): list(p.released) for i, p in zip(incidents, all_places, strict=True) if p.released
+    }
+    if any(i.get("severity") == "critical" or i.get("life_safety") for i in incidents):
+        summary.append((t(lang, "places"), places.place_list(all_places, lang)))  # a critical group names each place
+    firsts = [s for s in (places.since_ms(i) for i in incidents) if s]
+    summary.append((t(lang, "earliest"), local(cfg, min(firsts) if firsts else None)))
+    lines_txt = [title] + [f"{k}: {v}" for k, v in summary]
+    lines_md = [f"### {title}"] + [f"> **{k}**: {v}" for k, v in summary]
+    for incident, p in list(zip(incidents, all_places, strict=True))[:max_listed]:
+        resident = _resident(cfg, lang, incident, elder_care, released)
+        place = p.where(lang) or t(lang, "unknown_place")
+        entry = f"- {local(cfg, places.since_ms(incident))} {what(lang, incident)} {place}"
+        if incident.get("type") in places.DEVICE_COUNT_TYPES:
+            entry += f" {t(lang, 'unit_devices', n=places.device_count(cfg, incident))}"
+        entry += resident
         url = link(cfg, str(incident["id"]))
-        since = local(cfg, incident.get("first_ms"))
-        sev_i = label(lang, "sev", incident.get("severity"))
-        if len(items) == 1:
-            lines_txt += [
-                f"{t(lang, 'where')}: {place}{resident}",
-                f"{t(lang, 'since')}: {since}",
-                f"{t(lang, 'severity')}: {sev_i}",
-            ]
-            lines_md += [
-                f"> **{t(lang, 'where')}**: {place}{resident}",
-                f"> **{t(lang, 'since')}**: {since}",
-                f"> **{t(lang, 'severity')}**: {sev_i}",
-            ]
-            if url:
-                lines_txt.append(url)
-                lines_md.append(f"[{t(lang, 'link')}]({url})")
-        else:
-            lines_txt.append(f"- {since} {what(lang, incident)} {place}{resident}" + (f" {url}" if url else ""))
-            lines_md.append(
-                f"- {since} {what(lang, incident)} {place}{resident}" + (f" [{t(lang, 'link')}]({url})" if url else "")
-            )
-    if len(items) > max_listed:
-        more = t(lang, "more", n=len(items) - max_listed)
+        lines_txt.append(entry + (f" {url}" if url else ""))
+        lines_md.append(entry + (f" [{t(lang, 'link')}]({url})" if url else ""))
+    if n > max_listed:
+        more = t(lang, "more", n=n - max_listed)
         lines_txt.append(more)
         lines_md.append(more)
     place0, _ = where(cfg, lang, inc0)
-    short = f"{title} {place0} {local(cfg, inc0.get('first_ms'))}"
+    short = f"{title} {place0} {local(cfg, places.since_ms(inc0))}"
     return Message(title, "\n".join(lines_txt), "\n".join(lines_md), short, released)
+
+
+def _resident(
+    cfg: SiteConfig, lang: str, incident: Mapping[str, Any], elder_care: bool, released: dict[str, list[str]]
+) -> str:
+    if not (elder_care and incident.get("resident_id")):
+        return ""
+    res = cfg.resident(incident["resident_id"])
+    if res is None:
+        return ""
+    released.setdefault(str(incident["id"]), []).append("name")
+    return f" {t(lang, 'resident')}: {res.name}"
 
 
 def voice_text(cfg: SiteConfig, lang: str, incident: Mapping[str, Any]) -> str:

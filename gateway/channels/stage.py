@@ -16,7 +16,7 @@ import logging
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from gateway.channels import delivery
+from gateway.channels import outbox
 from gateway.core.contract import BaseStage, BatchResult
 from gateway.core.store import savepoint
 
@@ -37,7 +37,7 @@ class ChannelStage(BaseStage):
             return
         try:
             with savepoint(conn, "channels"):
-                delivery.queue_channel_messages(conn, self.cfg, result.incident_events, now_ms)
+                outbox.queue_channel_messages(conn, self.cfg, result.incident_events, now_ms)
         except sqlite3.Error:
             raise
         except Exception:  # rolled back to the savepoint: the rest of the transaction stands

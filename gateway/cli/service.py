@@ -81,6 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the store's counters and device summary (works while the gateway runs)."""
     from gateway.core.store import connect, read_counters
+    from gateway.ingest.broker_drops import drop_status
 
     cfg = load_site(args.config)
     path = args.store or cfg.store.path
@@ -91,6 +92,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         readings = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
         dead = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
         unconf = conn.execute("SELECT count(*) FROM unconfigured").fetchone()[0]
+        drops = drop_status(conn)  # messages the broker threw away, and whether anyone dealt with it
     except sqlite3.Error as exc:
         print(f"{path}: cannot read the store: {exc}", file=sys.stderr)
         return 1
@@ -101,6 +103,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "devices_online": online.get(1, 0),
         "devices_offline": online.get(0, 0),
         "devices_unknown": online.get(-1, 0),
+        "broker_drops": drops,
         "counters": counters,
     }
     print(json.dumps(out, indent=2, ensure_ascii=False))
@@ -229,6 +232,79 @@ def cmd_resident_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resident_forget_phone(args: argparse.Namespace) -> int:
+    """A reporter (resident_reports, evaluation requests) forgotten by phone number."""
+    from gateway.api.auth import _cli_conn
+    from gateway.core import store as st
+    from gateway.privacy import snapshot_dir
+    from gateway.residents.reports import forget_phone
+
+    cfg = load_site(args.config)
+    if not args.yes:
+        answer = input("forget this phone number's reports (cannot be undone)? type the number to confirm: ")
+        if answer.strip() != args.phone:
+            print("not confirmed; nothing changed", file=sys.stderr)
+            return 1
+    try:
+        conn = _cli_conn(args.store or cfg.store.path)
+        conn.execute("PRAGMA busy_timeout=30000")  # the running gateway's writer may hold the lock briefly
+        try:
+            with st.transaction(conn):
+                out = forget_phone(conn, args.phone)
+        finally:
+            conn.close()
+    except (FileNotFoundError, sqlite3.Error) as exc:
+        print(f"cannot forget: {exc}", file=sys.stderr)
+        return 1
+    removed = 0
+    for photo in out["photos"]:  # after the commit: files are not transactional
+        try:
+            (snapshot_dir(cfg) / f"{photo}.jpg").unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    print(f"phone forgotten: {out['reports']} reports scrubbed (number, words, photo), "
+          f"{out['requests']} evaluation requests, {removed} photo files deleted")  # fmt: skip
+    return 0
+
+
+def cmd_resident_report_qr(args: argparse.Namespace) -> int:
+    """Print a building's report QR code (the installer sticks it in the stairwell)."""
+    from gateway.api.auth import _cli_conn
+    from gateway.core import store as st
+    from gateway.residents import qr, reports
+
+    cfg = load_site(args.config)
+    base = cfg.resident_loop.base_url
+    if not base:
+        print("resident_loop.base_url is not set: the address residents' phones open", file=sys.stderr)
+        return 2
+    if cfg.building(args.building) is None:
+        print(f"unknown building {args.building!r}", file=sys.stderr)
+        return 2
+    try:
+        conn = _cli_conn(args.store or cfg.store.path)
+        conn.execute("PRAGMA busy_timeout=30000")
+        try:
+            with st.transaction(conn):
+                token = reports.issue_qr(conn, cfg, args.building, st.now_ms())
+        finally:
+            conn.close()
+    except (FileNotFoundError, sqlite3.Error) as exc:
+        print(f"cannot issue the QR code: {exc}", file=sys.stderr)
+        return 1
+    url = reports.report_url(base, token)
+    b = cfg.building(args.building)
+    print(f"report QR code for {b.name if b else args.building} (valid {cfg.resident_loop.report.qr_ttl_days} days):")
+    if args.out:
+        qr.save(url, Path(args.out))
+        print(f"written to {args.out}")
+    else:
+        print(qr.terminal(url), end="")
+    print(url)
+    return 0
+
+
 def cmd_camera_calibrate(args: argparse.Namespace) -> int:
     from gateway.vision.calibrate import calibrate
 
@@ -308,6 +384,18 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     rf.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     rf.add_argument("--config-edit", action="store_true", help="also delete the resident from the site file")
     rf.set_defaults(fn=cmd_resident_forget)
+    rp = rs_sub.add_parser("forget-phone", help="forget a reporter by phone number (their reports' words and photos)")
+    rp.add_argument("phone")
+    rp.add_argument("--config", required=True)
+    rp.add_argument("--store")
+    rp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    rp.set_defaults(fn=cmd_resident_forget_phone)
+    rq = rs_sub.add_parser("report-qr", help="print a building's QR code for residents' reports")
+    rq.add_argument("--config", required=True)
+    rq.add_argument("--building", required=True)
+    rq.add_argument("--store")
+    rq.add_argument("--out", help="write an SVG or PNG (by suffix) instead of printing to the terminal")
+    rq.set_defaults(fn=cmd_resident_report_qr)
     cam = sub.add_parser("camera", help="camera analytics (calibration)")
     cam_sub = cam.add_subparsers(dest="camera_cmd", required=True)
     cc = cam_sub.add_parser("calibrate", help="save a camera's empty-space reference and draw its polygons")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -361,17 +361,34 @@ class IncidentStore:
         devices: Iterable[str],
         ts_ms: int,
         now_ms: int,
+        *,
+        detail: Callable[[list[str]], Mapping[str, Any]] | None = None,
     ) -> list[str]:
-        row = conn.execute("SELECT devices FROM incidents WHERE id=?", (incident_id,)).fetchone()
+        """Add devices to the incident's list (event ``devices_added``); the new ones are returned.
+
+        ``detail`` (optional) computes detail fields from the whole new device list (a group's
+        counts): they are merged into the stored detail and carried by the event, so the feed
+        and the console read the same numbers."""
+        row = conn.execute("SELECT devices, detail FROM incidents WHERE id=?", (incident_id,)).fetchone()
         if row is None:
             return []
         have = json.loads(row[0])
         new = [d for d in dict.fromkeys(devices) if d not in have]
-        if new:
+        if not new:
+            return new
+        data: dict[str, Any] = {"devices": new}
+        if detail is None:
             conn.execute(
                 "UPDATE incidents SET devices=?, updated_ms=? WHERE id=?", (_dumps(have + new), now_ms, incident_id)
             )
-            self.append_event(conn, result, incident_id, "devices_added", ts_ms, {"devices": new})
+        else:
+            changed = dict(detail(have + new))
+            conn.execute(
+                "UPDATE incidents SET devices=?, detail=?, updated_ms=? WHERE id=?",
+                (_dumps(have + new), _dumps({**json.loads(row[1]), **changed}), now_ms, incident_id),
+            )
+            data["detail"] = changed
+        self.append_event(conn, result, incident_id, "devices_added", ts_ms, data)
         return new
 
     def auto_clear(

@@ -331,7 +331,64 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX signed_links_expiry ON signed_links(expires_ms);
     """,
-    # 9: device sessions (gateway/api/sessions.py): a phone or screen signed in with a one-time link
+    # 9: the residents' side of the loop (gateway/residents, docs/tickets.md "Residents"): problems
+    # reported through a building's QR code, evaluation requests, the SMS outbox to residents, and
+    # the early warnings derived from the loop. Phone numbers here are personal data (retention,
+    # `resident forget`).
+    """
+    CREATE TABLE resident_reports (         -- a resident's report, committed before the page says 'received'
+        id INTEGER PRIMARY KEY,
+        received_ms INTEGER NOT NULL,
+        qr TEXT NOT NULL,                   -- signed_links.id_hash of the building's QR code (abuse limit)
+        building TEXT NOT NULL,
+        unit TEXT,                          -- NULL: a common area of the building
+        area TEXT,                          -- which common area (free text, short)
+        type TEXT NOT NULL,                 -- resident_loop.report.types key
+        description TEXT NOT NULL,
+        photo TEXT,                         -- snapshot id of the re-encoded photo (snapshot quota)
+        phone TEXT,                         -- for feedback; erased after report.phone_days or by forget
+        incident_id TEXT
+    );
+    CREATE INDEX resident_reports_qr ON resident_reports(qr, received_ms);
+    CREATE INDEX resident_reports_phone ON resident_reports(phone, received_ms) WHERE phone IS NOT NULL;
+    CREATE TABLE evaluation_requests (      -- who is asked to evaluate which handled incident
+        id INTEGER PRIMARY KEY,
+        incident_id TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        due_ms INTEGER NOT NULL,            -- no answer by then: no_response (not a rating)
+        recipient TEXT NOT NULL,            -- resident | family | reporter | unit_contact
+        resident_id TEXT,                   -- elder care: the configured resident
+        report_id INTEGER,                  -- a reported problem: resident_reports.id
+        unit TEXT,                          -- a common area: 'building/unit' of the contact
+        phone TEXT,                         -- where the link is sent (personal; NULL: QR on a visit only)
+        status TEXT NOT NULL DEFAULT 'pending', -- pending | answered | no_response | closed
+        answered_ms INTEGER,
+        source TEXT                         -- resident_link | proxy_call, when answered
+    );
+    CREATE INDEX evaluation_requests_incident ON evaluation_requests(incident_id);
+    CREATE TABLE resident_messages (        -- SMS outbox to residents; the link is minted when it is sent
+        id INTEGER PRIMARY KEY,
+        request_id INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending', -- pending | sent | failed
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_ms INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        done_ms INTEGER
+    );
+    CREATE INDEX resident_messages_pending ON resident_messages(next_ms) WHERE status = 'pending';
+    CREATE TABLE early_warnings (           -- 提前预警: raised and cleared warnings, in order (the feed)
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL,                  -- '<kind>|<compound>|<subject>'
+        kind TEXT NOT NULL,                 -- projected_score | repeated_incidents | unaccepted_rising | low_response
+        compound TEXT,
+        state TEXT NOT NULL,                -- raised | cleared
+        ts_ms INTEGER NOT NULL,
+        figures TEXT NOT NULL               -- JSON: the figures behind it
+    );
+    CREATE INDEX early_warnings_key ON early_warnings(key, seq);
+    """,
+    # 10: device sessions (gateway/api/sessions.py): a phone or screen signed in with a one-time link
     # (or a token) holds a cookie; only the SHA-256 of the cookie's secret is kept.
     """
     CREATE TABLE device_sessions (

@@ -4,6 +4,7 @@
 - Which configured device a reading belongs to: (driver, normalised address), Zigbee2MQTT
   friendly-name aliases, devices owned by sibling gateways (ignored, not "unconfigured").
 - Which topics the life-safety session subscribes to, so the telemetry session can leave them.
+- How big a payload each topic may carry (``ingest.max_payload_bytes`` and ``payload_limits``).
 
 Every per-driver fact (address form, life-safety topics, configurable base topic) comes from the
 driver table, drivers.DRIVERS.
@@ -49,9 +50,12 @@ class Routing:
     devices: dict[tuple[str, str], DeviceInfo]
     foreign: set[tuple[str, str]]
     aliases: dict[tuple[str, str], str]  # (driver, alias) -> address
+    max_payload: int = 65536  # ingest.max_payload_bytes: topics no payload limit names
+    payload_limits: tuple[tuple[tuple[str, ...], int], ...] = ()  # (filters, max bytes), first match wins
     by_id: dict[str, DeviceInfo] = field(default_factory=dict)
     _topic_cache: dict[str, DriverSpec | None] = field(default_factory=dict)
     _safety_cache: dict[str, bool] = field(default_factory=dict)
+    _limit_cache: dict[str, int] = field(default_factory=dict)
     _safety_filters: list[str] | None = None
     _safety_matcher: MQTTMatcher | None = None
 
@@ -81,6 +85,22 @@ class Routing:
         if len(self._topic_cache) > 50_000:  # bound memory against topic spraying
             self._topic_cache.clear()
         self._topic_cache[topic] = found
+        return found
+
+    def payload_limit(self, topic: str) -> int:
+        """The largest payload accepted on this topic; bigger ones are dead-lettered unread."""
+        try:
+            return self._limit_cache[topic]
+        except KeyError:
+            pass
+        found = self.max_payload
+        for filters, limit in self.payload_limits:
+            if any(topic_matches_sub(f, topic) for f in filters):
+                found = limit
+                break
+        if len(self._limit_cache) > 50_000:  # bound memory against topic spraying
+            self._limit_cache.clear()
+        self._limit_cache[topic] = found
         return found
 
     def is_safety_topic(self, topic: str) -> bool:
@@ -168,7 +188,8 @@ def build_routing(cfg: SiteConfig) -> Routing:
             building=building,
             safety_filters=(),
         )
-    routing = Routing(gw, sources, devices, foreign, aliases)
+    limits = tuple((tuple(lim.topics), lim.max_bytes) for lim in cfg.ingest.payload_limits)
+    routing = Routing(gw, sources, devices, foreign, aliases, cfg.ingest.max_payload_bytes, limits)
     for key, info in list(devices.items()):
         if info.life_safety:
             filters = _safety_filters(info.driver, info.address, friendly_of.get(key), sources)

@@ -178,6 +178,9 @@ def write_demo_config(src: Path, workdir: Path, host: str, port: int, api_port: 
     doc["device_types"] = types
     if "sync" in doc:
         doc["sync"]["enabled"] = False
+    # the residents' side: links and QR codes point at the demo's API (no SMS gateway: links printed)
+    doc["resident_loop"] = {**(doc.get("resident_loop") or {}), "enabled": True,
+                            "base_url": f"http://127.0.0.1:{api_port}"}  # fmt: skip
     out = workdir / "site.yaml"
     header = f"# DEMO copy of {src} written by `edge-gateway demo`: broker, store, API port and two timers\n"
     # JSON is YAML, and far quicker to write than a YAML dump of a 500-device site on a Pi
@@ -250,6 +253,50 @@ def create_demo_links(gw: Gateway, people: dict[str, str], timeout: float = 15.0
 
         out[role] = sessions.signin_url(cfg, gw.pipeline.call(write).result(timeout))
     return out
+
+
+def resident_loop_demo(gw: Gateway, timeout: float = 15.0) -> tuple[str, str, str] | None:
+    """The residents' loop once, for the demo to print: a building's report QR code, a resident's
+    report through it, the grid worker handling it, and the evaluation link the reporter would get
+    by SMS. Returns (report URL, report QR drawn for the terminal, evaluation URL)."""
+    from gateway.residents import qr, reports, sender
+    from gateway.tickets import lifecycle as lc
+
+    cfg = gw.cfg
+    base = cfg.resident_loop.base_url
+    building = next((b for c in cfg.site.compounds for b in c.buildings), None)
+    if not base or building is None or not cfg.resident_loop.enabled:
+        return None
+    svc = gw.residents
+    token = svc.issue_report_qr(building.id).result(timeout)
+    fields = {"type": "facility_broken", "unit": building.units[0].id if building.units else None,
+              "area": "3楼楼道", "description": "楼道灯不亮（演示）", "phone": "13900000000"}  # fmt: skip
+    out = svc.submit_report(token, fields, None).result(timeout)
+    iid = str(out["incident"])
+    ctx = svc.ctx
+
+    def handle(c: sqlite3.Connection, r: Any, now: int) -> str | None:
+        t = lc.ticket(c, iid) or {}
+        who, role = str(t.get("assignee")), str(t.get("assignee_role") or "grid_worker")
+        lc.apply_action(c, r, iid, "accept", actor=who, role=role, now_ms=now, ctx=ctx)
+        lc.apply_action(c, r, iid, "resolve", actor=who, role=role, data={"what_done": "已更换灯管（演示）"},
+                        now_ms=now, ctx=ctx)  # fmt: skip
+        return None
+
+    gw.pipeline.call(handle).result(timeout)
+
+    def link(c: sqlite3.Connection, r: Any, now: int) -> str | None:
+        row = c.execute(
+            "SELECT id FROM evaluation_requests WHERE incident_id=? AND status='pending'", (iid,)
+        ).fetchone()
+        minted = sender.mint(c, cfg, int(row[0]), now) if row is not None else None
+        return minted[0] if minted else None
+
+    eval_token = gw.pipeline.call(link).result(timeout)
+    if eval_token is None:
+        return None
+    url = reports.report_url(base, token)
+    return url, qr.terminal(url), sender.evaluation_url(base, eval_token)
 
 
 def incident_summary(store_path: Path) -> dict[str, int]:
@@ -354,6 +401,17 @@ def run_demo(
                     who = m.name if m is not None else people[role]
                     out(f"    {catalog.label('zh', 'role', role)} / {catalog.label('en', 'role', role)} ({who}):")
                     out(f"      {url}")
+                try:
+                    shown = await asyncio.to_thread(resident_loop_demo, gw)
+                except Exception as exc:  # the demo goes on without the residents' part
+                    out(f"  residents' loop not shown: {exc}")
+                    shown = None
+                if shown is not None:
+                    report_url, drawn, eval_url = shown
+                    out("  residents 居民 — report QR code of the first building 楼栋报事二维码:")
+                    out(drawn.rstrip("\n"))
+                    out(f"  report page 报事页面: {report_url}")
+                    out(f"  evaluation link 评价链接 (a demo report, handled): {eval_url}")
                 out("  Ctrl-C stops everything.")
                 out("")
 

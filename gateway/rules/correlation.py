@@ -20,18 +20,20 @@ from gateway.rules.base import Ctx, Dev, Facts, in_window
 from gateway.rules.host import RuleHost
 
 
-def on_fall(eng: RuleHost, ctx: Ctx, dev: Dev, res: Resolved) -> None:
+def on_fall(eng: RuleHost, ctx: Ctx, dev: Dev, res: Resolved, key: str) -> None:
+    """``key``: the fall incident's open key (another radar's, when this fall merged into it)."""
     eng.rs.timer_arm(
         f"fallchk|{dev.id}",
         "fallchk",
         res.ts_ms + eng.settings.fall_no_motion_s * 1000,
         ctx.now,
-        {"fall_ms": res.ts_ms, "resident": dev.resident_id},
+        {"fall_ms": res.ts_ms, "resident": dev.resident_id, "key": key},
     )
 
 
 def fire_fall(eng: RuleHost, ctx: Ctx, dev_id: str, due: int, data: dict[str, Any]) -> None:
-    row = ctx.conn.execute("SELECT id FROM incidents WHERE open_key=?", (eng.key(dev_id, "fall"),)).fetchone()
+    key = data.get("key") or eng.key(dev_id, "fall")  # timers armed before merging carry no key
+    row = ctx.conn.execute("SELECT id FROM incidents WHERE open_key=?", (key,)).fetchone()
     if row is not None:
         eng.incidents.set_severity(ctx.conn, ctx.result, row[0], "critical", "no_motion_after_fall", due, ctx.now)
 

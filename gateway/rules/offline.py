@@ -13,41 +13,25 @@ for ``bridge:<base>`` from ``zigbee2mqtt/bridge/state``) and persists it in ``de
   ``bridge_offline`` (a Zigbee2MQTT bridge reports offline: explains every zigbee2mqtt device),
   ``lorawan_gateway_silent`` (a LoRaWAN gateway id absent from all uplinks for
   ``lorawan_gateway_silent_s``: explains devices last heard only through silent gateways),
-  ``compound_offline`` / ``building_offline`` (at least ``group_min_devices`` and
-  ``group_fraction`` of the compound's/building's devices with a liveness check went offline
-  within ``group_window_s``). When a group forms, members' open ``device_offline`` incidents
-  are auto-cleared with reason ``grouped`` and the devices are added to the group incident.
+  ``building_offline`` / ``compound_offline`` (the smallest scope that explains the silence:
+  see :mod:`gateway.rules.groups`). When a group forms, members' open ``device_offline``
+  incidents are auto-cleared with reason ``grouped`` and the devices are added to the group
+  incident.
 - After a wall-clock step, ``silent`` marks are not trusted: the hold becomes the device's full
   expected interval, so a live device proves itself before anything is raised.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from gateway.core import incidents as inc
 from gateway.core.contract import Resolved, StatusChange
+from gateway.rules import groups
 from gateway.rules.base import Ctx, Dev, Facts
 from gateway.rules.host import RuleHost
 
-TYPE = "device_offline"
-
-
-def _offline(ctx: Ctx) -> dict[str, int]:
-    off = ctx.cache.get("offline")
-    if off is None:
-        off = {
-            d: int(t or 0)
-            for d, t in ctx.conn.execute("SELECT device_id, online_changed_ms FROM devices WHERE online=0")
-        }
-        ctx.cache["offline"] = off
-    return off
-
-
-def _open_id(ctx: Ctx, key: str) -> str | None:
-    row = ctx.conn.execute("SELECT id FROM incidents WHERE open_key=?", (key,)).fetchone()
-    return None if row is None else str(row[0])
+TYPE = groups.DEVICE_TYPE
 
 
 def on_status(eng: RuleHost, ctx: Ctx, ch: StatusChange) -> None:
@@ -77,7 +61,7 @@ def on_status(eng: RuleHost, ctx: Ctx, ch: StatusChange) -> None:
     if ch.online:
         eng.rs.timer_cancel(tkey)
         eng.clear(ctx, eng.key(dev.id, TYPE), ch.ts_ms, "back_online")
-        _group_recovery(eng, ctx, dev, ch.ts_ms)
+        groups.recovery(eng, ctx, dev, ch.ts_ms)
         return
     hold = eng.settings.offline_hold_s * 1000
     suspect = ch.reason == "silent" and ctx.now < eng.suspect_until
@@ -85,78 +69,7 @@ def on_status(eng: RuleHost, ctx: Ctx, ch: StatusChange) -> None:
         hold = max(hold, int(dev.expected_interval_s * 1000))
     eng.rs.timer_arm(tkey, "offline", ctx.now + hold, ctx.now, {"since": ch.ts_ms, "reason": ch.reason}, replace=True)
     if not suspect:  # a silence produced by a clock step forms no group; the hold re-checks
-        _check_groups(eng, ctx, dev)
-
-
-def _need(eng: RuleHost, members: list[str]) -> int:
-    return max(eng.settings.group_min_devices, math.ceil(eng.settings.group_fraction * len(members)))
-
-
-def _levels(eng: RuleHost, dev: Dev) -> list[tuple[str, str, list[str]]]:
-    out = []
-    if dev.loc.compound and dev.loc.compound in eng.compound_members:
-        out.append(("compound", dev.loc.compound, eng.compound_members[dev.loc.compound]))
-    if dev.loc.building and dev.loc.building in eng.building_members:
-        out.append(("building", dev.loc.building, eng.building_members[dev.loc.building]))
-    return out
-
-
-def _check_groups(eng: RuleHost, ctx: Ctx, dev: Dev) -> str | None:
-    """Form (or extend) a compound/building group; returns the group incident covering dev."""
-    off = _offline(ctx)
-    win = eng.settings.group_window_s * 1000
-    for level, gid, members in _levels(eng, dev):
-        if len(members) < eng.settings.group_min_devices:
-            continue
-        key = f"group|{level}|{gid}"
-        gid_open = _open_id(ctx, key)
-        if gid_open is not None:
-            if dev.id in off:
-                eng.incidents.add_devices(ctx.conn, ctx.result, gid_open, [dev.id], ctx.now, ctx.now)
-                _fold(eng, ctx, [dev.id], gid_open)
-            return gid_open
-        recent = [m for m in members if m in off and off[m] >= ctx.now - win]
-        if len(recent) < _need(eng, members):
-            continue
-        sample = eng.devices[recent[0]].loc
-        loc = inc.Location(
-            grid=sample.grid if level == "building" else None,
-            compound=sample.compound,
-            building=gid if level == "building" else None,
-        )
-        raised = eng.raise_(
-            ctx,
-            inc.Trigger(
-                key=key,
-                category="device_health",
-                type=f"{level}_offline",
-                severity="major",
-                ts_ms=ctx.now,
-                devices=recent,
-                location=loc,
-                detail={"cause": level, level: gid, "offline": len(recent), "of": len(members)},
-            ),
-        )
-        if raised is not None:
-            _fold(eng, ctx, recent, raised.incident_id)
-            return raised.incident_id
-    return None
-
-
-def _fold(eng: RuleHost, ctx: Ctx, devices: list[str], group_id: str) -> None:
-    for d in devices:
-        eng.rs.timer_cancel(f"offline|{d}")
-        key = eng.key(d, TYPE)
-        if _open_id(ctx, key) is not None:
-            eng.incidents.auto_clear(ctx.conn, ctx.result, key, ctx.now, f"grouped:{group_id}", ctx.now)
-
-
-def _group_recovery(eng: RuleHost, ctx: Ctx, dev: Dev, ts: int) -> None:
-    off = _offline(ctx)
-    for level, gid, members in _levels(eng, dev):
-        key = f"group|{level}|{gid}"
-        if eng.is_open(ctx, key) and sum(1 for m in members if m in off) < _need(eng, members):
-            eng.clear(ctx, key, ts, "devices_back_online")
+        groups.check(eng, ctx, dev)
 
 
 def _explained_by(eng: RuleHost, ctx: Ctx, dev: Dev) -> str | None:
@@ -169,14 +82,10 @@ def _explained_by(eng: RuleHost, ctx: Ctx, dev: Dev) -> str | None:
             return str(row[0])
     if dev.driver == "chirpstack":
         gws = eng.rs.get(f"ldev|{dev.id}") or []
-        ids = [_open_id(ctx, f"group|lorawan|{gw}") for gw in gws]
+        ids = [groups.open_id(ctx, f"group|lorawan|{gw}") for gw in gws]
         if ids and all(ids):
             return ids[0]
-    for level, gid, _members in _levels(eng, dev):
-        found = _open_id(ctx, f"group|{level}|{gid}")
-        if found is not None:
-            return found
-    return None
+    return groups.explained(ctx, dev)
 
 
 def fire(eng: RuleHost, ctx: Ctx, dev_id: str, due: int, data: dict[str, Any]) -> None:
@@ -186,9 +95,9 @@ def fire(eng: RuleHost, ctx: Ctx, dev_id: str, due: int, data: dict[str, Any]) -
     row = ctx.conn.execute("SELECT online FROM devices WHERE device_id=?", (dev_id,)).fetchone()
     if row is None or row[0] != 0:
         return  # back online meanwhile
-    group = _explained_by(eng, ctx, dev) or _check_groups(eng, ctx, dev)
+    group = _explained_by(eng, ctx, dev) or groups.check(eng, ctx, dev)
     if group is not None:
-        eng.incidents.add_devices(ctx.conn, ctx.result, group, [dev.id], due, ctx.now)
+        groups.join(eng, ctx, group, [dev.id], due)
         return
     trig = eng.trigger(
         dev,
@@ -247,5 +156,5 @@ def check_lorawan(eng: RuleHost, ctx: Ctx) -> None:
             ),
         )
         if raised is not None:
-            off = _offline(ctx)
-            _fold(eng, ctx, [d for d in served if d in off], raised.incident_id)
+            off = groups.offline_devices(ctx)
+            groups.fold(eng, ctx, [d for d in served if d in off], raised.incident_id)

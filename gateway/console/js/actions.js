@@ -53,6 +53,8 @@ function openForm(inc, offer) {
       input = document.createElement("select");
       const opts = f.kind === "rating"
         ? [5, 4, 3, 2, 1].map((n) => ({ value: String(n), text: t("stars", { n }) }))
+        : f.kind === "yesno"
+        ? [{ value: "true", text: t("yes") }, { value: "false", text: t("no") }]
         : (f.options || []).map((o) => ({
             value: o.value,
             text: f.kind === "department" ? label("department", o.value) : o.label || t("other_type"),
@@ -90,7 +92,7 @@ function openForm(inc, offer) {
         form.elements[f.name].focus();
         return;
       }
-      if (v) values[f.name] = f.kind === "rating" ? Number(v) : v;
+      if (v) values[f.name] = f.kind === "rating" ? Number(v) : f.kind === "yesno" ? v === "true" : v;
     }
     submit(inc, offer, values);
   };
