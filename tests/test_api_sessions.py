@@ -145,6 +145,10 @@ def test_sessions_listed_and_revoked_per_device_and_person(srv: ApiServer) -> No
 def test_signing_out_ends_the_session(srv: ApiServer) -> None:
     with httpx.Client(base_url=srv.base) as c:
         assert _sign_in(c, _link(srv, "gw1")).status_code == 200
+        # a cross-site form cannot sign the device out (nor clear its cookie)
+        r = c.post("/api/v1/session/signout")
+        assert r.status_code == 403 and r.json()["code"] == "csrf_refused" and "set-cookie" not in r.headers
+        assert c.get("/api/v1/me").status_code == 200
         assert c.post("/api/v1/session/signout", headers=H).json() == {"revoked": 1}
         assert c.get("/api/v1/me").status_code == 401
 

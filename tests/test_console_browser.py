@@ -222,3 +222,37 @@ def test_hostile_notes_and_comments_stay_text(browser: Any, console_env: ApiServ
     assert wait_until(lambda: COMMENT_XSS in (page.text_content("#timeline") or ""), 5)
     assert f"马上到 {XSS}" in page.text_content("#timeline")
     assert page.evaluate("window.__xss") is None
+
+
+def test_session_cookie_is_not_sent_by_another_site(browser: Any, console_env: ApiServer) -> None:
+    """Signed in on the gateway's address, a page of another site (here http://localhost:<port>, a
+    different site from 127.0.0.1 for the browser) makes requests to the gateway: Chromium does not
+    attach the SameSite=Strict cookie, so they are unauthenticated; the gateway's own page does."""
+    srv = console_env
+    page = open_console(browser, srv, "ps1")
+    probe = f"{srv.base}/api/v1/me?probe="
+
+    def cookie(req: Any) -> str:
+        return str(req.value.all_headers().get("cookie", ""))
+
+    with page.expect_request(lambda r: "probe=own" in r.url) as own:
+        assert page.evaluate("async (u) => (await fetch(u + 'own')).status", probe) == 200
+    assert "egw_session=" in cookie(own)
+    # another site's page in the same browser profile (served by the test, without the gateway's CSP)
+    other = page.context.new_page()
+    evil = f"http://localhost:{srv.port}/evil.html"
+    other.route(evil, lambda route: route.fulfill(body="<html><body>evil</body></html>", content_type="text/html"))
+    other.goto(evil)
+    with other.expect_request(lambda r: "probe=cross" in r.url) as cross:
+        other.evaluate("(u) => fetch(u + 'cross', {credentials: 'include', mode: 'no-cors'}).catch(() => 0)", probe)
+    assert "egw_session" not in cookie(cross)
+    signout = f"{srv.base}/api/v1/session/signout?probe=form"
+    with other.expect_request(lambda r: "probe=form" in r.url) as form:
+        other.evaluate(
+            """(u) => { const f = document.createElement('form'); f.method = 'POST'; f.action = u;
+                        document.body.appendChild(f); f.submit(); }""",
+            signout,
+        )
+    assert "egw_session" not in cookie(form)
+    # the cross-site form did not sign the device out
+    assert page.evaluate("async (u) => (await fetch(u + 'after')).status", probe) == 200

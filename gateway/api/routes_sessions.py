@@ -138,10 +138,12 @@ async def _redeem(request: Request, token: str, device: str, ttl_ms: int) -> tup
 @router.post("/api/v1/session/signout", summary="Sign this device out (revokes its session)", responses=AUTH_ERRORS)
 async def sign_out(request: Request, response: Response) -> dict[str, Any]:
     ctx = ctx_of(request)
+    # Only the console may sign a device out: a cross-site form would otherwise clear the cookie
+    # (a browser accepts the deletion on a top-level navigation) and leave a worker signed out.
+    check_same_origin(request)
     cookie = request.cookies.get(sessions.COOKIE)
     revoked = 0
     if cookie:
-        check_same_origin(request)
         row = await ctx.readers.run(sessions.lookup, cookie)
         if row is not None:
             sid = row.id
