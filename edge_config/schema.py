@@ -532,6 +532,16 @@ class ActiveHours(StrictModel):
     end: dt.time = Field(default=dt.time(22, 0), description='Usual bed time, quoted "HH:MM" (may be past midnight).')
 
 
+class EmergencyContact(StrictModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(description="Contact's name.", json_schema_extra=PERSONAL)
+    relation: str | None = Field(
+        default=None, max_length=32, description="Relation to the resident, e.g. 女儿 (daughter), 邻居."
+    )
+    phone: str = Field(min_length=3, max_length=32, description="Contact's phone.", json_schema_extra=PERSONAL)
+
+
 class Resident(StrictModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -543,6 +553,19 @@ class Resident(StrictModel):
         default=None, max_length=32, description="Flat number, e.g. '1201'.", json_schema_extra=PERSONAL
     )
     phone: str | None = Field(default=None, max_length=32, description="Resident's phone.", json_schema_extra=PERSONAL)
+    emergency_contacts: list[EmergencyContact] = Field(
+        default_factory=list,
+        max_length=5,
+        description="Family or neighbours to call in an emergency, in order; shown with a call button to the roles "
+        "allowed personal data (each view logged).",
+        json_schema_extra=PERSONAL,
+    )
+    care_notes: str | None = Field(
+        default=None,
+        max_length=500,
+        description="What a responder must know (e.g. 'key with neighbour 302; hard of hearing, knock loudly').",
+        json_schema_extra=PERSONAL,
+    )
     family_phone: str | None = Field(
         default=None,
         max_length=32,

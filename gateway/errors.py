@@ -38,7 +38,8 @@ checks this drawing against the code, so a new exception class must be added her
       * ResidentRefused       gateway.residents.evaluation resident_refused     per-code
 
 ``TicketError`` sets ``code`` per instance (``not_found``, ``forbidden``, ``illegal_transition``,
-...) and derives its ``http_status`` from it (400, 403, 404 or 409).
+...) and derives its ``http_status`` from it (400, 403, 404 or 409). ``LinkRefused`` sets its own
+too (``link_used``, ``link_expired``, ``link_revoked`` ...).
 """
 
 from __future__ import annotations

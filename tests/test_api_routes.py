@@ -32,6 +32,11 @@ EXPECTED: dict[tuple[str, str], list[str]] = {
     ("POST", "/api/v1/residents/{resident_id}/forget"): ["200", "401", "403", "422"],
     ("GET", "/api/v1/scorecard"): ["200", "401", "403", "422"],
     ("GET", "/api/v1/site"): ["200"],
+    ("POST", "/api/v1/session"): ["200", "401", "403", "422", "429"],
+    ("POST", "/api/v1/session/signout"): ["200", "401", "403"],
+    ("GET", "/api/v1/sessions"): ["200", "401", "403", "422"],
+    ("POST", "/api/v1/sessions/revoke"): ["200", "401", "403", "422"],
+    ("POST", "/api/v1/signin-links"): ["200", "401", "403", "422"],
     ("GET", "/api/v1/stream"): ["200", "401", "422"],
     ("GET", "/healthz"): ["200"],
     ("GET", "/metrics"): ["200", "401", "403"],
@@ -53,8 +58,9 @@ RESIDENT_PAGES = {
     ("POST", "/api/v1/resident/report"),
 }
 # Liveness is probed by supervisors without credentials; residents have no account (their signed
-# link is the credential, in the body); everything else needs a bearer token.
-OPEN = {("GET", "/healthz"), *RESIDENT_PAGES}
+# link is the credential, in the body); signing a device out needs none (it ends the session its
+# cookie names, if any, and clears the cookie); everything else needs a token or a device session.
+OPEN = {("GET", "/healthz"), ("POST", "/api/v1/session/signout"), *RESIDENT_PAGES}
 
 
 @pytest.fixture(scope="module")

@@ -62,7 +62,7 @@ def test_a_fire_in_three_flats_is_one_message_naming_each_flat(tmp_path: Path) -
         incident(n, "smoke", devices=[d]) for n, d in enumerate(("smoke-301", "smoke-302", "smoke-401", "smoke-301b"))
     ]
     msg = render.render(cfg, [(i, "dispatched") for i in fires], lang="zh")
-    assert msg.title == "【紧急】烟雾 4条 新派单"
+    assert msg.title == "【紧急】烟雾报警 4条 新派单"
     assert "位置: 1号楼 1单元: 3层 301室×2、3层 302室、4层 401室" in msg.text
     assert "分布: 1号楼 4条" in msg.text and "最早: 03-02 10:00:00" in msg.text
     assert all(f"#incident=gw-{n}" in msg.text for n in range(4))

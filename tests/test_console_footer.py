@@ -11,7 +11,8 @@ import pytest
 from gateway import __version__
 from gateway.install.mosquitto import Mosquitto
 from tests.api_harness import ApiServer, write_api_site
-from tests.test_console_browser import _errors, browser  # noqa: F401 - the fixture
+from tests.console_helpers import errors_of, real_errors
+from tests.test_console_browser import browser  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.broker
 
@@ -20,10 +21,10 @@ def test_footer_shows_gateway_and_version(browser: Any, tmp_path: Path, private_
     srv = ApiServer(write_api_site(tmp_path, private_broker.port), tmp_path / "gateway.db").start()
     try:
         page = browser.new_page()
-        errors = _errors(page)
+        errors = errors_of(page)
         page.goto(f"{srv.base}/console/")
         page.wait_for_function("document.getElementById('build').textContent.length > 0", timeout=10_000)
         assert page.text_content("#build") == f"gw-test · v{__version__}"
-        assert errors == []
+        assert real_errors(errors) == []
     finally:
         srv.stop()

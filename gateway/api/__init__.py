@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.api import auth, db
+from gateway.api import auth, db, problems
 from gateway.api.db import Readers
 from gateway.api.deps import ApiContext, ingest_behind
 from gateway.errors import GatewayError
@@ -155,6 +157,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         routes_me,
         routes_privacy,
         routes_residents,
+        routes_sessions,
         routes_site,
         stream,
     )
@@ -167,6 +170,9 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         verifier=auth.TokenVerifier(),
         limiter=auth.AuthFailureLimiter(settings.rate_limits.auth_failures, settings.rate_limits.auth_window_s),
         role_limiter=auth.RoleRateLimiter(settings.rate_limits.per_minute),
+        signin_limiter=auth.AuthFailureLimiter(
+            settings.rate_limits.signin_failures, settings.rate_limits.auth_window_s
+        ),
     )
     hub = Hub(ctx, settings.sse_queue_max)
     ctx.hub = hub
@@ -196,6 +202,9 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_exception_handler(GatewayError, gateway_error_response)
+    # every refusal carries a stable ``code`` the console translates (gateway/api/problems.py)
+    app.add_exception_handler(StarletteHTTPException, problems.http_error_response)
+    app.add_exception_handler(RequestValidationError, problems.validation_error_response)
     app.state.ctx = ctx
     app.state.close_streams = hub.close_streams
     app.state.governor = governor_stats = GovernorStats()
@@ -215,6 +224,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         routes_devices,
         routes_site,
         routes_me,
+        routes_sessions,
         routes_feed,
         routes_privacy,
         routes_health,

@@ -15,11 +15,36 @@ Severity = Literal["critical", "major", "minor", "warning"]
 Action = Literal[ACTIONS]  # type: ignore[valid-type]
 
 
+class EmergencyContact(BaseModel):
+    name: str
+    relation: str | None = None
+    phone: str
+
+
+class HomeDevice(BaseModel):
+    id: str
+    name: str
+    type: str
+    online: bool | None = None
+    last_seen_ms: int | None = None
+    values: dict[str, Any] = Field(default_factory=dict)
+    last_activity_ms: int | None = Field(default=None, description="The resident's last activity seen (any device).")
+
+
 class Personal(BaseModel):
     resident_id: str | None = None
     name: str | None = None
+    building: str | None = None
+    unit: str | None = None
     room: str | None = None
     floor: int | None = None
+    phone: str | None = None
+    emergency_contacts: list[EmergencyContact] = Field(default_factory=list)
+    care_notes: str | None = None
+    flags: list[str] = Field(default_factory=list)
+    home_devices: list[HomeDevice] | None = Field(
+        default=None, description="Incident detail only: the last readings of the resident's devices."
+    )
 
 
 class ReleasedLocation(BaseModel):
@@ -79,8 +104,33 @@ class Event(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class ActionOption(BaseModel):
+    value: str
+    label: str | None = Field(default=None, description="A person's name (departments are labelled by the client).")
+
+
+class ActionField(BaseModel):
+    name: str = Field(description="'note' goes at the top level of the action request; every other field in data.")
+    kind: Literal["text", "rating", "yesno", "person", "department"]
+    required: bool
+    max_len: int | None = None
+    options: list[ActionOption] | None = Field(
+        default=None, description="The values to choose from (person, department)."
+    )
+
+
+class ActionOffer(BaseModel):
+    action: str
+    fields: list[ActionField] = Field(default_factory=list)
+
+
 class IncidentDetail(Incident):
     timeline: list[Event] = Field(default_factory=list)
+    allowed_actions: list[ActionOffer] = Field(
+        default_factory=list,
+        description="What this caller may do now, with each action's fields: the ticket loop's own table "
+        "(gateway/tickets/lifecycle.py ACTIONS, ACTION_FIELDS); the console shows exactly these.",
+    )
 
 
 class ActionRequest(BaseModel):
@@ -103,7 +153,7 @@ class ActionRequest(BaseModel):
 class ActionResult(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    incident: Incident
+    incident: IncidentDetail
     result: dict[str, Any] = Field(default_factory=dict)
 
 

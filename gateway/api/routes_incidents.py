@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import StringConstraints
 
-from gateway.api import access, db, ticketing
+from gateway.api import access, db, problems, ticketing
 from gateway.api.auth import Principal
 from gateway.api.deps import ctx_of, require
 from gateway.api.fastjson import FastJSONResponse
@@ -24,6 +26,7 @@ from gateway.api.models import (
 from gateway.core.contract import IncidentEvent
 
 if TYPE_CHECKING:
+    from edge_config import SiteConfig
     from gateway.api.deps import ApiContext
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
@@ -100,8 +103,58 @@ async def get_incident(
     release = access.Release()
     out = access.present_incident(p, row, ctx.cfg, release)
     out["timeline"] = [access.present_event(p, e, row) for e in events]
+    out["allowed_actions"] = await _offers(ctx, p, row)
+    if out.get("personal") and out["personal"].get("resident_id"):
+        out["personal"]["home_devices"] = await ctx.readers.run(_home_devices, ctx.cfg, out["personal"]["resident_id"])
     await ctx.log_release(p, release, "detail")
     return out
+
+
+def _home_devices(conn: sqlite3.Connection, cfg: SiteConfig, resident_id: str) -> list[dict[str, Any]]:
+    """The last readings of the resident's devices (presence, last movement), for the elder-care
+    card; released only with the rest of the personal view (same access-log row)."""
+    devs = [d for d in cfg.devices if d.resident == resident_id]
+    rows = {r["device_id"]: r for r in db.device_rows(conn, [d.id for d in devs])} if devs else {}
+    last = db.last_activity(conn, resident_id)
+    out = []
+    for d in devs:
+        r = rows.get(d.id, {})
+        out.append(
+            {
+                "id": d.id,
+                "name": d.name,
+                "type": d.type,
+                "online": r.get("online"),
+                "last_seen_ms": r.get("last_seen_ms"),
+                "values": r.get("values") or {},
+                "last_activity_ms": last,
+            }
+        )
+    return out
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def _offers(ctx: ApiContext, p: Principal, row: dict[str, Any]) -> list[dict[str, Any]]:
+    worked = await ctx.readers.run(ticketing.worked_by, str(row["id"]))
+    return ticketing.offers(ctx.cfg, row, role=p.role, actor=p.actor, now_ms=_now_ms(), worked_by=worked)
+
+
+def check_fields(offer: dict[str, Any] | None, body: ActionRequest) -> None:
+    """Required fields of an offered action (the ticket loop's ACTION_FIELDS), checked before the
+    action is queued, so a missing one is refused with its name whatever the action. An action not
+    on offer is left to the ticket loop, whose refusal says why (state, role, assignee)."""
+    if offer is None:
+        return
+    data = body.data or {}
+    for f in offer["fields"]:
+        value = body.note if f["name"] == "note" else data.get(f["name"])
+        if f["required"] and (value is None or (isinstance(value, str) and not value.strip())):
+            raise problems.refuse(
+                422, problems.FIELD_REQUIRED, f"{f['name']} is required for {body.action}", field=f["name"]
+            )
 
 
 @router.post(
@@ -117,20 +170,30 @@ async def post_action(
     p: Annotated[Principal, Depends(require("incidents.act"))],
 ) -> dict[str, Any]:
     ctx = ctx_of(request)
-    await visible_incident(request, p, incident_id)
-    result = await ticketing.apply_action(
-        ctx.gw,
-        incident_id,
-        body.action,
-        actor=p.actor,
-        role=p.role,
-        note=body.note,
-        request_id=body.request_id,
-        data=body.data,
-    )
+    before = await visible_incident(request, p, incident_id)
+    offered = await _offers(ctx, p, before)
+    check_fields(next((o for o in offered if o["action"] == body.action), None), body)
+    if body.action == ticketing.NOTE_ACTION:
+        assert body.note is not None  # check_fields: required
+        seq = await asyncio.wrap_future(
+            ticketing.add_note(ctx.gw, incident_id, body.note.strip(), actor=p.actor, role=p.role)
+        )
+        result: dict[str, Any] = {"seq": seq}
+    else:
+        result = await ticketing.apply_action(
+            ctx.gw,
+            incident_id,
+            body.action,
+            actor=p.actor,
+            role=p.role,
+            note=body.note,
+            request_id=body.request_id,
+            data=body.data,
+        )
     row = await visible_incident(request, p, incident_id)
     release = access.Release()
     out = access.present_incident(p, row, ctx.cfg, release)
+    out["allowed_actions"] = await _offers(ctx, p, row)
     await ctx.log_release(p, release, "detail")
     if access.is_personal(row) and p.role not in access.PERSONAL_ROLES:
         result = access.redact_data(result)
@@ -185,10 +248,9 @@ async def create_incident(
     if not isinstance(new_id, str):
         raise HTTPException(500, "the ticket loop returned no incident id")
     row = await visible_incident(request, p, new_id)
-    return {
-        "incident": access.present_incident(p, row, cfg, None),
-        "result": _jsonable(result),
-    }
+    out = access.present_incident(p, row, cfg, None)
+    out["allowed_actions"] = await _offers(ctx, p, row)
+    return {"incident": out, "result": _jsonable(result)}
 
 
 def _l(v: list[Any] | None) -> list[str] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from gateway.cli import installer, service
+from gateway.cli import installer, service, sessions
 from gateway.cli.common import add_global_options, setup_log_file, setup_logging, version_text
 
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     service.add_commands(sub)
     installer.add_commands(sub)
+    sessions.add_commands(sub)
     _global_options_everywhere(p)
     return p
 

@@ -388,6 +388,24 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX early_warnings_key ON early_warnings(key, seq);
     """,
+    # 10: device sessions (gateway/api/sessions.py): a phone or screen signed in with a one-time link
+    # (or a token) holds a cookie; only the SHA-256 of the cookie's secret is kept.
+    """
+    CREATE TABLE device_sessions (
+        id TEXT PRIMARY KEY,                -- public id: listed, revoked per device
+        hash TEXT NOT NULL UNIQUE,          -- SHA-256 of the cookie secret
+        person TEXT NOT NULL,               -- staff id: the actor of the session's actions
+        role TEXT NOT NULL,
+        scopes TEXT NOT NULL DEFAULT '{}',  -- JSON {grids, compounds}
+        device TEXT NOT NULL DEFAULT '',    -- browser and system, from the User-Agent
+        via TEXT NOT NULL,                  -- link | token
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        last_used_ms INTEGER,
+        revoked_ms INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX device_sessions_person ON device_sessions(person);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

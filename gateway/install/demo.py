@@ -217,6 +217,60 @@ def create_demo_token(gw: Gateway, timeout: float = 15.0) -> str | None:
     return token
 
 
+DEMO_ROLES = ("installer", "property_staff", "eldercare_worker", "grid_worker", "community_office")
+DEMO_LINK_S = 12 * 3600  # a newcomer may open them later in the demo's run
+
+
+def demo_people(cfg: SiteConfig, planned: list[Any], now_ms: int) -> dict[str, str]:
+    """One person per role who will meet the scripted scenarios: the people the ticket loop routes
+    the door and fall incidents to now (rosters decide who is on duty), that building's grid worker
+    (the escalation's first rung), a community office member and an installer."""
+    from gateway.tickets import assignment as dp
+
+    out: dict[str, str] = {}
+    for p in planned:
+        for dev_id in p.devices[:1]:
+            d = cfg.device(dev_id)
+            if d is None:
+                continue
+            r = cfg.resident(d.resident) if d.resident else None
+            building = d.location.building or (r.building if r is not None else None)
+            incident = {"category": cfg.device_settings(d).category, "building": building, "resident_id": d.resident}
+            route = dp.route(cfg, incident, now_ms)
+            if route is not None and route.person and route.role in DEMO_ROLES:
+                out.setdefault(route.role, route.person)
+            g = cfg.grid_of_building(building) if building else None
+            if g is not None and g.grid_worker:
+                out.setdefault("grid_worker", g.grid_worker)
+    for role in DEMO_ROLES:
+        if role not in out:
+            m = next((m for m in cfg.staff if m.role == role), None)
+            if m is not None:
+                out[role] = m.id
+    return {role: out[role] for role in DEMO_ROLES if role in out}
+
+
+def create_demo_links(gw: Gateway, people: dict[str, str], timeout: float = 15.0) -> dict[str, str]:
+    """A one-time sign-in link per role (gateway/api/sessions.py), written through the pipeline."""
+    from gateway.api import sessions
+
+    cfg = gw.cfg
+    out: dict[str, str] = {}
+    for role, person in people.items():
+        m = cfg.staff_member(person)
+        if m is None:
+            continue
+
+        def write(conn: sqlite3.Connection, result: Any, now: int, m: Any = m, role: str = role) -> str:
+            return sessions.issue_signin_link(
+                conn, person=m.id, role=role, grids=m.grids, compounds=m.compounds, ttl_s=DEMO_LINK_S,
+                issued_by="demo", now_ms=now,
+            )  # fmt: skip
+
+        out[role] = sessions.signin_url(cfg, gw.pipeline.call(write).result(timeout))
+    return out
+
+
 def resident_loop_demo(gw: Gateway, timeout: float = 15.0) -> tuple[str, str, str] | None:
     """The residents' loop once, for the demo to print: a building's report QR code, a resident's
     report through it, the grid worker handling it, and the evaluation link the reporter would get
@@ -332,6 +386,8 @@ def run_demo(
             progress_every_s=10.0,
         )
         out("scenarios: " + "; ".join(f"+{at:.0f}s {p.title}" for p, at in zip(sim.planned, SCENARIO_AT, strict=False)))
+        people = demo_people(cfg, sim.planned, int(time.time() * 1000))
+        links = create_demo_links(gw, people)
 
         async def main() -> None:
             stop = asyncio.Event()
@@ -356,6 +412,15 @@ def run_demo(
                     out("  no demo token: gateway/api/auth.py is not available in this build")
                 out(f"  site file: {cfg_path}   store: {gw.store_path}")
                 out(f"  store counters: edge-gateway status --config {_shown(cfg_path)}")
+                out("  sign-in links 登录链接 (one per role; each works once, on one phone or browser;")
+                out("  每个链接只能在一台设备上使用一次, valid 12 h):")
+                from gateway.core import catalog
+
+                for role, url in links.items():
+                    m = cfg.staff_member(people[role])
+                    who = m.name if m is not None else people[role]
+                    out(f"    {catalog.label('zh', 'role', role)} / {catalog.label('en', 'role', role)} ({who}):")
+                    out(f"      {url}")
                 try:
                     shown = await asyncio.to_thread(resident_loop_demo, gw)
                 except Exception as exc:  # the demo goes on without the residents' part

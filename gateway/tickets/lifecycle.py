@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -883,3 +883,99 @@ def create_manual(
             (request_id, raised.incident_id, "create", actor, now_ms, _dumps(out)),
         )
     return out
+
+
+# --- what one person may do now -----------------------------------------------------------------
+# The console shows exactly these actions and the API checks the required fields against the same
+# table, so the page, the API and apply_action above never disagree about what a button needs.
+@dataclass(frozen=True, slots=True)
+class ActionField:
+    name: str  # "note" travels at the top level of an action request; every other field in ``data``
+    kind: str  # text | rating | person | department
+    required: bool
+    max_len: int | None = None
+
+
+_NOTE = ActionField("note", "text", False, 1000)
+ACTION_FIELDS: dict[str, tuple[ActionField, ...]] = {
+    "dispatch": (ActionField("to", "person", False), _NOTE),
+    "reassign": (ActionField("to", "person", True), _NOTE),
+    "accept": (_NOTE,),
+    "start": (_NOTE,),
+    "resolve": (ActionField("what_done", "text", True, 1000), _NOTE),
+    "evaluate": (
+        ActionField("rating", "rating", True),
+        ActionField("solved", "yesno", False),  # the resident says the problem is not solved: reopened
+        ActionField("comment", "text", False, 500),
+        _NOTE,
+    ),
+    "close": (_NOTE,),
+    "cancel": (ActionField("reason", "text", True, 500), _NOTE),
+    "false_alarm": (ActionField("reason", "text", True, 500), _NOTE),
+    "reopen": (ActionField("reason", "text", False, 500), _NOTE),
+    # the note is the whistle's reason (recorded on the whistle event): a department is told why
+    "whistle": (ActionField("department", "department", True), ActionField("note", "text", True, 1000)),
+}
+
+
+def handover_candidates(cfg: SiteConfig, incident: Mapping[str, Any], t: Mapping[str, Any], now_ms: int) -> list[str]:
+    """Whom a supervisor may hand the incident to: the assigned team, the team automatic routing
+    picks for it now, and the grid worker of its grid (the current assignee left out)."""
+    out: list[str] = [*dp.team_members(cfg, t.get("team"))]
+    r = dp.route(cfg, incident, now_ms)
+    if r is not None:
+        out += dp.team_members(cfg, r.team) or ([r.person] if r.person else [])
+    g = cfg.grid(str(incident.get("grid"))) if incident.get("grid") else None
+    if g is not None and g.grid_worker:
+        out.append(g.grid_worker)
+    current = t.get("assignee")
+    return [p for p in dict.fromkeys(out) if p != current and cfg.staff_member(p) is not None]
+
+
+def offers(
+    cfg: SiteConfig,
+    incident: Mapping[str, Any],
+    t: Mapping[str, Any] | None,
+    *,
+    role: str,
+    actor: str,
+    now_ms: int,
+    worked_by: Collection[str] = (),
+) -> list[dict[str, Any]]:
+    """The actions ``actor`` acting as ``role`` may take on ``incident`` now, each with its fields
+    (``options`` for people and departments): ACTIONS filtered by the checks apply_action makes
+    before it changes anything. ``t`` is the ticket (only ``assignee`` and ``team`` are read);
+    ``worked_by``: :func:`involved` (who worked the incident may not evaluate it)."""
+    t = t or {}
+    state = str(incident["state"])
+    if role not in ROLES:
+        return []
+    out: list[dict[str, Any]] = []
+    for action, spec in ACTIONS.items():
+        if state not in spec.sources or role not in spec.roles:
+            continue
+        handler_only = spec.assignee_only or (action == "false_alarm" and role in _HANDLER_ONLY)
+        if handler_only and actor != t.get("assignee") and actor not in dp.team_members(cfg, t.get("team")):
+            continue
+        if action == "false_alarm" and role == "installer" and incident.get("life_safety"):
+            continue
+        if action == "evaluate" and actor in worked_by:
+            continue
+        fields: list[dict[str, Any]] = []
+        for f in ACTION_FIELDS[action]:
+            d: dict[str, Any] = {"name": f.name, "kind": f.kind, "required": f.required, "max_len": f.max_len}
+            if f.kind == "person":
+                people = handover_candidates(cfg, incident, t, now_ms)
+                d["options"] = [{"value": p, "label": _staff_name(cfg, p)} for p in people]
+            elif f.kind == "department":
+                d["options"] = [{"value": dep} for dep in DEPARTMENTS if dp.department_team(cfg, dep) is not None]
+            fields.append(d)
+        if any(f["required"] and "options" in f and not f["options"] for f in fields):
+            continue  # nobody to hand it to / no department configured: the action could only fail
+        out.append({"action": action, "fields": fields})
+    return out
+
+
+def _staff_name(cfg: SiteConfig, staff_id: str) -> str:
+    m = cfg.staff_member(staff_id)
+    return m.name if m is not None else staff_id
