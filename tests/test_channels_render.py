@@ -75,7 +75,7 @@ def test_offline_groups_count_devices_with_a_per_building_breakdown(tmp_path: Pa
     b3 = incident(1, "building_offline", building="b3", devices=["plug-b3-x0"], detail={"offline_count": 100}, **kw)
     b4 = incident(2, "building_offline", building="b4", devices=["plug-b4-x0"], detail={"offline_count": 100}, **kw)
     msg = render.render(cfg, [(b3, "dispatched"), (b4, "dispatched")], lang="zh")
-    assert msg.title == "【重要】整栋设备离线 2条 新派单"
+    assert msg.title == "【重要】楼栋设备大面积离线 2条 新派单"
     assert "数量: 200台设备离线" in msg.text and "分布: 3号楼 100台 · 4号楼 100台" in msg.text
     single = render.render(cfg, [(b3, "dispatched")], lang="zh")
     assert "数量: 100台设备离线" in single.text and "位置: 和苑小区 3号楼" in single.text
