@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cloud_sync import central
 from cloud_sync.outbox import OutboxProcessor
 from cloud_sync.sender import Sender
 from cloud_sync.targets import Target
@@ -108,7 +109,9 @@ def run_day(h: SimGateway) -> None:
         plan.append((t0 + 40 + 35 * i + 11 * k, lambda i=i: h.work(sec[i], "accept")))
         plan.append((t0 + 200 + 50 * i + 7 * k, lambda i=i: h.work(sec[i], "start")))
         if i != 1:
-            plan.append((t0 + 500 + 13 * i + 3 * k, lambda i=i: h.work(sec[i], "resolve", data={"what_done": "已修复门禁"})))
+            plan.append(
+                (t0 + 500 + 13 * i + 3 * k, lambda i=i: h.work(sec[i], "resolve", data={"what_done": "已修复门禁"}))
+            )
     # a manual whistle on the second security incident (on site, not resolved): the police answer
     plan.append((1500, lambda: h.act(sec[1], "whistle", actor="co1", role="community_office",
                                      data={"department": "police"}, note="需要民警")))  # fmt: skip
@@ -150,16 +153,20 @@ def run_day(h: SimGateway) -> None:
     h.at(END_S)
 
 
-def finish(h: SimGateway) -> int:
+def finish(h: SimGateway) -> tuple[int, int]:
     """Early warnings and the quarter's scores (the reader threads' work, run once), then the
-    day's last snapshot at T0 + END_S. Returns the snapshot's time."""
+    day's last snapshot at T0 + END_S. Returns the snapshot's time and the last outbox id before
+    its points (what its backlog figure counts)."""
     conn = h.store.conn
     current = warnings.compute(conn, h.cfg, h.clock.wall_ms)
     h.call(lambda c, r, now: warnings.publish(c, now, current))
     pts = district.points(conn, h.cfg, dict(h.outbox.site_tags), h.clock.wall_ms)
     h.call(lambda c, r, now: h.outbox.add_points(c, 0, pts, now))
+    # the warning points of the publish above first (they are appended on the next tick anyway)
+    h.call(lambda c, r, now: h.outbox.add_points(c, 0, central.warning_points(c, h.outbox.site_tags), now))
+    before = int(conn.execute("SELECT max(id) FROM outbox").fetchone()[0])
     h.call(lambda c, r, now: h.outbox.district_tick(c, now, force=True))
-    return h.clock.wall_ms
+    return h.clock.wall_ms, before
 
 
 def copy_store(src: Path, dst: Path) -> Path:
@@ -198,4 +205,16 @@ def q(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-__all__ = ["END_S", "PERIOD", "SPECS", "T0", "GatewaySpec", "SimGateway", "copy_store", "drain", "finish", "q", "run_day"]
+__all__ = [
+    "END_S",
+    "PERIOD",
+    "SPECS",
+    "T0",
+    "GatewaySpec",
+    "SimGateway",
+    "copy_store",
+    "drain",
+    "finish",
+    "q",
+    "run_day",
+]

@@ -235,7 +235,7 @@ GATEWAYS: list[Panel] = [
         "device_health",
         "设备在线：各楼栋离线占比 Device health per building",
         "Configured devices, those offline now and the share, per building (devices of no building: per compound).",
-        ("gateway", "building"),
+        ("gateway", "compound", "building"),
         ("offline_pct", "offline", "devices"),
         f'SELECT {_last(("offline_pct", "offline", "devices"))} FROM "edge_devices" WHERE $timeFilter AND {IQC}'
         ' GROUP BY "gateway", "compound", "building"',
