@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,14 @@ from typing import Any
 from cloud_sync import central
 from cloud_sync.outbox import OutboxProcessor
 from cloud_sync.sender import Sender
-from cloud_sync.targets import Target
+from cloud_sync.targets import Target, V1Target, V2Target
 from edge_config import load_config
+from edge_config.sync_settings import SyncSettings
 from gateway import district
 from gateway.ingest.broker_drops import BrokerDropWatch
 from gateway.residents import warnings
+from tests import grafana_queries as gq
+from tests.sync_servers import InfluxDB1, VictoriaMetrics
 from tests.tickets_harness import T0, TicketHarness, write_ticket_site
 
 PERIOD = "2026-Q1"
@@ -203,6 +207,73 @@ def q(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return conn.execute(sql, args).fetchall()
     finally:
         conn.close()
+
+
+FROM_MS = T0 - 60_000
+
+
+@dataclass
+class Gw:
+    gateway: str
+    street: str
+    cfg: Any
+    db: Path  # the store as the day left it (before any sync)
+    snap_ms: int
+    before_snap_id: int
+
+
+@dataclass
+class District:
+    gateways: list[Gw]
+    vm: VictoriaMetrics
+    influx: InfluxDB1
+    to_ms: int
+
+    def close(self) -> None:
+        self.vm.close()
+        self.influx.close()
+
+
+def _settings(url: str, target: str) -> SyncSettings:
+    return SyncSettings(enabled=True, target=target, url=url, batch_size=5000, backoff_min_s=0.05, backoff_max_s=0.2)  # type: ignore[arg-type]
+
+
+def build(root: Path) -> District:
+    """Start VictoriaMetrics and InfluxDB 1.x, run every gateway's day, sync each store's copy to both."""
+    vm = VictoriaMetrics().start()
+    try:
+        influx = InfluxDB1().start()
+    except Exception:
+        vm.close()
+        raise
+    influx.query("CREATE DATABASE community")
+    gws: list[Gw] = []
+    for spec in SPECS:
+        h = SimGateway(root / spec.gateway, spec)
+        run_day(h)
+        snap, before = finish(h)
+        h.close()
+        db = root / spec.gateway / "gateway.db"
+        gws.append(Gw(spec.gateway, spec.street, h.cfg, db, snap, before))
+        for name, target in (("vm", V2Target(vm.url, token="", org="", bucket="community", timeout_s=10)),
+                             ("influx", V1Target(influx.url, database="community", retention_policy=None,
+                                                 username=None, password=None, timeout_s=10))):  # fmt: skip
+            copy = copy_store(db, root / f"{spec.gateway}-{name}" / "gateway.db")
+            drain(copy, _settings(vm.url if name == "vm" else influx.url, "v2" if name == "vm" else "v1"), target)
+    to_ms = max(g.snap_ms for g in gws) + 1000
+    # VictoriaMetrics makes fresh data searchable with a short delay: wait until the number of series
+    # with a sample in the day stops growing (and covers every gateway's last snapshot)
+    seen = -1
+    for _ in range(60):
+        vm.flush()
+        q = 'count(last_over_time({__name__=~"(edge|gateway)_.+"}[1d]))'
+        n = int(float((gq.promql(vm.url, q, to_ms) or [{"value": [0, "0"]}])[0]["value"][1]))
+        last = gq.promql(vm.url, "last_over_time(gateway_health_seen_s[1h])", to_ms)
+        if n == seen and len(last) == len(gws):
+            break
+        seen = n
+        time.sleep(1.0)
+    return District(gws, vm, influx, to_ms)
 
 
 __all__ = [

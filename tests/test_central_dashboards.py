@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,79 +21,24 @@ from typing import Any
 
 import pytest
 
-from cloud_sync.targets import V1Target, V2Target
-from edge_config.sync_settings import SyncSettings
 from gateway.residents import warnings
 from gateway.tickets import scorecard
 from tests import grafana_queries as gq
-from tests.district_sim import END_S, PERIOD, SPECS, T0, SimGateway, copy_store, drain, finish, run_day
-from tests.sync_servers import InfluxDB1, ServerMissing, VictoriaMetrics
+from tests.district_sim import END_S, FROM_MS, PERIOD, SPECS, District, Gw, build
+from tests.sync_servers import ServerMissing
 
-FROM_MS = T0 - 60_000
 OPEN = ("new", "dispatched", "accepted", "in_progress", "reopened")
 ALL = {"street": ".*", "community": ".*", "gateway": ".*", "compound": ".*", "period": PERIOD}
 
 
-@dataclass
-class Gw:
-    gateway: str
-    street: str
-    cfg: Any
-    db: Path  # the store as the day left it (before any sync)
-    snap_ms: int
-    before_snap_id: int
-
-
-@dataclass
-class District:
-    gateways: list[Gw]
-    vm: VictoriaMetrics
-    influx: InfluxDB1
-    to_ms: int
-
-
-def _settings(url: str, target: str) -> SyncSettings:
-    return SyncSettings(enabled=True, target=target, url=url, batch_size=5000, backoff_min_s=0.05, backoff_max_s=0.2)  # type: ignore[arg-type]
-
-
 @pytest.fixture(scope="module")
 def district(tmp_path_factory: pytest.TempPathFactory) -> Iterator[District]:
-    root = tmp_path_factory.mktemp("district")
     try:
-        vm = VictoriaMetrics().start()
-        influx = InfluxDB1().start()
+        ds = build(tmp_path_factory.mktemp("district"))
     except ServerMissing as exc:
         pytest.fail(f"central store missing: {exc}")
-    influx.query("CREATE DATABASE community")
-    gws: list[Gw] = []
-    for spec in SPECS:
-        h = SimGateway(root / spec.gateway, spec)
-        run_day(h)
-        snap, before = finish(h)
-        h.close()
-        db = root / spec.gateway / "gateway.db"
-        gws.append(Gw(spec.gateway, spec.street, h.cfg, db, snap, before))
-        for name, target in (("vm", V2Target(vm.url, token="", org="", bucket="community", timeout_s=10)),
-                             ("influx", V1Target(influx.url, database="community", retention_policy=None,
-                                                 username=None, password=None, timeout_s=10))):  # fmt: skip
-            copy = copy_store(db, root / f"{spec.gateway}-{name}" / "gateway.db")
-            drain(copy, _settings(vm.url if name == "vm" else influx.url, "v2" if name == "vm" else "v1"), target)
-    to_ms = max(g.snap_ms for g in gws) + 1000
-    # VictoriaMetrics makes fresh data searchable with a short delay: wait until the number of series
-    # with a sample in the day stops growing (and covers every gateway's last snapshot)
-    seen = -1
-    for _ in range(60):
-        vm.flush()
-        q = 'count(last_over_time({__name__=~"(edge|gateway)_.+"}[1d]))'
-        n = int(float((gq.promql(vm.url, q, to_ms) or [{"value": [0, "0"]}])[0]["value"][1]))
-        last = gq.promql(vm.url, "last_over_time(gateway_health_seen_s[1h])", to_ms)
-        if n == seen and len(last) == len(gws):
-            break
-        seen = n
-        time.sleep(1.0)
-    yield District(gws, vm, influx, to_ms)
-    vm.close()
-    influx.close()
+    yield ds
+    ds.close()
 
 
 # --- figures from the gateways' stores -------------------------------------------------------------
