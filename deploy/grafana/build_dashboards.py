@@ -79,7 +79,7 @@ GATEWAY = ("seen_s", "backlog_points", "oldest_unsent_age_s", "broker_drops", "s
 
 
 def _score_panel(
-    key: str, title: str, description: str, kind_re: str, values: tuple[str, ...], entity_var: str
+    key: str, title: str, description: str, kind_re: str, values: tuple[str, ...], entity_var: str, width: int = 12
 ) -> Panel:
     where = f'"kind" =~ /^{kind_re}$/ AND "period" =~ /^$period$/ AND {IQ}{entity_var and " AND " + entity_var}'
     sel = f'kind=~"{kind_re}", period=~"$period", {PQ}'
@@ -94,6 +94,7 @@ def _score_panel(
         f'SELECT {_last(values)} FROM "edge_score" WHERE $timeFilter AND {where}'
         ' GROUP BY "gateway", "community", "entity", "name", "period"',
         _lasts("edge_score", values, sel),
+        width=width,
     )
 
 
@@ -194,6 +195,7 @@ DISTRICT: list[Panel] = [
         "property_company",
         SCORES,
         "",
+        width=24,
     ),
     Panel(
         "warnings",
