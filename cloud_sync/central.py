@@ -148,16 +148,25 @@ def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
     )
 
 
-def open_points(conn: sqlite3.Connection, site: Mapping[str, str | None], now_ms: int) -> list[Point]:
+def _compound(cfg: SiteConfig, compound: str | None, building: str | None) -> str:
+    """The incident's compound, else its building's (as ``edge_incident`` tags it)."""
+    if compound:
+        return compound
+    c = cfg.compound_of_building(building) if building else None
+    return c.id if c is not None else ""
+
+
+def open_points(conn: sqlite3.Connection, cfg: SiteConfig, site: Mapping[str, str | None], now_ms: int) -> list[Point]:
     """Open incidents per compound, category and severity; 0 for a series that was non-zero last time."""
     marks = ",".join("?" * len(OPEN_STATES))
     counts: dict[tuple[str, str, str], int] = {}
-    for compound, category, severity, n in conn.execute(
-        f"SELECT coalesce(compound, ''), category, severity, count(*) FROM incidents WHERE state IN ({marks})"
-        " GROUP BY 1, 2, 3",
+    for compound, building, category, severity, n in conn.execute(
+        f"SELECT compound, building, category, severity, count(*) FROM incidents WHERE state IN ({marks})"
+        " GROUP BY 1, 2, 3, 4",
         OPEN_STATES,
     ):
-        counts[(str(compound), str(category), str(severity))] = int(n)
+        key = (_compound(cfg, compound, building), str(category), str(severity))
+        counts[key] = counts.get(key, 0) + int(n)
     before = json.loads(_meta(conn, OPEN_KEYS_META) or "[]")
     for key in before:
         counts.setdefault((key[0], key[1], key[2]), 0)
@@ -169,7 +178,9 @@ def open_points(conn: sqlite3.Connection, site: Mapping[str, str | None], now_ms
     return out
 
 
-def unaccepted_points(conn: sqlite3.Connection, site: Mapping[str, str | None], now_ms: int) -> list[Point]:
+def unaccepted_points(
+    conn: sqlite3.Connection, cfg: SiteConfig, site: Mapping[str, str | None], now_ms: int
+) -> list[Point]:
     """Each open life-safety incident nobody accepted yet (oldest first), with its age."""
     marks = ",".join("?" * len(NOT_ACCEPTED))
     out: list[Point] = []
@@ -186,7 +197,7 @@ def unaccepted_points(conn: sqlite3.Connection, site: Mapping[str, str | None], 
             "incident_type": typ,
             "severity": severity,
             "grid": grid,
-            "compound": compound,
+            "compound": _compound(cfg, compound, building) or None,
             "building": building,
         }
         f = {"age_s": round((now_ms - int(first_ms)) / 1000.0, 3), "created_s": int(first_ms) / 1000.0}

@@ -505,8 +505,8 @@ class OutboxProcessor(BaseStage):
             self._buildings = {d.id: d.building for d in build_routing(self.cfg).by_id.values()}
         site = self.site_tags
         points = [
-            *central.open_points(conn, site, now_ms),
-            *central.unaccepted_points(conn, site, now_ms),
+            *central.open_points(conn, self.cfg, site, now_ms),
+            *central.unaccepted_points(conn, self.cfg, site, now_ms),
             *central.parking_points(conn, self.cfg, site, now_ms),
             *central.device_points(conn, self.cfg, site, self._buildings, now_ms),
         ]
