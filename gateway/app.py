@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from cloud_sync.outbox import OutboxProcessor
     from cloud_sync.service import SyncService
     from edge_config import SiteConfig
+    from gateway.district import ScoreSnapshots
     from gateway.vision.manager import CameraManager
 
 log = logging.getLogger("gateway.app")
@@ -109,10 +110,15 @@ class Gateway:
         self.add_listener(self._wake_channels)
         self.residents = ResidentService(self)
         self.sync: SyncService | None = None
+        self.district: ScoreSnapshots | None = None
         if outbox is not None:
             from cloud_sync.service import SyncService
 
             self.sync = SyncService(self, outbox)
+            from gateway.district import ScoreSnapshots
+
+            # quarter-to-date scores for the district's dashboards (docs/central.md)
+            self.district = ScoreSnapshots(self.store_path, cfg, outbox, call=self.pipeline.call)
         # Camera analytics: worker processes and frame sources; readings come back via the broker.
         if cfg.cameras.cameras:
             from gateway.vision import require_opencv
@@ -163,6 +169,8 @@ class Gateway:
             self.channels.start()
         if self.sync is not None:
             self.sync.start()
+        if self.district is not None:
+            self.district.start()
         safety_filters = self.routing.safety_filters
         if safety_filters:
             self.sessions[LIFE_SAFETY] = MqttSession(LIFE_SAFETY, self.settings, safety_filters, self.pipeline.submit)
@@ -199,6 +207,8 @@ class Gateway:
         self.pipeline.stop()
         if self.sync is not None:
             self.sync.stop()
+        if self.district is not None:
+            self.district.stop()
         self.store.close()
 
     @property

@@ -50,6 +50,8 @@ EXPECTED: dict[tuple[str, str], list[str]] = {
     ("POST", "/api/v1/buildings/{building}/report-qr"): ["200", "401", "403", "422"],
     ("GET", "/api/v1/warnings"): ["200", "401", "403"],
     ("GET", "/api/v1/feed/warnings"): ["200", "401", "403", "422"],
+    # departments on the scorecard (issue 22)
+    ("GET", "/api/v1/departments"): ["200", "401", "403", "422"],
 }
 RESIDENT_PAGES = {
     ("POST", "/api/v1/resident/evaluation/view"),

@@ -250,6 +250,7 @@ def _commands(site: Path, tmp: Path) -> dict[str, list[str]]:
         "status": ["status", "--config", c],
         "sync status": ["sync", "status", "--config", c],
         "scorecard": ["scorecard", "--config", c, "--period", "2026-01"],
+        "departments": ["departments", "--config", c, "--period", "2026-Q1"],
         "token create": ["token", "create", "--config", c, "--role", "installer"],
         "token list": ["token", "list", "--config", c],
         "token revoke": ["token", "revoke", "t1", "--config", c],

@@ -150,6 +150,7 @@ async def gateway_error_response(request: Request, exc: Exception) -> JSONRespon
 
 def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
     from gateway.api import (
+        routes_departments,
         routes_devices,
         routes_feed,
         routes_health,
@@ -230,6 +231,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         routes_health,
         routes_incidents,
         routes_residents,
+        routes_departments,
         stream,
     ):
         app.include_router(module.router)

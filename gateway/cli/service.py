@@ -154,6 +154,25 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_departments(args: argparse.Namespace) -> int:
+    """Print how each department answered the whistle in a period, from the store (read-only)."""
+    from gateway.core.store import connect, now_ms
+    from gateway.tickets import departments
+
+    cfg = load_site(args.config)
+    path = args.store or cfg.store.path
+    try:
+        rows = departments.compute(connect(path, readonly=True), cfg, args.period, now_ms())
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:
+        print(f"{path}: cannot read the store: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(rows, indent=2, ensure_ascii=False) if args.json else departments.to_table(rows))
+    return 0
+
+
 def cmd_token_create(args: argparse.Namespace) -> int:
     """Create an API token; the token itself is the LAST line printed (shown once, stored hashed)."""
     from gateway.api.auth import ROLES, cli_create
@@ -361,6 +380,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     sc.add_argument("--store")
     sc.add_argument("--json", action="store_true", help="print the rows as JSON")
     sc.set_defaults(fn=cmd_scorecard)
+
+    dp = sub.add_parser("departments", help="departments on the scorecard: whistles answered (吹哨报到)")
+    dp.add_argument("--config", required=True)
+    dp.add_argument("--period", required=True, help="YYYY-MM, YYYY-Qn or YYYY")
+    dp.add_argument("--store")
+    dp.add_argument("--json", action="store_true", help="print the rows as JSON")
+    dp.set_defaults(fn=cmd_departments)
 
     tk = sub.add_parser("token", help="API tokens (roles, scopes); see docs/api.md")
     tk_sub = tk.add_subparsers(dest="token_cmd", required=True)
