@@ -630,7 +630,7 @@ class StaffMember(StrictModel):
         default=None,
         min_length=1,
         max_length=64,
-        pattern=r"^[A-Za-z0-9_.@-]+$",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$",
         description="The person's WeCom UserID (通讯录 → the member's 账号): with channels.wecom_app configured, "
         "messages to this person go first to the WeCom application, directly to them.",
         json_schema_extra=PERSONAL,

@@ -293,9 +293,9 @@ def test_wrong_secret_one_app_health_incident_sms_fallback_secret_nowhere(
     assert [(r[2], r[3]) for r in h.rows(iid, "wecom_app")] == [("failed", 1)]
     assert [x.body["to"] for x in rx.sms.ok_hits()] == ["13800000001"]  # the person's next channel, at once
     health = [i for i in h.incidents() if i["type"] == "notify_channel_failed"]
-    assert len(health) == 1 and health[0]["open_key"] == "channel|wecom_app:app"
+    assert len(health) == 1 and health[0]["open_key"] == "channel|wecom_app:(app)"
     detail = health[0]["detail"]
-    assert detail["channel"] == "wecom_app" and detail["target"] == "app" and detail["result"] == "auth"
+    assert detail["channel"] == "wecom_app" and detail["target"] == "(app)" and detail["result"] == "auth"
     assert detail["errcode"] == 40001 and "application secret is wrong" in detail["error"]
     assert "channels.wecom_app.secret" in detail["error"]
     # the health incident goes to maintenance (mt1, who also has a user id): that message fails at once

@@ -8,7 +8,7 @@ decides (HTTP is 200 either way); ``invaliduser`` naming the person means they w
 
 40014 / 42001 (and 40001, which WeCom also uses for a token it no longer accepts) mean the token
 is invalid or expired: it is fetched again, once, and the message sent again. Errors that are the
-application's (wrong secret, agent id, IP not allowed, WeCom down) carry ``health_target`` "app",
+application's (wrong secret, agent id, IP not allowed, WeCom down) carry ``health_target`` "(app)",
 so one health incident names the configuration problem instead of one per person; an unknown user
 id is that person's own (staff[].wecom_userid).
 """

@@ -28,7 +28,9 @@ from urllib.parse import quote
 
 from gateway.channels.base import Outcome, call, get, http_outcome
 
-APP_TARGET = "app"  # the health incident of the application as a whole: channel|wecom_app:app
+# The health incident of the application as a whole: channel|wecom_app:(app). Parentheses are not
+# allowed in a WeCom user id, so no person's target can be this one.
+APP_TARGET = "(app)"
 
 # gettoken errcodes -> (outcome kind, block seconds, what to fix); all are the application's
 TOKEN_ERRCODES: dict[int, tuple[str, float, str]] = {
