@@ -649,6 +649,15 @@ class StaffMember(StrictModel):
     role: StaffRole = Field(description="Role; decides which alarms the person may see and receive.")
     phone: str | None = Field(default=None, max_length=32, description="Work phone.", json_schema_extra=PERSONAL)
     channels: list[Channel] = Field(default_factory=list, description="Notification channels, in order of preference.")
+    wecom_userid: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$",
+        description="The person's WeCom UserID (通讯录 → the member's 账号): with channels.wecom_app configured, "
+        "messages to this person go first to the WeCom application, directly to them.",
+        json_schema_extra=PERSONAL,
+    )
     grids: list[Id] = Field(default_factory=list, description="Grid ids the person covers.")
     compounds: list[Id] = Field(default_factory=list, description="Compound ids the person covers.")
 

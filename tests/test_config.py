@@ -649,3 +649,28 @@ def test_direct_construction_runs_cross_checks() -> None:
     assert "r9" not in str(info.value)  # neither in the message nor as pydantic's input_value
     cfg = SiteConfig.model_validate(ruamel.yaml.YAML(typ="safe").load(BASE))
     assert len(cfg.revision) == 12 and cfg.source_path is None
+
+
+def test_wecom_app_section_and_staff_user_id(tmp_path: Path) -> None:
+    """channels.wecom_app: corp id, agent id, the secret as "${ENV}" only; staff[].wecom_userid."""
+    staff = ("{id: pm1, name: 赵物业, role: property_staff}",
+             "{id: pm1, name: 赵物业, role: property_staff, wecom_userid: ZhaoWuYe}")  # fmt: skip
+    app = '\nchannels:\n  wecom_app: {corp_id: ww5a1f0c9e27d1b3e4, agent_id: 1000002, secret: "${APP_SECRET}"}\n'
+    cfg = load_config(write(tmp_path, variant(staff) + app), env={"APP_SECRET": "Sec-4b1e9f"})
+    assert cfg.channels.wecom_app is not None and cfg.channels.wecom_app.secret.get_secret_value() == "Sec-4b1e9f"
+    assert (
+        cfg.channels.wecom_app.base_url == "https://qyapi.weixin.qq.com"
+        and cfg.channels.wecom_app.msgtype == "textcard"
+    )
+    member = cfg.staff_member("pm1")
+    assert member is not None and member.wecom_userid == "ZhaoWuYe"
+    assert "Sec-4b1e9f" not in repr(cfg.channels.wecom_app)
+    literal = "L1teral-App-Secret-77"
+    bad_staff = (staff[0], "{id: pm1, name: 赵物业, role: property_staff, wecom_userid: 'zhao wu ye'}")
+    bad_app = f"\nchannels:\n  wecom_app: {{corp_id: ww5a1f0c9e27d1b3e4, agent_id: 0, secret: {literal}}}\n"
+    issues = issues_for(tmp_path, variant(bad_staff) + bad_app)
+    rendered = "".join(i.format() for i in issues)
+    assert literal not in rendered and "zhao wu ye" not in rendered
+    assert "must not be written into the config file" in only(issues, "channels.wecom_app.secret").message
+    only(issues, "channels.wecom_app.agent_id")
+    only(issues, "staff[2].wecom_userid")
