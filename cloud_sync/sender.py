@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import sqlite3
 import threading
@@ -45,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from cloud_sync.outbox import EPOCH_KEY, PRIO_NAMES, MiB, SentRanges, first_unsent_telemetry, sent_ranges
 from cloud_sync.targets import Target, WriteOutcome, make_target
 from gateway.core import store as st
+from gateway.core.backoff import backoff_s
 from gateway.core.histograms import SYNC_BATCH
 
 if TYPE_CHECKING:
@@ -688,5 +688,5 @@ class Sender:
     def _backoff(self) -> float:
         if self._retry_after is not None:
             return min(max(self._retry_after, 0.05), MAX_RETRY_AFTER_S)
-        base = min(self.s.backoff_max_s, self.s.backoff_min_s * 2 ** min(self._fails - 1, 30))
-        return random.uniform(base / 2, base)  # jitter: gateways that lost the uplink together spread out
+        # the gateway's one backoff: gateways that lost the uplink together spread out
+        return backoff_s(self._fails, self.s.backoff_min_s, self.s.backoff_max_s)

@@ -17,7 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.install.mosquitto import Mosquitto
-from gateway.tickets.notify import NotifySender, backoff_s, paho_publisher
+from gateway.tickets.notify import NotifySender, paho_publisher
 from tests.tickets_harness import TicketHarness
 
 SECRET = "s3cret-for-tests"
@@ -124,11 +124,6 @@ def test_webhook_fails_then_recovers_signed_and_recorded(
     rel = h.store.conn.execute("SELECT recipient, fields FROM personal_releases WHERE recipient='care'").fetchall()
     assert rel and "name" in json.loads(rel[0][1])
     h.close()
-
-
-def test_backoff_is_capped_exponential_with_jitter() -> None:
-    assert backoff_s(1, 1, 300, 1.0) == 1 and backoff_s(1, 1, 300, 0.0) == 0.5
-    assert backoff_s(5, 1, 300, 1.0) == 16 and backoff_s(20, 1, 300, 1.0) == 300
 
 
 @pytest.mark.broker

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.channels.grouping import Row
+from gateway.core.backoff import backoff_s
 
 if TYPE_CHECKING:
     from edge_config.channel_settings import ChannelSettings
@@ -47,11 +48,6 @@ def rule_for(s: ChannelSettings, row: Row) -> Retry:
             rule.retry_max_s if rule.retry_max_s is not None else s.retry_max_s,
         )
     return Retry(s.max_attempts if row.person else None, s.retry_min_s, s.retry_max_s)
-
-
-def backoff_s(failures: int, lo: float, hi: float, rnd: float) -> float:
-    """Capped exponential backoff with jitter: min(hi, lo * 2^(failures-1)) * (0.5 .. 1.0)."""
-    return float(min(hi, lo * 2 ** max(0, failures - 1)) * (0.5 + rnd / 2))
 
 
 def falls_over(rule: Retry, row: Row, failures: int) -> bool:

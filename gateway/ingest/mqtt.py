@@ -23,7 +23,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import random
 import socket
 import ssl
 import threading
@@ -35,6 +34,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_config import SiteConfig
+from gateway.core.backoff import backoff_s
 from gateway.errors import ConfigProblem
 
 log = logging.getLogger("gateway.mqtt")
@@ -123,9 +123,8 @@ def _is_loopback(host: str) -> bool:
 
 
 def backoff_delay(attempt: int, lo: float, hi: float) -> float:
-    """Capped exponential backoff with full jitter (AWS architecture blog's 'full jitter')."""
-    cap = min(hi, lo * (2 ** min(attempt, 16)))
-    return random.uniform(lo, max(lo, cap))
+    """Reconnect delay: the gateway's one backoff (gateway/core/backoff.py); ``attempt`` counts from 0."""
+    return backoff_s(attempt + 1, lo, hi)
 
 
 class MqttSession:

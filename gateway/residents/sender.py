@@ -15,7 +15,6 @@ never the phone number).
 from __future__ import annotations
 
 import logging
-import random
 import sqlite3
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from gateway.channels import sms
 from gateway.channels.base import Outcome
 from gateway.core import incidents as inc
 from gateway.core import links
+from gateway.core.backoff import backoff_s
 from gateway.core.workers import ReaderThread
 from gateway.residents import asks, texts
 
@@ -141,7 +141,7 @@ class ResidentSender(ReaderThread):
         gave_up = not outcome.ok and (not outcome.retriable or attempt >= ev.max_attempts)
         retry_s = None
         if not outcome.ok and not gave_up:
-            retry_s = min(3600.0, ev.retry_min_s * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+            retry_s = backoff_s(attempt, ev.retry_min_s, 3600.0)
         if outcome.ok:
             self.sent += 1
         else:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.core import incidents as inc
+from gateway.core.backoff import backoff_s
 from gateway.core.contract import IncidentEvent
 from gateway.core.workers import ReaderThread
 from gateway.tickets import lifecycle as lc
@@ -210,11 +211,6 @@ def queue_notifications(conn: sqlite3.Connection, cfg: SiteConfig, events: Seque
             releases,
         )
     return len(rows)
-
-
-def backoff_s(attempt: int, lo: float, hi: float, rnd: float) -> float:
-    """Capped exponential backoff with jitter: min(hi, lo * 2^(attempt-1)) * (0.5 .. 1.0)."""
-    return float(min(hi, lo * 2 ** max(0, attempt - 1)) * (0.5 + rnd / 2))
 
 
 Publisher = Callable[[str, bytes], None]  # raises on failure; returns once the broker acknowledged
