@@ -150,6 +150,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         routes_devices,
         routes_feed,
         routes_health,
+        routes_history,
         routes_incidents,
         routes_me,
         routes_privacy,
@@ -217,6 +218,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         routes_privacy,
         routes_health,
         routes_incidents,
+        routes_history,
         stream,
     ):
         app.include_router(module.router)
