@@ -154,6 +154,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         routes_incidents,
         routes_me,
         routes_privacy,
+        routes_reports,
         routes_site,
         stream,
     )
@@ -219,6 +220,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         routes_health,
         routes_incidents,
         routes_history,
+        routes_reports,
         stream,
     ):
         app.include_router(module.router)
