@@ -147,12 +147,14 @@ async def gateway_error_response(request: Request, exc: Exception) -> JSONRespon
 
 def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
     from gateway.api import (
+        routes_device_pages,
         routes_devices,
         routes_feed,
         routes_health,
         routes_history,
         routes_incidents,
         routes_me,
+        routes_parking,
         routes_privacy,
         routes_reports,
         routes_site,
@@ -212,6 +214,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         )
     # One router per resource, each with its OpenAPI tag; this order is the document's order.
     for module in (
+        routes_device_pages,  # before routes_devices: /devices/page is no device id
         routes_devices,
         routes_site,
         routes_me,
@@ -221,6 +224,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         routes_incidents,
         routes_history,
         routes_reports,
+        routes_parking,
         stream,
     ):
         app.include_router(module.router)
