@@ -147,6 +147,8 @@ async def gateway_error_response(request: Request, exc: Exception) -> JSONRespon
 
 def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
     from gateway.api import (
+        routes_adopt,
+        routes_buildings,
         routes_device_pages,
         routes_devices,
         routes_feed,
@@ -225,6 +227,8 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         routes_history,
         routes_reports,
         routes_parking,
+        routes_buildings,
+        routes_adopt,
         stream,
     ):
         app.include_router(module.router)
