@@ -160,6 +160,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         routes_privacy,
         routes_reports,
         routes_site,
+        routes_stats,
         stream,
     )
     from gateway.api.stream import Hub
@@ -229,6 +230,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         routes_parking,
         routes_buildings,
         routes_adopt,
+        routes_stats,
         stream,
     ):
         app.include_router(module.router)

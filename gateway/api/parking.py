@@ -5,7 +5,9 @@ Live state. The device table's values reach the store up to a second or two afte
 within 2 s. So :class:`LiveParking` listens to the pipeline's commits (it runs on the pipeline
 thread after each commit: one dict update per space reading, under a lock) and keeps the newest
 ``vehicle_present`` per device; the device rows fill in what it has not seen since it started.
-It is installed before the rows are first read, so nothing falls between the two.
+It is installed before the rows are first read, so nothing falls between the two. Each change
+bumps ``version``; a request that has seen the current version may wait (a fraction of a second)
+for the next one, so a plan on screen changes as soon as the reading is stored.
 
 A space is *unknown* when no device watches it, its devices are offline, none has said anything,
 or the newest word is ``vehicle_present: null`` (a camera that cannot tell).
@@ -17,6 +19,7 @@ spaces whose state was known, in the site's time zone; today against the mean of
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import sqlite3
@@ -54,6 +57,8 @@ class LiveParking:
         self._lock = threading.Lock()
         self._values: dict[str, tuple[bool | None, int]] = {}  # device -> (value, ts_ms)
         self._devices: frozenset[str] = frozenset()
+        self.version = 0
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
     def watch(self, devices: Iterable[str]) -> None:
         with self._lock:
@@ -69,10 +74,30 @@ class LiveParking:
         ]
         if found:
             with self._lock:
+                # Receive order, not reading time: a device's clock may be trusted for one message
+                # and not the next (then its time is the receive time), so times can run backwards.
                 for dev, value, ts in found:
-                    old = self._values.get(dev)
-                    if old is None or ts >= old[1]:
-                        self._values[dev] = (value if isinstance(value, bool) else None, ts)
+                    self._values[dev] = (value if isinstance(value, bool) else None, ts)
+                self.version += 1
+                waiters = list(self._waiters)
+            for loop, ev in waiters:  # wake the requests waiting for a change (on their loop)
+                loop.call_soon_threadsafe(ev.set)
+
+    async def changed(self, seen: int, timeout_s: float) -> None:
+        """Return when ``version`` differs from ``seen``, or after ``timeout_s``."""
+        ev = asyncio.Event()
+        entry = (asyncio.get_running_loop(), ev)
+        with self._lock:
+            if self.version != seen:
+                return
+            self._waiters.add(entry)
+        try:
+            await asyncio.wait_for(ev.wait(), timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                self._waiters.discard(entry)
 
     def snapshot(self) -> dict[str, tuple[bool | None, int]]:
         with self._lock:

@@ -9,11 +9,11 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from gateway.api import access, db, parking
 from gateway.api.auth import Principal
-from gateway.api.deps import AUTH_ERRORS, ctx_of, require
+from gateway.api.deps import AUTH_ERRORS, ctx_of, ingest_behind, require
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
@@ -99,9 +99,21 @@ def _areas(p: Principal, cfg: SiteConfig) -> list[Any]:
 
 
 @router.get("", summary="Parking areas: every space's state now, open incidents, counters", responses=AUTH_ERRORS)
-async def parking_now(request: Request, p: Annotated[Principal, Depends(require("devices.read"))]) -> dict[str, Any]:
+async def parking_now(
+    request: Request,
+    p: Annotated[Principal, Depends(require("devices.read"))],
+    seen: Annotated[
+        int | None, Query(ge=0, le=2**53, description="The `version` the client shows: wait for a newer one.")
+    ] = None,
+    wait_ms: Annotated[int, Query(ge=0, le=1000, description="How long to wait for a change (ms).")] = 0,
+) -> dict[str, Any]:
     ctx = ctx_of(request)
     live, spaces_devices = _live(request, ctx)
+    # At most a second, and never while ingest is behind: then the API serves one request at a time
+    # (the Governor) and a waiting one would hold up the others.
+    if seen is not None and wait_ms and not ingest_behind(ctx.gw):
+        await live.changed(seen, wait_ms / 1000)
+    version = live.version
     cfg = ctx.cfg
     areas = _areas(p, cfg)
     devices = [d for a in areas for sp in a.spaces for d in spaces_devices.get(sp.id, [])]
@@ -109,6 +121,7 @@ async def parking_now(request: Request, p: Annotated[Principal, Depends(require(
     snap = live.snapshot()
     return {
         "ts_ms": int(time.time() * 1000),
+        "version": version,
         "areas": [_area_view(p, cfg, a, spaces_devices, rows, snap, open_inc) for a in areas],
     }
 
