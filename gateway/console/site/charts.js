@@ -1,6 +1,6 @@
 // Charts where people would rather look than read: incidents per day by category, SLA misses per
 // day, time to accept / resolve per team (median and p90), open incidents by age.
-import { api, el, errorText, fmtTime, t } from "./core.js";
+import { api, el, errorText, lang, t } from "./core.js";
 import { COLORS, groupedBars, lines, stackedBars } from "./chart.js";
 
 const CATS = ["parking", "security", "eldercare", "device_health"];
@@ -59,7 +59,8 @@ async function draw(v) {
     grid.append(b);
     return c;
   };
-  const day = (i) => (d.day_starts_ms[i] ? fmtTime(d.day_starts_ms[i]).slice(5, 10) : "");
+  const md = new Intl.DateTimeFormat(lang() === "zh" ? "zh-CN" : "en-GB", { month: "numeric", day: "numeric" });
+  const day = (i) => (d.day_starts_ms[i] ? md.format(new Date(d.day_starts_ms[i])) : "");
   const total = CATS.reduce((s, c) => s + d.per_day[c].reduce((a, b) => a + b, 0), 0);
   v.charts.push(
     stackedBars(box("chart_per_day", t("n_incidents", null, { n: total })), {
@@ -78,7 +79,9 @@ async function draw(v) {
   );
   const teams = d.teams.slice(0, 8);
   const min = (s) => (s === null ? null : Math.round(s / 6) / 10);
-  if (teams.length) {
+  const timed = teams.some((x) => x.accept_p50_s !== null || x.resolve_p50_s !== null);
+  if (!timed) box("chart_accept", t("no_times_yet"));
+  else {
     v.charts.push(
       groupedBars(box("chart_accept"), {
         labels: teams.map((x) => x.name),

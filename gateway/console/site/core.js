@@ -125,6 +125,7 @@ export function fmtTime(ms, withDate = true) {
 
 export function fmtAge(ms) {
   const min = Math.max(0, Math.round((Date.now() - ms) / 60000));
+  if (min < 1) return t("age_now");
   if (min < 60) return t("age_min", null, { n: min });
   if (min < 1440) return t("age_h", null, { n: Math.floor(min / 60) });
   return t("age_d", null, { n: Math.floor(min / 1440) });
@@ -203,7 +204,7 @@ export async function openIncident(id) {
       li.append(el("time", null, fmtTime(ev.ts_ms)), " ", el("b", null, t(ev.kind, "kind")));
       const d = ev.data || {};
       if (d.to) li.append(" → ", t(d.to, "state"));
-      const who = ev.actor && ev.actor !== "rules" ? ev.actor : null;
+      const who = ev.actor && ev.actor !== "rules" ? t(ev.actor, "actor") : null;
       if (who) li.append(" · ", who);
       for (const k of ["note", "what_done", "description", "reason"]) {
         if (typeof d[k] === "string" && d[k]) li.append(el("div", "site-note", d[k]));

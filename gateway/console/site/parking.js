@@ -127,7 +127,7 @@ function buildArea(v, area) {
     const plan = el("div", "lot-plan");
     const rows = Math.max(0, ...placed.map((s) => s.row));
     const cols = Math.max(1, ...placed.map((s) => s.position), Math.min(rest.length, 12));
-    plan.style.gridTemplateColumns = `repeat(${cols}, minmax(2.2rem, 1fr))`;
+    plan.style.gridTemplateColumns = `repeat(${cols}, minmax(1.5rem, 1fr))`; // 12 fit a phone
     const put = (sp, row, col) => {
       const b = el("button", `space kind-${sp.kind}`, label(sp));
       b.type = "button";
@@ -230,13 +230,18 @@ async function chart(a) {
   try {
     const h = await api(`/api/v1/parking/${encodeURIComponent(a.area.id)}/hourly`);
     return await lines(a.chartBox, {
-      xLabel: (i) => `${i}`,
-      yLabel: "%",
+      xLabel: (i) => `${i}${t("hour_suffix")}`,
+      yLabel: t("occupied_pct"),
       yMax: 100,
       height: 180,
       series: [
         { label: t("today"), values: h.today, color: COLORS.today },
-        { label: t("mean_days", null, { n: h.days }), values: h.mean_days, color: COLORS.mean, dash: [6, 4] },
+        {
+          label: h.days ? t("mean_days", null, { n: h.days }) : t("mean_none"),
+          values: h.mean_days,
+          color: COLORS.mean,
+          dash: [6, 4],
+        },
       ],
     });
   } catch (e) {

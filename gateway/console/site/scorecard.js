@@ -76,7 +76,9 @@ async function draw(v) {
   for (const r of companies) cards.append(card(v, r));
   if (!companies.length) cards.append(el("p", "muted", t("no_scores")));
   v.root.append(cards);
-  v.root.append(el("h3", null, t("teams_and_departments")), table(v, v.data.rows.filter((r) => r.kind !== "property_company")));
+  const wrap = el("div", "score-wrap");
+  wrap.append(table(v, v.data.rows.filter((r) => r.kind !== "property_company")));
+  v.root.append(el("h3", null, t("teams_and_departments")), wrap);
 }
 
 function compoundsOf(v, company) {
