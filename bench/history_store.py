@@ -64,6 +64,17 @@ def _places(cfg: SiteConfig) -> tuple[list[tuple[str, str, str, list[str]]], lis
     return buildings, spaces
 
 
+def _devices(cfg: SiteConfig) -> dict[tuple[str | None, str | None], list[str]]:
+    """(building, unit) or (space, None) -> the ids of the devices there (an incident names its source)."""
+    out: dict[tuple[str | None, str | None], list[str]] = {}
+    for d in cfg.devices:
+        loc = d.location
+        key = (loc.parking_space, None) if loc.parking_space else (loc.building, loc.unit)
+        if key[0] is not None and d.resident is None:
+            out.setdefault(key, []).append(d.id)
+    return out
+
+
 def _team(cfg: SiteConfig, category: str, compound: str) -> tuple[str, str, str]:
     """(team, person, role) the incident is dispatched to."""
     if category == "eldercare":
@@ -86,6 +97,7 @@ def generate(path: str | Path, n: int = 100_000, *, seed: int = 20, now_ms: int 
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     start = now - 365 * DAY_MS
     buildings, spaces = _places(cfg)
+    devices = _devices(cfg)
     cats = list(WEIGHTS)
     weights = [WEIGHTS[c] for c in cats]
     conn = st.connect(path)
@@ -115,6 +127,8 @@ def generate(path: str | Path, n: int = 100_000, *, seed: int = 20, now_ms: int 
                 grid = next(b[1] for b in buildings if b[0] == building)
                 compound = next(b[2] for b in buildings if b[0] == building)
         team, person, role = _team(cfg, cat, compound)
+        here = devices.get((space, None) if space else (building, unit)) or []
+        source = [rng.choice(here)] if here and resident is None else []
         age = now - first
         recent = age < 3 * DAY_MS
         ts = first + rng.randrange(5_000, 60_000)
@@ -190,7 +204,7 @@ def generate(path: str | Path, n: int = 100_000, *, seed: int = 20, now_ms: int 
                 building,
                 unit,
                 space,
-                json.dumps([f"dev-{seq % 500}"]),
+                json.dumps(source),
                 first,
                 first,
                 1,

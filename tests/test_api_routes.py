@@ -46,7 +46,7 @@ EXPECTED: dict[tuple[str, str], list[str]] = {
     ("GET", "/api/v1/parking/{area_id}/hourly"): ["200", "401", "403", "404", "422"],
     ("GET", "/api/v1/buildings"): ["200", "401", "403"],
     ("GET", "/api/v1/adopt/candidates"): ["200", "401", "403"],
-    ("POST", "/api/v1/adopt"): ["200", "401", "403", "422"],
+    ("POST", "/api/v1/adopt"): ["200", "401", "403", "409", "422"],
     ("GET", "/api/v1/stats/incidents"): ["200", "401", "403", "422"],
 }
 # Liveness is probed by supervisors without credentials; everything else needs a bearer token.

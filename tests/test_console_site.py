@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from bench.history_store import generate
 from gateway.install import traffic
 from gateway.install.mosquitto import Mosquitto
 from gateway.install.simulator import Simulator
@@ -27,6 +28,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
 CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 PHONE = {"width": 390, "height": 844}
+NOTE = "门口堆放纸箱挡住了门，已清理"  # searched for in the history (the generated notes never say it)
 DESK = {"width": 1280, "height": 900}
 
 
@@ -51,6 +53,7 @@ def browser() -> Iterator[Any]:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     d: Path = tmp_path_factory.mktemp("site")
     broker = Mosquitto(d / "broker").start()
+    generate(d / "gateway.db", 3000)  # a year behind it: history, charts and scorecard have figures
     srv = ApiServer(example_site(d, broker.port, fire_lane_max_min=1), d / "gateway.db").start()
     sim = Simulator(srv.cfg, "127.0.0.1", broker.port, rate=80, client_id="site-sim")
     sim.start(6.0)  # a first round of check-ins: every space sensor reports its car or none
@@ -148,12 +151,16 @@ def test_fire_lane_car_is_highlighted_and_opens_its_incident(browser: Any, site:
         pub.close()
     page.wait_for_selector(".space[data-space='p1-fire-1'].st-occupied", timeout=2000)
     # the car stays: fire_lane_max_min (1 min here) passes on the gateway's clock, not ours
+    start = int(time.time() * 1000)
     real = srv.gw.pipeline.clock
     srv.gw.pipeline.clock = lambda: real() + 65_000
     try:
 
         def incident() -> list[tuple[Any, ...]]:
-            return srv.read("SELECT id FROM incidents WHERE type = 'parking_fire_lane' AND space = 'p1-fire-1'")
+            return srv.read(
+                "SELECT id FROM incidents WHERE type = 'parking_fire_lane' AND space = 'p1-fire-1' AND created_ms >= ?",
+                (start,),
+            )
 
         assert wait_until(lambda: bool(incident()), 20)
     finally:
@@ -201,9 +208,7 @@ def _views_data(site: dict[str, Any]) -> dict[str, str]:
     assert wait_until(lambda: bool(srv.read("SELECT assignee FROM tickets WHERE incident_id = ?", (door,))), 10)
     person = srv.read("SELECT assignee FROM tickets WHERE incident_id = ?", (door,))[0][0]
     with srv.client(srv.token("property_staff", name=person)) as c:
-        r = c.post(
-            f"/api/v1/incidents/{door}/actions", json={"action": "accept", "note": "楼道堆放杂物挡住了门，已清理"}
-        )
+        r = c.post(f"/api/v1/incidents/{door}/actions", json={"action": "accept", "note": NOTE})
         assert r.status_code == 200, r.text
     site.update(door=door, grid=str(grid))
     return site
@@ -215,7 +220,11 @@ def test_buildings_show_where_and_how_healthy(browser: Any, site: dict[str, Any]
     page.click(".site-tab[data-tab='buildings']")
     page.wait_for_selector(".bld[data-building='b03'].has-incidents")
     assert page.locator(".bld").count() == sum(len(c.buildings) for c in site["srv"].cfg.site.compounds)
-    assert "2 条告警" in page.text_content(".bld[data-building='b03'] .chips")
+    with site["srv"].client(site["token"]) as c:
+        b03 = next(
+            b for co in c.get("/api/v1/buildings").json()["compounds"] for b in co["buildings"] if b["id"] == "b03"
+        )
+    assert f"{len(b03['incidents'])} 条告警" in page.text_content(".bld[data-building='b03'] .chips")
     page.click(".bld[data-building='b03']")
     cell = page.wait_for_selector(f".bld-open .floors td.hit button[data-incident='{data['door']}']")
     row = cell.evaluate("b => b.closest('tr').firstChild.textContent")
@@ -239,13 +248,13 @@ def test_history_search_charts_scorecard_in_english_on_a_phone(browser: Any, sit
     _english(page)
     page.click(".site-tab[data-tab='history']")
     page.wait_for_selector(".filters input[name='q']")
-    page.fill(".filters input[name='q']", "堆放")
+    page.fill(".filters input[name='q']", "纸箱挡住")
     page.click(".filters button[type='submit']")
     page.wait_for_selector(f".hist-item[data-incident='{data['door']}'] .match")
     assert page.get_attribute(".site-status", "data-total") == "1"
     _shot(page, "history-en-phone")
     page.click(f".hist-item[data-incident='{data['door']}']")
-    page.wait_for_selector(".site-card .site-note:has-text('楼道堆放杂物')")
+    page.wait_for_selector(f".site-card .site-note:has-text('{NOTE}')")
     page.click(".site-close")
 
     page.click(".site-tab[data-tab='charts']")

@@ -72,6 +72,7 @@ async def candidates(
     summary="Adopt a seen device into the site file, validate, reload (installers)",
     responses={
         **AUTH_ERRORS,
+        409: {"description": "this gateway cannot edit its site file (started without the adopter)"},
         422: {"description": "refused: not seen, already configured, or the file would be invalid"},
     },
 )
@@ -83,7 +84,8 @@ async def adopt(
     adopter = getattr(gw, "site_adopter", None)
     path = getattr(gw, "config_path", None) or gw.cfg.source_path
     if adopter is None or path is None:
-        raise HTTPException(503, "this gateway was started without a site file it may edit; use edge-gateway adopt")
+        # 409: the request is fine; this running gateway cannot do it (started without the adopter)
+        raise HTTPException(409, "this gateway was started without a site file it may edit; use edge-gateway adopt")
     if body.type not in ctx.cfg.device_types_effective():
         raise HTTPException(422, "unknown device type for this site")
     fields = body.model_dump()
