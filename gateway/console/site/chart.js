@@ -91,20 +91,25 @@ export async function stackedBars(box, { xLabel, series, yLabel, height }) {
   );
 }
 
-// Grouped horizontal-free bar pairs (e.g. p50 and p90 per team) as side-by-side bars.
-export async function groupedBars(box, { labels, series, yLabel, height }) {
+// Bars per label with a second, smaller figure drawn in front (median inside p90): series are
+// drawn in order, so the larger one comes first. Labels are numbered under the axis (names are
+// long on a phone) and listed below the chart.
+export async function overlayBars(box, { labels, series, yLabel, height }) {
   const U = await uplot();
   const n = labels.length;
   const x = Array.from({ length: n }, (_, i) => i);
-  const k = series.length;
-  const mk = (j) => U.paths.bars({ size: [0.8 / k, 30], align: 0, disp: { x0: { unit: 2, values: () => x.map((i) => i - 0.4 + (j * 0.8) / k + 0.4 / k) } } });
+  const bars = U.paths.bars({ size: [0.6, 60] });
+  const chart = el("div");
+  const key = el("ol", "chart-key");
+  for (const l of labels) key.append(el("li", null, l));
+  box.replaceChildren(chart, key);
   return draw(
-    box,
+    chart,
     {
       height,
       scales: { x: { time: false, range: [-0.5, n - 0.5] }, y: { range: [0, null] } },
-      axes: [{ values: (u, ticks) => ticks.map((i) => labels[i] || ""), size: 40 }, { label: yLabel, size: 50 }],
-      series: [{}, ...series.map((s, j) => ({ label: s.label, fill: s.color, stroke: s.color, paths: mk(j), points: { show: false } }))],
+      axes: [{ values: (u, ticks) => ticks.map((i) => (Number.isInteger(i) && i >= 0 && i < n ? String(i + 1) : "")) }, { label: yLabel, size: 50 }],
+      series: [{}, ...series.map((s) => ({ label: s.label, fill: s.color, stroke: s.color, paths: bars, points: { show: false } }))],
       legend: { live: false },
     },
     [x, ...series.map((s) => s.values)],

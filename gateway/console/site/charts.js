@@ -1,7 +1,7 @@
 // Charts where people would rather look than read: incidents per day by category, SLA misses per
 // day, time to accept / resolve per team (median and p90), open incidents by age.
 import { api, el, errorText, lang, t } from "./core.js";
-import { COLORS, groupedBars, lines, stackedBars } from "./chart.js";
+import { COLORS, lines, overlayBars, stackedBars } from "./chart.js";
 
 const CATS = ["parking", "security", "eldercare", "device_health"];
 
@@ -83,20 +83,20 @@ async function draw(v) {
   if (!timed) box("chart_accept", t("no_times_yet"));
   else {
     v.charts.push(
-      groupedBars(box("chart_accept"), {
+      overlayBars(box("chart_accept"), {
         labels: teams.map((x) => x.name),
         yLabel: t("minutes"),
         series: [
-          { label: t("median"), values: teams.map((x) => min(x.accept_p50_s)), color: COLORS.p50 },
           { label: "p90", values: teams.map((x) => min(x.accept_p90_s)), color: COLORS.p90 },
+          { label: t("median"), values: teams.map((x) => min(x.accept_p50_s)), color: COLORS.p50 },
         ],
       }),
-      groupedBars(box("chart_resolve"), {
+      overlayBars(box("chart_resolve"), {
         labels: teams.map((x) => x.name),
         yLabel: t("minutes"),
         series: [
-          { label: t("median"), values: teams.map((x) => min(x.resolve_p50_s)), color: COLORS.p50 },
           { label: "p90", values: teams.map((x) => min(x.resolve_p90_s)), color: COLORS.p90 },
+          { label: t("median"), values: teams.map((x) => min(x.resolve_p50_s)), color: COLORS.p50 },
         ],
       }),
     );
