@@ -6,6 +6,7 @@ at phone size. Screenshots: test-artifacts/site-*.png (docs/console.md shows the
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import time
 from collections.abc import Iterator
@@ -270,7 +271,17 @@ def test_history_search_charts_scorecard_in_english_on_a_phone(browser: Any, sit
     page.click(".score-card >> nth=0 >> .score-figures button >> nth=0")  # the incidents behind it
     page.wait_for_selector(".site-view[data-view='history'] .filters")
     assert page.eval_on_selector(".filters select[name='range']", "s => s.value") == "custom"
-    page.wait_for_selector(".site-view[data-view='history'] .site-status[data-total]")
+    total = page.wait_for_selector(".site-view[data-view='history'] .site-status[data-total]")
+    # the first company runs three compounds: the history holds its compounds' incidents of the quarter
+    assert "和苑一区、和苑二区、和苑三区" in page.text_content(".hist-compounds")
+    t = time.localtime()
+    q0 = dt.datetime(t.tm_year, 3 * ((t.tm_mon - 1) // 3) + 1, 1)
+    q1 = dt.datetime(q0.year + (q0.month == 10), (q0.month + 2) % 12 + 1, 1)
+    params = [("compound", c) for c in ("c1", "c2", "c5")]
+    params += [("from_ms", int(q0.timestamp() * 1000)), ("to_ms", int(q1.timestamp() * 1000)), ("total", "true")]
+    with site["srv"].client(site["token"]) as c:
+        want = c.get("/api/v1/history/incidents", params=params).json()["total"]
+    assert total.get_attribute("data-total") == str(want) and want > 0
     page.click(".site-tab[data-tab='parking']")
     page.wait_for_selector(".lot .space.st-free, .lot .space.st-occupied")
     assert page.text_content(".lot-legend").startswith("Free")

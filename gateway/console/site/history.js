@@ -83,6 +83,19 @@ async function draw(v) {
   const buildings = v.site.compounds.flatMap((c) => c.buildings.map((b) => [b.id, `${c.name} ${b.name}`]));
   field("f_building", select("building", [...any, ...buildings], v.f.building));
   field("f_compound", select("compound", [...any, ...v.site.compounds.map((c) => [c.id, c.name])], v.f.compound));
+  if (v.f.compounds) {
+    // several compounds handed over (a property company's, from the scorecard): kept until cleared
+    const note = el("p", "muted hist-compounds");
+    note.append(`${t("f_compound")}: ${v.f.compounds.map((c) => c.name).join("、")} `);
+    note.append(
+      button(t("clear"), "link", () => {
+        delete v.f.compounds;
+        note.remove();
+        page(v, null);
+      }),
+    );
+    form.append(note);
+  }
   field("f_grid", select("grid", [...any, ...v.site.grids.map((g) => [g.id, g.name])], v.f.grid));
   const who = el("input");
   who.name = "assignee";
@@ -123,6 +136,7 @@ function params(v) {
     const val = (fd.get(k) || "").toString().trim();
     if (val) p[k] = val;
   }
+  if (!p.compound && v.f.compounds) p.compound = v.f.compounds.map((c) => c.id);
   const now = new Date();
   const midnight = new Date(now.getFullYear(), now.getMonth(), now.getDate()).getTime();
   const range = fd.get("range");

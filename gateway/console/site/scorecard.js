@@ -89,6 +89,7 @@ function behind(v, compounds, extra) {
   const [from, to] = bounds(v.period);
   const f = Object.assign({ from_ms: from, to_ms: to }, extra);
   if (compounds.length === 1) f.compound = compounds[0].id;
+  else if (compounds.length > 1) f.compounds = compounds.map((c) => ({ id: c.id, name: c.name }));
   v.ctx.show("history", f);
 }
 
