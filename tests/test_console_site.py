@@ -282,8 +282,14 @@ def test_history_search_charts_scorecard_in_english_on_a_phone(browser: Any, sit
     with site["srv"].client(site["token"]) as c:
         want = c.get("/api/v1/history/incidents", params=params).json()["total"]
     assert total.get_attribute("data-total") == str(want) and want > 0
+    page.click(".site-tab[data-tab='buildings']")
+    page.click(".bld[data-building='b03']")
+    page.wait_for_selector(".bld-open .floors td.hit button")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing off the side
+    _shot(page, "buildings-en-phone")
     page.click(".site-tab[data-tab='parking']")
     page.wait_for_selector(".lot .space.st-free, .lot .space.st-occupied")
     assert page.text_content(".lot-legend").startswith("Free")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     _shot(page, "parking-en-phone")
     assert page.errors == []
