@@ -66,7 +66,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._site import write_bench_site  # noqa: E402
-from bench.ingest import make_messages, publisher, queue_backlog  # noqa: E402
+from bench._wait import BenchFailed, exit_on_sigterm, receive, wait_for  # noqa: E402
+from bench.ingest import PHASE_LIMIT_S, make_messages, publisher, queue_backlog  # noqa: E402
 
 TOKEN = "cegw_bench-installer-token-0123456789abcdefghijklmnop"
 SOS_DEVICES = 200
@@ -119,7 +120,9 @@ class GatewayProc:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError("gateway did not become ready")
+        self.stop()
+        log_tail = (store.parent / "gateway.log").read_text(errors="replace")[-2000:]
+        raise BenchFailed(f"waited 60 s for the gateway's /readyz on port {port}; it never answered 200: {log_tail}")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -167,10 +170,14 @@ class SosInjector:
     def pressing(self) -> bool:
         return self._t.is_alive()
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """No more presses; the connection stays, so the last press still goes out."""
         self._stop.set()
         if self._t.ident is not None:  # started
             self._t.join(5)
+
+    def stop(self) -> None:
+        self.halt()
         self.c.loop_stop()
         self.c.disconnect()
 
@@ -242,7 +249,10 @@ async def sse_client(
                 "Accept: text/event-stream\r\n\r\n"
             ).encode()
         )
-        head = await reader.readuntil(b"\r\n\r\n")
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        except TimeoutError:
+            raise RuntimeError("waited 30 s for the stream's response headers; they did not arrive") from None
         if not head.startswith(b"HTTP/1.1 200"):
             raise RuntimeError(f"stream refused: {head[:60]!r}")
         chunked = b"transfer-encoding: chunked" in head.lower()
@@ -349,14 +359,25 @@ async def phase_latency(
         go.send(True)
         sos.start()
         poll = asyncio.create_task(poller(gw.base, ["/api/v1/incidents?limit=50"], list_lat, stop))
-        await asyncio.to_thread(out.recv)
-        await asyncio.sleep(1.0)  # last SOS events
+        limit = PHASE_LIMIT_S + args.seconds  # the publisher is paced over --seconds
+        await asyncio.to_thread(receive, out, pub, "the telemetry publisher's report", limit_s=limit)
+        sos.halt()
+        pub.join(10)
+        # Every SOS press creates one incident, and every client must see its creation.
+        expect = len(sos.sent) * args.clients
+        what = f"SSE incident creations ({len(sos.sent)} SOS presses x {args.clients} clients)"
+
+        def ended() -> str:
+            return f"{sum(t.done() for t in clients)} of the {args.clients} streams ended early"
+
+        await asyncio.to_thread(wait_for, what, lambda: len(sse_lat), expect, stall_s=10, why=ended)
         stop.set()
         sos.stop()
-        pub.join(10)
         for t in [*clients, poll]:
             t.cancel()
-        await asyncio.gather(*clients, poll, return_exceptions=True)
+        for r in await asyncio.gather(*clients, poll, return_exceptions=True):
+            if isinstance(r, Exception):  # a refused or silent stream, a failed request
+                raise BenchFailed(f"an API client of the latency phase failed: {r!r}")
         ingest = [a for a, _ in sos.split]
         api = [b for _, b in sos.split]
         print(
@@ -419,8 +440,7 @@ async def phase_saturation(
         # draining). A window pair inside that wave measures the wave, not the API. So the windows
         # start once --warmup of the backlog is stored and fewer than --calm incidents a second are
         # being opened (the SOS side load alone opens 4 a second); here after 180,000-250,000 messages.
-        while await asyncio.to_thread(stored, db) < base + n * args.warmup:
-            await asyncio.sleep(0.05)
+        await asyncio.to_thread(wait_for, "stored readings (warm-up)", lambda: stored(db), base + int(n * args.warmup))
         seen = [await asyncio.to_thread(incidents_opened, db)]
         while True:
             await asyncio.sleep(0.5)
@@ -533,6 +553,7 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=2.0, help="seconds of each measured saturation window")
     ap.add_argument("--settle", type=float, default=0.5, help="seconds between windows (clients connect/leave)")
     args = ap.parse_args()
+    exit_on_sigterm()
     asyncio.run(main_async(args))
 
 

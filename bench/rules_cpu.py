@@ -25,6 +25,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._wait import BenchFailed  # noqa: E402
+
 
 def one(mode: str, per: int, n: int, warm: int, seed: int) -> None:
     import gateway.rules.engine as eng
@@ -90,6 +92,7 @@ def main() -> None:
     ap.add_argument("--modes", default="rules,norules")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--one", nargs=2, metavar=("MODE", "PER"))
+    ap.add_argument("--limit", type=float, default=300.0, help="seconds each mode may take (~20 s at the defaults)")
     a = ap.parse_args()
     if a.one:
         one(a.one[0], int(a.one[1]), a.n, a.warm, a.seed)
@@ -97,7 +100,14 @@ def main() -> None:
     for per in (int(x) for x in a.per.split(",")):
         for mode in a.modes.split(","):
             cmd = [sys.executable, __file__, "--one", mode, str(per), "--n", str(a.n), "--warm", str(a.warm)]
-            subprocess.run([*cmd, "--seed", str(a.seed)], check=True)
+            try:
+                subprocess.run([*cmd, "--seed", str(a.seed)], check=True, timeout=a.limit)
+            except subprocess.TimeoutExpired:
+                raise BenchFailed(f"no RESULT for mode={mode} per={per} within {a.limit:.0f} s") from None
+            except subprocess.CalledProcessError as exc:
+                raise BenchFailed(
+                    f"mode={mode} per={per} exited with code {exc.returncode} (its error is above)"
+                ) from None
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._wait import BenchFailed, exit_on_sigterm  # noqa: E402
 from bench.ingest import gateway_proc, io_write_bytes, make_messages, run_phase  # noqa: E402
 
 
@@ -54,6 +55,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=20.0)
     ap.add_argument("--seconds", type=float, default=120.0)
     args = ap.parse_args()
+    exit_on_sigterm()
 
     from bench._site import write_bench_site
     from gateway.install.mosquitto import Mosquitto
@@ -80,6 +82,8 @@ def main() -> None:
             f"{len(commits)} commits; gateway wrote {written / 1e6:.2f} MB in {args.seconds:.0f} s",
             flush=True,
         )
+        if not acked == total == stored == n:  # bytes per message is only meaningful over all of them
+            raise BenchFailed(f"published {n}: {acked} acknowledged, {total} committed, {stored} stored")
         naive = one_tx_per_message(work / "naive.db", min(n, int(args.rate * 30)), args.rate)
         naive_day = naive / min(args.seconds, 30) * 86400
         print(

@@ -19,10 +19,13 @@ import argparse
 import multiprocessing as mp
 import sys
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._wait import receive  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -33,7 +36,7 @@ def rss_mb() -> float:
     return 0.0
 
 
-def _throughput(frames: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
+def _throughput(frames: int, out: Connection) -> None:
     import cv2
 
     from gateway.vision.worker import CameraSpec, FrameResult, _Camera, decode_jpeg
@@ -55,7 +58,7 @@ def _throughput(frames: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
         img = decode_jpeg(data, max_bytes=10_000_000, max_pixels=10_000_000, expect=cam.shape)
         cam.analyse(img, FrameResult("bench", i, 0), data)
     cpu = time.process_time() - t0
-    out.put(
+    out.send(
         (
             "fps",
             frames / cpu,
@@ -66,7 +69,7 @@ def _throughput(frames: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
     )
 
 
-def _memory(cameras: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
+def _memory(cameras: int, out: Connection) -> None:
     import cv2
 
     from gateway.vision.worker import CameraSpec, FrameResult, _Camera
@@ -98,7 +101,7 @@ def _memory(cameras: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
         for f in frames[i]:
             cam.analyse(f, FrameResult(f"c{i}", 0, 0), None)
         cams.append(cam)
-    out.put(("mem", (rss_mb() - base) / cameras, base))
+    out.send(("mem", (rss_mb() - base) / cameras, base))
 
 
 def main() -> int:
@@ -106,20 +109,21 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--cameras", type=int, default=8)
     ap.add_argument("--skip-accuracy", action="store_true")
+    ap.add_argument("--limit", type=float, default=300.0, help="seconds each worker may take to report")
     args = ap.parse_args()
     ctx = mp.get_context("spawn")
-    q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
-    p = ctx.Process(target=_throughput, args=(args.frames, q))
+    out_r, out_w = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_throughput, args=(args.frames, out_w))
     p.start()
-    _, fps_cpu, fps_wall, n_spaces, jpeg_bytes = q.get()
+    _, fps_cpu, fps_wall, n_spaces, jpeg_bytes = receive(out_r, p, "the throughput worker's report", limit_s=args.limit)
     p.join()
     print(
         f"throughput: 1280x720, {n_spaces} spaces + 1 zone, JPEG ~{jpeg_bytes / 1024:.0f} KiB: "
         f"{fps_cpu:.1f} frames per CPU-second ({fps_wall:.1f} fps wall) in one worker process"
     )
-    p = ctx.Process(target=_memory, args=(args.cameras, q))
+    p = ctx.Process(target=_memory, args=(args.cameras, out_w))
     p.start()
-    _, mb_per_cam, base = q.get()
+    _, mb_per_cam, base = receive(out_r, p, "the memory worker's report", limit_s=args.limit)
     p.join()
     print(f"memory: {mb_per_cam:.1f} MB RSS per added camera (worker base {base:.0f} MB incl. OpenCV/numpy)")
     acc = float("nan")

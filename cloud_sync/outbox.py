@@ -27,7 +27,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from cloud_sync import central
 from cloud_sync import lineproto as lp
+from gateway import __version__
 from gateway.core import store as st
 from gateway.core.contract import BaseStage, BatchResult, IncidentEvent
 
@@ -260,6 +262,11 @@ class OutboxProcessor(BaseStage):
         self._over_quota_logged = False
         self.lock = threading.Lock()
         self.inflight: tuple[int, int] = (0, -1)  # id range the sender is posting (thinning skips it)
+        # district points (cloud_sync/central.py): snapshot cadence and the devices' buildings
+        self.snapshot_ms = int(s.snapshot_s * 1000)
+        self._last_snapshot_ms = 0
+        self._buildings: dict[str, str | None] | None = None
+        self._district_faults: set[str] = set()
 
     # --- helpers ---------------------------------------------------------------------------------
     def _ids(self, conn: sqlite3.Connection) -> int:
@@ -407,11 +414,13 @@ class OutboxProcessor(BaseStage):
             i += 1
         self._next = i
         append_to_outbox(conn, PRIO_EVENT, lines, now_ms)
+        self._guarded(conn, "ticket_points", lambda: self._ticket_points(conn, events, now_ms))
         if self.wake is not None and lines:
             self.wake()
 
     # --- health ----------------------------------------------------------------------------------
     def tick(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
+        self._guarded(conn, "district_points", lambda: self.district_tick(conn, now_ms))
         if now_ms - self._last_health_ms < self.heartbeat_ms:
             return
         self._last_health_ms = now_ms
@@ -447,7 +456,65 @@ class OutboxProcessor(BaseStage):
             "sync_thinned": float(counters.get("sync_thinned", 0)),
             "sync_sent": float(counters.get("sync_sent", 0)),
             "last_sync_age_s": max(0, now_ms - int(last_ok[0])) / 1000.0 if last_ok else -1.0,
+            # a field, not a tag: an upgrade must not start a new series
+            "version": __version__,
         }
         t = dict(self.site_tags)
         series = lp.M_HEALTH + lp.tags(t)
         return f"{series} {lp.fields(f)} {now_ms * 1_000_000 + row_id % 1_000_000}"
+
+    # --- district points (cloud_sync/central.py, docs/central.md) --------------------------------
+    def add_points(self, conn: sqlite3.Connection, prio: int, points: Iterable[central.Point], now_ms: int) -> int:
+        """Append ``(series, fields, ts_ms)`` points of ``prio`` (0 or 1: never thinned) in the
+        caller's transaction, each with its row id and a unique millisecond in its series."""
+        i = self._ids(conn)
+        lines: list[tuple[int, str]] = []
+        for series, flds, ts in points:
+            ms = self._unique.take(series, ts)
+            lines.append((i, f"{series} {flds} {ms * 1_000_000 + i % 1_000_000}"))
+            i += 1
+        self._next = i
+        append_to_outbox(conn, prio, lines, now_ms)
+        return len(lines)
+
+    def _guarded(self, conn: sqlite3.Connection, name: str, fn: Callable[[], None]) -> None:
+        """Run ``fn`` in a savepoint: a fault in the district points must not abort the
+        transaction that carries readings, incidents and timers (logged once per kind)."""
+        try:
+            with st.savepoint(conn, name):
+                fn()
+        except sqlite3.Error:
+            raise  # the store itself failed: the transaction is lost anyway
+        except Exception:
+            if name not in self._district_faults:
+                self._district_faults.add(name)
+                log.exception("sync: %s not built (the transaction goes on without them)", name)
+
+    def _ticket_points(self, conn: sqlite3.Connection, events: list[IncidentEvent], now_ms: int) -> None:
+        def tags(c: sqlite3.Connection, ev: IncidentEvent) -> dict[str, str | None]:
+            return {**self.site_tags, **self._tags_of_incident(c, ev)}
+
+        self.add_points(conn, PRIO_EVENT, central.ticket_points(conn, self.cfg, tags, events), now_ms)
+
+    def district_tick(self, conn: sqlite3.Connection, now_ms: int, *, force: bool = False) -> None:
+        """Early warnings as they are appended (each tick); the snapshots every ``sync.snapshot_s``."""
+        self.add_points(conn, PRIO_EVENT, central.warning_points(conn, self.site_tags), now_ms)
+        if not force and now_ms - self._last_snapshot_ms < self.snapshot_ms:
+            return
+        self._last_snapshot_ms = now_ms
+        if self._buildings is None:
+            from gateway.ingest.routing import build_routing
+
+            self._buildings = {d.id: d.building for d in build_routing(self.cfg).by_id.values()}
+        site = self.site_tags
+        points = [
+            *central.open_points(conn, self.cfg, site, now_ms),
+            *central.unaccepted_points(conn, self.cfg, site, now_ms),
+            *central.parking_points(conn, self.cfg, site, now_ms),
+            *central.device_points(conn, self.cfg, site, self._buildings, now_ms),
+        ]
+        oldest = oldest_unsent_ms(conn)
+        uptime = time.monotonic() - self.started_mono
+        quota = int(self.cfg.store.quota_mb) * MiB
+        points.append(central.gateway_point(conn, site, now_ms, uptime_s=uptime, quota_bytes=quota, oldest=oldest))
+        self.add_points(conn, PRIO_HEALTH, points, now_ms)

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from cloud_sync.outbox import EPOCH_KEY, PRIO_NAMES, MiB, SentRanges, first_unsent_telemetry, sent_ranges
 from cloud_sync.targets import Target, WriteOutcome, make_target
 from gateway.core import store as st
+from gateway.core.histograms import SYNC_BATCH
 
 if TYPE_CHECKING:
     from cloud_sync.outbox import OutboxProcessor
@@ -296,9 +297,11 @@ class Sender:
                 self.shared.inflight = rng
 
     def _post(self, batch: Batch) -> WriteOutcome:
-        if isinstance(batch, Span):
-            return self.target.write(batch.body)
-        return self.target.write("\n".join(r[1] for r in batch).encode())
+        body = batch.body if isinstance(batch, Span) else "\n".join(r[1] for r in batch).encode()
+        t0 = time.perf_counter()
+        out = self.target.write(body)
+        SYNC_BATCH.observe(time.perf_counter() - t0, "ok" if out.ok else "failed")
+        return out
 
     def _span(self, after: int, before: int | None, *, newest_from: int | None = None) -> Span | None:
         """The first ``batch_size`` telemetry rows with ``after < id < before`` (or, with

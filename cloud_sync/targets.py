@@ -142,11 +142,66 @@ class V1Target:
         self.client.close()
 
 
+# Replies after which another endpoint of the same store may do better: no answer, overload, a
+# node's own failure. 4xx (a bad point, a bad token) would be refused by every node alike.
+FAILOVER_STATUSES = frozenset({0, 429, 500, 502, 503, 504})
+
+
+class FailoverTarget:
+    """One store, several write endpoints (a VictoriaMetrics cluster's vminsert nodes, a clustered
+    InfluxDB's nodes): a batch goes to the current endpoint; when it gives no answer or a 5xx/429,
+    the same bytes go to the next one at once, round the list once. The endpoint that answered
+    stays current (no flapping back to a node that just failed); when every one failed, the last
+    reply is returned and the sender backs off and retries the batch as usual.
+
+    Nothing is lost when an endpoint dies mid-batch: the batch was not acknowledged, so it is sent
+    again whole; the points it had already stored come again byte-identical (same series, same
+    nanosecond timestamp), and the store keeps one (InfluxDB overwrites, VictoriaMetrics
+    deduplicates with ``-dedup.minScrapeInterval``)."""
+
+    def __init__(self, targets: list[Target], urls: list[str]) -> None:
+        self.targets = targets
+        self.urls = urls
+        self.current = 0
+        self.failovers = 0  # times a batch moved to another endpoint
+        self.name = f"{targets[0].name} x{len(targets)}"
+
+    @property
+    def url(self) -> str:
+        return self.urls[self.current]
+
+    def write(self, body: bytes) -> WriteOutcome:
+        out = WriteOutcome(0, "no endpoint")
+        for step in range(len(self.targets)):
+            i = (self.current + step) % len(self.targets)
+            out = self.targets[i].write(body)
+            if out.ok or out.status not in FAILOVER_STATUSES:
+                if i != self.current:
+                    self.failovers += 1
+                    self.current = i
+                return out
+        self.current = (self.current + 1) % len(self.targets)  # the next retry starts one further on
+        msg = f"{out.message} (all {len(self.targets)} endpoints failed)"
+        return WriteOutcome(out.status, msg[:2000], out.retry_after_s)
+
+    def close(self) -> None:
+        for t in self.targets:
+            t.close()
+
+
 def make_target(s: SyncSettings) -> Target:
-    """Build the target of a :class:`edge_config.sync_settings.SyncSettings`."""
+    """Build the target of a :class:`edge_config.sync_settings.SyncSettings` (with ``urls``: one
+    target per endpoint behind a :class:`FailoverTarget`)."""
+    urls = [s.url, *(u for u in s.urls if u != s.url)]
+    if len(urls) > 1:
+        return FailoverTarget([_one_target(s, u) for u in urls], urls)
+    return _one_target(s, s.url)
+
+
+def _one_target(s: SyncSettings, url: str) -> Target:
     if s.target == "v1":
         return V1Target(
-            s.url,
+            url,
             database=s.database,
             retention_policy=s.retention_policy,
             username=s.username,
@@ -154,7 +209,7 @@ def make_target(s: SyncSettings) -> Target:
             timeout_s=s.timeout_s,
         )
     return V2Target(
-        s.url,
+        url,
         token=s.token.get_secret_value() if s.token is not None else "",
         org=s.org,
         bucket=s.bucket,

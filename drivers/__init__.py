@@ -71,14 +71,19 @@ DRIVERS: dict[str, DriverSpec] = {
     frigate.NAME: DriverSpec(
         name=frigate.NAME,
         decode=frigate.decode,
-        default_topics=("frigate/events",),
+        # the object counts of the two labels the driver maps; frigate/+/+ would add every other
+        # label's count and each camera's motion topic, to be thrown away
+        default_topics=("frigate/events", "frigate/reviews", "frigate/+/car", "frigate/+/person"),
         description=(
-            "Frigate NVR events (frigate/events new/update/end): cars and persons in Frigate zones "
-            "-> vehicle_present / occupancy per <camera>/<zone> device (camera parking and intrusion)."
+            "Frigate NVR: events, 0.14+ reviews and per-zone/per-camera object counts; cars and persons "
+            "-> vehicle_present / occupancy per zone (camera parking and intrusion)."
         ),
         normalise_address=frigate.normalise_address,
         # Not checked: Frigate camera and zone names are the site's own choice.
-        address_help="a frigate address is one Frigate zone as <camera>/<zone> (e.g. 'lot_cam/fire_lane_1')",
+        address_help=(
+            "a frigate address is one Frigate zone: <camera>/<zone> for events and reviews "
+            "(e.g. 'lot_cam/fire_lane_1'), the zone's name alone for object counts (e.g. 'fire_lane_1')"
+        ),
         # No life-safety topics: every camera and zone shares frigate/events, so one zone's
         # messages cannot be subscribed to on their own.
     ),

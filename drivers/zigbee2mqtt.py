@@ -15,7 +15,14 @@ for a multi-segment base such as ``site1/z2m``):
 * ``<base>/bridge/devices`` – JSON array of ``{"ieee_address", "friendly_name", "type", ...}``
   (the legacy ``ieeeAddr`` key is accepted too) -> BRIDGE ``{"devices": {friendly: ieee}}``,
   coordinator included.
-* Ignored (return ``[]``): every other ``bridge/...`` topic (info, logging, log, event, config,
+* ``<base>/bridge/event`` – ``{"type": ..., "data": {"ieee_address", "friendly_name", ...}}`` when a
+  device pairs or leaves -> BRIDGE ``{"network": ...}`` on the device's IEEE address:
+  ``device_joined`` -> ``joined``, ``device_announce`` -> ``announced``, ``device_interview`` with
+  ``status`` ``started``/``successful``/``failed`` -> ``interview_started``/``interviewed``/
+  ``interview_failed``, ``device_leave`` -> ``left``. ``meta``: ``friendly_name``, and from a
+  successful interview ``supported``, ``model``, ``vendor``, ``description`` (the definition's).
+  Other event types -> ``[]``.
+* Ignored (return ``[]``): every other ``bridge/...`` topic (info, logging, log, config,
   extensions, groups, definitions, response/..., request/...), command topics
   ``<name>/set``, ``<name>/get``, ``<name>/set/<attr>``, ``<name>/get/<attr>`` (ours or other
   controllers') and ``<name>/action`` (the plain-string duplicate Z2M publishes for Home
@@ -140,6 +147,8 @@ def _decode(base: str, rest: str, payload: bytes) -> list[Reading]:
             return [Reading(f"bridge:{base}", BRIDGE, {"online": online})]
         if rest == "bridge/devices":
             return [Reading(f"bridge:{base}", BRIDGE, {"devices": _devices(payload)})]
+        if rest == "bridge/event":
+            return _bridge_event(parse_json_object(payload))
         if rest == "bridge" or rest[6] == "/":
             return []  # bridge/info, bridge/logging, bridge/event, bridge/response/..., ...
     if rest.endswith(("/set", "/get", "/action")) or "/set/" in rest or "/get/" in rest:
@@ -171,6 +180,58 @@ def _online(payload: bytes, what: str) -> bool:
     if obj == "offline":
         return False
     raise DecodeError("bad_value", f"{what}: {obj[:40]!r} is neither online nor offline")
+
+
+_EVENT_TYPES = {"device_joined": "joined", "device_announce": "announced", "device_leave": "left"}
+_INTERVIEW = {"started": "interview_started", "successful": "interviewed", "failed": "interview_failed"}
+_DEFINITION_KEYS = ("model", "vendor", "description")
+
+
+# Any: the decoded JSON payload's values
+def _text(v: Any, limit: int) -> str | None:
+    return v[:limit] if isinstance(v, str) and v else None
+
+
+def _bridge_event(msg: dict[str, Any]) -> list[Reading]:
+    """A device paired, announced itself, was interviewed or left: what an installer watches for."""
+    typ = msg.get("type")
+    if typ is None:
+        raise DecodeError("missing_field", "bridge/event: no 'type'")
+    if not isinstance(typ, str):
+        raise DecodeError("wrong_type", "bridge/event: 'type' is not a string")
+    if typ not in _EVENT_TYPES and typ != "device_interview":
+        return []  # a newer Zigbee2MQTT's event we have no use for
+    data = msg.get("data")
+    if data is None:
+        raise DecodeError("missing_field", f"bridge/event {typ}: no 'data'")
+    if not isinstance(data, dict):
+        raise DecodeError("wrong_type", f"bridge/event {typ}: 'data' is not an object")
+    ieee = data.get("ieee_address")
+    if ieee is None:
+        raise DecodeError("missing_field", f"bridge/event {typ}: no ieee_address")
+    if not isinstance(ieee, str):
+        raise DecodeError("wrong_type", f"bridge/event {typ}: ieee_address is not a string")
+    address = normalise_address(ieee)
+    if not address.startswith("0x"):
+        raise DecodeError("bad_value", f"bridge/event {typ}: {ieee[:40]!r} is not an IEEE address")
+    meta: dict[str, Any] = {}
+    friendly = _text(data.get("friendly_name"), 200)
+    if friendly is not None:
+        meta["friendly_name"] = friendly
+    if typ == "device_interview":
+        status = data.get("status")
+        if status not in _INTERVIEW:
+            raise DecodeError("bad_value", f"bridge/event device_interview: status {str(status)[:20]!r}")
+        what = _INTERVIEW[status]
+        if status == "successful":
+            if isinstance(data.get("supported"), bool):
+                meta["supported"] = data["supported"]
+            definition = data.get("definition")
+            if isinstance(definition, dict):  # null for an unsupported device
+                meta.update({k: t for k in _DEFINITION_KEYS if (t := _text(definition.get(k), 120)) is not None})
+    else:
+        what = _EVENT_TYPES[typ]
+    return [Reading(address, BRIDGE, {"network": what}, None, meta)]
 
 
 def _devices(payload: bytes) -> dict[str, str]:

@@ -23,6 +23,13 @@ class ApiRateLimits(BaseModel):
     auth_window_s: int = Field(
         default=60, ge=1, le=86400, description="... within this many seconds; beyond that: 429 until the window ends."
     )
+    signin_failures: int = Field(
+        default=50,
+        ge=1,
+        le=100000,
+        description="Failed sign-in link attempts from all addresses together within auth_window_s; beyond that "
+        "every sign-in by link is refused (429) until the window ends (a distributed guess). Tokens are unaffected.",
+    )
     per_minute: dict[str, int] = Field(
         default_factory=lambda: {
             "installer": 600,
@@ -79,6 +86,19 @@ class ApiSettings(BaseModel):
         max_length=256,
         description="Public URL of the console (e.g. 'https://gw-hy-01.local:8443/console/') used in links "
         "sent to staff; null = the address the API listens on.",
+    )
+    session_days: float = Field(
+        default=30,
+        gt=0,
+        le=366,
+        description="How long a device stays signed in (a phone that opened a sign-in link, or a screen that "
+        "entered a token) before it must sign in again. Sessions can be revoked at any time.",
+    )
+    signin_link_minutes: int = Field(
+        default=60,
+        ge=1,
+        le=7 * 24 * 60,
+        description="How long a one-time sign-in link (or its QR code) stays usable after it was issued.",
     )
     sse_heartbeat_s: float = Field(
         default=15.0, gt=0, le=300, description="Seconds between heartbeat comments on the live stream."

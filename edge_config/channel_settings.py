@@ -1,16 +1,18 @@
 """Config of the staff alarm channels (section ``channels``); see docs/channels.md.
 
-WeCom (企业微信) and DingTalk (钉钉) group robots, an HTTP SMS/voice gateway and SMTP e-mail
-(digests, scorecard), with storm grouping, per-channel rate limits, quiet hours and fallback.
+WeCom (企业微信) and DingTalk (钉钉) group robots, a WeCom application (企业微信应用消息: a message
+to one person), an HTTP SMS/voice gateway and SMTP e-mail (digests, scorecard), with storm
+grouping, per-channel rate limits, quiet hours and fallback.
 Every key has a default, so a site file without a ``channels`` section stays valid (and sends
 nothing: no robot, gateway or SMTP server is configured).
 
 Who gets what: the ticket loop decides the *people* (assignee, escalation rungs, department);
 each person is reached through ``staff[].channels`` in order (the first that works; a failing one
 falls back to the next). For ``wecom``/``dingtalk`` entries the ``target`` is the *name* of a robot
-configured here, and the person's phone is @-mentioned. ``policies`` narrow that list per person or
-team by category and severity and set quiet hours. Robots with ``broadcast: true`` also receive
-every matching notification for their group chat.
+configured here, and the person's phone is @-mentioned. A person with ``staff[].wecom_userid`` is
+first reached by the WeCom application (``wecom_app``), directly, before their other channels.
+``policies`` narrow that list per person or team by category and severity and set quiet hours.
+Robots with ``broadcast: true`` also receive every matching notification for their group chat.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from typing import Annotated, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .secrets import EnvSecret
+from .secrets import EnvSecret, refuse_url_secrets
 
 _Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Category = Literal["parking", "security", "eldercare", "device_health"]
 Severity = Literal["critical", "major", "minor", "warning"]
-ChannelType = Literal["wecom", "dingtalk", "sms", "voice", "email"]
+ChannelType = Literal["wecom", "wecom_app", "dingtalk", "sms", "voice", "email"]
 GroupField = Literal["compound", "building", "grid", "category", "type", "event", "severity"]
 
 DEFAULT_EVENTS = ["dispatched", "renotified", "escalated", "whistle", "dispatch_failed"]
@@ -35,7 +37,7 @@ DEFAULT_EVENTS = ["dispatched", "renotified", "escalated", "whistle", "dispatch_
 def _url(value: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise ValueError("URLs start with http:// or https://")
-    return value.rstrip("/")
+    return refuse_url_secrets(value.rstrip("/"))
 
 
 class QuietHours(BaseModel):
@@ -105,6 +107,57 @@ class DingtalkRobot(Robot):
         default=None,
         max_length=20,
         description="For the custom-keyword security mode: a keyword added to every message (e.g. 告警).",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        return _url(value)
+
+
+class WecomApp(BaseModel):
+    """A WeCom self-built application (企业微信自建应用): messages to one person by their user id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(
+        default="https://qyapi.weixin.qq.com", description="WeCom API base (private deployments, tests)."
+    )
+    corp_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The enterprise's CorpID (管理后台 → 我的企业 → 企业ID, e.g. ww…).",
+    )
+    agent_id: int = Field(ge=1, description="The application's AgentId (应用管理 → the app's page).")
+    secret: EnvSecret = Field(description='The application\'s Secret (corpsecret), ONLY as "${ENV_NAME}".')
+    msgtype: Literal["textcard", "text", "markdown"] = Field(
+        default="textcard",
+        description="textcard: a card whose button opens the incident in the console (text when no console URL "
+        "is configured); text or markdown: the message as the robots post it.",
+    )
+    btntxt: str = Field(
+        default="详情", min_length=1, max_length=4, description="The card's button text (WeCom allows 4 characters)."
+    )
+    rate_per_min: int = Field(
+        default=30,
+        ge=1,
+        le=600,
+        description="Messages per person per rate window (WeCom: 30 per member per minute per app; more are "
+        "dropped without an error); the gateway keeps rate.headroom below it.",
+    )
+    rate_per_hour: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Messages per person per 60 rate windows (WeCom: 1000 per member per hour per app).",
+    )
+    token_refresh_at: float = Field(
+        default=0.9,
+        ge=0.5,
+        le=0.99,
+        description="The access token is fetched again after this fraction of its expires_in (7200 s: after 108 "
+        "minutes), and at once when WeCom answers 40014/42001.",
     )
 
     @field_validator("base_url")
@@ -329,6 +382,10 @@ class ChannelSettings(BaseModel):
     )
     wecom: list[WecomRobot] = Field(default_factory=list, description="WeCom group robots.")
     dingtalk: list[DingtalkRobot] = Field(default_factory=list, description="DingTalk custom robots.")
+    wecom_app: WecomApp | None = Field(
+        default=None,
+        description="WeCom application messages to a person (staff[].wecom_userid), tried before their other channels.",
+    )
     sms: SmsGateway | None = Field(default=None, description="HTTP SMS / voice-call gateway.")
     smtp: SmtpSettings | None = Field(default=None, description="SMTP for e-mail (digests, scorecard, alarms).")
     policies: list[Policy] = Field(default_factory=list, description="Per person/team: channels by category/severity.")
@@ -381,9 +438,10 @@ class ChannelSettings(BaseModel):
     def _unique(self) -> ChannelSettings:
         for kind, robots in (("wecom", self.wecom), ("dingtalk", self.dingtalk)):
             names = [r.name for r in robots]
-            dup = sorted({n for n in names if names.count(n) > 1})
-            if dup:
-                raise ValueError(f"{kind} robot names must be unique: {', '.join(dup)}")
+            dup = [i for i, n in enumerate(names) if names.index(n) != i]
+            if dup:  # positions, not the names: messages never quote a value of the file
+                at = ", ".join(f"channels.{kind}[{i}]" for i in dup)
+                raise ValueError(f"{kind} robot names must be unique: {at} repeats an earlier robot's name; rename")
         return self
 
     # Overloads so callers that name the kind get that robot class (wecom and dingtalk differ).

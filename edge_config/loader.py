@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -19,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import YAMLError
 
 from gateway.errors import ConfigProblem
 
+from . import yaml_source
 from .schema import PATTERN_HELP, SiteConfig, cross_check, format_loc
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.json")
@@ -38,10 +39,21 @@ class ConfigIssue:
     line: int | None  # 1-based
     key_path: str  # e.g. "devices[3].location.building"
     message: str
+    column: int | None = None  # 1-based; last, so positional construction stays as it was
 
     def format(self) -> str:
         line = "?" if self.line is None else str(self.line)
         return f"{self.file}:{line}: {self.key_path or '<top level>'}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """For ``validate --json``: where and what, never the value (the message quotes none)."""
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "path": self.key_path,
+            "message": self.message,
+        }
 
 
 class ConfigError(ConfigProblem):
@@ -81,9 +93,10 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> SiteC
 
     too_deep = ConfigIssue(file, None, "", "the file is nested too deeply to be a site file; check its brackets")
     try:
-        doc = YAML(typ="rt").load(text)
+        doc = yaml_source.parse(text)
     except YAMLError as exc:
-        raise ConfigError([_yaml_issue(file, exc)]) from None
+        problem = yaml_source.problem_of(exc, text)
+        raise ConfigError([ConfigIssue(file, problem.line, "", problem.message, problem.column)]) from None
     except RecursionError:  # '[' x 100,000 (found by fuzzing): the parser recurses per level
         raise ConfigError([too_deep]) from None
     if doc is None:
@@ -110,9 +123,9 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> SiteC
     except ValidationError as exc:
         for e in exc.errors(include_url=False):
             loc = tuple(e["loc"])
-            issues.append(ConfigIssue(file, _line_of(doc, loc), format_loc(loc), _message(e)))
+            issues.append(ConfigIssue(file, *_position_of(doc, loc, format_loc(loc), _message(e))))
     for loc, msg in cross_check(data):
-        issues.append(ConfigIssue(file, _line_of(doc, loc), format_loc(loc), msg))
+        issues.append(ConfigIssue(file, *_position_of(doc, loc, format_loc(loc), msg)))
 
     if issues or cfg is None:
         issues = sorted(set(issues), key=lambda i: (i.line if i.line is not None else 1 << 30, i.key_path, i.message))
@@ -166,26 +179,6 @@ def write_json_schema(path: str | Path = SCHEMA_PATH) -> Path:
 # YAML helpers
 
 
-def _yaml_issue(file: str, exc: YAMLError) -> ConfigIssue:
-    line: int | None = None
-    detail = "invalid YAML"
-    if isinstance(exc, MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
-        if mark is not None:
-            line = mark.line + 1
-        parts = [p for p in (exc.context, exc.problem) if p]
-        if parts:
-            detail = "invalid YAML: " + ", ".join(str(p) for p in parts)
-    # the parser's own text names constructs, not values; still, keep it to one line
-    detail = " ".join(detail.split())
-    return ConfigIssue(
-        file,
-        line,
-        "",
-        f"{detail}; fix the syntax at this line (indentation, ':' after keys, quotes, no duplicate keys)",
-    )
-
-
 MAX_NODES = 2_000_000  # values after alias expansion; a 3,000-household site has ~100,000
 
 
@@ -231,23 +224,27 @@ def _plain(node: Any) -> Any:
     return node
 
 
-def _line_of(doc: Any, loc: Sequence[Any]) -> int | None:
-    """1-based line of the deepest node of ``loc`` that exists in the YAML document."""
-    line: int | None = getattr(getattr(doc, "lc", None), "line", None)
+def _position_of(doc: Any, loc: Sequence[Any], key_path: str, message: str) -> tuple[int | None, str, str, int | None]:
+    """ConfigIssue's (line, key_path, message, column) for ``loc``: the 1-based line and column of
+    the deepest node of ``loc`` that exists in the YAML document (a key's own position)."""
+    lc = getattr(doc, "lc", None)
+    pos: tuple[int, int] | None = (lc.line, lc.col) if lc is not None and lc.line is not None else None
     node = doc
     for part in loc:
         try:
             if isinstance(node, CommentedMap) and part in node:
-                line = node.lc.key(part)[0]
+                pos = node.lc.key(part)
                 node = node[part]
             elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
-                line = node.lc.item(part)[0]
+                pos = node.lc.item(part)
                 node = node[part]
             else:
                 break
         except (KeyError, IndexError, TypeError, AttributeError):
             break
-    return None if line is None else line + 1
+    if pos is None:
+        return None, key_path, message, None
+    return pos[0] + 1, key_path, message, pos[1] + 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,7 +339,8 @@ def _message(e: Any) -> str:
     if etype in _CUSTOM:
         return str(e["msg"])  # our own templates; they name env variables only
     if etype == "value_error":
-        return str(ctx.get("error", "invalid value"))
+        # our validators' texts name no value; the scrub guards against one that ever does
+        return _scrub(str(ctx.get("error", "invalid value")), e.get("input"))
     if etype == "assertion_error":
         return "invalid value"
     if loc == ("version",) and etype in ("literal_error", "int_parsing", "int_type"):
@@ -367,9 +365,30 @@ def _message(e: Any) -> str:
         return "is empty (null); give it a value or remove the key to use the default"
     if etype in _KIND:
         return _KIND[etype]
-    # Unknown error type: pydantic's text, with the input cut out in case it is embedded.
-    msg = str(e.get("msg", "invalid value"))
-    raw = e.get("input")
-    if isinstance(raw, str | int | float) and str(raw) and str(raw) in msg:
-        msg = msg.replace(str(raw), "<value>")
-    return f"{msg}; see docs/config.md"
+    # Any other pydantic error: its type in words, never its text. pydantic's texts may embed the
+    # input, or parts of it (a union's tag, a parser's detail), which no scrub can find reliably.
+    return f"invalid value ({etype.replace('_', ' ')}); see docs/config.md for what this key takes"
+
+
+_WORD = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _scrub(msg: str, raw: Any) -> str:
+    """``msg`` with the rejected input cut out: all of a field's value; of a model's mapping (a
+    model validator's input) every leaf except plain lower-case words, which are the schema's
+    own vocabulary its messages use ("a team of kind department needs department: ...")."""
+    if not isinstance(raw, Mapping | list | tuple):
+        return msg.replace(str(raw), "(…)") if raw is not None and len(str(raw)) >= 3 else msg
+    leaves: list[str] = []
+    stack = [raw]
+    while stack and len(leaves) < 1000:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+        elif isinstance(node, str | int | float) and len(str(node)) >= 3 and not _WORD.match(str(node)):
+            leaves.append(str(node))
+    for leaf in sorted(leaves, key=len, reverse=True):
+        msg = msg.replace(leaf, "(…)")
+    return msg

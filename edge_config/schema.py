@@ -15,10 +15,10 @@ import functools
 import hashlib
 import ipaddress
 import re
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -36,10 +36,12 @@ from .api_settings import ApiSettings
 from .camera_settings import CamerasSettings
 from .channel_settings import ChannelSettings
 from .device_types import DEVICE_TYPES, Category, DeviceTypeFacts
+from .integration_settings import IntegrationsSettings
 from .parking_layout import check_layout
 from .privacy_settings import PrivacySettings
+from .resident_settings import ResidentLoopSettings
 from .rules_settings import RulesSettings
-from .secrets import EnvSecret
+from .secrets import EnvSecret, refuse_url_secrets
 from .sync_settings import SyncSettings
 from .ticket_settings import TicketSettings
 
@@ -143,9 +145,11 @@ def _check_topic_name(value: str | None) -> str | None:
 
 
 class StrictModel(BaseModel):
-    """Base: unknown keys are errors (typos must not be silently ignored)."""
+    """Base: unknown keys are errors (typos must not be silently ignored). A ValidationError's text
+    leaves the input out (pydantic prints ``input_value=...`` by default): a model built in code
+    from a bad mapping must not print a secret either; ``errors()`` still holds it for the loader."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -548,6 +552,16 @@ class ActiveHours(StrictModel):
     end: dt.time = Field(default=dt.time(22, 0), description='Usual bed time, quoted "HH:MM" (may be past midnight).')
 
 
+class EmergencyContact(StrictModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(description="Contact's name.", json_schema_extra=PERSONAL)
+    relation: str | None = Field(
+        default=None, max_length=32, description="Relation to the resident, e.g. 女儿 (daughter), 邻居."
+    )
+    phone: str = Field(min_length=3, max_length=32, description="Contact's phone.", json_schema_extra=PERSONAL)
+
+
 class Resident(StrictModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -559,6 +573,29 @@ class Resident(StrictModel):
         default=None, max_length=32, description="Flat number, e.g. '1201'.", json_schema_extra=PERSONAL
     )
     phone: str | None = Field(default=None, max_length=32, description="Resident's phone.", json_schema_extra=PERSONAL)
+    emergency_contacts: list[EmergencyContact] = Field(
+        default_factory=list,
+        max_length=5,
+        description="Family or neighbours to call in an emergency, in order; shown with a call button to the roles "
+        "allowed personal data (each view logged).",
+        json_schema_extra=PERSONAL,
+    )
+    care_notes: str | None = Field(
+        default=None,
+        max_length=500,
+        description="What a responder must know (e.g. 'key with neighbour 302; hard of hearing, knock loudly').",
+        json_schema_extra=PERSONAL,
+    )
+    family_phone: str | None = Field(
+        default=None,
+        max_length=32,
+        description="Registered family contact's phone (asked to evaluate when the resident has no phone, or "
+        "with evaluation_by: family).",
+        json_schema_extra=PERSONAL,
+    )
+    evaluation_by: Literal["resident", "family"] = Field(
+        default="resident", description="Who is asked to evaluate the resident's handled incidents."
+    )
     eldercare_worker: Id = Field(description="Staff id of the assigned elder-care worker (role eldercare_worker).")
     consent: Consent = Field(
         default_factory=Consent,
@@ -588,8 +625,9 @@ StaffRole = Literal[
     "department",
     "installer",
 ]
-
-_TOKEN_QUERY_KEYS = {"token", "access_token", "key", "secret", "sign", "password", "sig"}
+STAFF_ROLES: tuple[str, ...] = typing.get_args(StaffRole)
+TeamKind = Literal["property_duty", "eldercare", "maintenance", "community_office", "street_office", "department"]
+TEAM_KINDS: tuple[str, ...] = typing.get_args(TeamKind)
 
 
 class Channel(StrictModel):
@@ -617,12 +655,7 @@ class Channel(StrictModel):
         if kind == "email" and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
             raise ValueError("email targets are addresses like 'duty@example.com'")
         if kind in ("webhook", "wecom", "dingtalk") and value.startswith(("http://", "https://")):
-            query = {k.lower() for k, _ in parse_qsl(urlsplit(value).query, keep_blank_values=True)}
-            if query & _TOKEN_QUERY_KEYS:
-                raise ValueError(
-                    "the URL carries a token; secrets must not be written into the config file: drop it "
-                    'from the URL and set token: "${ENV_NAME}" instead'
-                )
+            refuse_url_secrets(value)  # token: "${ENV_NAME}" is the place for it
         if kind == "webhook" and not value.startswith(("http://", "https://")):
             raise ValueError("webhook targets are http(s) URLs")
         return value
@@ -636,6 +669,15 @@ class StaffMember(StrictModel):
     role: StaffRole = Field(description="Role; decides which alarms the person may see and receive.")
     phone: str | None = Field(default=None, max_length=32, description="Work phone.", json_schema_extra=PERSONAL)
     channels: list[Channel] = Field(default_factory=list, description="Notification channels, in order of preference.")
+    wecom_userid: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$",
+        description="The person's WeCom UserID (通讯录 → the member's 账号): with channels.wecom_app configured, "
+        "messages to this person go first to the WeCom application, directly to them.",
+        json_schema_extra=PERSONAL,
+    )
     grids: list[Id] = Field(default_factory=list, description="Grid ids the person covers.")
     compounds: list[Id] = Field(default_factory=list, description="Compound ids the person covers.")
 
@@ -648,9 +690,7 @@ class Team(StrictModel):
 
     id: Id = Field(description="Team id; property companies and rules dispatch to teams.")
     name: Name = Field(description="Team name, e.g. 和苑一区物业值班组.")
-    kind: Literal["property_duty", "eldercare", "maintenance", "community_office", "street_office", "department"] = (
-        Field(description="What the team does.")
-    )
+    kind: TeamKind = Field(description="What the team does.")
     department: Department | None = Field(
         default=None, description="For kind department: which district department (吹哨报到 target)."
     )
@@ -808,7 +848,7 @@ class Device(StrictModel):
 class SiteConfig(StrictModel):
     """One community's site file. Load it with :func:`edge_config.load_config`."""
 
-    model_config = ConfigDict(extra="forbid", title="Community Edge Gateway site config")
+    model_config = ConfigDict(extra="forbid", title="Community Edge Gateway site config", hide_input_in_errors=True)
 
     version: Literal[1] = Field(description="Config schema version; only 1 is supported.")
     gateway: GatewaySettings = Field(description="This gateway.")
@@ -841,6 +881,14 @@ class SiteConfig(StrictModel):
     )
     privacy: PrivacySettings = Field(
         default_factory=PrivacySettings, description="Personal-data retention and at-rest checks."
+    )
+    resident_loop: ResidentLoopSettings = Field(
+        default_factory=ResidentLoopSettings,
+        description="Residents' side of the loop: evaluation links, report QR codes, early warning.",
+    )
+    integrations: IntegrationsSettings = Field(
+        default_factory=IntegrationsSettings,
+        description="Integrations with other systems on the site's broker (Home Assistant discovery).",
     )
 
     _revision: str = PrivateAttr("")
@@ -985,7 +1033,7 @@ class SiteConfig(StrictModel):
 # cross-section checks (on plain data, so they also run when parts of the file are invalid)
 
 Loc = tuple[str | int, ...]
-_SAFE_VALUE = re.compile(ID_PATTERN)  # only well-formed ids are quoted back in messages
+_SAFE_VALUE = re.compile(ID_PATTERN)  # only well-formed ids are looked up (others: pydantic reports them)
 
 
 def format_loc(loc: Sequence[str | int]) -> str:
@@ -1001,12 +1049,26 @@ def format_loc(loc: Sequence[str | int]) -> str:
     return out
 
 
-def _q(value: object) -> str:
-    """Quote an id for a message; anything not id-like is not echoed."""
-    return f"'{value}'" if isinstance(value, str) and _SAFE_VALUE.match(value) else "(this value)"
+# Messages never quote a value of the file, ids included: a password pasted into an id field is
+# still a password. They point at places instead (the line is the loader's; "closest" names where
+# the likely intended entry is defined) and quote only the schema's own words (roles, kinds, types).
 
 
-def _suggest(value: object, known: Sequence[str]) -> str:
+def _vocab(noun: str, value: object, words: Sequence[str]) -> str:
+    """E.g. ``role 'x'`` when ``value`` is one of the schema's fixed ``words``, else ``an unknown role``."""
+    return f"{noun} '{value}'" if isinstance(value, str) and value in words else f"an unknown {noun}"
+
+
+def _closest(value: object, idx: Mapping[str, tuple[Loc, Any]]) -> str:
+    """Where the id most like ``value`` is defined (difflib), as a hint; the id itself is not shown."""
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, list(idx), n=1, cutoff=0.6)
+    return f" (did you mean the one defined at {format_loc(idx[close[0]][0])}?)" if close else ""
+
+
+def _suggest_type(value: object, known: Sequence[str]) -> str:
+    """Device type names are the schema's and the file's type keys: safe to name."""
     if not isinstance(value, str):
         return ""
     close = difflib.get_close_matches(value, list(known), n=1, cutoff=0.6)
@@ -1042,7 +1104,7 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             if iid in idx:
                 err(
                     (*loc, "id"),
-                    f"duplicate {what} id {_q(iid)} (already used by {format_loc(idx[iid][0])}); "
+                    f"duplicate {what} id: {format_loc(idx[iid][0])} already has this id; "
                     "ids must be unique: rename one of them",
                 )
             else:
@@ -1053,7 +1115,7 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
         """True if value is a known id (or not a string: pydantic reports that)."""
         if not isinstance(value, str) or value in idx or not _SAFE_VALUE.match(value):
             return True  # not a string / malformed: pydantic reports it
-        err(loc, f"unknown {what} {_q(value)}{_suggest(value, list(idx))}; {fix}")
+        err(loc, f"unknown {what}: no {what} has this id{_closest(value, idx)}; {fix}")
         return False
 
     site = _m(data.get("site"))
@@ -1091,12 +1153,12 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
         return _m(staff[staff_id][1]).get("role") if isinstance(staff_id, str) and staff_id in staff else None
 
     # grids: each needs a grid worker with role grid_worker
-    for gid, (gloc, g) in grids.items():
+    for _gid, (gloc, g) in grids.items():
         worker = g.get("grid_worker")
         if worker is None:
             err(
                 (*gloc, "grid_worker"),
-                f"grid {_q(gid)} has no grid worker (网格员); every grid needs one: set grid_worker to the "
+                "this grid has no grid worker (网格员); every grid needs one: set grid_worker to the "
                 "id of a staff member with role grid_worker",
             )
         elif ref((*gloc, "grid_worker"), worker, staff, "staff member", add_staff):
@@ -1104,8 +1166,9 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             if isinstance(role, str) and role != "grid_worker":
                 err(
                     (*gloc, "grid_worker"),
-                    f"staff member {_q(worker)} has role {_q(role)}, not grid_worker; assign a grid worker "
-                    "or change that person's role to grid_worker",
+                    f"the staff member named here ({format_loc(staff[str(worker)][0])}) has "
+                    f"{_vocab('role', role, STAFF_ROLES)}, not grid_worker; assign a grid worker or change that "
+                    "person's role to grid_worker",
                 )
 
     # compounds and buildings
@@ -1117,8 +1180,9 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             if isinstance(kind, str) and kind != "property_duty":
                 err(
                     (*cloc, "property_company", "duty_team"),
-                    f"team {_q(duty)} is of kind {_q(kind)}; a property company's duty_team must be a team "
-                    "of kind property_duty",
+                    f"the team named here ({format_loc(teams[str(duty)][0])}) is of "
+                    f"{_vocab('kind', kind, TEAM_KINDS)}; a property company's duty_team must be a team of kind "
+                    "property_duty",
                 )
     for bloc, b in building_items:
         ref((*bloc, "grid"), _m(b).get("grid"), grids, "grid", "use a site.grids[].id or add the grid")
@@ -1134,8 +1198,8 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
         if known and isinstance(building, str) and isinstance(unit, str) and unit not in units.get(building, {}):
             err(
                 (*loc, "unit"),
-                f"building {_q(building)} has no unit {_q(unit)}"
-                f"{_suggest(unit, list(units.get(building, {})))}; use one of its units[].id",
+                f"the building named here ({format_loc(buildings[building][0])}) has no unit with this id"
+                f"{_closest(unit, units.get(building, {}))}; use one of its units[].id",
             )
 
     # residents
@@ -1147,7 +1211,8 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             if isinstance(role, str) and role != "eldercare_worker":
                 err(
                     (*rloc, "eldercare_worker"),
-                    f"staff member {_q(worker)} has role {_q(role)}; assign a staff member with role eldercare_worker",
+                    f"the staff member named here ({format_loc(staff[str(worker)][0])}) has "
+                    f"{_vocab('role', role, STAFF_ROLES)}; assign a staff member with role eldercare_worker",
                 )
         consent = _m(r.get("consent"))
         ref((*rloc, "consent", "recorded_by"), consent.get("recorded_by"), staff, "staff member", add_staff)
@@ -1177,7 +1242,7 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             if dtype not in type_names:
                 err(
                     (*dloc, "type"),
-                    f"unknown device type {_q(dtype)}{_suggest(dtype, type_names)}; use a built-in type "
+                    f"unknown device type{_suggest_type(dtype, type_names)}; use a built-in type "
                     "or define it under device_types",
                 )
             else:
@@ -1221,14 +1286,15 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             if not (consent.get("given") is True and consent.get("date") and consent.get("recorded_by")):
                 err(
                     (*dloc, "resident"),
-                    f"resident {_q(resident)} has no recorded consent; record it first (consent.given: "
+                    f"the resident named here ({format_loc(residents[resident][0])}) has no recorded consent; "
+                    "record it first (consent.given: "
                     "true with date and recorded_by) or do not link the device to the resident",
                 )
             if isinstance(building, str) and isinstance(r.get("building"), str) and r["building"] != building:
                 err(
                     (*dloc, "location", "building"),
-                    f"the device is in building {_q(building)} but resident {_q(resident)} lives in "
-                    f"{_q(r['building'])}; fix the location or the resident",
+                    "the device is in another building than its resident "
+                    f"({format_loc(residents[resident][0])}.building); fix the location or the resident",
                 )
 
         driver, address = d.get("driver"), d.get("address")
@@ -1237,7 +1303,8 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             if key in seen_addresses:
                 err(
                     (*dloc, "address"),
-                    f"another device ({format_loc(seen_addresses[key])}) already has this {driver} address; "
+                    f"another device ({format_loc(seen_addresses[key])}) already has this "
+                    f"{driver + ' ' if driver in known_drivers() else ''}address; "
                     "each physical device is listed once: remove the duplicate or fix the address",
                 )
             else:
@@ -1247,4 +1314,21 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     for i, zone in enumerate(_l(_m(data.get("rules")).get("intrusion_zones"))):
         for j, dev_id in enumerate(_l(_m(zone).get("devices"))):
             ref(("rules", "intrusion_zones", i, "devices", j), dev_id, device_ids, "device", "use a devices[].id")
+
+    # resident loop: unit contacts live in configured units; common areas name places and contacts
+    ev = _m(_m(data.get("resident_loop")).get("evaluation"))
+    contacts: set[str] = set()
+    for i, uc in enumerate(_l(ev.get("unit_contacts"))):
+        check_home(("resident_loop", "evaluation", "unit_contacts", i), _m(uc).get("building"), _m(uc).get("unit"))
+        contacts.add(f"{_m(uc).get('building')}/{_m(uc).get('unit')}")
+    for i, area in enumerate(_l(ev.get("common_areas"))):
+        aloc2: Loc = ("resident_loop", "evaluation", "common_areas", i)
+        a2 = _m(area)
+        if a2.get("building") is not None:
+            ref((*aloc2, "building"), a2.get("building"), buildings, "building", "use a building id")
+        if a2.get("compound") is not None:
+            ref((*aloc2, "compound"), a2.get("compound"), compounds, "compound", "use a site.compounds[].id")
+        for j, u in enumerate(_l(a2.get("units"))):
+            if isinstance(u, str) and u not in contacts:
+                err((*aloc2, "units", j), "this unit has no resident_loop.evaluation.unit_contacts entry")
     return problems

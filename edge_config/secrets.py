@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BeforeValidator, SecretStr, ValidationInfo, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -63,6 +64,32 @@ def resolve_secret(value: Any, info: ValidationInfo) -> Any:
             {"name": name},
         )
     return SecretStr(resolved)
+
+
+TOKEN_QUERY_KEYS = frozenset({"token", "access_token", "key", "secret", "sign", "password", "sig"})
+
+
+def refuse_url_secrets(value: str) -> str:
+    """A URL of the site file must not carry a secret (``user:password@`` or a token-like query
+    parameter): URLs are printed (``sync status``, doctor) and logged with failed deliveries, and
+    secrets belong in ``${ENV}`` references. The message names the parts, never the value."""
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:  # a malformed URL: the field's own check reports it
+        return value
+    if password is not None:
+        raise ValueError(
+            "the URL carries a password; secrets must not be written into the config file: remove "
+            'user:password@ and put the credential in the setting for it as "${ENV_NAME}"'
+        )
+    keys = {k.lower() for k, _ in parse_qsl(parts.query, keep_blank_values=True)} & TOKEN_QUERY_KEYS
+    if keys:
+        raise ValueError(
+            f"the URL carries a secret in its query ({', '.join(sorted(keys))}=...); secrets must not be written "
+            'into the config file: drop it from the URL and set it as "${ENV_NAME}" in the setting for it'
+        )
+    return value
 
 
 EnvSecret = Annotated[

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .secrets import EnvSecret
+from .secrets import EnvSecret, refuse_url_secrets
 
 
 class SyncSettings(BaseModel):
@@ -23,6 +23,12 @@ class SyncSettings(BaseModel):
     )
     url: str = Field(
         default="http://127.0.0.1:8086", description="Base URL of the central store, e.g. https://tsdb.example:8086."
+    )
+    urls: list[str] = Field(
+        default_factory=list,
+        description="More write endpoints of the same store (a VictoriaMetrics cluster's vminsert nodes, a "
+        "clustered InfluxDB's nodes): tried in order after `url` when one gives no answer or a 5xx/429; "
+        "a re-sent point is byte-identical, so the store's deduplication keeps one (docs/central.md).",
     )
     org: str = Field(default="", description="v2: organisation name (VictoriaMetrics ignores it).")
     bucket: str = Field(default="community", description="v2: bucket (VictoriaMetrics ignores it).")
@@ -43,6 +49,19 @@ class SyncSettings(BaseModel):
     )
     heartbeat_s: float = Field(
         default=10.0, ge=1, le=3600, description="Seconds between gateway health points (the central heartbeat)."
+    )
+    snapshot_s: float = Field(
+        default=60.0,
+        ge=1,
+        le=3600,
+        description="Seconds between the district snapshots (open incidents, unaccepted life-safety incidents, "
+        "parking, device health, gateway_health; docs/central.md).",
+    )
+    scores_every_s: float = Field(
+        default=900.0,
+        ge=10,
+        le=86_400,
+        description="Seconds between the quarter-to-date scorecard and department figures sent centrally.",
     )
     quota_mb: float = Field(
         default=64.0,
@@ -71,10 +90,12 @@ class SyncSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        v = value.strip().rstrip("/")
-        if not (v.startswith("http://") or v.startswith("https://")):
-            raise ValueError("must start with http:// or https://")
-        return v
+        return _check_url(value)
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        return [_check_url(v) for v in value]
 
     @field_validator("backoff_max_s")
     @classmethod
@@ -84,3 +105,10 @@ class SyncSettings(BaseModel):
         if isinstance(lo, int | float) and value < lo:
             raise ValueError("backoff_max_s must not be smaller than backoff_min_s")
         return value
+
+
+def _check_url(value: str) -> str:
+    v = value.strip().rstrip("/")
+    if not (v.startswith("http://") or v.startswith("https://")):
+        raise ValueError("must start with http:// or https://")
+    return refuse_url_secrets(v)  # credentials belong in token/username/password, never in a URL

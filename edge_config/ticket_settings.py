@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .secrets import EnvSecret
+from .secrets import EnvSecret, refuse_url_secrets
 
 _Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 CategoryOrAny = Literal["parking", "security", "eldercare", "device_health", "*"]
@@ -20,6 +20,8 @@ SeverityOrAny = Literal["critical", "major", "minor", "warning", "*"]
 Category = Literal["parking", "security", "eldercare", "device_health"]
 DepartmentName = Literal["fire", "police", "health", "urban_management", "market_supervision", "housing"]
 ScoreItem = Literal["contract_fulfilment", "complaint_handling", "on_site_inspection", "owner_evaluation"]
+# Where a rating came from (docs/tickets.md "Residents"): never no_response, which is not a rating.
+RatingSource = Literal["resident_link", "proxy_call"]
 Rung = Literal["assignee", "grid_worker", "community_office", "street_office", "department"]
 Role = Literal[
     "grid_worker",
@@ -148,6 +150,10 @@ def _default_weights() -> dict[ScoreItem, float]:
     }
 
 
+def _default_rating_weights() -> dict[RatingSource, float]:
+    return {"resident_link": 1.0, "proxy_call": 0.5}
+
+
 def _default_rated() -> list[Category]:
     return ["eldercare", "security"]
 
@@ -206,7 +212,7 @@ class Webhook(BaseModel):
     def _url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("webhook urls start with http:// or https://")
-        return value
+        return refuse_url_secrets(value)
 
 
 class ScorecardSettings(BaseModel):
@@ -217,6 +223,18 @@ class ScorecardSettings(BaseModel):
     weights: dict[ScoreItem, float] = Field(
         default_factory=_default_weights,
         description="Weights of the district's four items; the score uses the items present, re-weighted.",
+    )
+    rating_weights: dict[RatingSource, float] = Field(
+        default_factory=_default_rating_weights,
+        description="Weight of a rating in owner evaluation by its source: the resident's own link, or staff "
+        "entering what the resident said on the phone. no_response is never a rating.",
+    )
+    min_response_pct: float = Field(
+        default=30,
+        ge=0,
+        le=100,
+        description="Below this resident response rate (ratings / evaluations due) owner evaluation is left out "
+        "of the score and the row is flagged low_response.",
     )
 
 

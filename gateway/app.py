@@ -21,7 +21,10 @@ from gateway.ingest.broker_drops import BrokerDropWatch
 from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, BrokerConnection, Inbound, MqttSession, connection_from_config
 from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.routing import Routing, build_routing
+from gateway.integrations.service import Integrations
 from gateway.privacy import RetentionProcessor
+from gateway.residents.service import ResidentService
+from gateway.residents.stage import ResidentStage
 from gateway.rules import RuleEngine
 from gateway.tickets.processor import TicketProcessor
 from gateway.tickets.service import TicketService
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from cloud_sync.outbox import OutboxProcessor
     from cloud_sync.service import SyncService
     from edge_config import SiteConfig
+    from gateway.district import ScoreSnapshots
     from gateway.vision.manager import CameraManager
 
 log = logging.getLogger("gateway.app")
@@ -76,6 +80,8 @@ class Gateway:
         #   tickets    dispatch what the rules created, run SLAs, and append their own events
         #              ('dispatched', 'escalated' ...), with the MQTT/webhook deliveries;
         #   channels   write staff messages for every event so far, the tickets' ones included;
+        #   residents  ask the resident to evaluate what was just resolved (after the channels: staff
+        #              are not messaged about it; before the outbox, which carries it centrally);
         #   retention  delete personal data past its period (timer only);
         #   extra      stages a test or a benchmark adds;
         #   outbox     last, so the sync to the central store carries every event of the transaction.
@@ -83,6 +89,7 @@ class Gateway:
             RuleEngine(cfg, config_rev=self.config_rev),
             tickets,
             ChannelStage(cfg),
+            ResidentStage(cfg, config_rev=self.config_rev),
             RetentionProcessor(cfg, snapshots=lambda: self.cameras.snapshots if self.cameras is not None else None),
             *(stages or []),
             *([outbox] if outbox is not None else []),
@@ -105,11 +112,17 @@ class Gateway:
             self.store_path, cfg, call=self.pipeline.call, incidents=tickets.ctx.incidents
         )
         self.add_listener(self._wake_channels)
+        self.residents = ResidentService(self)
         self.sync: SyncService | None = None
+        self.district: ScoreSnapshots | None = None
         if outbox is not None:
             from cloud_sync.service import SyncService
 
             self.sync = SyncService(self, outbox)
+            from gateway.district import ScoreSnapshots
+
+            # quarter-to-date scores for the district's dashboards (docs/central.md)
+            self.district = ScoreSnapshots(self.store_path, cfg, outbox, call=self.pipeline.call)
         # Camera analytics: worker processes and frame sources; readings come back via the broker.
         if cfg.cameras.cameras:
             from gateway.vision import require_opencv
@@ -119,6 +132,9 @@ class Gateway:
 
             self.cameras = CameraManager(cfg, mqtt=self.settings, dead_letter=pipeline_dead_letter(self.pipeline))
         self.sessions: dict[int, MqttSession] = {}
+        # Integrations on the site's broker (Home Assistant discovery): own threads and clients.
+        self.integrations = Integrations(self.settings, self.store_path, self.health)
+        self.add_listener(self.integrations.committed)
         # The broker's own drop counter ($SYS): what it threw away becomes an incident.
         self.drops = BrokerDropWatch(self.pipeline, cfg.gateway.id, f"{self.settings.host}:{self.settings.port}")
 
@@ -152,10 +168,13 @@ class Gateway:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.pipeline.start()
         self.tickets.start()
+        self.residents.start()
         if self.cfg.tickets.enabled and self.cfg.channels.enabled:
             self.channels.start()
         if self.sync is not None:
             self.sync.start()
+        if self.district is not None:
+            self.district.start()
         safety_filters = self.routing.safety_filters
         if safety_filters:
             self.sessions[LIFE_SAFETY] = MqttSession(LIFE_SAFETY, self.settings, safety_filters, self.pipeline.submit)
@@ -171,6 +190,7 @@ class Gateway:
             s.start()
         if self.cameras is not None:
             self.cameras.start()
+        self.integrations.apply(self.cfg)
         log.info(
             "gateway %s started: %d devices, %d life-safety topics, store %s",
             self.cfg.gateway.id,
@@ -180,15 +200,19 @@ class Gateway:
         )
 
     def stop(self) -> None:
+        self.integrations.stop()
         if self.cameras is not None:
             self.cameras.stop()
         for s in self.sessions.values():
             s.stop()
         self.tickets.stop()
+        self.residents.stop()
         self.channels.stop()
         self.pipeline.stop()
         if self.sync is not None:
             self.sync.stop()
+        if self.district is not None:
+            self.district.stop()
         self.store.close()
 
     @property
@@ -241,6 +265,8 @@ async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event) -> None:
         port=port,
         log_level="warning",
         lifespan="on",
+        # uvicorn's loggers go through ours (text or JSON, and --log-file) instead of its own handlers
+        log_config=None,
         timeout_graceful_shutdown=5,
         ssl_certfile=str(tls.cert_file) if tls is not None else None,
         ssl_keyfile=str(tls.key_file) if tls is not None else None,

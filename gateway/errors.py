@@ -17,10 +17,13 @@ checks this drawing against the code, so a new exception class must be added her
         * DecodeError         drivers.base                decode_error          422
         * FrameError          gateway.vision.worker       frame_error           422
         * AdoptError          gateway.install.adopt       adopt_refused         422
+        * PhotoRefused        gateway.residents.photos    photo_refused         422
       * NotFound              gateway.errors              not_found             404
       * Forbidden             gateway.errors              forbidden             403
+        * LinkRefused         gateway.core.links          link_invalid          403
       * Conflict              gateway.errors              conflict              409
       * Unavailable           gateway.errors              unavailable           503
+        * BrokerUnreachable   gateway.install.mqtt_reach  broker_unreachable    503
         * StoreError          gateway.core.store          store_error           503
           * StoreFull         gateway.core.store          store_full            503
           * StoreWriteFailed  gateway.core.store          store_write_failed    503
@@ -32,9 +35,11 @@ checks this drawing against the code, so a new exception class must be added her
         * ScenarioUnavailable gateway.install.scenarios   scenario_unavailable  500
       * BackupError           gateway.install.backup      backup_failed         500
       * TicketError           gateway.tickets.lifecycle   ticket_refused        per-code
+      * ResidentRefused       gateway.residents.evaluation resident_refused     per-code
 
 ``TicketError`` sets ``code`` per instance (``not_found``, ``forbidden``, ``illegal_transition``,
-...) and derives its ``http_status`` from it (400, 403, 404 or 409).
+...) and derives its ``http_status`` from it (400, 403, 404 or 409). ``LinkRefused`` sets its own
+too (``link_used``, ``link_expired``, ``link_revoked`` ...).
 """
 
 from __future__ import annotations

@@ -340,6 +340,7 @@ class ForgetReport:
             "dead_letters": "dead letters deleted",
             "access_log": "access-log rows anonymised (fact kept)",
             "personal_releases": "personal-release rows anonymised (fact kept)",
+            "evaluation_requests": "evaluation requests anonymised (phone erased)",
             "snapshots": "snapshot files deleted",
         }
         for key, label in labels.items():
@@ -451,6 +452,10 @@ def forget_resident(
     ).rowcount
     ch["personal_releases"] = conn.execute(
         "UPDATE personal_releases SET resident_id=? WHERE resident_id=?", (tok, resident_id)
+    ).rowcount
+    # evaluation requests (gateway/residents): the phone the link went to, and who it was for
+    ch["evaluation_requests"] = conn.execute(
+        "UPDATE evaluation_requests SET resident_id=?, phone=NULL WHERE resident_id=?", (tok, resident_id)
     ).rowcount
     conn.execute(
         "INSERT INTO counters(name, value) VALUES ('residents_forgotten', 1)"

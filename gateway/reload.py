@@ -142,6 +142,7 @@ def apply_config(gw: Gateway, cfg: SiteConfig, timeout: float = 30.0) -> int:
         new_tele = list(routing.telemetry_filters)
         _subscribe(tele, [f for f in new_tele if f not in tele.filters])
         _unsubscribe(tele, [f for f in tele.filters if f not in new_tele])
+    gw.integrations.apply(cfg)  # Home Assistant: new buildings published, removed ones cleared
     notes = _restart_notes(old_cfg, cfg)
     if notes:
         log.warning("reload: changes to %s take effect at the next restart", ", ".join(notes))

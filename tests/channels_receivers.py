@@ -1,4 +1,4 @@
-"""Real local receivers for the channel tests: WeCom robot, DingTalk robot, SMS gateway, SMTP.
+"""Real local receivers for the channel tests: WeCom robot, WeCom application, DingTalk robot, SMS, SMTP.
 
 Each HTTP receiver implements the documented request format and checks it, answers with the
 service's documented errcodes, enforces 20 messages per rolling minute the way the service does
@@ -6,7 +6,8 @@ service's documented errcodes, enforces 20 messages per rolling minute the way t
 that cannot wait minutes scale the minute down (``window_s``; DingTalk's block scales with it)
 and configure the gateway's ``channels.rate.window_s`` to match.
 The DingTalk signature is verified with the algorithm written out here, independently of
-gateway/channels/dingtalk.py.
+gateway/channels/dingtalk.py. The WeCom application receiver issues expiring access tokens and
+checks every send against them (docs: 获取access_token, 发送应用消息, 全局错误码).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import secrets
 import socket
 import subprocess
 import threading
@@ -39,6 +41,7 @@ class Hit:
     body: Any
     status: int
     reply: dict[str, Any]
+    method: str = "POST"
 
     @property
     def ok(self) -> bool:
@@ -77,6 +80,9 @@ class _Receiver:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def do_GET(self) -> None:
+                self.do_POST()
+
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 parts = urlsplit(self.path)
@@ -90,8 +96,9 @@ class _Receiver:
                     scripted = outer.fail(n) if outer.fail is not None else None
                     status, reply = scripted or outer.handle(parts.path, query, dict(self.headers), body)
                     outer.hits.append(
-                        Hit(time.monotonic(), time.time(), parts.path, query, dict(self.headers), body, status, reply)
-                    )
+                        Hit(time.monotonic(), time.time(), parts.path, query, dict(self.headers), body, status, reply,
+                            self.command)
+                    )  # fmt: skip
                 data = json.dumps(reply, ensure_ascii=False).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -162,6 +169,146 @@ class WecomReceiver(_Receiver):
         if self.over_limit():
             return 200, {"errcode": 45009, "errmsg": "api freq out of limit"}
         return 200, {"errcode": 0, "errmsg": "ok"}
+
+
+class WecomAppReceiver(_Receiver):
+    """A WeCom self-built application's API, as documented.
+
+    ``GET /cgi-bin/gettoken?corpid=&corpsecret=`` -> ``{errcode 0, access_token, expires_in}``;
+    41002/41004 missing corp id/secret, 40013 wrong corp id, 40001 wrong secret. While a token is
+    valid, gettoken returns it again with its remaining life; once expired, a new one.
+    ``POST /cgi-bin/message/send?access_token=`` -> ``{errcode 0, invaliduser, msgid}``; 41001 no
+    token, 40014 unknown token, 42001 expired, 60020 IP not allowed (``ip_allowed``), 40056 wrong
+    agentid, 40008 msgtype, 44004 empty, 40035 a card without title/description/url; 81013 when no
+    recipient is a member, else the unknown ones in ``invaliduser`` (lower-cased). Over-long
+    title/description/content are cut as WeCom cuts them. Each member gets at most 30 messages per
+    rolling minute and 1000 per hour from the app: more are *dropped without an error* (as
+    documented), recorded in ``dropped``. ``fail_send``/``fail_token`` script replies by the n-th
+    request of that endpoint.
+    """
+
+    limit_per_min = 30
+    limit_per_hour = 1000
+
+    def __init__(
+        self, corp_id: str, secret: str, agent_id: int, users: set[str], *, expires_in: int = 7200,
+        window_s: float = 60.0,
+    ) -> None:  # fmt: skip
+        self.corp_id, self.secret, self.agent_id, self.users = corp_id, secret, agent_id, users
+        self.expires_in = expires_in
+        self.tokens: dict[str, float] = {}  # token -> monotonic expiry
+        self.current: str | None = None
+        self.ip_allowed = True
+        self.fail_send: Callable[[int], tuple[int, dict[str, Any]] | None] | None = None
+        self.fail_token: Callable[[int], tuple[int, dict[str, Any]] | None] | None = None
+        self.inbox: list[tuple[str, dict[str, Any], float]] = []  # (user, message as received, monotonic)
+        self.dropped: list[tuple[str, float]] = []
+        self.counted: dict[str, list[float]] = {}
+        self.n_token = self.n_send = 0
+        super().__init__(window_s)
+
+    def handle(self, path: str, query: dict[str, str], headers: dict[str, str], body: Any) -> tuple[int, dict]:
+        if path == "/cgi-bin/gettoken":
+            self.n_token += 1
+            scripted = self.fail_token(self.n_token - 1) if self.fail_token is not None else None
+            return scripted or self._token(query)
+        if path == "/cgi-bin/message/send":
+            self.n_send += 1
+            scripted = self.fail_send(self.n_send - 1) if self.fail_send is not None else None
+            return scripted or self._send(query, headers, body)
+        return 404, {"errcode": 404, "errmsg": "not found"}
+
+    def _err(self, code: int, msg: str) -> tuple[int, dict]:
+        return 200, {"errcode": code, "errmsg": f"{msg}, hint: [{time.time_ns()}], from ip: 127.0.0.1, "
+                     f"more info at https://open.work.weixin.qq.com/devtool/query?e={code}"}  # fmt: skip
+
+    def _token(self, query: dict[str, str]) -> tuple[int, dict]:
+        if not query.get("corpid"):
+            return self._err(41002, "corpid missing")
+        if query["corpid"] != self.corp_id:
+            return self._err(40013, "invalid corpid")
+        if not query.get("corpsecret"):
+            return self._err(41004, "corpsecret missing")
+        if query["corpsecret"] != self.secret:
+            return self._err(40001, "invalid credential")
+        now = time.monotonic()
+        if self.current is not None and self.tokens[self.current] > now:
+            left = max(1, int(self.tokens[self.current] - now))
+            return 200, {"errcode": 0, "errmsg": "ok", "access_token": self.current, "expires_in": left}
+        self.current = f"tok{len(self.tokens) + 1}-{secrets.token_hex(16)}"
+        self.tokens[self.current] = now + self.expires_in
+        return 200, {"errcode": 0, "errmsg": "ok", "access_token": self.current, "expires_in": self.expires_in}
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far expires now (as at the end of its 7200 s)."""
+        now = time.monotonic()
+        self.tokens = {t: min(exp, now) for t, exp in self.tokens.items()}
+
+    def _send(self, query: dict[str, str], headers: dict[str, str], body: Any) -> tuple[int, dict]:
+        token = query.get("access_token")
+        if not token:
+            return self._err(41001, "access_token missing")
+        if token not in self.tokens:
+            return self._err(40014, "invalid access_token")
+        if self.tokens[token] <= time.monotonic():
+            return self._err(42001, "access_token expired")
+        if not self.ip_allowed:
+            return self._err(60020, "not allow to access from your ip")
+        if not headers.get("Content-Type", "").startswith("application/json") or not isinstance(body, dict):
+            return self._err(40035, "invalid parameter, Warning: wrong json format.")
+        if body.get("agentid") != self.agent_id:
+            return self._err(40056, "invalid agentid")
+        msg = self._message(body)
+        if isinstance(msg, tuple):
+            return msg
+        named = [u for u in str(body.get("touser", "")).split("|") if u]
+        valid = [u for u in named if u in self.users]
+        if not valid:
+            return self._err(81013, "user & party & tag all invalid")
+        now = time.monotonic()
+        for user in valid:
+            if self._over_limit(user, now):
+                self.dropped.append((user, now))
+            else:
+                self.inbox.append((user, msg, now))
+        invalid = "|".join(u.lower() for u in named if u not in self.users)
+        return 200, {"errcode": 0, "errmsg": "ok", "invaliduser": invalid, "msgid": secrets.token_hex(8)}
+
+    def _message(self, body: dict[str, Any]) -> dict[str, Any] | tuple[int, dict]:
+        mt = body.get("msgtype")
+        part = body.get(mt) if isinstance(mt, str) else None
+        if mt not in ("text", "markdown", "textcard") or not isinstance(part, dict):
+            return self._err(40008, "invalid message type")
+        if mt in ("text", "markdown"):
+            content = str(part.get("content") or "")
+            if not content:
+                return self._err(44004, "empty content")
+            return {"msgtype": mt, "content": _cut(content, 2048)}
+        title, desc, url = (str(part.get(k) or "") for k in ("title", "description", "url"))
+        if not title or not desc or not url.startswith(("http://", "https://")) or len(url.encode()) > 2048:
+            return self._err(40035, "invalid parameter: textcard needs title, description and an http(s) url")
+        btn = str(part.get("btntxt") or "详情")[:4]
+        return {"msgtype": mt, "title": _cut(title, 128), "description": _cut(desc, 512), "url": url, "btntxt": btn}
+
+    def _over_limit(self, user: str, now: float) -> bool:
+        """Count a message to ``user``; True when it is past 30 in a rolling minute or 1000 in an hour."""
+        times = [t for t in self.counted.get(user, []) if t > now - 60 * self.window_s]
+        in_minute = sum(1 for t in times if t > now - self.window_s)
+        if in_minute >= self.limit_per_min or len(times) >= self.limit_per_hour:
+            self.counted[user] = times
+            return True
+        self.counted[user] = [*times, now]
+        return False
+
+    def sends(self) -> list[Hit]:
+        return [h for h in self.hits if h.path == "/cgi-bin/message/send"]
+
+    def token_requests(self) -> list[Hit]:
+        return [h for h in self.hits if h.path == "/cgi-bin/gettoken"]
+
+
+def _cut(text: str, max_bytes: int) -> str:
+    return text.encode()[:max_bytes].decode("utf-8", errors="ignore")
 
 
 def dingtalk_sign(secret: str, timestamp: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway import __version__
 from gateway.install import traffic
 from gateway.install.mosquitto import Mosquitto
 from tests.api_harness import ApiServer, trigger, write_api_site
@@ -89,7 +90,7 @@ def get(env: dict[str, Any], role: str, path: str, **kw: Any) -> httpx.Response:
 def test_healthz_is_open_and_everything_else_needs_a_token(env: dict[str, Any]) -> None:
     srv = env["srv"]
     with srv.client() as c:
-        assert c.get("/healthz").json() == {"status": "ok", "gateway": "gw-test"}
+        assert c.get("/healthz").json() == {"status": "ok", "gateway": "gw-test", "version": __version__}
         for path in ("/api/v1/incidents", "/api/v1/devices", "/readyz", "/metrics", "/api/v1/feed/incidents"):
             r = c.get(path)
             assert r.status_code == 401, path

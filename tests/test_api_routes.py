@@ -32,10 +32,26 @@ EXPECTED: dict[tuple[str, str], list[str]] = {
     ("POST", "/api/v1/residents/{resident_id}/forget"): ["200", "401", "403", "422"],
     ("GET", "/api/v1/scorecard"): ["200", "401", "403", "422"],
     ("GET", "/api/v1/site"): ["200"],
+    ("POST", "/api/v1/session"): ["200", "401", "403", "422", "429"],
+    ("POST", "/api/v1/session/signout"): ["200", "401", "403"],
+    ("GET", "/api/v1/sessions"): ["200", "401", "403", "422"],
+    ("POST", "/api/v1/sessions/revoke"): ["200", "401", "403", "422"],
+    ("POST", "/api/v1/signin-links"): ["200", "401", "403", "422"],
     ("GET", "/api/v1/stream"): ["200", "401", "422"],
     ("GET", "/healthz"): ["200"],
     ("GET", "/metrics"): ["200", "401", "403"],
     ("GET", "/readyz"): ["200", "401", "403", "503"],
+    # residents (issue 21): the pages' endpoints take the signed link in the body instead of a token
+    ("POST", "/api/v1/resident/evaluation/view"): ["200", "403", "409", "422", "429"],
+    ("POST", "/api/v1/resident/evaluation"): ["200", "403", "409", "422", "429"],
+    ("POST", "/api/v1/resident/report/view"): ["200", "403", "409", "422", "429"],
+    ("POST", "/api/v1/resident/report"): ["201", "403", "409", "413", "422", "429"],
+    ("POST", "/api/v1/incidents/{incident_id}/evaluation-link"): ["200", "401", "403", "409", "422"],
+    ("POST", "/api/v1/buildings/{building}/report-qr"): ["200", "401", "403", "422"],
+    ("GET", "/api/v1/warnings"): ["200", "401", "403"],
+    ("GET", "/api/v1/feed/warnings"): ["200", "401", "403", "422"],
+    # departments on the scorecard (issue 22)
+    ("GET", "/api/v1/departments"): ["200", "401", "403", "422"],
     # seeing the site (issue 20)
     ("GET", "/api/v1/devices/page"): ["200", "401", "403", "422"],
     ("GET", "/api/v1/history/incidents"): ["200", "401", "403", "422"],
@@ -49,8 +65,16 @@ EXPECTED: dict[tuple[str, str], list[str]] = {
     ("POST", "/api/v1/adopt"): ["200", "401", "403", "409", "422"],
     ("GET", "/api/v1/stats/incidents"): ["200", "401", "403", "422"],
 }
-# Liveness is probed by supervisors without credentials; everything else needs a bearer token.
-OPEN = {("GET", "/healthz")}
+RESIDENT_PAGES = {
+    ("POST", "/api/v1/resident/evaluation/view"),
+    ("POST", "/api/v1/resident/evaluation"),
+    ("POST", "/api/v1/resident/report/view"),
+    ("POST", "/api/v1/resident/report"),
+}
+# Liveness is probed by supervisors without credentials; residents have no account (their signed
+# link is the credential, in the body); signing a device out needs none (it ends the session its
+# cookie names, if any, and clears the cookie); everything else needs a token or a device session.
+OPEN = {("GET", "/healthz"), ("POST", "/api/v1/session/signout"), *RESIDENT_PAGES}
 
 
 @pytest.fixture(scope="module")

@@ -62,7 +62,7 @@ def test_a_fire_in_three_flats_is_one_message_naming_each_flat(tmp_path: Path) -
         incident(n, "smoke", devices=[d]) for n, d in enumerate(("smoke-301", "smoke-302", "smoke-401", "smoke-301b"))
     ]
     msg = render.render(cfg, [(i, "dispatched") for i in fires], lang="zh")
-    assert msg.title == "【紧急】烟雾 4条 新派单"
+    assert msg.title == "【紧急】烟雾报警 4条 新派单"
     assert "位置: 1号楼 1单元: 3层 301室×2、3层 302室、4层 401室" in msg.text
     assert "分布: 1号楼 4条" in msg.text and "最早: 03-02 10:00:00" in msg.text
     assert all(f"#incident=gw-{n}" in msg.text for n in range(4))
@@ -75,7 +75,7 @@ def test_offline_groups_count_devices_with_a_per_building_breakdown(tmp_path: Pa
     b3 = incident(1, "building_offline", building="b3", devices=["plug-b3-x0"], detail={"offline_count": 100}, **kw)
     b4 = incident(2, "building_offline", building="b4", devices=["plug-b4-x0"], detail={"offline_count": 100}, **kw)
     msg = render.render(cfg, [(b3, "dispatched"), (b4, "dispatched")], lang="zh")
-    assert msg.title == "【重要】整栋设备离线 2条 新派单"
+    assert msg.title == "【重要】楼栋设备大面积离线 2条 新派单"
     assert "数量: 200台设备离线" in msg.text and "分布: 3号楼 100台 · 4号楼 100台" in msg.text
     single = render.render(cfg, [(b3, "dispatched")], lang="zh")
     assert "数量: 100台设备离线" in single.text and "位置: 和苑小区 3号楼" in single.text

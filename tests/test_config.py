@@ -275,77 +275,77 @@ CASES = [
         [("location: {building: b1, unit: u1}\n", "location: {building: b9, unit: u1}\n")],
         "devices[2].location.building",
         "location: {building: b9",
-        "unknown building 'b9'",
+        "unknown building: no building has this id",
     ),
     (
         "unknown unit",
         [("location: {building: b1, unit: u1}\n", "location: {building: b1, unit: u7}\n")],
         "devices[2].location.unit",
         "location: {building: b1, unit: u7}",
-        "has no unit 'u7'",
+        "(site.compounds[0].buildings[0]) has no unit with this id",
     ),
     (
         "unknown grid",
         [("          grid: g1\n", "          grid: g2\n")],
         "site.compounds[0].buildings[0].grid",
         "grid: g2",
-        "unknown grid 'g2'",
+        "unknown grid: no grid has this id",
     ),
     (
         "unknown compound",
         [("      compound: c1\n", "      compound: c7\n")],
         "site.parking_areas[0].compound",
         "compound: c7",
-        "unknown compound 'c7'",
+        "unknown compound: no compound has this id",
     ),
     (
         "unknown resident",
         [("    resident: r1\n", "    resident: r2\n")],
         "devices[0].resident",
         "resident: r2",
-        "unknown resident 'r2'",
+        "unknown resident: no resident has this id",
     ),
     (
         "unknown staff",
         [("grid_worker: gw1}", "grid_worker: gw9}")],
         "site.grids[0].grid_worker",
         "grid_worker: gw9",
-        "unknown staff member 'gw9'",
+        "unknown staff member: no staff member has this id (did you mean the one defined at staff[0]?)",
     ),
     (
         "unknown team member",
         [("members: [pm1]", "members: [pm9]")],
         "teams[0].members[0]",
         "members: [pm9]",
-        "unknown staff member 'pm9'",
+        "unknown staff member: no staff member has this id (did you mean the one defined at staff[2]?)",
     ),
     (
         "unknown team",
         [("duty_team: duty-c1}", "duty_team: duty-c9}")],
         "site.compounds[0].property_company.duty_team",
         "duty_team: duty-c9",
-        "unknown team 'duty-c9'",
+        "unknown team: no team has this id (did you mean the one defined at teams[0]?)",
     ),
     (
         "unknown space",
         [("{parking_space: p1-visit}", "{parking_space: p1-visti}")],
         "devices[1].location.parking_space",
         "parking_space: p1-visti",
-        "did you mean 'p1-visit'",
+        "did you mean the one defined at site.parking_areas[0].spaces[1]?",
     ),
     (
         "unknown consent recorder",
         [("recorded_by: ec1}", "recorded_by: ec7}")],
         "residents[0].consent.recorded_by",
         "recorded_by: ec7",
-        "unknown staff member 'ec7'",
+        "unknown staff member: no staff member has this id (did you mean the one defined at staff[1]?)",
     ),
     (
         "duplicate device id",
         [("  - id: d-door\n", "  - id: d-sos  # again\n")],
         "devices[2].id",
         "# again",
-        "duplicate device id 'd-sos'",
+        "duplicate device id: devices[0] already has this id",
     ),
     (
         "duplicate grid id",
@@ -358,14 +358,14 @@ CASES = [
         ],
         "site.grids[1].id",
         "第二网格",
-        "duplicate grid id 'g1'",
+        "duplicate grid id: site.grids[0] already has this id",
     ),
     (
         "duplicate staff id",
         [("{id: pm1, name: 赵物业", "{id: ec1, name: 赵物业")],
         "staff[2].id",
         "赵物业",
-        "duplicate staff id 'ec1'",
+        "duplicate staff id: staff[1] already has this id",
     ),
     (
         "duplicate address",
@@ -530,7 +530,7 @@ def test_resident_in_other_building_is_flagged(tmp_path: Path) -> None:
         ("location: {building: b1, unit: u1, floor: 3", "location: {building: b2, unit: u1, floor: 3"),
     )
     issue = only(issues_for(tmp_path, text), "devices[0].location.building")
-    assert "lives in 'b1'" in issue.message
+    assert "in another building than its resident (residents[0].building)" in issue.message
     assert issue.line == line_of(text, "{building: b2, unit: u1, floor: 3")
 
 
@@ -645,6 +645,32 @@ def test_direct_construction_runs_cross_checks() -> None:
     data = ruamel.yaml.YAML(typ="safe").load(BASE.replace("resident: r1", "resident: r9"))
     with pytest.raises(ValidationError) as info:
         SiteConfig.model_validate(data)
-    assert "devices[0].resident: unknown resident 'r9'" in str(info.value)
+    assert "devices[0].resident: unknown resident: no resident has this id" in str(info.value)
+    assert "r9" not in str(info.value)  # neither in the message nor as pydantic's input_value
     cfg = SiteConfig.model_validate(ruamel.yaml.YAML(typ="safe").load(BASE))
     assert len(cfg.revision) == 12 and cfg.source_path is None
+
+
+def test_wecom_app_section_and_staff_user_id(tmp_path: Path) -> None:
+    """channels.wecom_app: corp id, agent id, the secret as "${ENV}" only; staff[].wecom_userid."""
+    staff = ("{id: pm1, name: 赵物业, role: property_staff}",
+             "{id: pm1, name: 赵物业, role: property_staff, wecom_userid: ZhaoWuYe}")  # fmt: skip
+    app = '\nchannels:\n  wecom_app: {corp_id: ww5a1f0c9e27d1b3e4, agent_id: 1000002, secret: "${APP_SECRET}"}\n'
+    cfg = load_config(write(tmp_path, variant(staff) + app), env={"APP_SECRET": "Sec-4b1e9f"})
+    assert cfg.channels.wecom_app is not None and cfg.channels.wecom_app.secret.get_secret_value() == "Sec-4b1e9f"
+    assert (
+        cfg.channels.wecom_app.base_url == "https://qyapi.weixin.qq.com"
+        and cfg.channels.wecom_app.msgtype == "textcard"
+    )
+    member = cfg.staff_member("pm1")
+    assert member is not None and member.wecom_userid == "ZhaoWuYe"
+    assert "Sec-4b1e9f" not in repr(cfg.channels.wecom_app)
+    literal = "L1teral-App-Secret-77"
+    bad_staff = (staff[0], "{id: pm1, name: 赵物业, role: property_staff, wecom_userid: 'zhao wu ye'}")
+    bad_app = f"\nchannels:\n  wecom_app: {{corp_id: ww5a1f0c9e27d1b3e4, agent_id: 0, secret: {literal}}}\n"
+    issues = issues_for(tmp_path, variant(bad_staff) + bad_app)
+    rendered = "".join(i.format() for i in issues)
+    assert literal not in rendered and "zhao wu ye" not in rendered
+    assert "must not be written into the config file" in only(issues, "channels.wecom_app.secret").message
+    only(issues, "channels.wecom_app.agent_id")
+    only(issues, "staff[2].wecom_userid")

@@ -50,6 +50,7 @@ TOPICS: dict[str, list[str]] = {
         "zigbee2mqtt/door/availability",
         "zigbee2mqtt/bridge/state",
         "zigbee2mqtt/bridge/devices",
+        "zigbee2mqtt/bridge/event",
         "zigbee2mqtt/bridge/info",
         "zigbee2mqtt/door/set",
         "zigbee2mqtt",
@@ -70,8 +71,12 @@ TOPICS: dict[str, list[str]] = {
     ],
     "frigate": [
         "frigate/events",
+        "frigate/reviews",
+        "frigate/fire_lane_1/car",
+        "frigate/lot_cam/person",
         "frigate/lot_cam/car/snapshot",
         "frigate/available",
+        "frigate",
     ],
 }
 ALL_TOPICS = [(name, t) for name, topics in TOPICS.items() for t in topics]
@@ -131,7 +136,7 @@ HOSTILE: list[bytes] = [
     b"\xef\xbb\xbf{}",  # UTF-8 BOM
 ]
 
-ALLOWED_EXTRA_VALUES = {"action", "devices"}
+ALLOWED_EXTRA_VALUES = {"action", "devices", "network"}
 KINDS = {STATE, EVENT, AVAILABILITY, BRIDGE}
 
 

@@ -187,13 +187,84 @@ def test_z2m_bridge_devices_legacy_key() -> None:
     assert r.values == {"devices": {"a": "0x00158d00aa"}}
 
 
+IKEA_BULB = "0x90fd9ffffe6494fc"
+
+
+@pytest.mark.parametrize(
+    ("name", "network"),
+    [
+        ("bridge_event_device_joined.json", "joined"),
+        ("bridge_event_device_announce.json", "announced"),
+        ("bridge_event_device_interview_started.json", "interview_started"),
+        ("bridge_event_device_interview_failed.json", "interview_failed"),
+        ("bridge_event_device_leave.json", "left"),
+    ],
+)
+def test_z2m_bridge_events(name: str, network: str) -> None:
+    assert z2m("zigbee2mqtt/bridge/event", sample(f"zigbee2mqtt/{name}")) == [
+        Reading(IKEA_BULB, BRIDGE, {"network": network}, None, {"friendly_name": IKEA_BULB})
+    ]
+
+
+def test_z2m_bridge_event_successful_interview_carries_the_definition() -> None:
+    assert z2m("zigbee2mqtt/bridge/event", sample("zigbee2mqtt/bridge_event_device_interview_successful.json")) == [
+        Reading(
+            IKEA_BULB,
+            BRIDGE,
+            {"network": "interviewed"},
+            None,
+            {
+                "friendly_name": IKEA_BULB,
+                "supported": True,
+                "model": "LED1624G9",
+                "vendor": "IKEA",
+                "description": "TRADFRI LED bulb E14/E26/E27 600 lumen, dimmable, color, opal white",
+            },
+        )
+    ]
+    # an unsupported device: no definition; a multi-segment base and a renamed device
+    dec = zigbee2mqtt.make_decoder("site1/z2m")
+    unsupported = {"friendly_name": "b3/pir", "status": "successful", "ieee_address": "0x00158D00AABBCCDD"}
+    msg = {"type": "device_interview", "data": {**unsupported, "supported": False, "definition": None}}
+    assert dec("site1/z2m/bridge/event", json.dumps(msg).encode()) == [
+        Reading(
+            "0x00158d00aabbccdd",
+            BRIDGE,
+            {"network": "interviewed"},
+            None,
+            {"friendly_name": "b3/pir", "supported": False},
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"data": {"ieee_address": IKEA_BULB}}, "missing_field"),
+        ({"type": 5, "data": {}}, "wrong_type"),
+        ({"type": "device_joined"}, "missing_field"),
+        ({"type": "device_joined", "data": []}, "wrong_type"),
+        ({"type": "device_joined", "data": {"friendly_name": "x"}}, "missing_field"),
+        ({"type": "device_joined", "data": {"ieee_address": 5}}, "wrong_type"),
+        ({"type": "device_joined", "data": {"ieee_address": "door"}}, "bad_value"),
+        ({"type": "device_interview", "data": {"ieee_address": IKEA_BULB, "status": "done"}}, "bad_value"),
+        ("[]", "wrong_type"),
+    ],
+)
+def test_z2m_bridge_event_errors(payload: Any, expected: str) -> None:
+    assert reason(z2m, "zigbee2mqtt/bridge/event", payload) == expected
+
+
+def test_z2m_bridge_event_of_another_kind_is_ignored() -> None:
+    assert z2m("zigbee2mqtt/bridge/event", {"type": "device_renamed", "data": {}}) == []
+
+
 @pytest.mark.parametrize(
     "topic",
     [
         "zigbee2mqtt/bridge/info",
         "zigbee2mqtt/bridge/logging",
         "zigbee2mqtt/bridge/log",
-        "zigbee2mqtt/bridge/event",
         "zigbee2mqtt/bridge/config",
         "zigbee2mqtt/bridge/response/device/rename",
         "zigbee2mqtt/b3/u1/sos/set",
@@ -614,9 +685,113 @@ def test_frigate_ignored_objects(name: str) -> None:
 
 def test_frigate_other_topics_and_normalise() -> None:
     payload = sample("frigate/new_car_fire_lane.json")
-    for topic in ("frigate/lot_cam/car", "frigate/lot_cam/car/snapshot", "frigate/available", "frigate/events/x"):
+    # Frigate's other topics are valid messages the driver has no use for
+    for topic in (
+        "frigate/lot_cam/car/snapshot",
+        "frigate/fire_lane_1/car/active",
+        "frigate/lot_cam/all",
+        "frigate/lot_cam/dog",
+        "frigate/lot_cam/motion",
+        "frigate/available",
+        "frigate/stats",
+        "frigate/events/x",
+    ):
+        assert frigate.decode(topic, payload) == [], topic
+    for topic in ("frigate", "frigate/", "/events"):
         assert reason(frigate.decode, topic, payload) == "bad_topic"
     assert drivers.DRIVERS["frigate"].normalise_address(" Lot_Cam/Fire_Lane_1 ") == "lot_cam/fire_lane_1"
+
+
+# ---------------------------------------------------------------- Frigate object counts
+
+
+def test_frigate_zone_count_of_cars_is_vehicle_present() -> None:
+    assert frigate.decode("frigate/fire_lane_1/car", sample("frigate/count_zone_car.txt")) == [
+        Reading("fire_lane_1", STATE, {"vehicle_present": True}, None, {"label": "car", "count": 1})
+    ]
+    assert frigate.decode("frigate/Fire_Lane_1/car", sample("frigate/count_zone_car_zero.txt")) == [
+        Reading("fire_lane_1", STATE, {"vehicle_present": False}, None, {"label": "car", "count": 0})
+    ]
+
+
+def test_frigate_camera_count_of_persons_is_occupancy_and_the_prefix_is_the_first_level() -> None:
+    expected = [Reading("lobby_cam", STATE, {"occupancy": True}, None, {"label": "person", "count": 2})]
+    assert frigate.decode("frigate/lobby_cam/person", sample("frigate/count_camera_person.txt")) == expected
+    assert frigate.decode("nvr2/lobby_cam/person", sample("frigate/count_camera_person.txt")) == expected
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (b"-1", "bad_value"),
+        (b"10001", "bad_value"),
+        (b"1.5", "wrong_type"),
+        (b"ON", "malformed_json"),
+        (b'"1"', "wrong_type"),
+        (b"true", "wrong_type"),
+        (b"", "malformed_json"),
+    ],
+)
+def test_frigate_count_errors(payload: bytes, expected: str) -> None:
+    assert reason(frigate.decode, "frigate/fire_lane_1/car", payload) == expected
+    assert reason(frigate.decode, "frigate/fire lane/car", b"1") == "bad_topic"
+
+
+# ---------------------------------------------------------------- Frigate reviews (0.14+)
+
+FRIGATE_REVIEWS = "frigate/reviews"
+
+
+def test_frigate_review_alert_marks_the_zone_the_person_newly_reached() -> None:
+    # the documented example: person and car already in the review, front_yard newly entered
+    assert frigate.decode(FRIGATE_REVIEWS, sample("frigate/review_update_alert.json")) == [
+        Reading(
+            "front_cam/front_yard",
+            EVENT,
+            {"occupancy": True},
+            None,
+            {"camera": "front_cam", "severity": "alert", "review_id": "1718987129.308396-fqk5ka", "zone": "front_yard"},
+        )
+    ]
+
+
+def test_frigate_review_new_person_marks_every_zone_and_end_marks_none() -> None:
+    meta = {"camera": "back_door", "severity": "alert", "review_id": "1718990000.250000-r7s8t9"}
+    assert frigate.decode(FRIGATE_REVIEWS, sample("frigate/review_new_person_restricted.json")) == [
+        Reading("back_door/restricted", EVENT, {"occupancy": True}, None, {**meta, "zone": "restricted"}),
+        Reading("back_door/stairwell", EVENT, {"occupancy": True}, None, {**meta, "zone": "stairwell"}),
+    ]
+    assert frigate.decode(FRIGATE_REVIEWS, sample("frigate/review_end_person.json")) == []
+
+
+def test_frigate_review_update_with_no_new_zone_and_reviews_without_a_person() -> None:
+    msg = json.loads(sample("frigate/review_new_person_restricted.json"))
+    msg["type"] = "update"  # same zones before and after: nothing new
+    assert frigate.decode(FRIGATE_REVIEWS, json.dumps(msg).encode()) == []
+    msg["before"]["data"]["objects"] = ["car"]  # the person is new to the review: every zone
+    assert [r.device for r in frigate.decode(FRIGATE_REVIEWS, json.dumps(msg).encode())] == [
+        "back_door/restricted",
+        "back_door/stairwell",
+    ]
+    # a car review never sets vehicle_present: an EVENT cannot say when the car leaves
+    assert frigate.decode(FRIGATE_REVIEWS, sample("frigate/review_new_car_detection.json")) == []
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda m: m["after"].pop("data"), "missing_field"),
+        (lambda m: m["after"].update(data=[]), "wrong_type"),
+        (lambda m: m["after"]["data"].update(zones="restricted"), "wrong_type"),
+        (lambda m: m["after"]["data"].update(objects="person"), "wrong_type"),
+        (lambda m: m["after"].update(camera="../x"), "bad_value"),
+        (lambda m: m.update(type="genai"), "bad_value"),
+    ],
+)
+def test_frigate_review_errors(mutate: Any, expected: str) -> None:
+    msg = json.loads(sample("frigate/review_new_person_restricted.json"))
+    mutate(msg)
+    assert reason(frigate.decode, FRIGATE_REVIEWS, json.dumps(msg).encode()) == expected
 
 
 # ---------------------------------------------------------------- shared helpers and table

@@ -66,7 +66,8 @@ def test_reload_under_load_loses_nothing(tmp_path: Path, private_broker: Mosquit
         assert wait_until(lambda: progress["n"] > N // 2, 60)
         path.write_text(original + new_dev.replace("building: b2", "building: nowhere"), encoding="utf-8")
         errors = gw.reload_from(path)
-        assert errors and any("nowhere" in e for e in errors), errors
+        assert errors and any(".location.building: unknown building" in e for e in errors), errors
+        assert not any("nowhere" in e for e in errors)  # located, never quoted (issue 23)
         assert gw.cfg.revision == revisions[-1]
         # 3: valid again (the device removed)
         assert wait_until(lambda: progress["n"] > 3 * N // 4, 60)

@@ -60,7 +60,9 @@ def test_store_down_mid_stream_then_back(vm: VictoriaMetrics) -> None:
         assert vm_event_seqs(vm, 45) == sorted(f.event_seqs())  # none missing, none collapsed
         assert vm.settled_points("edge_health", 1) == 1
         status = sync_status(f.store.conn)
-        assert status["backlog_points"] == 0 and status["last_error"] is None and status["sent"] == 3046
+        # 3000 readings, 45 incident events, 1 health point, and the tick's 6 district snapshot points
+        # (docs/sync.md "District points": 1 edge_open, 1 edge_parking, 3 edge_devices, 1 gateway_health)
+        assert status["backlog_points"] == 0 and status["last_error"] is None and status["sent"] == 3046 + 6
     finally:
         s.stop()
         f.close()

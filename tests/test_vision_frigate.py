@@ -67,7 +67,8 @@ def test_ignored(name: str) -> None:
             "wrong_type",
         ),
         ("frigate/events", b'{"type": "new", "after": {"camera": "../x", "label": "car"}}', "bad_value"),
-        ("frigate/cam/car/snapshot", b"{}", "bad_topic"),
+        ("frigate/cam/car", b"{}", "wrong_type"),
+        ("frigate", b"{}", "bad_topic"),
     ],
 )
 def test_errors(topic: str, payload: bytes, reason: str) -> None:

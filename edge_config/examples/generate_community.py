@@ -90,6 +90,15 @@ GIVEN = [
 FLAGS_POOL = ["lives_alone", "mobility_impaired", "heart_condition", "hearing_impaired", "diabetes"]
 
 
+CARE_NOTES = [
+    "钥匙放在对门邻居家；听力不好，请大声敲门。",
+    "每天早晚服降压药；女儿周末来探望。",
+    "独居，行动慢，开门需要几分钟，请耐心等候。",
+    "有糖尿病，低血糖时给糖水；家中无电梯，轮椅在楼道口。",
+    "夜间容易走失，出门请先通知网格员。",  # the last one: residents with dementia
+]
+
+
 def cn(n: int) -> str:
     """1..99 in Chinese numerals."""
     if n <= 10:
@@ -422,6 +431,36 @@ def build() -> CommentedMap:
         )
         if "dementia" in flags:
             r["inactivity_hours"] = 4.0
+        # emergency contacts and care notes (issue 19's elder-care card) from a generator of their
+        # own, so every other name, phone and address of the file stays as it was
+        rel = random.Random(SEED * 1000 + n)
+        surname = str(r["name"])[0]
+        r.insert(
+            list(r.keys()).index("eldercare_worker"),
+            "emergency_contacts",
+            seq(
+                [
+                    flow(
+                        name=surname + rel.choice(GIVEN),
+                        relation=rel.choice(["儿子", "女儿", "侄女", "外甥"]),
+                        phone=Q(f"1390020{n:04d}"),
+                    ),
+                    *(
+                        [
+                            flow(
+                                name=rel.choice(SURNAMES) + rel.choice(GIVEN),
+                                relation="邻居",
+                                phone=Q(f"1390030{n:04d}"),
+                            )
+                        ]
+                        if n % 3 == 0
+                        else []
+                    ),
+                ]
+            ),
+        )
+        note = CARE_NOTES[-1] if "dementia" in flags else CARE_NOTES[n % (len(CARE_NOTES) - 1)]
+        r.insert(list(r.keys()).index("eldercare_worker"), "care_notes", note)
         residents.append(r)
 
     # ---- devices -------------------------------------------------------------------------------

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.api import auth, db
+from gateway.api import auth, db, problems
 from gateway.api.db import Readers
 from gateway.api.deps import ApiContext, ingest_behind
 from gateway.errors import GatewayError
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.api")
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
+RESIDENT_DIR = Path(__file__).resolve().parent.parent / "residents" / "static"
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -94,7 +97,7 @@ class Governor:
     share is smallest. A single request is never slowed.
     """
 
-    EXEMPT = ("/api/v1/stream", "/healthz", "/console")
+    EXEMPT = ("/api/v1/stream", "/healthz", "/console", "/r/")
     MAX_PAUSE_S = 2.0
 
     def __init__(
@@ -149,6 +152,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
     from gateway.api import (
         routes_adopt,
         routes_buildings,
+        routes_departments,
         routes_device_pages,
         routes_devices,
         routes_feed,
@@ -159,6 +163,8 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         routes_parking,
         routes_privacy,
         routes_reports,
+        routes_residents,
+        routes_sessions,
         routes_site,
         routes_stats,
         stream,
@@ -172,6 +178,9 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         verifier=auth.TokenVerifier(),
         limiter=auth.AuthFailureLimiter(settings.rate_limits.auth_failures, settings.rate_limits.auth_window_s),
         role_limiter=auth.RoleRateLimiter(settings.rate_limits.per_minute),
+        signin_limiter=auth.AuthFailureLimiter(
+            settings.rate_limits.signin_failures, settings.rate_limits.auth_window_s
+        ),
     )
     hub = Hub(ctx, settings.sse_queue_max)
     ctx.hub = hub
@@ -201,6 +210,9 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_exception_handler(GatewayError, gateway_error_response)
+    # every refusal carries a stable ``code`` the console translates (gateway/api/problems.py)
+    app.add_exception_handler(StarletteHTTPException, problems.http_error_response)
+    app.add_exception_handler(RequestValidationError, problems.validation_error_response)
     app.state.ctx = ctx
     app.state.close_streams = hub.close_streams
     app.state.governor = governor_stats = GovernorStats()
@@ -221,10 +233,13 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         routes_devices,
         routes_site,
         routes_me,
+        routes_sessions,
         routes_feed,
         routes_privacy,
         routes_health,
         routes_incidents,
+        routes_residents,
+        routes_departments,
         routes_history,
         routes_reports,
         routes_parking,
@@ -241,4 +256,9 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
 
     if CONSOLE_DIR.is_dir():
         app.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
+    if RESIDENT_DIR.is_dir():  # the residents' pages: static, text-only rendering, same strict CSP
+        app.mount("/r", StaticFiles(directory=RESIDENT_DIR), name="resident")
+    from gateway.api.site_schema import serve_site_schema
+
+    serve_site_schema(app, lambda: gw.cfg)  # the manual-incident body names this site's ids
     return app

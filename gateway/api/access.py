@@ -44,6 +44,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "me": ALL,
     "access_log.read": frozenset({"installer"}),  # who saw residents' personal data, and why
     "resident.forget": frozenset({"installer"}),
+    "sessions.own": ALL,  # a person's own device sessions: list, sign out
+    "sessions.manage": frozenset({"installer"}),  # everyone's sessions; one-time sign-in links
+    # an evaluation QR code printed on a visit: staff who visit residents (the ticket loop refuses
+    # anyone who worked the incident); a building's report QR code: the installer
+    "resident.print": frozenset({"grid_worker", "community_office", "street_office"}),
+    "resident.qr": frozenset({"installer"}),
 }
 
 PERSONAL_ROLES = frozenset({"installer", "eldercare_worker"})
@@ -187,6 +193,38 @@ def _floor(cfg: SiteConfig, devices: list[str], resident: Resident | None) -> in
     return None
 
 
+# What a personal-data role sees of the resident of an elder-care incident (each view is logged
+# with these field names in access_log): enough to call, find and help the person.
+PERSONAL_VIEW_FIELDS = (
+    "name",
+    "room",
+    "phone",
+    "emergency_contacts",
+    "care_notes",
+    "flags",
+    "readings",
+    "location",
+)
+
+
+def personal_card(
+    cfg: SiteConfig, resident_id: str | None, resident: Resident | None, devices: list[str]
+) -> dict[str, Any]:
+    r = resident
+    return {
+        "resident_id": resident_id,
+        "name": r.name if r is not None else None,
+        "building": r.building if r is not None else None,
+        "unit": r.unit if r is not None else None,
+        "room": r.room if r is not None else None,
+        "floor": _floor(cfg, devices, r),
+        "phone": r.phone if r is not None else None,
+        "emergency_contacts": [c.model_dump() for c in r.emergency_contacts] if r is not None else [],
+        "care_notes": r.care_notes if r is not None else None,
+        "flags": list(r.flags) if r is not None else [],
+    }
+
+
 def present_incident(p: Principal, inc: Mapping[str, Any], cfg: SiteConfig, release: Release | None) -> dict[str, Any]:
     """The incident as ``p`` may see it. ``inc`` is a row dict (incidents.row_to_dict + ticket columns)."""
     escalated = escalated_for(p, inc, cfg)
@@ -213,15 +251,10 @@ def present_incident(p: Principal, inc: Mapping[str, Any], cfg: SiteConfig, rele
         out["devices"] = devices
         out["readings"] = list(inc.get("readings") or [])
         out["detail"] = dict(inc.get("detail") or {})
-        out["personal"] = {
-            "resident_id": resident_id,
-            "name": resident.name if resident is not None else None,
-            "room": resident.room if resident is not None else None,
-            "floor": _floor(cfg, devices, resident),
-        }
+        out["personal"] = personal_card(cfg, resident_id, resident, devices)
         out["redacted"] = False
         if release is not None:
-            release.add(str(inc["id"]), resident_id, "personal_view", ["name", "room", "readings", "location"])
+            release.add(str(inc["id"]), resident_id, "personal_view", PERSONAL_VIEW_FIELDS)
         return out
     out.update({"building": None, "unit": None, "space": None, "devices": [], "readings": [], "detail": {}})
     out["personal"] = None

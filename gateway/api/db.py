@@ -293,3 +293,12 @@ def unconfigured(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             " ORDER BY last_seen_ms DESC LIMIT 1000"
         )
     ]
+
+
+def last_activity(conn: sqlite3.Connection, resident_id: str) -> int | None:
+    """The resident's last activity the inactivity rule saw (its durable timer's ``last_ms``)."""
+    row = conn.execute("SELECT data FROM timers WHERE key=?", (f"inact|{resident_id}",)).fetchone()
+    if row is None:
+        return None
+    last = json.loads(row[0] or "{}").get("last_ms")
+    return int(last) if isinstance(last, int | float) else None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gateway.api import access, db
+from gateway.api import access, db, problems, sessions
 from gateway.api.auth import AuthFailureLimiter, Principal, RoleRateLimiter, TokenVerifier, mark_used
 from gateway.api.db import Readers
 from gateway.ingest.pipeline import TELEMETRY_BATCH
@@ -51,6 +51,9 @@ class ApiContext:
     limiter: AuthFailureLimiter
     hub: Any = None
     role_limiter: RoleRateLimiter | None = None
+    session_verifier: sessions.SessionVerifier = field(default_factory=sessions.SessionVerifier)
+    # failed sign-in link attempts from every address together (a guess spread over many addresses)
+    signin_limiter: AuthFailureLimiter = field(default_factory=lambda: AuthFailureLimiter(50, 60))
     _logged: dict[tuple[str, str, str], float] = field(default_factory=dict)
     _writing: dict[tuple[str, str, str], asyncio.Future[None]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -155,6 +158,7 @@ def client_key(request: Request) -> str:
 
 
 async def authenticate(request: Request, creds: HTTPAuthorizationCredentials | None) -> Principal:
+    """A bearer token (API clients), else the device session cookie (the console)."""
     ctx = ctx_of(request)
     client = client_key(request)
     wait = ctx.limiter.retry_after(client)
@@ -163,6 +167,9 @@ async def authenticate(request: Request, creds: HTTPAuthorizationCredentials | N
             429, f"too many failed authentications from this address; retry in {wait} s", {"Retry-After": str(wait)}
         )
     if creds is None or not creds.credentials:
+        cookie = request.cookies.get(sessions.COOKIE)
+        if cookie:
+            return await session_principal(request, cookie)
         raise HTTPException(401, "authentication required: send 'Authorization: Bearer <token>'", CHALLENGE)
     token = creds.credentials.strip()
     p = ctx.verifier.cached(token)
@@ -175,6 +182,45 @@ async def authenticate(request: Request, creds: HTTPAuthorizationCredentials | N
     if due is not None:
         mark_used(ctx.gw, p.token_id, due)
     return p
+
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def check_same_origin(request: Request) -> None:
+    """CSRF defence for cookie-authenticated writes, on top of SameSite=Strict: the console's own
+    header (another site's page cannot send it without a CORS pre-flight, which is refused) and, when
+    the browser names one, an Origin equal to the gateway's own."""
+    if request.method not in UNSAFE_METHODS:
+        return
+    if request.headers.get(sessions.CONSOLE_HEADER) != "1":
+        raise problems.refuse(
+            403, problems.CSRF_REFUSED, f"writes with a session cookie need {sessions.CONSOLE_HEADER}"
+        )
+    origin = request.headers.get("origin")
+    if origin is not None and origin != own_origin(request):
+        raise problems.refuse(403, problems.CSRF_REFUSED, "request from another origin")
+
+
+def own_origin(request: Request) -> str:
+    host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+    return f"{request.url.scheme}://{host}"
+
+
+async def session_principal(request: Request, cookie: str) -> Principal:
+    ctx = ctx_of(request)
+    row = ctx.session_verifier.cached(cookie)
+    if row is None:
+        row = await ctx.readers.run(ctx.session_verifier.verify, cookie)
+        if row is None:
+            ctx.limiter.failed(client_key(request))
+            raise problems.refuse(401, problems.SESSION_UNKNOWN, "this device's session is unknown, expired or revoked")
+    check_same_origin(request)
+    due = ctx.session_verifier.due_last_used(row.id)
+    if due is not None:
+        sid = row.id
+        ctx.gw.pipeline.call(lambda conn, result, now: sessions.mark_used(conn, sid, due))
+    return row.principal()
 
 
 def require(perm: str) -> Callable[..., Awaitable[Principal]]:

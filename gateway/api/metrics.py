@@ -2,33 +2,74 @@
 
 Counters come from the store's ``counters`` table, so they survive restarts (monotonic across
 them, as Prometheus counters should be). Open incidents use the partial ``open_key`` index.
+Also in every scrape: the latency histograms of the process (gateway/core/histograms.py), the
+build info, and prometheus_client's process, platform and garbage-collector collectors.
+
+Names follow the Prometheus conventions (tests/test_metrics_lint.py checks them on the real
+output): one meaning per metric, ``_total`` on counters only, base units (seconds, bytes).
 """
 
 from __future__ import annotations
 
+import platform
 import sqlite3
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
+from gateway import __version__
 from gateway.api.db import columns
 from gateway.core import incidents as inc
+from gateway.core.histograms import HistogramCollector
+from gateway.core.store import used_bytes
 from gateway.ingest.broker_drops import drop_status
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
-OTHER_COUNTERS = (
-    "messages_committed",
-    "duplicates_skipped",
-    "unconfigured_messages",
-    "foreign_device_messages",
-    "retained_replays",
-    "readings_pruned",
-    "store_full_refusals",
+# The store's plain counters (docs/api.md "Counters"), one metric each. They were once folded into
+# edge_pipeline_total{name=...}, whose series meant different things and could not be summed.
+STORE_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    ("messages_committed", "edge_messages_committed", "MQTT messages in committed batches, redeliveries included"),
+    (
+        "duplicates_skipped",
+        "edge_duplicate_messages_skipped",
+        "Redelivered (DUP) messages already stored, not stored again",
+    ),
+    (
+        "left_to_safety_session",
+        "edge_messages_left_to_safety_session",
+        "Telemetry-session copies of life-safety topics, left to the safety session that stores them",
+    ),
+    ("unconfigured_messages", "edge_unconfigured_messages", "Messages from devices the site file does not list"),
+    ("foreign_device_messages", "edge_foreign_device_messages", "Messages from devices another gateway owns"),
+    ("retained_replays", "edge_retained_replays_skipped", "Retained messages the broker replayed unchanged, skipped"),
+    ("readings_pruned", "edge_readings_pruned", "Stored readings deleted by age or by the size limit"),
+    (
+        "store_full_refusals",
+        "edge_store_full_refusals",
+        "Telemetry batches refused because the store reached its quota",
+    ),
 )
+
+# Made once (the platform collector reads its facts at construction), in a registry of their own
+# rather than prometheus_client's global one; each scrape's registry lists them again.
+_DEFAULTS = CollectorRegistry()
+_DEFAULT_COLLECTORS = (
+    ProcessCollector(registry=_DEFAULTS),
+    PlatformCollector(registry=_DEFAULTS),
+    GCCollector(registry=_DEFAULTS),
+)
+
+
+def build_info() -> InfoMetricFamily:
+    return InfoMetricFamily(
+        "edge_build",
+        "The running gateway's version (always 1)",
+        value={"version": __version__, "python_version": platform.python_version()},
+    )
 
 
 class StoreCollector:
@@ -36,6 +77,7 @@ class StoreCollector:
         self.conn, self.gw, self.stream_clients, self.throttled = conn, gw, stream_clients, throttled
 
     def collect(self) -> Iterator[Metric]:
+        yield build_info()
         c = self.conn
         counters = {str(k): int(v) for k, v in c.execute("SELECT name, value FROM counters")}
 
@@ -51,10 +93,10 @@ class StoreCollector:
                 m.add_metric([name.split(".", 1)[1]], v)
         yield m
 
-        m = CounterMetricFamily("edge_pipeline", "Other pipeline counters", labels=["name"])
-        for name in OTHER_COUNTERS:
-            m.add_metric([name], counters.get(name, 0))
-        yield m
+        for key, name, doc in STORE_COUNTERS:
+            m = CounterMetricFamily(name, doc)
+            m.add_metric([], counters.get(key, 0))
+            yield m
 
         drops = drop_status(c)
         m = CounterMetricFamily(
@@ -124,6 +166,16 @@ class StoreCollector:
             g.add_metric([k], v)
         yield g
 
+        quota = self.gw.cfg.store
+        g = GaugeMetricFamily("edge_store_used_bytes", "Bytes the store's pages hold (free pages left out)")
+        g.add_metric([], used_bytes(c))
+        yield g
+        g = GaugeMetricFamily(
+            "edge_store_quota_bytes", "Bytes telemetry may fill (store.quota_mb less reserve_mb, kept for alarms)"
+        )
+        g.add_metric([], max(0, quota.quota_mb - quota.reserve_mb) * 1024 * 1024)
+        yield g
+
         h = self.gw.health()
         g = GaugeMetricFamily("edge_broker_connected", "1 when every MQTT session is connected")
         g.add_metric([], 1 if h["broker_connected"] else 0)
@@ -148,4 +200,7 @@ class StoreCollector:
 def render_metrics(conn: sqlite3.Connection, gw: Gateway, stream_clients: int = 0, throttled: int = 0) -> bytes:
     reg = CollectorRegistry(auto_describe=False)
     reg.register(StoreCollector(conn, gw, stream_clients, throttled))
+    reg.register(HistogramCollector())
+    for collector in _DEFAULT_COLLECTORS:
+        reg.register(collector)
     return bytes(generate_latest(reg))

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from gateway import __version__
 from gateway.api.auth import Principal
 from gateway.api.deps import AUTH_ERRORS, ctx_of, require
 from gateway.api.fastjson import FastJSONResponse
@@ -20,7 +21,8 @@ router = APIRouter(tags=["health"])
 # No token on purpose: supervisors and load balancers probe liveness without credentials.
 @router.get("/healthz", summary="Liveness: the process answers (no token)")
 async def healthz(request: Request) -> dict[str, str]:
-    return {"status": "ok", "gateway": ctx_of(request).cfg.gateway.id}
+    # The version too: the console's footer shows it, and an installer checks an upgrade took.
+    return {"status": "ok", "gateway": ctx_of(request).cfg.gateway.id, "version": __version__}
 
 
 def _ready_checks(conn: sqlite3.Connection, gw: Any) -> dict[str, Any]:

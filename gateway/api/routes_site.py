@@ -46,8 +46,16 @@ async def site(request: Request, p: Annotated[Principal, Depends(require("site.r
                     "buildings": buildings,
                 }
             )
+    # Colleagues and teams by name, so a console shows who holds a ticket rather than a staff id.
+    # Staff phones stay out; central platform clients have no use for the names.
+    people = p.role in access.STAFF | {"department"}
     return {
         "gateway": {"id": cfg.gateway.id, "name": cfg.gateway.name, "timezone": cfg.gateway.timezone},
+        "staff": [{"id": m.id, "name": m.name, "role": m.role} for m in cfg.staff] if people else [],
+        "teams": [
+            {"id": t.id, "name": t.name, "kind": t.kind, "department": t.department, "compound": t.compound}
+            for t in cfg.teams
+        ],
         "street": {"id": s.street.id, "name": s.street.name},
         "community": {"id": s.community.id, "name": s.community.name, "households": s.community.households},
         "grids": [{"id": g.id, "name": g.name, "households": g.households} for g in s.grids],

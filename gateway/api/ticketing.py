@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
@@ -24,10 +25,9 @@ from fastapi import HTTPException
 from gateway.errors import GatewayError
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
     from edge_config import SiteConfig
     from gateway.app import Gateway
+    from gateway.core.contract import BatchResult
     from gateway.tickets.service import TicketService
 
 ACTIONS: tuple[str, ...] = (
@@ -42,7 +42,14 @@ ACTIONS: tuple[str, ...] = (
     "reassign",
     "whistle",
     "dispatch",
+    "note",  # not a ticket step: a note added to the timeline (NOTE_ACTION below)
 )
+# Anyone who may act on an incident may add a note to its timeline, in any state.
+NOTE_ACTION = "note"
+NOTE_OFFER: dict[str, Any] = {
+    "action": NOTE_ACTION,
+    "fields": [{"name": "note", "kind": "text", "required": True, "max_len": 1000}],
+}
 ACTION_TIMEOUT_S = 15.0
 
 
@@ -135,3 +142,35 @@ def scorecard_rows(conn: sqlite3.Connection, cfg: SiteConfig, period: str) -> li
     except (ValueError, OverflowError) as exc:
         raise HTTPException(422, f"bad period: {exc}") from None
     return [_plain(r) for r in card.rows]
+
+
+def offers(
+    cfg: SiteConfig, row: dict[str, Any], *, role: str, actor: str, now_ms: int, worked_by: frozenset[str]
+) -> list[dict[str, Any]]:
+    """The actions the caller may take now (the ticket loop's table) plus adding a note."""
+    try:
+        from gateway.tickets import lifecycle
+    except ImportError:
+        return [NOTE_OFFER]
+    found = lifecycle.offers(cfg, row, row, role=role, actor=actor, now_ms=now_ms, worked_by=worked_by)
+    return [*found, NOTE_OFFER]
+
+
+def worked_by(conn: sqlite3.Connection, incident_id: str) -> frozenset[str]:
+    """Who worked the incident (may not evaluate it). Runs in a reader thread."""
+    try:
+        from gateway.tickets import lifecycle
+    except ImportError:
+        return frozenset()
+    return frozenset(lifecycle.involved(conn, incident_id))
+
+
+def add_note(gw: Gateway, incident_id: str, note: str, *, actor: str, role: str) -> Future[int]:
+    """Append a ``note`` event (who, what) to the incident's timeline, on the pipeline thread."""
+    t = tickets(gw)
+    incidents = t.ctx.incidents
+
+    def write(conn: sqlite3.Connection, result: BatchResult, now: int) -> int:
+        return incidents.append_event(conn, result, incident_id, "note", now, {"note": note}, actor=actor, role=role)
+
+    return gw.pipeline.call(write)

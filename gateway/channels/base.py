@@ -32,6 +32,9 @@ class Outcome:
     errcode: int | None = None  # the service's errcode
     error: str = ""
     block_s: float = 0.0
+    # The health incident's target when the failure is not the message target's own: a WeCom
+    # application's wrong secret fails every person's message, so it is the app's incident, once.
+    health_target: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -42,6 +45,9 @@ class Outcome:
         return self.kind in RETRIABLE
 
 
+USER_AGENT = "edge-gateway-channels/1"
+
+
 # Any: the provider's JSON request body
 def post_json(url: str, body: Any, *, headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
     """POST JSON; returns (status, reply body). Network errors raise OSError/URLError."""
@@ -50,9 +56,17 @@ def post_json(url: str, body: Any, *, headers: dict[str, str] | None = None, tim
         url,
         data=data,
         method="POST",
-        headers={"Content-Type": "application/json; charset=utf-8", "User-Agent": "edge-gateway-channels/1",
-                 **(headers or {})},
-    )  # fmt: skip
+        headers={"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT, **(headers or {})},
+    )
+    return _open(req, timeout)
+
+
+def get(url: str, *, timeout: float = 5.0) -> tuple[int, bytes]:
+    """GET; returns (status, reply body). Network errors raise OSError/URLError."""
+    return _open(urllib.request.Request(url, method="GET", headers={"User-Agent": USER_AGENT}), timeout)
+
+
+def _open(req: urllib.request.Request, timeout: float) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return int(resp.status), resp.read()

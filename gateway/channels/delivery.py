@@ -27,12 +27,15 @@ from gateway.channels import limiter as budget
 from gateway.channels.base import Outcome
 from gateway.channels.limiter import RollingLimiter
 from gateway.channels.outcomes import ACTOR, HEALTH_TYPE, Fate, Recorder
+from gateway.channels.wecom_app import WecomAppClient
+from gateway.channels.wecom_token import APP_TARGET
 from gateway.core import incidents as inc
 from gateway.core.workers import ReaderThread
 from gateway.tickets import assignment as dp
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
+    from edge_config.channel_settings import ChannelSettings
     from gateway.core.contract import BatchResult
 
 # Kept importable from here: the app, the console's catalog test and older callers name them so.
@@ -88,6 +91,7 @@ class ChannelDispatcher(ReaderThread):
         self.abandoned = 0
         self._next_wake_ms: int | None = None
         self._digest_retry_ms: dict[str, int] = {}
+        self.wecom_app = _app_client(self.s)
         # A reloaded config waits here until the dispatcher's own thread takes it between two sends,
         # so no send ever sees half the old limits and half the new (see take_config).
         self._pending_cfg: SiteConfig | None = None
@@ -116,11 +120,14 @@ class ChannelDispatcher(ReaderThread):
     def limiter(self, kind: str, target: str) -> RollingLimiter:
         lim = self.limiters.get((kind, target))
         if lim is None:
-            lim = budget.for_target(self.s, self._rate(kind, target))
+            app = self.s.wecom_app if kind == "wecom_app" else None
+            lim = budget.for_target(self.s, self._rate(kind, target), app.rate_per_hour if app else None)
             self.limiters[(kind, target)] = lim
         return lim
 
     def _rate(self, kind: str, target: str) -> int:
+        if kind == "wecom_app" and self.s.wecom_app is not None:
+            return int(self.s.wecom_app.rate_per_min)  # per person (target = their user id)
         if kind in ("wecom", "dingtalk"):
             robot = self.s.robot(kind, target)
             return int(robot.rate_per_min) if robot is not None else 20
@@ -269,6 +276,10 @@ class ChannelDispatcher(ReaderThread):
             if ding is None:
                 return Outcome("auth", error="robot no longer configured")
             return dingtalk.send(ding, msg, mentions, timeout=timeout)  # signs with the real wall clock
+        if grp.channel == "wecom_app":
+            if self.wecom_app is None:
+                return Outcome("auth", error="wecom_app no longer configured", health_target=APP_TARGET)
+            return self.wecom_app.send(grp.target, msg, timeout=timeout)
         if grp.channel in ("sms", "voice"):
             if s.sms is None:
                 return Outcome("auth", error="sms gateway no longer configured")
@@ -287,10 +298,14 @@ class ChannelDispatcher(ReaderThread):
         where = (grp.channel, grp.target)
         lim = self.limiter(*where)
         fates: list[Fate] = []
-        health: str | None = None
+        health: list[tuple[str, str, int]] = []  # (raise | clear, health target, its failures in a row)
         failures = self.failures.get(where, 0)
+        # a whole service's failure (a WeCom app's secret) is counted and reported on its own target
+        scope = (grp.channel, outcome.health_target) if outcome.health_target else where
         if outcome.ok:
-            health = "clear" if self.failures.pop(where, 0) > 0 else None
+            for w in dict.fromkeys([where, (grp.channel, APP_TARGET)] if grp.channel == "wecom_app" else [where]):
+                if self.failures.pop(w, 0) > 0:
+                    health.append(("clear", w[1], 0))
             fates = [Fate(r, "sent") for r in grp.rows]
         elif outcome.kind == "rate_limited":
             # slow down, not a failure: the target waits out the service's block, rows keep their place
@@ -305,8 +320,11 @@ class ChannelDispatcher(ReaderThread):
         else:
             failures += 1
             self.failures[where] = failures
-            if outcome.kind == "auth" or failures >= s.health_after_failures:
-                health = "raise"
+            scoped = failures
+            if scope != where:
+                scoped = self.failures[scope] = self.failures.get(scope, 0) + 1
+            if outcome.kind == "auth" or scoped >= s.health_after_failures:
+                health.append(("raise", scope[1], scoped))
             hold_ms = int(policy.hold_s(s, grp.rows, failures, self.rng(), auth=outcome.kind == "auth") * 1000)
             lim.block(now + hold_ms)
             for r in grp.rows:
@@ -342,12 +360,13 @@ class ChannelDispatcher(ReaderThread):
         """Take a reloaded config (a fixed robot key, new limits). Called on the writer's side of a
         reload; the queue, the failure counts and each target's sends in its window carry over."""
         old = self.limiters
+        if cfg.channels.wecom_app != self.s.wecom_app:  # a new secret: a new token (the old one is the old app's)
+            self.wecom_app = _app_client(cfg.channels)
         self.cfg, self.s = cfg, cfg.channels
         self.recorder = Recorder(cfg, self.incidents)
         self.limiters = {}
         for where, lim in old.items():
-            new = self.limiter(*where)
-            new.sent, new.blocked_until = lim.sent, lim.blocked_until
+            self.limiter(*where).take_over(lim)
 
     # --- status for health views ------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -361,8 +380,11 @@ class ChannelDispatcher(ReaderThread):
                 "in_window": lim.in_window(now),
                 "limit": lim.limit,
             }
-        return {"sent": self.sent, "failed_attempts": self.failed_attempts, "abandoned": self.abandoned,
-                "targets": targets}  # fmt: skip
+        out = {"sent": self.sent, "failed_attempts": self.failed_attempts, "abandoned": self.abandoned,
+               "targets": targets}  # fmt: skip
+        if self.wecom_app is not None:
+            out["wecom_app"] = {"token_fetches": self.wecom_app.tokens.fetches, "refreshes": self.wecom_app.refreshes}
+        return out
 
     # --- e-mail digests -------------------------------------------------------------------------------
     def _digests(self, now: int, wake: int | None) -> int | None:
@@ -412,3 +434,8 @@ class ChannelDispatcher(ReaderThread):
         else:
             log.warning("%s digest not sent: %s", kind, outcome.error)
         return outcome
+
+
+def _app_client(s: ChannelSettings) -> WecomAppClient | None:
+    """The WeCom application's sender; a refused token is not asked for again before retry_max_s."""
+    return WecomAppClient(s.wecom_app, fail_hold_s=float(s.retry_max_s)) if s.wecom_app is not None else None

@@ -18,6 +18,10 @@ The slot ladder (docs/channels.md "Queueing"): of the ``limit`` slots in a windo
   some are waiting — the ordinary messages' guaranteed share;
 * **ordinary** messages within their share leave ``reserve_for_new`` free; past their share they
   also leave ``reserve_for_critical``.
+
+A service may also count over a longer window (the WeCom application: 1000 per member per hour,
+beside 30 per minute; more are dropped without an error). Such a **cap** is a plain rolling limit
+with the same headroom and margin, checked besides the window; the ladder stays in the window.
 """
 
 from __future__ import annotations
@@ -44,12 +48,18 @@ class Ladder:
 class RollingLimiter:
     """At most ``limit`` sends in any rolling ``window_ms``; ``blocked_until`` after a 'too fast' reply."""
 
-    def __init__(self, limit: int, window_ms: int, ladder: Ladder | None = None) -> None:
+    def __init__(
+        self, limit: int, window_ms: int, ladder: Ladder | None = None, caps: tuple[tuple[int, int], ...] = ()
+    ) -> None:
         self.limit = max(1, limit)
         self.window_ms = window_ms
         self.ladder = ladder or Ladder()
         self.sent: collections.deque[tuple[int, str]] = collections.deque()  # (reply time, slot class)
         self.blocked_until = 0
+        # longer windows: (limit, window_ms) -> reply times in that window
+        self.caps: dict[tuple[int, int], collections.deque[int]] = {
+            (max(1, n), w): collections.deque() for n, w in caps
+        }
 
     def _trim(self, now: int) -> None:
         while self.sent and self.sent[0][0] <= now - self.window_ms:
@@ -75,11 +85,24 @@ class RollingLimiter:
         if len(self.sent) >= allow:
             # the (len - allow + 1)-th oldest send must leave the window
             at = max(at, self.sent[len(self.sent) - allow][0] + self.window_ms)
+        for (n, w), times in self.caps.items():
+            while times and times[0] <= now - w:
+                times.popleft()
+            if len(times) >= n:  # no ladder here: a cap is the service's, whatever the class
+                at = max(at, times[len(times) - n] + w)
         return at
 
     def record(self, reply_ms: int, slot: str = NORMAL) -> None:
         self._trim(reply_ms)
         self.sent.append((reply_ms, slot))
+        for times in self.caps.values():
+            times.append(reply_ms)
+
+    def take_over(self, old: RollingLimiter) -> None:
+        """Carry an earlier limiter's sends and block over (a reload must not reset a service's count)."""
+        self.sent, self.blocked_until = old.sent, old.blocked_until
+        for key, times in zip(list(self.caps), old.caps.values(), strict=False):  # by position: limits may change
+            self.caps[key] = times
 
     def block(self, until: int) -> None:
         self.blocked_until = max(self.blocked_until, until)
@@ -94,11 +117,14 @@ def window_ms(s: ChannelSettings) -> int:
     return int(s.rate.window_s * (1 + s.rate.margin) * 1000)
 
 
-def for_target(s: ChannelSettings, documented_limit: int) -> RollingLimiter:
-    """The budget of one target whose service allows ``documented_limit`` per window (default 19 per 63 s)."""
+def for_target(s: ChannelSettings, documented_limit: int, per_hour: int | None = None) -> RollingLimiter:
+    """The budget of one target whose service allows ``documented_limit`` per window (default 19 per 63 s)
+    and, when ``per_hour`` is set, that many per 60 windows (an hour: 999 per 63 minutes)."""
     g = s.grouping
+    caps = ((per_hour - s.rate.headroom, 60 * window_ms(s)),) if per_hour is not None else ()
     return RollingLimiter(
         documented_limit - s.rate.headroom,
         window_ms(s),
         Ladder(g.reserve_for_new, g.reserve_for_critical, g.normal_share),
+        caps,
     )

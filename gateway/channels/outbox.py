@@ -5,6 +5,11 @@ stage, :mod:`gateway.channels.stage`), so a row commits with the event it announ
 Who: the ticket loop's recipients (``notify.recipients_for``: the assignee, a rung's people, the
 department team). How: each person's ``staff[].channels`` in order, narrowed by
 ``channels.policies``; the first channel gets a row, the rest ride along as the fallback ``chain``.
+A person with a WeCom user id (``staff[].wecom_userid``) is reached first by the WeCom application,
+directly; when their own list starts with a group robot, that robot still gets its row (the group
+sees the alarm, the person @-mentioned, as before) but no longer as the person's first channel:
+their fallbacks ride on the application's row, so a failure goes on to SMS without waiting for the
+group.
 Robots with ``broadcast: true`` get a row of their own for every matching notification; a
 person's row for the same robot shares its group key, so both go as one message (the person
 @-mentioned) — but stay two rows: when the robot fails, the person's row goes on to their next
@@ -33,7 +38,8 @@ if TYPE_CHECKING:
     from edge_config import SiteConfig
     from edge_config.channel_settings import ChannelSettings, Policy, QuietHours, Robot
 
-CHANNEL_TYPES = ("wecom", "dingtalk", "sms", "voice", "email")
+CHANNEL_TYPES = ("wecom", "wecom_app", "dingtalk", "sms", "voice", "email")
+ROBOTS = ("wecom", "dingtalk")
 PERSON_EVENTS = frozenset({"dispatched", "renotified", "escalated", "whistle", "dispatch_failed"})
 
 
@@ -70,8 +76,10 @@ def policy_for(cfg: SiteConfig, person: str, incident: Mapping[str, Any]) -> Pol
 
 def usable(cfg: SiteConfig, kind: str, target: str) -> bool:
     s = cfg.channels
-    if kind in ("wecom", "dingtalk"):
+    if kind in ROBOTS:
         return s.robot(kind, target) is not None
+    if kind == "wecom_app":
+        return s.wecom_app is not None
     if kind in ("sms", "voice"):
         return s.sms is not None
     return kind == "email" and s.smtp is not None
@@ -83,10 +91,12 @@ def chain_for(cfg: SiteConfig, person: str, incident: Mapping[str, Any]) -> tupl
     if m is None:
         return [], []
     pol = policy_for(cfg, person, incident)
-    chans = [c for c in m.channels if c.type in CHANNEL_TYPES]
+    # the WeCom application first: a message to the person themself, not an @-mention in a group
+    chans = [("wecom_app", m.wecom_userid)] if m.wecom_userid else []
+    chans += [(c.type, c.target) for c in m.channels if c.type in CHANNEL_TYPES]
     if pol is not None and pol.channels is not None:
-        chans = [c for typ in pol.channels for c in chans if c.type == typ]
-    out = [[c.type, c.target] for c in chans if usable(cfg, c.type, c.target)]
+        chans = [c for typ in pol.channels for c in chans if c[0] == typ]
+    out = [[kind, target] for kind, target in chans if usable(cfg, kind, target)]
     return out, (list(pol.quiet_hours) if pol is not None else [])
 
 
@@ -114,6 +124,12 @@ def quiet_until(cfg: SiteConfig, windows: Sequence[QuietHours], now_ms: int) -> 
             end += dt.timedelta(days=1)
         return int(end.timestamp() * 1000)
     return None
+
+
+def robot_quiet(s: ChannelSettings, kind: str, target: str) -> list[QuietHours]:
+    """A robot's own quiet hours (none for other kinds)."""
+    robot = s.robot(kind, target) if kind in ROBOTS else None
+    return list(robot.quiet_hours) if robot is not None else []
 
 
 def site_of(cfg: SiteConfig, incident: Mapping[str, Any]) -> dict[str, str | None]:
@@ -175,13 +191,13 @@ def queue_channel_messages(
                 if not person:
                     continue
                 chain, quiet = chain_for(cfg, person, incident)
+                if len(chain) > 1 and chain[0][0] == "wecom_app" and chain[1][0] in ROBOTS:
+                    rk, rt = chain.pop(1)  # the group still hears of it, beside the person's own message
+                    add(rk, rt, person, [], phone_of(cfg, person), [*quiet, *robot_quiet(s, rk, rt)])
                 if chain:
                     kind, target = chain[0]
-                    mention = phone_of(cfg, person) if kind in ("wecom", "dingtalk") else None
-                    if kind in ("wecom", "dingtalk"):
-                        robot = s.robot(kind, target)
-                        quiet = [*quiet, *(robot.quiet_hours if robot is not None else [])]
-                    add(kind, target, person, chain[1:], mention, quiet)
+                    mention = phone_of(cfg, person) if kind in ROBOTS else None
+                    add(kind, target, person, chain[1:], mention, [*quiet, *robot_quiet(s, kind, target)])
                 if (
                     s.sms is not None and s.sms.sms_critical and incident["severity"] == "critical"
                     and name == "dispatched" and (not chain or chain[0][0] != "sms")

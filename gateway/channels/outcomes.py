@@ -5,8 +5,10 @@ Each row ends ``sent``, ``failed`` (it went on to the person's next channel: the
 on the channel's health incident); until then it is ``pending``. Every attempt is a
 ``notify_attempt`` event on each incident in the message. A channel failing
 ``health_after_failures`` times in a row, answering ``auth``, or abandoning a message raises the
-gateway-health incident ``device_health / notify_channel_failed`` (key ``channel|<kind>:<target>``);
-the next success records ``auto_cleared {reason: channel_recovered}`` on it.
+gateway-health incident ``device_health / notify_channel_failed`` (key ``channel|<kind>:<target>``;
+a failure that is a whole service's, such as a WeCom application's wrong secret, is the incident of
+that service's ``health_target`` instead, once for all its targets); the next success records
+``auto_cleared {reason: channel_recovered}`` on it.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class Recorder:
         ts: int,
         *,
         failures: int,
-        health: str | None,  # "raise" | "clear" | None
+        health: Sequence[tuple[str, str, int]] = (),  # ("raise" | "clear", health target, its failures)
     ) -> None:
         per_incident: dict[str, dict[str, Any]] = {}
         for f in fates:
@@ -113,13 +115,16 @@ class Recorder:
             self._abandoned_event(c, res, f, ts)
         if outcome.ok:
             self._releases(c, grp, released, ts)
-        key = health_key(grp.channel, grp.target)
-        if health == "raise" or abandoned:
-            hid = self._raise_health(c, res, grp.channel, grp.target, outcome, failures, ts)
-            if abandoned:
+        raised = [(t, n) for action, t, n in health if action == "raise"]
+        if abandoned and grp.target not in [t for t, _ in raised]:
+            raised.append((grp.target, failures))
+        for target, n in raised:
+            hid = self._raise_health(c, res, grp.channel, target, outcome, n, ts, whole_kind=target != grp.target)
+            if abandoned and target == grp.target:
                 self._abandoned_on_health(c, res, hid, grp.channel, grp.target, abandoned, ts)
-        elif health == "clear":
-            self.incidents.auto_clear(c, res, key, ts, "channel_recovered", ts)
+        for action, target, _ in health:
+            if action == "clear":
+                self.incidents.auto_clear(c, res, health_key(grp.channel, target), ts, "channel_recovered", ts)
 
     # --- rows settled without an attempt: the target is known down, or they waited too long ------
     def settle(
@@ -205,12 +210,21 @@ class Recorder:
                 )
 
     def _raise_health(
-        self, c: sqlite3.Connection, res: BatchResult, kind: str, target: str, outcome: Outcome, failures: int, ts: int
+        self,
+        c: sqlite3.Connection,
+        res: BatchResult,
+        kind: str,
+        target: str,
+        outcome: Outcome,
+        failures: int,
+        ts: int,
+        *,
+        whole_kind: bool = False,  # the incident is a whole service's (an app): count all its rows
     ) -> str:
         waiting = c.execute(
             "SELECT count(*), min(created_ms) FROM channel_deliveries"
-            " WHERE status='pending' AND channel=? AND target=?",
-            (kind, target),
+            " WHERE status='pending' AND channel=? AND (target=? OR ?)",
+            (kind, target, whole_kind),
         ).fetchone()
         trig = inc.Trigger(
             key=health_key(kind, target),

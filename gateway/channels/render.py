@@ -168,6 +168,10 @@ class Message:
     markdown: str
     short: str  # SMS / voice
     released: dict[str, list[str]] = field(default_factory=dict)  # incident id -> personal fields released
+    # A card (WeCom application textcard): its lines without the title and the links, and the one
+    # link its button opens (the first incident's; None without a console URL).
+    card_lines: list[str] = field(default_factory=list)
+    url: str | None = None
 
 
 def render(
@@ -217,12 +221,13 @@ def _single(cfg: SiteConfig, incident: Mapping[str, Any], event_txt: str, *, lan
     ]
     lines_txt = [title] + [f"{k}: {v}" for k, v in fields]
     lines_md = [f"### {title}"] + [f"> **{k}**: {v}" for k, v in fields]
+    card = lines_txt[1:]
     url = link(cfg, str(incident["id"]))
     if url:
         lines_txt.append(url)
         lines_md.append(f"[{t(lang, 'link')}]({url})")
     short = f"{title} {place} {local(cfg, places.since_ms(incident))}"
-    return Message(title, "\n".join(lines_txt), "\n".join(lines_md), short, released)
+    return Message(title, "\n".join(lines_txt), "\n".join(lines_md), short, released, card, url)
 
 
 def _grouped(
@@ -264,6 +269,7 @@ def _grouped(
     summary.append((t(lang, "earliest"), local(cfg, min(firsts) if firsts else None)))
     lines_txt = [title] + [f"{k}: {v}" for k, v in summary]
     lines_md = [f"### {title}"] + [f"> **{k}**: {v}" for k, v in summary]
+    card = lines_txt[1:]
     for incident, p in list(zip(incidents, all_places, strict=True))[:max_listed]:
         resident = _resident(cfg, lang, incident, elder_care, released)
         place = p.where(lang) or t(lang, "unknown_place")
@@ -274,13 +280,16 @@ def _grouped(
         url = link(cfg, str(incident["id"]))
         lines_txt.append(entry + (f" {url}" if url else ""))
         lines_md.append(entry + (f" [{t(lang, 'link')}]({url})" if url else ""))
+        card.append(entry)
     if n > max_listed:
         more = t(lang, "more", n=n - max_listed)
         lines_txt.append(more)
         lines_md.append(more)
+        card.append(more)
     place0, _ = where(cfg, lang, inc0)
     short = f"{title} {place0} {local(cfg, places.since_ms(inc0))}"
-    return Message(title, "\n".join(lines_txt), "\n".join(lines_md), short, released)
+    return Message(title, "\n".join(lines_txt), "\n".join(lines_md), short, released, card,
+                   link(cfg, str(inc0["id"])))  # fmt: skip
 
 
 def _resident(

@@ -11,9 +11,11 @@ import sys
 
 from drivers import DRIVERS
 from gateway.cli.common import load_site
+from gateway.install.demo import DEFAULT_WORKDIR, SITE_FILE
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from gateway.install.mqtt_reach import BrokerUnreachable
     from gateway.install.scenarios import SCENARIOS, ScenarioUnavailable
     from gateway.install.simulator import Simulator, print_progress
 
@@ -36,6 +38,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             password=pw,
             on_progress=print_progress,
             progress_every_s=args.progress_s,
+            connect_timeout_s=args.connect_timeout,
         )
     except ScenarioUnavailable as exc:
         print(f"simulate: {exc}", file=sys.stderr)
@@ -46,6 +49,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         sim.run(args.duration)
     except KeyboardInterrupt:
         sim.stop()
+    except BrokerUnreachable as exc:
+        print(f"simulate: {exc}", file=sys.stderr)
+        print(
+            "simulate: check that the broker runs and mqtt.host / mqtt.port of the site file (or --host / --port)",
+            file=sys.stderr,
+        )
+        return 1
     return 0 if sim.stats.failed == 0 else 1
 
 
@@ -170,6 +180,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     s.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second (day/night)")
     s.add_argument("--seed", type=int, default=8)
     s.add_argument("--progress-s", type=float, default=5.0, help="seconds between progress lines")
+    s.add_argument(
+        "--connect-timeout", type=float, default=5.0, help="seconds to reach the broker before giving up (default 5)"
+    )
     s.set_defaults(fn=cmd_simulate)
 
     d = sub.add_parser("doctor", help="check config, broker, permissions, clock, disk, store, central store, ports")
@@ -217,6 +230,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     dm.add_argument("--rate", type=float, default=20.0)
     dm.add_argument("--api-port", type=int, help="default 8080, or a free port when 8080 is taken")
     dm.add_argument("--broker", choices=["auto", "local", "embedded", "mosquitto"], default="auto")
-    dm.add_argument("--workdir", default="data/demo", help="demo store, site copy and token (default data/demo)")
+    dm.add_argument(
+        "--workdir",
+        default=str(DEFAULT_WORKDIR),
+        help=f"demo store, site copy and token (default {DEFAULT_WORKDIR}; then: status --config "
+        f"{DEFAULT_WORKDIR / SITE_FILE})",
+    )
     dm.add_argument("--fresh", action="store_true", help="start with an empty demo store")
     dm.set_defaults(fn=cmd_demo)

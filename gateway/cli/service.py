@@ -20,6 +20,12 @@ log = logging.getLogger("gateway")
 def cmd_validate(args: argparse.Namespace) -> int:
     from edge_config import summary
 
+    if args.json:
+        from gateway.cli.common import validate_report
+
+        status, report = validate_report(args.path)
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return status
     cfg = load_site(args.path)
     print(summary(cfg))
     return 0
@@ -150,6 +156,25 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_departments(args: argparse.Namespace) -> int:
+    """Print how each department answered the whistle in a period, from the store (read-only)."""
+    from gateway.core.store import connect, now_ms
+    from gateway.tickets import departments
+
+    cfg = load_site(args.config)
+    path = args.store or cfg.store.path
+    try:
+        rows = departments.compute(connect(path, readonly=True), cfg, args.period, now_ms())
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:
+        print(f"{path}: cannot read the store: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(rows, indent=2, ensure_ascii=False) if args.json else departments.to_table(rows))
+    return 0
+
+
 def cmd_token_create(args: argparse.Namespace) -> int:
     """Create an API token; the token itself is the LAST line printed (shown once, stored hashed)."""
     from gateway.api.auth import ROLES, cli_create
@@ -234,6 +259,79 @@ def cmd_resident_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resident_forget_phone(args: argparse.Namespace) -> int:
+    """A reporter (resident_reports, evaluation requests) forgotten by phone number."""
+    from gateway.api.auth import _cli_conn
+    from gateway.core import store as st
+    from gateway.privacy import snapshot_dir
+    from gateway.residents.reports import forget_phone
+
+    cfg = load_site(args.config)
+    if not args.yes:
+        answer = input("forget this phone number's reports (cannot be undone)? type the number to confirm: ")
+        if answer.strip() != args.phone:
+            print("not confirmed; nothing changed", file=sys.stderr)
+            return 1
+    try:
+        conn = _cli_conn(args.store or cfg.store.path)
+        conn.execute("PRAGMA busy_timeout=30000")  # the running gateway's writer may hold the lock briefly
+        try:
+            with st.transaction(conn):
+                out = forget_phone(conn, args.phone)
+        finally:
+            conn.close()
+    except (FileNotFoundError, sqlite3.Error) as exc:
+        print(f"cannot forget: {exc}", file=sys.stderr)
+        return 1
+    removed = 0
+    for photo in out["photos"]:  # after the commit: files are not transactional
+        try:
+            (snapshot_dir(cfg) / f"{photo}.jpg").unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    print(f"phone forgotten: {out['reports']} reports scrubbed (number, words, photo), "
+          f"{out['requests']} evaluation requests, {removed} photo files deleted")  # fmt: skip
+    return 0
+
+
+def cmd_resident_report_qr(args: argparse.Namespace) -> int:
+    """Print a building's report QR code (the installer sticks it in the stairwell)."""
+    from gateway.api.auth import _cli_conn
+    from gateway.core import store as st
+    from gateway.residents import qr, reports
+
+    cfg = load_site(args.config)
+    base = cfg.resident_loop.base_url
+    if not base:
+        print("resident_loop.base_url is not set: the address residents' phones open", file=sys.stderr)
+        return 2
+    if cfg.building(args.building) is None:
+        print(f"unknown building {args.building!r}", file=sys.stderr)
+        return 2
+    try:
+        conn = _cli_conn(args.store or cfg.store.path)
+        conn.execute("PRAGMA busy_timeout=30000")
+        try:
+            with st.transaction(conn):
+                token = reports.issue_qr(conn, cfg, args.building, st.now_ms())
+        finally:
+            conn.close()
+    except (FileNotFoundError, sqlite3.Error) as exc:
+        print(f"cannot issue the QR code: {exc}", file=sys.stderr)
+        return 1
+    url = reports.report_url(base, token)
+    b = cfg.building(args.building)
+    print(f"report QR code for {b.name if b else args.building} (valid {cfg.resident_loop.report.qr_ttl_days} days):")
+    if args.out:
+        qr.save(url, Path(args.out))
+        print(f"written to {args.out}")
+    else:
+        print(qr.terminal(url), end="")
+    print(url)
+    return 0
+
+
 def cmd_camera_calibrate(args: argparse.Namespace) -> int:
     from gateway.vision.calibrate import calibrate
 
@@ -252,6 +350,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     v = sub.add_parser("validate", help="check a site config; print every problem with its line")
     v.add_argument("path")
+    v.add_argument("--json", action="store_true", help="print {ok, file, revision, errors: [{file, line, ...}]}")
     v.set_defaults(fn=cmd_validate)
 
     s = sub.add_parser("schema", help="write the config's JSON schema (for editors)")
@@ -284,6 +383,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     sc.add_argument("--json", action="store_true", help="print the rows as JSON")
     sc.set_defaults(fn=cmd_scorecard)
 
+    dp = sub.add_parser("departments", help="departments on the scorecard: whistles answered (吹哨报到)")
+    dp.add_argument("--config", required=True)
+    dp.add_argument("--period", required=True, help="YYYY-MM, YYYY-Qn or YYYY")
+    dp.add_argument("--store")
+    dp.add_argument("--json", action="store_true", help="print the rows as JSON")
+    dp.set_defaults(fn=cmd_departments)
+
     tk = sub.add_parser("token", help="API tokens (roles, scopes); see docs/api.md")
     tk_sub = tk.add_subparsers(dest="token_cmd", required=True)
     tc = tk_sub.add_parser("create", help="create a token; the token is the last line printed")
@@ -313,6 +419,18 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     rf.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     rf.add_argument("--config-edit", action="store_true", help="also delete the resident from the site file")
     rf.set_defaults(fn=cmd_resident_forget)
+    rp = rs_sub.add_parser("forget-phone", help="forget a reporter by phone number (their reports' words and photos)")
+    rp.add_argument("phone")
+    rp.add_argument("--config", required=True)
+    rp.add_argument("--store")
+    rp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    rp.set_defaults(fn=cmd_resident_forget_phone)
+    rq = rs_sub.add_parser("report-qr", help="print a building's QR code for residents' reports")
+    rq.add_argument("--config", required=True)
+    rq.add_argument("--building", required=True)
+    rq.add_argument("--store")
+    rq.add_argument("--out", help="write an SVG or PNG (by suffix) instead of printing to the terminal")
+    rq.set_defaults(fn=cmd_resident_report_qr)
     cam = sub.add_parser("camera", help="camera analytics (calibration)")
     cam_sub = cam.add_subparsers(dest="camera_cmd", required=True)
     cc = cam_sub.add_parser("calibrate", help="save a camera's empty-space reference and draw its polygons")

@@ -83,6 +83,9 @@ EventKind = Literal[
     "sla_missed",
     "not_rated",
     "reported",
+    "note",  # a person added a note to the timeline (the console's "add a note")
+    # the residents' side (gateway/residents): a handled incident's evaluation asked of a resident
+    "evaluation_requested",
     # delivery attempts (gateway/tickets/notify.py, gateway/channels)
     "notify_attempt",
     "notify_abandoned",  # a staff message given up for good (gateway/channels/outcomes.py)

@@ -331,7 +331,82 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX signed_links_expiry ON signed_links(expires_ms);
     """,
-    # 9: seeing the site (issue 20; gateway/api/history.py, gateway/api/parking.py). History filters
+    # 9: the residents' side of the loop (gateway/residents, docs/tickets.md "Residents"): problems
+    # reported through a building's QR code, evaluation requests, the SMS outbox to residents, and
+    # the early warnings derived from the loop. Phone numbers here are personal data (retention,
+    # `resident forget`).
+    """
+    CREATE TABLE resident_reports (         -- a resident's report, committed before the page says 'received'
+        id INTEGER PRIMARY KEY,
+        received_ms INTEGER NOT NULL,
+        qr TEXT NOT NULL,                   -- signed_links.id_hash of the building's QR code (abuse limit)
+        building TEXT NOT NULL,
+        unit TEXT,                          -- NULL: a common area of the building
+        area TEXT,                          -- which common area (free text, short)
+        type TEXT NOT NULL,                 -- resident_loop.report.types key
+        description TEXT NOT NULL,
+        photo TEXT,                         -- snapshot id of the re-encoded photo (snapshot quota)
+        phone TEXT,                         -- for feedback; erased after report.phone_days or by forget
+        incident_id TEXT
+    );
+    CREATE INDEX resident_reports_qr ON resident_reports(qr, received_ms);
+    CREATE INDEX resident_reports_phone ON resident_reports(phone, received_ms) WHERE phone IS NOT NULL;
+    CREATE TABLE evaluation_requests (      -- who is asked to evaluate which handled incident
+        id INTEGER PRIMARY KEY,
+        incident_id TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        due_ms INTEGER NOT NULL,            -- no answer by then: no_response (not a rating)
+        recipient TEXT NOT NULL,            -- resident | family | reporter | unit_contact
+        resident_id TEXT,                   -- elder care: the configured resident
+        report_id INTEGER,                  -- a reported problem: resident_reports.id
+        unit TEXT,                          -- a common area: 'building/unit' of the contact
+        phone TEXT,                         -- where the link is sent (personal; NULL: QR on a visit only)
+        status TEXT NOT NULL DEFAULT 'pending', -- pending | answered | no_response | closed
+        answered_ms INTEGER,
+        source TEXT                         -- resident_link | proxy_call, when answered
+    );
+    CREATE INDEX evaluation_requests_incident ON evaluation_requests(incident_id);
+    CREATE TABLE resident_messages (        -- SMS outbox to residents; the link is minted when it is sent
+        id INTEGER PRIMARY KEY,
+        request_id INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending', -- pending | sent | failed
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_ms INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        done_ms INTEGER
+    );
+    CREATE INDEX resident_messages_pending ON resident_messages(next_ms) WHERE status = 'pending';
+    CREATE TABLE early_warnings (           -- 提前预警: raised and cleared warnings, in order (the feed)
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL,                  -- '<kind>|<compound>|<subject>'
+        kind TEXT NOT NULL,                 -- projected_score | repeated_incidents | unaccepted_rising | low_response
+        compound TEXT,
+        state TEXT NOT NULL,                -- raised | cleared
+        ts_ms INTEGER NOT NULL,
+        figures TEXT NOT NULL               -- JSON: the figures behind it
+    );
+    CREATE INDEX early_warnings_key ON early_warnings(key, seq);
+    """,
+    # 10: device sessions (gateway/api/sessions.py): a phone or screen signed in with a one-time link
+    # (or a token) holds a cookie; only the SHA-256 of the cookie's secret is kept.
+    """
+    CREATE TABLE device_sessions (
+        id TEXT PRIMARY KEY,                -- public id: listed, revoked per device
+        hash TEXT NOT NULL UNIQUE,          -- SHA-256 of the cookie secret
+        person TEXT NOT NULL,               -- staff id: the actor of the session's actions
+        role TEXT NOT NULL,
+        scopes TEXT NOT NULL DEFAULT '{}',  -- JSON {grids, compounds}
+        device TEXT NOT NULL DEFAULT '',    -- browser and system, from the User-Agent
+        via TEXT NOT NULL,                  -- link | token
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        last_used_ms INTEGER,
+        revoked_ms INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX device_sessions_person ON device_sessions(person);
+    """,
+    # 11: seeing the site (issue 20; gateway/api/history.py, gateway/api/parking.py). History filters
     # newest first (created_seq) within a category, type, place or assignee; "SLA missed" and the
     # notes search find their incidents without reading every event. Incidents and their events
     # are written a few times a second at most, so these indexes cost ingest nothing it feels.
@@ -498,6 +573,13 @@ class Quota:
         return max(32, self.quota_bytes // PAGE_SIZE)
 
 
+def used_bytes(conn: sqlite3.Connection) -> int:
+    """Bytes the store's pages hold (free pages left out); any connection to it, readers too."""
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    return int((pages - free) * PAGE_SIZE)
+
+
 def _secure_create(path: Path) -> None:
     """Create the database files readable only by the service user (residents' data lives here)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -576,9 +658,7 @@ class Store:
             self._limit_pages = pages
 
     def used_bytes(self) -> int:
-        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
-        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
-        return int((pages - free) * PAGE_SIZE)
+        return used_bytes(self.conn)
 
     # --- config revisions ----------------------------------------------------------------------
     def config_rev_id(self, revision: str, version: int) -> int:

@@ -23,7 +23,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -31,7 +31,8 @@ from typing import Any, TypeVar
 from drivers.base import AVAILABILITY, BRIDGE, DecodeError, Reading
 from gateway.core import store as st
 from gateway.core.contract import BatchResult, DeviceInfo, Resolved, Stage, StatusChange
-from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, Inbound
+from gateway.core.histograms import MESSAGE_COMMIT, observe_committed
+from gateway.ingest.mqtt import LIFE_SAFETY, SESSION_NAMES, TELEMETRY, Inbound
 from gateway.ingest.routing import Routing
 
 log = logging.getLogger("gateway.ingest.pipeline")
@@ -301,6 +302,7 @@ class Pipeline:
                 if meter is not None:  # the caller is charged this thread's time (the API Governor)
                     meter.append(time.perf_counter() - t0)
             fut.set_result(value)
+            observe_committed(self.conn, result)
             if self.on_commit is not None:
                 self.on_commit(result)
 
@@ -331,6 +333,9 @@ class Pipeline:
         result.committed = len(items)
         # Acknowledge only now: the batch is on disk.
         self.acker(session, items)
+        done = time.monotonic_ns()
+        MESSAGE_COMMIT.observe_many(((done - i.rx_mono_ns) / 1e9 for i in items), SESSION_NAMES[session])
+        observe_committed(self.conn, result)
         if self.on_commit is not None:
             self.on_commit(result)
 
@@ -470,8 +475,7 @@ class Pipeline:
                     buf.counters["foreign_device_messages"] += 1
                 else:
                     buf.counters["unconfigured_messages"] += 1
-                    seen = buf.unconf.get((spec.name, r.device))
-                    buf.unconf[(spec.name, r.device)] = (item.topic, item.rx_ms, r.values, seen[3] + 1 if seen else 1)
+                    self._unconfigured(spec.name, r.device, item, r.values, buf)
                 continue
             ts, fl = self._timestamp(r, item.rx_ms)
             fl |= flags
@@ -516,7 +520,10 @@ class Pipeline:
                     "INSERT INTO unconfigured(driver, address, first_seen_ms, last_seen_ms, count, last_topic, sample)"
                     " VALUES (?,?,?,?,?,?,?) ON CONFLICT(driver, address) DO UPDATE SET"
                     " last_seen_ms=excluded.last_seen_ms, count=count+excluded.count, last_topic=excluded.last_topic,"
-                    " sample=excluded.sample",
+                    # merged, so what the pairing said (model, interview) stays next to the last values;
+                    # a sample cut at 1,000 characters is no JSON object and is replaced instead
+                    " sample=CASE WHEN json_valid(sample) AND json_valid(excluded.sample)"
+                    " THEN json_patch(sample, excluded.sample) ELSE excluded.sample END",
                     [
                         (drv, addr, rx, rx, n, topic, _dumps(vals)[:1000])
                         for (drv, addr), (topic, rx, vals, n) in unconf.items()
@@ -656,14 +663,75 @@ class Pipeline:
                 return ch.reason, ch.ts_ms
         return None, None
 
+    def _unconfigured(
+        self, driver: str, device: str, item: Inbound, values: Mapping[str, Any], buf: _BatchBuffer
+    ) -> None:
+        # Keyed by the device's address once the bridge told us its name's address, so a Zigbee
+        # device that paired (bridge/event, by IEEE) and then reports (by friendly name) is one
+        # row of the 'seen, not configured' list, the row adoption needs.
+        if device.startswith("name:"):
+            device = self.routing.aliases.get((driver, device[5:]), device)
+        seen = buf.unconf.get((driver, device))
+        merged = {**seen[2], **values} if seen else dict(values)
+        buf.unconf[(driver, device)] = (item.topic, item.rx_ms, merged, seen[3] + 1 if seen else 1)
+
+    def _learn_alias(self, driver: str, alias: str, addr: str, rx_ms: int, buf: _BatchBuffer) -> None:
+        if self.routing.aliases.get((driver, alias)) != addr:
+            self.routing.aliases[(driver, alias)] = addr
+            buf.alias_updates.append((driver, alias, addr, rx_ms))
+
+    def _network(self, driver: str, r: Reading, item: Inbound, key: int, flags: int, buf: _BatchBuffer) -> None:
+        """A device joined, announced itself, was interviewed or left the bridge's network.
+
+        Not configured: it is listed as seen (with what the interview learned) the moment it pairs.
+        Configured: its history gets the event and its health follows: on the network again is
+        alive (online), left is offline (reason ``left_network``; the offline rule then raises
+        ``device_offline``), a failed interview is a gateway event for the installer.
+        """
+        what = str(r.values["network"])
+        friendly = r.meta.get("friendly_name")
+        if isinstance(friendly, str):
+            self._learn_alias(driver, friendly, r.device, item.rx_ms, buf)
+        dev = self.routing.resolve(driver, r.device)
+        if dev is None:
+            if self.routing.is_foreign(driver, r.device):
+                buf.counters["foreign_device_messages"] += 1
+            else:
+                buf.counters["unconfigured_messages"] += 1
+                self._unconfigured(driver, r.device, item, {**r.meta, "network": what}, buf)
+            return
+        buf.rows.append(
+            (
+                item.rx_ms,
+                item.rx_ms,
+                dev.id,
+                r.kind,
+                _dumps(r.values),
+                flags | st.FLAG_CLOCK_RX,
+                key,
+                self.config_rev,
+                dev.resident_id,
+            )
+        )
+        last, battery = buf.touched.get(dev.id, (self._last_seen.get(dev.id, 0), None))
+        if what == "left":
+            self._set_online(dev.id, False, "left_network", item.rx_ms, buf.result)
+        elif what == "interview_failed":
+            self.post_event("zigbee_interview_failed", "warning", {"device_id": dev.id, "driver": driver})
+        else:  # joined, announced, interview started or done: the device is on the network now
+            last = self._last_seen[dev.id] = item.rx_ms
+            self._set_online(dev.id, True, what, item.rx_ms, buf.result)
+        buf.touched[dev.id] = (last, battery)
+
     def _bridge(self, driver: str, r: Reading, item: Inbound, key: int, flags: int, buf: _BatchBuffer) -> None:
-        rows, alias_updates, result = buf.rows, buf.alias_updates, buf.result
+        rows, result = buf.rows, buf.result
+        if "network" in r.values:
+            self._network(driver, r, item, key, flags, buf)
+            return
         devices = r.values.get("devices")
         if isinstance(devices, dict):
             for alias, addr in devices.items():
-                if self.routing.aliases.get((driver, alias)) != addr:
-                    self.routing.aliases[(driver, alias)] = addr
-                    alias_updates.append((driver, alias, addr, item.rx_ms))
+                self._learn_alias(driver, alias, addr, item.rx_ms, buf)
             return
         if "online" in r.values:
             bridge_id = r.device

@@ -54,7 +54,10 @@ def from_store(store_path: str | Path, address: str, driver: str | None = None) 
     try:
         addr = address.strip().lower()
         q = "SELECT driver, address, count, last_topic, sample, first_seen_ms, last_seen_ms FROM unconfigured"
-        rows = conn.execute(q + " WHERE address IN (?, ?, ?)", (addr, address, f"name:{address}")).fetchall()
+        # a Zigbee2MQTT device whose name the bridge resolved is listed by its IEEE address
+        named = [str(r[0]) for r in conn.execute("SELECT address FROM aliases WHERE alias=?", (address,))]
+        keys = (addr, address, f"name:{address}", *named)
+        rows = conn.execute(q + f" WHERE address IN ({','.join('?' * len(keys))})", keys).fetchall()
         if driver is not None:
             rows = [r for r in rows if r[0] == driver]
         if not rows:
@@ -129,6 +132,10 @@ def adopt(config_path: str | Path, a: Adoption, *, env: dict[str, str] | None = 
     from edge_config import ConfigError, load_config
 
     path = Path(config_path)
+    try:  # the file as it is must be valid: a YAML error's own text would quote its values
+        load_config(path, env=env)
+    except ConfigError as exc:
+        raise AdoptError(f"{path} is not valid now; fix it first", [i.format() for i in exc.issues]) from None
     y = _yaml()
     text = path.read_text(encoding="utf-8")
     doc = y.load(text)
@@ -140,13 +147,13 @@ def adopt(config_path: str | Path, a: Adoption, *, env: dict[str, str] | None = 
         doc["devices"] = devices
     if any(isinstance(d, dict) and d.get("id") == a.id for d in devices):
         raise AdoptError(f"device id {a.id!r} is already in {path}; choose another --id")
-    for d in devices:
+    for i, d in enumerate(devices):
         if (
             isinstance(d, dict)
             and d.get("driver") == a.driver
             and str(d.get("address", "")).lower() == a.address.lower()
-        ):
-            raise AdoptError(f"{a.driver} address {a.address} is already configured as {d.get('id')!r}")
+        ):  # the position, not the id: messages quote the command line, never the file
+            raise AdoptError(f"{a.driver} address {a.address} is already configured as devices[{i}]")
     m = stanza(a)
     devices.append(m)
     today = dt.date.today().isoformat()

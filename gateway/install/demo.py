@@ -32,6 +32,7 @@ import sqlite3
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,10 @@ log = logging.getLogger("gateway.install.demo")
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / "edge_config" / "examples" / "community.yaml"
+# Relative to where the command runs (./scripts/run: the repository). The README's status example
+# names DEFAULT_WORKDIR / SITE_FILE; tests/test_installer_demo_status.py keeps them in step.
+DEFAULT_WORKDIR = Path("data/demo")
+SITE_FILE, STORE_FILE, TOKEN_FILE = "site.yaml", "gateway.db", "demo.token"
 DEMO_TIMERS = {"door_contact": {"door_open_max_s": 20}, "parking_sensor": {"fire_lane_max_min": 1}}
 SCENARIO_AT = [2.0, 5.0, 8.0, 11.0]  # fire_lane first: its timer is the longest (1 min)
 
@@ -156,16 +161,19 @@ def start_broker(kind: str, workdir: Path) -> EmbeddedBroker | _Local | _Private
 def write_demo_config(src: Path, workdir: Path, host: str, port: int, api_port: int) -> tuple[Path, SiteConfig]:
     """A copy of ``src`` pointed at the demo broker, store and port, with the demo's short timers.
 
-    Returns the file and its loaded config (ConfigError when the source is not valid).
+    Returns the file and its loaded config. ``src`` must have passed ``load_config`` (run_demo checks
+    it first): this quick reader would answer an invalid file with a traceback quoting its text.
     """
     from ruamel.yaml import YAML
 
     from edge_config import load_config
 
     y = YAML(typ="safe")  # libyaml when available: the demo copy is generated, its comments do not matter
-    doc = y.load(src.read_text(encoding="utf-8"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ruamel's warnings quote source lines (values)
+        doc = y.load(src.read_text(encoding="utf-8"))
     doc["mqtt"].update({"host": host, "port": port, "client_id": "edge-demo"})
-    doc["store"]["path"] = str(workdir / "gateway.db")
+    doc["store"]["path"] = str(workdir / STORE_FILE)  # so `status --config <workdir>/site.yaml` reads it
     doc["api"] = {
         **(doc.get("api") or {}),
         "host": "127.0.0.1",
@@ -178,11 +186,22 @@ def write_demo_config(src: Path, workdir: Path, host: str, port: int, api_port: 
     doc["device_types"] = types
     if "sync" in doc:
         doc["sync"]["enabled"] = False
-    out = workdir / "site.yaml"
+    # the residents' side: links and QR codes point at the demo's API (no SMS gateway: links printed)
+    doc["resident_loop"] = {**(doc.get("resident_loop") or {}), "enabled": True,
+                            "base_url": f"http://127.0.0.1:{api_port}"}  # fmt: skip
+    out = workdir / SITE_FILE
     header = f"# DEMO copy of {src} written by `edge-gateway demo`: broker, store, API port and two timers\n"
     # JSON is YAML, and far quicker to write than a YAML dump of a 500-device site on a Pi
     out.write_text(header + json.dumps(doc, ensure_ascii=False, indent=1, default=str) + "\n", encoding="utf-8")
     return out, load_config(out)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (data/demo/site.yaml)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def create_demo_token(gw: Gateway, timeout: float = 15.0) -> str | None:
@@ -196,6 +215,104 @@ def create_demo_token(gw: Gateway, timeout: float = 15.0) -> str | None:
         timeout
     )
     return token
+
+
+DEMO_ROLES = ("installer", "property_staff", "eldercare_worker", "grid_worker", "community_office")
+DEMO_LINK_S = 12 * 3600  # a newcomer may open them later in the demo's run
+
+
+def demo_people(cfg: SiteConfig, planned: list[Any], now_ms: int) -> dict[str, str]:
+    """One person per role who will meet the scripted scenarios: the people the ticket loop routes
+    the door and fall incidents to now (rosters decide who is on duty), that building's grid worker
+    (the escalation's first rung), a community office member and an installer."""
+    from gateway.tickets import assignment as dp
+
+    out: dict[str, str] = {}
+    for p in planned:
+        for dev_id in p.devices[:1]:
+            d = cfg.device(dev_id)
+            if d is None:
+                continue
+            r = cfg.resident(d.resident) if d.resident else None
+            building = d.location.building or (r.building if r is not None else None)
+            incident = {"category": cfg.device_settings(d).category, "building": building, "resident_id": d.resident}
+            route = dp.route(cfg, incident, now_ms)
+            if route is not None and route.person and route.role in DEMO_ROLES:
+                out.setdefault(route.role, route.person)
+            g = cfg.grid_of_building(building) if building else None
+            if g is not None and g.grid_worker:
+                out.setdefault("grid_worker", g.grid_worker)
+    for role in DEMO_ROLES:
+        if role not in out:
+            m = next((m for m in cfg.staff if m.role == role), None)
+            if m is not None:
+                out[role] = m.id
+    return {role: out[role] for role in DEMO_ROLES if role in out}
+
+
+def create_demo_links(gw: Gateway, people: dict[str, str], timeout: float = 15.0) -> dict[str, str]:
+    """A one-time sign-in link per role (gateway/api/sessions.py), written through the pipeline."""
+    from gateway.api import sessions
+
+    cfg = gw.cfg
+    out: dict[str, str] = {}
+    for role, person in people.items():
+        m = cfg.staff_member(person)
+        if m is None:
+            continue
+
+        def write(conn: sqlite3.Connection, result: Any, now: int, m: Any = m, role: str = role) -> str:
+            return sessions.issue_signin_link(
+                conn, person=m.id, role=role, grids=m.grids, compounds=m.compounds, ttl_s=DEMO_LINK_S,
+                issued_by="demo", now_ms=now,
+            )  # fmt: skip
+
+        out[role] = sessions.signin_url(cfg, gw.pipeline.call(write).result(timeout))
+    return out
+
+
+def resident_loop_demo(gw: Gateway, timeout: float = 15.0) -> tuple[str, str, str] | None:
+    """The residents' loop once, for the demo to print: a building's report QR code, a resident's
+    report through it, the grid worker handling it, and the evaluation link the reporter would get
+    by SMS. Returns (report URL, report QR drawn for the terminal, evaluation URL)."""
+    from gateway.residents import qr, reports, sender
+    from gateway.tickets import lifecycle as lc
+
+    cfg = gw.cfg
+    base = cfg.resident_loop.base_url
+    building = next((b for c in cfg.site.compounds for b in c.buildings), None)
+    if not base or building is None or not cfg.resident_loop.enabled:
+        return None
+    svc = gw.residents
+    token = svc.issue_report_qr(building.id).result(timeout)
+    fields = {"type": "facility_broken", "unit": building.units[0].id if building.units else None,
+              "area": "3楼楼道", "description": "楼道灯不亮（演示）", "phone": "13900000000"}  # fmt: skip
+    out = svc.submit_report(token, fields, None).result(timeout)
+    iid = str(out["incident"])
+    ctx = svc.ctx
+
+    def handle(c: sqlite3.Connection, r: Any, now: int) -> str | None:
+        t = lc.ticket(c, iid) or {}
+        who, role = str(t.get("assignee")), str(t.get("assignee_role") or "grid_worker")
+        lc.apply_action(c, r, iid, "accept", actor=who, role=role, now_ms=now, ctx=ctx)
+        lc.apply_action(c, r, iid, "resolve", actor=who, role=role, data={"what_done": "已更换灯管（演示）"},
+                        now_ms=now, ctx=ctx)  # fmt: skip
+        return None
+
+    gw.pipeline.call(handle).result(timeout)
+
+    def link(c: sqlite3.Connection, r: Any, now: int) -> str | None:
+        row = c.execute(
+            "SELECT id FROM evaluation_requests WHERE incident_id=? AND status='pending'", (iid,)
+        ).fetchone()
+        minted = sender.mint(c, cfg, int(row[0]), now) if row is not None else None
+        return minted[0] if minted else None
+
+    eval_token = gw.pipeline.call(link).result(timeout)
+    if eval_token is None:
+        return None
+    url = reports.report_url(base, token)
+    return url, qr.terminal(url), sender.evaluation_url(base, eval_token)
 
 
 def incident_summary(store_path: Path) -> dict[str, int]:
@@ -212,7 +329,7 @@ def incident_summary(store_path: Path) -> dict[str, int]:
 def run_demo(
     *,
     config: str | Path | None = None,
-    workdir: str | Path = "data/demo",
+    workdir: str | Path = DEFAULT_WORKDIR,
     duration: float | None = None,
     rate: float = 20.0,
     api_port: int | None = None,
@@ -227,9 +344,12 @@ def run_demo(
     wd = Path(workdir).resolve()
     wd.mkdir(parents=True, exist_ok=True)
     if fresh:
-        for name in ("gateway.db", "gateway.db-wal", "gateway.db-shm", "installer.token", "demo.token"):
+        for name in (STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm", "installer.token", TOKEN_FILE):
             (wd / name).unlink(missing_ok=True)
     src = Path(config) if config else DEFAULT_CONFIG
+    from edge_config import load_config
+
+    load_config(src)  # a ConfigError (every issue, no value quoted) before any broker is started
     port = api_port or (8080 if not _answers("127.0.0.1", 8080) else free_port())
     b = start_broker(broker, wd)
     gw: Any = None
@@ -249,7 +369,7 @@ def run_demo(
             return 1
         token = create_demo_token(gw)
         if token:
-            tf = wd / "demo.token"
+            tf = wd / TOKEN_FILE
             fd = os.open(tf, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(token + "\n")
@@ -268,6 +388,8 @@ def run_demo(
             progress_every_s=10.0,
         )
         out("scenarios: " + "; ".join(f"+{at:.0f}s {p.title}" for p, at in zip(sim.planned, SCENARIO_AT, strict=False)))
+        people = demo_people(cfg, sim.planned, int(time.time() * 1000))
+        links = create_demo_links(gw, people)
 
         async def main() -> None:
             stop = asyncio.Event()
@@ -291,6 +413,27 @@ def run_demo(
                 else:
                     out("  no demo token: gateway/api/auth.py is not available in this build")
                 out(f"  site file: {cfg_path}   store: {gw.store_path}")
+                out(f"  store counters: edge-gateway status --config {_shown(cfg_path)}")
+                out("  sign-in links 登录链接 (one per role; each works once, on one phone or browser;")
+                out("  每个链接只能在一台设备上使用一次, valid 12 h):")
+                from gateway.core import catalog
+
+                for role, url in links.items():
+                    m = cfg.staff_member(people[role])
+                    who = m.name if m is not None else people[role]
+                    out(f"    {catalog.label('zh', 'role', role)} / {catalog.label('en', 'role', role)} ({who}):")
+                    out(f"      {url}")
+                try:
+                    shown = await asyncio.to_thread(resident_loop_demo, gw)
+                except Exception as exc:  # the demo goes on without the residents' part
+                    out(f"  residents' loop not shown: {exc}")
+                    shown = None
+                if shown is not None:
+                    report_url, drawn, eval_url = shown
+                    out("  residents 居民 — report QR code of the first building 楼栋报事二维码:")
+                    out(drawn.rstrip("\n"))
+                    out(f"  report page 报事页面: {report_url}")
+                    out(f"  evaluation link 评价链接 (a demo report, handled): {eval_url}")
                 out("  Ctrl-C stops everything.")
                 out("")
 
@@ -305,7 +448,7 @@ def run_demo(
         if gw is not None:
             gw.stop()
         b.stop()
-    summary = incident_summary(wd / "gateway.db")
+    summary = incident_summary(wd / STORE_FILE)
     out(
         "stopped. incidents in the demo store: " + (", ".join(f"{k}={v}" for k, v in sorted(summary.items())) or "none")
     )

@@ -15,7 +15,10 @@
   clock just before 03:00.
 - Progress is printed every few seconds (``on_progress``); ``stats`` holds the counts.
 
-Messages are published QoS 1 and counted when the broker acknowledged them.
+Messages are published QoS 1 and counted when the broker acknowledged them. The first connection
+must succeed within ``connect_timeout_s`` (and within the duration): otherwise ``run`` raises
+:class:`~gateway.install.mqtt_reach.BrokerUnreachable` saying where and why (refused, timed out,
+DNS, no CONNACK, login refused). Later drops reconnect on their own; ``--duration`` is kept then too.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_config.device_types import door_types, sim_event_weights
 from gateway.install import traffic
+from gateway.install.mqtt_reach import BrokerUnreachable, connect_within
 from gateway.install.scenarios import Planned, plan
 from gateway.install.traffic import SimDevice
 
@@ -106,6 +110,7 @@ class Simulator:
         client_id: str = "edge-simulator",
         on_progress: Callable[[SimStats], None] | None = None,
         progress_every_s: float = 5.0,
+        connect_timeout_s: float = 5.0,
     ) -> None:
         self.cfg = cfg
         self.host, self.port = host, port
@@ -130,6 +135,9 @@ class Simulator:
         self.speed = speed
         self.on_progress = on_progress
         self.progress_every_s = progress_every_s
+        self.connect_timeout_s = connect_timeout_s
+        self.error: BrokerUnreachable | None = None  # why a start()ed simulator never connected
+        self._end: float | None = None  # monotonic end of run(duration)
         self.stats = SimStats()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -155,7 +163,7 @@ class Simulator:
         self._client.max_queued_messages_set(0)
         self._client.on_publish = self._on_publish
         self._connected = threading.Event()
-        self._client.on_connect = lambda *a: self._connected.set()
+        self._client.on_connect = self._on_connect
         self._client.on_disconnect = lambda *a: self._connected.clear()
         self._thread: threading.Thread | None = None
 
@@ -172,9 +180,16 @@ class Simulator:
             else:
                 self.stats.acked += 1
 
+    def _on_connect(self, client: object, userdata: object, flags: object, reason: object, props: object) -> None:
+        if not getattr(reason, "is_failure", False):  # a refused login is not a connection
+            self._connected.set()
+
+    def _over(self) -> bool:
+        return self._stop.is_set() or (self._end is not None and time.monotonic() >= self._end)
+
     def publish(self, topic: str, payload: bytes, *, device: str | None = None, retain: bool = False) -> None:
         while not self._connected.wait(0.5):
-            if self._stop.is_set():
+            if self._over():  # stopped, or the duration ran out while the broker was away
                 return
         # Never hold self._lock across client.publish(): the network thread may be in _on_publish
         # waiting for it while holding paho's lock (deadlock).
@@ -275,7 +290,14 @@ class Simulator:
 
     # --- main loop -----------------------------------------------------------------------------
     def start(self, duration: float | None = None) -> Simulator:
-        self._thread = threading.Thread(target=self.run, args=(duration,), name="simulator", daemon=True)
+        def run() -> None:
+            try:
+                self.run(duration)
+            except BrokerUnreachable as exc:  # nobody to raise it to in this thread: keep and log it
+                self.error = exc
+                log.error("simulator stopped: %s", exc)
+
+        self._thread = threading.Thread(target=run, name="simulator", daemon=True)
         self._thread.start()
         return self
 
@@ -289,15 +311,18 @@ class Simulator:
             self._thread.join(timeout)
 
     def run(self, duration: float | None = None) -> SimStats:
+        """Publish until stopped or ``duration`` seconds are over. Raises BrokerUnreachable when the
+        first connection fails (within connect_timeout_s, and within the duration)."""
         self.stats.started = time.monotonic()
-        self._client.connect_async(self.host, self.port, 30)
-        self._client.loop_start()
+        self._end = self.stats.started + duration if duration else None
+        timeout = min(self.connect_timeout_s, duration) if duration else self.connect_timeout_s
+        connect_within(self._client, self.host, self.port, keepalive=30, timeout_s=timeout)
         try:
             self._loop(duration)
         finally:
             deadline = time.monotonic() + 10
-            while self.unacked > 0 and time.monotonic() < deadline:
-                time.sleep(0.05)
+            while self.unacked > 0 and self._connected.is_set() and time.monotonic() < deadline:
+                time.sleep(0.05)  # acks still in flight; not worth waiting for while disconnected
             self._client.disconnect()
             self._client.loop_stop()
             self._progress()

@@ -126,7 +126,9 @@ def fire_due(conn: sqlite3.Connection, result: BatchResult, ctx: lc.TicketContex
             continue
         if kind == "rating":
             if incident["state"] == "resolved":
-                lc.not_rated_close(conn, result, ctx, iid, "timeout", now_ms)
+                # an evaluation request that nobody answered says so: no_response (never a rating)
+                reason = str(json.loads(data).get("reason") or "timeout")
+                lc.not_rated_close(conn, result, ctx, iid, reason, now_ms)
             continue
         if incident["state"] not in lc.OPEN:
             continue

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -57,7 +57,13 @@ HANDLERS = frozenset(
         "street_office",
     }
 )
-RATERS = frozenset({"grid_worker", "eldercare_worker", "community_office", "street_office", "central_platform"})
+# Staff who may enter a rating *for* a resident (what the resident said on the phone): marked
+# ``proxy_call`` with the caller. Elder-care workers are not among them: they are the ones whose work
+# is rated (the worker who resolved an SOS used to rate it ★5). Residents rate through their own
+# link (``evaluate_by_resident``, source ``resident_link``). Nobody who worked the incident may rate it.
+RATERS = frozenset({"grid_worker", "community_office", "street_office", "central_platform"})
+RATING_SOURCES = ("resident_link", "proxy_call")
+RESIDENT_ACTOR = "resident"
 # Roles whose false_alarm must come from the assignee (or the assignee's team).
 _HANDLER_ONLY = frozenset({"property_staff", "eldercare_worker", "maintenance", "department"})
 DEPARTMENTS = ("fire", "police", "health", "urban_management", "market_supervision", "housing")
@@ -90,7 +96,7 @@ ACTIONS: dict[str, ActionSpec] = {
 
 class TicketError(GatewayError):
     """A refused action. ``code``: not_found (404) | unknown_action, invalid (400) | forbidden,
-    not_assignee (403) | illegal_transition, request_id_reused, conflict (409)."""
+    not_assignee, rater_involved (403) | illegal_transition, request_id_reused, conflict (409)."""
 
     code = "ticket_refused"  # each instance sets its own (one of STATUS's keys)
 
@@ -103,6 +109,7 @@ class TicketError(GatewayError):
         "illegal_transition": 409,
         "request_id_reused": 409,
         "conflict": 409,
+        "rater_involved": 403,
     }
 
     def __init__(self, code: str, message: str, current_state: str | None = None, allowed: Iterable[str] = ()) -> None:
@@ -408,7 +415,10 @@ def whistle(
 
 
 def rateable(settings: TicketSettings, incident: Mapping[str, Any]) -> bool:
-    return str(incident.get("category")) in settings.rated_categories
+    """Rated categories; and whatever a resident reported, whatever its category: the reporter evaluates."""
+    detail = incident.get("detail")
+    by_resident = isinstance(detail, Mapping) and detail.get("source") == "resident"
+    return by_resident or str(incident.get("category")) in settings.rated_categories
 
 
 def not_rated_close(
@@ -530,6 +540,9 @@ def apply_action(
             state,
             allowed,
         )
+    if action == "evaluate":
+        # checked before the role, so the one who did the work hears exactly why (not just "forbidden")
+        refuse_involved(conn, incident_id, actor, state)
     if role not in spec.roles:
         raise TicketError("forbidden", f"role {role} may not {action}", state, allowed_actions(state, role))
     note = _text({"note": note}, "note", 1000)
@@ -592,21 +605,13 @@ def apply_action(
         if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
             raise TicketError("invalid", "data.rating must be an integer 1-5", state, allowed_actions(state, role))
         comment = _text(d, "comment", 500)
-        transition(
-            conn,
-            result,
-            ctx,
-            incident_id,
-            "evaluated",
-            now,
-            actor=actor,
-            role=role,
-            data=_clean({**base, "rating": rating, "comment": comment}),
-        )
-        ticket_update(conn, incident_id, now, rating=rating, rated_ms=now)
-        timer_clear(conn, incident_id, "rating")
-        if rating <= 2:
-            _reopen(conn, result, ctx, incident, t, now, actor=actor, role=role, reason="dissatisfied", note=note)
+        solved = d.get("solved", True)
+        if not isinstance(solved, bool):
+            raise TicketError("invalid", "data.solved must be true or false", state, allowed_actions(state, role))
+        _evaluate(
+            conn, result, ctx, incident, t, now, actor=actor, role=role, note=note,
+            data={"rating": rating, "solved": solved, "comment": comment, "source": "proxy_call", "caller": actor},
+        )  # fmt: skip
     elif action == "close":
         if state == "resolved":
             ctx.incidents.append_event(
@@ -648,6 +653,99 @@ def apply_action(
             (request_id, incident_id, action, actor, now, _dumps(out)),
         )
     return out
+
+
+def involved(conn: sqlite3.Connection, incident_id: str) -> set[str]:
+    """Everyone who worked the incident: assigned to it (any dispatch), accepted, started or resolved it."""
+    people: set[str] = set()
+    for kind, actor, data in conn.execute(
+        "SELECT kind, actor, data FROM incident_events WHERE incident_id=? AND kind IN ('dispatched','state_changed')",
+        (incident_id,),
+    ):
+        d = json.loads(data)
+        if kind == "dispatched" and d.get("person"):
+            people.add(str(d["person"]))
+        elif kind == "state_changed" and d.get("to") in ("accepted", "in_progress", "resolved") and d.get("action"):
+            people.add(str(actor))
+    return people
+
+
+def refuse_involved(conn: sqlite3.Connection, incident_id: str, actor: str, state: str) -> None:
+    """Owners' evaluations come from the owners, not from the staff who did the work."""
+    if actor in involved(conn, incident_id):
+        raise TicketError(
+            "rater_involved",
+            f"{actor} worked on this incident (assigned, accepted or resolved it) and may not evaluate it",
+            state,
+            [],
+        )
+
+
+def _evaluate(
+    conn: sqlite3.Connection,
+    result: BatchResult,
+    ctx: TicketContext,
+    incident: Mapping[str, Any],
+    t: Mapping[str, Any],
+    now_ms: int,
+    *,
+    actor: str,
+    role: str | None,
+    note: str | None,
+    data: Mapping[str, Any],
+) -> None:
+    """Record a rating (with its source) and reopen when the resident is dissatisfied or not helped."""
+    iid = str(incident["id"])
+    rating = int(data["rating"])
+    transition(
+        conn,
+        result,
+        ctx,
+        iid,
+        "evaluated",
+        now_ms,
+        actor=actor,
+        role=role,
+        data=_clean({"action": "evaluate", "note": note, **data}),
+    )
+    ticket_update(conn, iid, now_ms, rating=rating, rated_ms=now_ms)
+    timer_clear(conn, iid, "rating")
+    if rating <= 2 or data.get("solved") is False:
+        reason = "dissatisfied" if rating <= 2 else "not_solved"
+        _reopen(conn, result, ctx, incident, t, now_ms, actor=actor, role=role, reason=reason, note=note)
+
+
+def evaluate_by_resident(
+    conn: sqlite3.Connection,
+    result: BatchResult,
+    incident_id: str,
+    *,
+    solved: bool,
+    rating: int,
+    comment: str | None,
+    request: int,
+    recipient: str,
+    now_ms: int,
+    ctx: TicketContext,
+) -> dict[str, Any]:
+    """The resident's own evaluation through their link (the caller has consumed the link in this
+    transaction). Source ``resident_link``; the actor is ``resident``, never a staff id."""
+    incident = inc.get(conn, incident_id)
+    if incident is None:
+        raise TicketError("not_found", f"no incident {incident_id}")
+    state = incident["state"]
+    if state != "resolved":
+        raise TicketError("illegal_transition", f"this incident is {state}, not waiting for an evaluation", state, [])
+    if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
+        raise TicketError("invalid", "rating must be an integer 1-5", state, [])
+    text = _text({"comment": comment}, "comment", 500)
+    t = ticket(conn, incident_id) or {}
+    _evaluate(
+        conn, result, ctx, incident, t, now_ms, actor=RESIDENT_ACTOR, role=None, note=None,
+        data={"rating": rating, "solved": bool(solved), "comment": text, "source": "resident_link",
+              "request": request, "recipient": recipient},
+    )  # fmt: skip
+    return snapshot(conn, incident_id)
 
 
 def _reopen(
@@ -785,3 +883,99 @@ def create_manual(
             (request_id, raised.incident_id, "create", actor, now_ms, _dumps(out)),
         )
     return out
+
+
+# --- what one person may do now -----------------------------------------------------------------
+# The console shows exactly these actions and the API checks the required fields against the same
+# table, so the page, the API and apply_action above never disagree about what a button needs.
+@dataclass(frozen=True, slots=True)
+class ActionField:
+    name: str  # "note" travels at the top level of an action request; every other field in ``data``
+    kind: str  # text | rating | person | department
+    required: bool
+    max_len: int | None = None
+
+
+_NOTE = ActionField("note", "text", False, 1000)
+ACTION_FIELDS: dict[str, tuple[ActionField, ...]] = {
+    "dispatch": (ActionField("to", "person", False), _NOTE),
+    "reassign": (ActionField("to", "person", True), _NOTE),
+    "accept": (_NOTE,),
+    "start": (_NOTE,),
+    "resolve": (ActionField("what_done", "text", True, 1000), _NOTE),
+    "evaluate": (
+        ActionField("rating", "rating", True),
+        ActionField("solved", "yesno", False),  # the resident says the problem is not solved: reopened
+        ActionField("comment", "text", False, 500),
+        _NOTE,
+    ),
+    "close": (_NOTE,),
+    "cancel": (ActionField("reason", "text", True, 500), _NOTE),
+    "false_alarm": (ActionField("reason", "text", True, 500), _NOTE),
+    "reopen": (ActionField("reason", "text", False, 500), _NOTE),
+    # the note is the whistle's reason (recorded on the whistle event): a department is told why
+    "whistle": (ActionField("department", "department", True), ActionField("note", "text", True, 1000)),
+}
+
+
+def handover_candidates(cfg: SiteConfig, incident: Mapping[str, Any], t: Mapping[str, Any], now_ms: int) -> list[str]:
+    """Whom a supervisor may hand the incident to: the assigned team, the team automatic routing
+    picks for it now, and the grid worker of its grid (the current assignee left out)."""
+    out: list[str] = [*dp.team_members(cfg, t.get("team"))]
+    r = dp.route(cfg, incident, now_ms)
+    if r is not None:
+        out += dp.team_members(cfg, r.team) or ([r.person] if r.person else [])
+    g = cfg.grid(str(incident.get("grid"))) if incident.get("grid") else None
+    if g is not None and g.grid_worker:
+        out.append(g.grid_worker)
+    current = t.get("assignee")
+    return [p for p in dict.fromkeys(out) if p != current and cfg.staff_member(p) is not None]
+
+
+def offers(
+    cfg: SiteConfig,
+    incident: Mapping[str, Any],
+    t: Mapping[str, Any] | None,
+    *,
+    role: str,
+    actor: str,
+    now_ms: int,
+    worked_by: Collection[str] = (),
+) -> list[dict[str, Any]]:
+    """The actions ``actor`` acting as ``role`` may take on ``incident`` now, each with its fields
+    (``options`` for people and departments): ACTIONS filtered by the checks apply_action makes
+    before it changes anything. ``t`` is the ticket (only ``assignee`` and ``team`` are read);
+    ``worked_by``: :func:`involved` (who worked the incident may not evaluate it)."""
+    t = t or {}
+    state = str(incident["state"])
+    if role not in ROLES:
+        return []
+    out: list[dict[str, Any]] = []
+    for action, spec in ACTIONS.items():
+        if state not in spec.sources or role not in spec.roles:
+            continue
+        handler_only = spec.assignee_only or (action == "false_alarm" and role in _HANDLER_ONLY)
+        if handler_only and actor != t.get("assignee") and actor not in dp.team_members(cfg, t.get("team")):
+            continue
+        if action == "false_alarm" and role == "installer" and incident.get("life_safety"):
+            continue
+        if action == "evaluate" and actor in worked_by:
+            continue
+        fields: list[dict[str, Any]] = []
+        for f in ACTION_FIELDS[action]:
+            d: dict[str, Any] = {"name": f.name, "kind": f.kind, "required": f.required, "max_len": f.max_len}
+            if f.kind == "person":
+                people = handover_candidates(cfg, incident, t, now_ms)
+                d["options"] = [{"value": p, "label": _staff_name(cfg, p)} for p in people]
+            elif f.kind == "department":
+                d["options"] = [{"value": dep} for dep in DEPARTMENTS if dp.department_team(cfg, dep) is not None]
+            fields.append(d)
+        if any(f["required"] and "options" in f and not f["options"] for f in fields):
+            continue  # nobody to hand it to / no department configured: the action could only fail
+        out.append({"action": action, "fields": fields})
+    return out
+
+
+def _staff_name(cfg: SiteConfig, staff_id: str) -> str:
+    m = cfg.staff_member(staff_id)
+    return m.name if m is not None else staff_id

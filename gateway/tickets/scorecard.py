@@ -9,12 +9,20 @@ resolved), whether any SLA deadline was missed during it, escalations during it,
 assignment that resolved it — the resident's rating and whether the incident was reopened.
 
 Entities: ``team`` (teams[].id; grid workers as ``grid:<grid>``), ``property_company`` (all duty
-teams of the company's compounds), ``department`` (teams of kind department).
+teams of the company's compounds), ``compound`` (the company's assignments in that compound: the
+district assesses compounds), ``department`` (teams of kind department).
 
 Formula (each item 0-100):
   complaint_handling = 0.7 x SLA compliance % + 0.3 x (100 - reopen rate %)   (SLA % alone if
                        nothing was resolved)
-  owner_evaluation   = (mean rating - 1) / 4 x 100                             (none if unrated)
+  owner_evaluation   = (weighted mean rating - 1) / 4 x 100                    (none if unrated)
+                       weights by the rating's source (tickets.scorecard.rating_weights: the resident's
+                       own link 1.0, a staff member entering a phone answer 0.5); ratings entered before
+                       sources were recorded count as proxy_call. ``no_response`` is not a rating: it is
+                       counted apart and lowers the response rate, never the mean.
+  response_rate_pct  = rated / evaluations due (rated, no_response, rating timeout, closed unrated);
+                       below min_response_pct owner evaluation is left out of the score and the row is
+                       flagged low_response (not scored high on little data).
   contract_fulfilment, on_site_inspection: entered by the central platform (scorecard_inputs)
   score = weighted mean of the items present (weights tickets.scorecard.weights, 25 each)
   year: score = mean of the quarters that have a score; other figures over the whole year.
@@ -103,6 +111,9 @@ class Assignment:
     escalations: int = 0
     rating: int | None = None
     reopened: bool = False
+    rating_source: str | None = None  # resident_link | proxy_call
+    not_rated: str | None = None  # reason of a not_rated close after this assignment resolved it
+    compound: str | None = None
 
 
 def assignments(conn: sqlite3.Connection, start_ms: int | None = None, end_ms: int | None = None) -> list[Assignment]:
@@ -113,13 +124,14 @@ def assignments(conn: sqlite3.Connection, start_ms: int | None = None, end_ms: i
         " (SELECT DISTINCT incident_id FROM incident_events WHERE kind='dispatched') ORDER BY seq"
     ):
         by_incident[iid].append((kind, int(ts), json.loads(data)))
+    compounds = dict(conn.execute("SELECT id, compound FROM incidents"))
     out: list[Assignment] = []
     for iid, evs in by_incident.items():
         cur: Assignment | None = None
         resolver: Assignment | None = None
         for kind, ts, data in evs:
             if kind == "dispatched":
-                cur = Assignment(iid, data.get("team"), data.get("person"), ts)
+                cur = Assignment(iid, data.get("team"), data.get("person"), ts, compound=compounds.get(iid))
                 out.append(cur)
             elif cur is None:
                 continue
@@ -127,6 +139,8 @@ def assignments(conn: sqlite3.Connection, start_ms: int | None = None, end_ms: i
                 cur.missed = True
             elif kind == "escalated" and data.get("rung"):
                 cur.escalations += 1
+            elif kind == "not_rated" and resolver is not None:
+                resolver.not_rated = data.get("reason")
             elif kind == "state_changed":
                 to = data.get("to")
                 if to == "accepted" and cur.accepted_ms is None:
@@ -136,6 +150,7 @@ def assignments(conn: sqlite3.Connection, start_ms: int | None = None, end_ms: i
                     resolver = cur
                 elif to == "evaluated" and resolver is not None:
                     resolver.rating = data.get("rating")
+                    resolver.rating_source = data.get("source") or "proxy_call"  # staff-entered before sources
                 elif to == "reopened" and resolver is not None:
                     resolver.reopened = True
     if start_ms is not None and end_ms is not None:
@@ -171,15 +186,43 @@ def entities_of(cfg: SiteConfig, team: str | None) -> list[Entity]:
     return out
 
 
-def metrics(items: list[Assignment]) -> dict[str, Any]:
+# not_rated reasons that mean "an evaluation was due and none came" (others: nobody rates the category,
+# or the condition cleared by itself)
+UNANSWERED = ("no_response", "timeout", "closed_without_rating")
+DEFAULT_RATING_WEIGHTS = {"resident_link": 1.0, "proxy_call": 0.5}
+
+
+def evaluation_figures(items: list[Assignment], weights: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Owner-evaluation inputs: the weighted mean rating, the count by source and the response rate."""
+    w = dict(DEFAULT_RATING_WEIGHTS if weights is None else weights)
+    rated = [a for a in items if a.rating is not None]
+    by_source = {"resident_link": 0, "proxy_call": 0, "no_response": 0, "unanswered_other": 0}
+    for a in rated:
+        by_source[a.rating_source or "proxy_call"] = by_source.get(a.rating_source or "proxy_call", 0) + 1
+    for a in items:
+        if a.rating is None and a.not_rated in UNANSWERED:
+            by_source["no_response" if a.not_rated == "no_response" else "unanswered_other"] += 1
+    pairs = [(float(a.rating or 0), float(w.get(a.rating_source or "proxy_call", 0.0))) for a in rated]
+    total = sum(x for _, x in pairs)
+    due = len(rated) + by_source["no_response"] + by_source["unanswered_other"]
+    return {
+        "rated": len(rated),
+        "rating_mean": sum(r * x for r, x in pairs) / total if total else None,
+        "ratings_by_source": by_source,
+        "evaluations_due": due,
+        "response_rate_pct": 100.0 * len(rated) / due if due else None,
+    }
+
+
+def metrics(items: list[Assignment], weights: Mapping[str, float] | None = None) -> dict[str, Any]:
     acc = [(a.accepted_ms - a.dispatched_ms) / 1000 for a in items if a.accepted_ms is not None]
     res = [(a.resolved_ms - a.dispatched_ms) / 1000 for a in items if a.resolved_ms is not None]
     resolved = [a for a in items if a.resolved_ms is not None]
-    ratings = [a.rating for a in items if a.rating is not None]
+    ev = evaluation_figures(items, weights)
     n = len(items)
     sla_pct = 100.0 * sum(1 for a in items if not a.missed) / n if n else None
     reopen_rate = 100.0 * sum(1 for a in resolved if a.reopened) / len(resolved) if resolved else None
-    mean_rating = sum(ratings) / len(ratings) if ratings else None
+    mean_rating = ev["rating_mean"]
     complaint = None
     if sla_pct is not None:
         complaint = sla_pct if reopen_rate is None else 0.7 * sla_pct + 0.3 * (100.0 - reopen_rate)
@@ -194,8 +237,7 @@ def metrics(items: list[Assignment]) -> dict[str, Any]:
         "sla_pct": sla_pct,
         "escalations": sum(a.escalations for a in items),
         "reopen_rate_pct": reopen_rate,
-        "rated": len(ratings),
-        "rating_mean": mean_rating,
+        **ev,
         "complaint_handling": complaint,
         "owner_evaluation": (mean_rating - 1) / 4 * 100 if mean_rating is not None else None,
     }
@@ -225,6 +267,8 @@ class Scorecard:
             ("esc", "escalations"),
             ("reopen%", "reopen_rate_pct"),
             ("rating", "rating_mean"),
+            ("resp%", "response_rate_pct"),
+            ("res/prx/none", "sources"),
             ("complaint", "complaint_handling"),
             ("owner", "owner_evaluation"),
             ("contract", "contract_fulfilment"),
@@ -232,7 +276,7 @@ class Scorecard:
             ("score", "score"),
             ("flags", "flags"),
         ]
-        body = [[_cell(k, r.get(k)) for _, k in cols] for r in self.rows]
+        body = [[_cell(k, r.get("ratings_by_source" if k == "sources" else k)) for _, k in cols] for r in self.rows]
         head = [h for h, _ in cols]
         widths = [max(_width(x) for x in [head[i], *(b[i] for b in body)]) for i in range(len(cols))]
         lines = [f"scorecard {self.period} (times: acc/res = acceptance/resolution, minutes)"]
@@ -251,6 +295,8 @@ def _cell(key: str, v: Any) -> str:
         return "-"
     if key == "flags":
         return ",".join(v) if v else ""
+    if key == "sources":
+        return "/".join(str(v.get(k, 0)) for k in ("resident_link", "proxy_call", "no_response"))
     if key.endswith("_s"):
         return f"{v / 60:.1f}"
     if isinstance(v, float):
@@ -283,27 +329,39 @@ def _rows(conn: sqlite3.Connection, cfg: SiteConfig, period: str, all_items: lis
     for a in all_items:
         if not start <= a.dispatched_ms < end:
             continue
-        for e in entities_of(cfg, a.team):
+        ents = entities_of(cfg, a.team)
+        if a.compound and any(e.kind == "property_company" for e in ents) and (c := cfg.compound(a.compound)):
+            ents.append(Entity("compound", c.id, c.name))  # the company's work in this compound
+        for e in ents:
             groups[(e.kind, e.id)].append(a)
             names[(e.kind, e.id)] = e.name
-    for c in cfg.site.compounds:  # every property company is listed, scored or not
+    for c in cfg.site.compounds:  # every property company and compound is listed, scored or not
         key = ("property_company", c.property_company.name)
         groups.setdefault(key, [])
         names[key] = c.property_company.name
+        groups.setdefault(("compound", c.id), [])
+        names[("compound", c.id)] = c.name
     inputs = _inputs(conn, period)
     for key in inputs:
         groups.setdefault(key, [])
         names.setdefault(key, key[1])
-    weights = dict(cfg.tickets.scorecard.weights)
+    sc = cfg.tickets.scorecard
+    weights = dict(sc.weights)
     rows = []
-    order = {"property_company": 0, "department": 1, "team": 2, "grid": 3}
+    order = {"property_company": 0, "compound": 1, "department": 2, "team": 3, "grid": 4}
     for (kind, eid), items in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 9), kv[0][1])):
-        m = metrics(items)
+        m = metrics(items, {str(k): v for k, v in sc.rating_weights.items()})
         central = inputs.get((kind, eid), {})
         row = {"period": period, "kind": kind, "entity": eid, "name": names[(kind, eid)], **m}
         row["contract_fulfilment"] = central.get("contract_fulfilment")
         row["on_site_inspection"] = central.get("on_site_inspection")
-        row["score"] = weighted_score({k: row[k] for k in ITEMS}, weights)
+        rate = row["response_rate_pct"]
+        row["low_response"] = rate is not None and rate < sc.min_response_pct
+        scored = {k: row[k] for k in ITEMS}
+        if row["low_response"]:
+            scored["owner_evaluation"] = None  # too few answers to stand for the owners
+        row["owner_evaluation_scored"] = row["owner_evaluation"] is not None and not row["low_response"]
+        row["score"] = weighted_score(scored, weights)
         rows.append(row)
     return rows
 
@@ -317,7 +375,8 @@ def _flag(rows: list[dict[str, Any]], prev: Mapping[tuple[str, str], float | Non
         r["summoned"] = score is not None and score < s.summon_below
         r["yellow_card"] = yellow
         r["red_card"] = yellow and prev_yellow
-        r["flags"] = [f for f, on in (("summoned", r["summoned"]), ("yellow", yellow), ("RED", r["red_card"])) if on]
+        flags = (("summoned", r["summoned"]), ("yellow", yellow), ("RED", r["red_card"]))
+        r["flags"] = [f for f, on in (*flags, ("low_response", r.get("low_response", False))) if on]
 
 
 def _scores(

@@ -183,6 +183,13 @@ export async function openIncident(id) {
     }
     box.replaceChildren(close);
     box.classList.add(`sev-${inc.severity}`);
+    // the alarm page acts on it (its #incident= deep link opens the incident's actions)
+    const act = button(t("open_in_alarms"), "site-act", () => {
+      closeIncident();
+      const tab = document.querySelector(".site-tab[data-tab='alarms']");
+      if (tab) tab.click();
+      location.hash = `incident=${encodeURIComponent(id)}`;
+    });
     box.append(el("h2", null, `${t(inc.type, "type")} · ${t(inc.severity, "sev")}`));
     const dl = el("dl", "site-fields");
     const place = [inc.building, inc.unit, inc.space].filter(Boolean).join(" / ");
@@ -212,7 +219,7 @@ export async function openIncident(id) {
       if (typeof d.rating === "number") li.append(el("div", "site-note", "★".repeat(d.rating)));
       ol.append(li);
     }
-    box.append(ol);
+    box.append(ol, act);
   } catch (e) {
     box.replaceChildren(close, el("p", "error", errorText(e)));
   }
