@@ -146,3 +146,27 @@ def test_occupancy_by_hour_from_stored_readings(api: ApiServer) -> None:
     assert h["mean_days"][11] == 0.0  # free from 10:30 on
     assert all(v is None or v == 0.0 for v in h["today"])
     assert time.time() * 1000 >= h["day_start_ms"]
+
+
+def test_exports_survive_what_people_type(api: ApiServer) -> None:
+    """A report typed with control characters still exports: XML cannot hold them, so they become
+    U+FFFD in the .xlsx; the CSV keeps the text as written."""
+    import io
+
+    from openpyxl import load_workbook
+
+    token = api.token("installer")
+    body = (
+        '{"category": "security", "type": "resident_report", "severity": "minor", "location": {"building": "b1"},'
+        ' "description": "door\\u0001 broken\\u001f 楼道"}'
+    )
+    with api.client(token) as c:
+        r = c.post("/api/v1/incidents", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 201, r.text
+        x = c.get("/api/v1/reports/incidents.xlsx", params={"type": "resident_report"})
+        v = c.get("/api/v1/reports/incidents.csv", params={"type": "resident_report"})
+    assert x.status_code == 200 and v.status_code == 200
+    rows = list(load_workbook(io.BytesIO(x.content), read_only=True).worksheets[0].iter_rows(values_only=True))
+    notes = rows[1][rows[0].index("处理说明")]
+    assert notes == "door\ufffd broken\ufffd 楼道"
+    assert "door\x01 broken\x1f 楼道" in v.content.decode("utf-8")

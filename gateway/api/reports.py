@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -210,7 +211,7 @@ def to_csv(columns: Sequence[Column], rows: Iterable[dict[str, Any]], lang: str)
     w.writerow([c.zh if lang == "zh" else c.en for c in columns])
     for r in rows:
         w.writerow([_csv_cell(r.get(c.key)) for c in columns])
-    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+    return ("\ufeff" + buf.getvalue()).encode("utf-8", "replace")  # a lone surrogate from JSON: '?'
 
 
 def _csv_cell(v: Any) -> Any:
@@ -245,7 +246,14 @@ def to_xlsx(columns: Sequence[Column], rows: Iterable[dict[str, Any]], lang: str
     return buf.getvalue()
 
 
+# Characters XML 1.0 cannot hold (control characters): a note or description typed with one would
+# otherwise make openpyxl refuse the whole file.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _xlsx_cell(ws: Any, v: Any, cell_type: Any) -> Any:
+    if isinstance(v, str):
+        v = _NOT_XML.sub("\ufffd", v)
     if isinstance(v, dt.datetime):
         cell = cell_type(ws, value=v)
         cell.number_format = "yyyy-mm-dd hh:mm:ss"
