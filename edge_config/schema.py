@@ -37,6 +37,7 @@ from .camera_settings import CamerasSettings
 from .channel_settings import ChannelSettings
 from .device_types import DEVICE_TYPES, Category, DeviceTypeFacts
 from .integration_settings import IntegrationsSettings
+from .parking_layout import check_layout
 from .privacy_settings import PrivacySettings
 from .resident_settings import ResidentLoopSettings
 from .rules_settings import RulesSettings
@@ -457,6 +458,12 @@ class Compound(StrictModel):
     buildings: list[Building] = Field(default_factory=list, description="Buildings in the compound.")
 
 
+PlanPoint = Annotated[
+    tuple[Annotated[float, Field(ge=0, le=100_000)], Annotated[float, Field(ge=0, le=100_000)]],
+    Field(description="A point [x, y] of a lot plan (x to the right, y down)."),
+]
+
+
 class ParkingSpace(StrictModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -468,6 +475,19 @@ class ParkingSpace(StrictModel):
     )
     max_stay_min: int | None = Field(
         default=None, ge=1, description="Overstay limit for this space in minutes; null = no limit."
+    )
+    # Where the space is on the lot plan the console draws (optional; edge_config/parking_layout.py
+    # checks them): a row and a position in it, or a polygon on a plan of the area's own units.
+    row: int | None = Field(default=None, ge=1, le=100, description="Lot plan: row of the space (1 = top).")
+    position: int | None = Field(
+        default=None, ge=1, le=500, description="Lot plan: place in its row, from the left (1 = first)."
+    )
+    polygon: list[PlanPoint] | None = Field(
+        default=None,
+        min_length=3,
+        max_length=16,
+        description="Lot plan: the space's outline as [x, y] points in plan units (e.g. decimetres), "
+        "instead of row/position.",
     )
 
 
@@ -1169,6 +1189,7 @@ def cross_check(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 
     for aloc, a in area_items:
         ref((*aloc, "compound"), _m(a).get("compound"), compounds, "compound", "use a site.compounds[].id")
+        problems += check_layout(aloc, _m(a))
 
     def check_home(loc: Loc, building: Any, unit: Any) -> None:
         known = ref(

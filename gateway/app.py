@@ -44,6 +44,10 @@ SWITCH_INTERVAL_S = 0.001
 class Gateway:
     """One running gateway: everything between the broker and the store."""
 
+    # The console's device adoption, (site file, store, fields) -> stanza written; set by whoever
+    # starts the gateway with its API (the installer tools sit above this layer: gateway/api/routes_adopt.py).
+    site_adopter: Callable[[Path, Path, dict[str, Any]], str] | None = None
+
     def __init__(
         self,
         cfg: SiteConfig,

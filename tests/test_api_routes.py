@@ -52,6 +52,18 @@ EXPECTED: dict[tuple[str, str], list[str]] = {
     ("GET", "/api/v1/feed/warnings"): ["200", "401", "403", "422"],
     # departments on the scorecard (issue 22)
     ("GET", "/api/v1/departments"): ["200", "401", "403", "422"],
+    # seeing the site (issue 20)
+    ("GET", "/api/v1/devices/page"): ["200", "401", "403", "422"],
+    ("GET", "/api/v1/history/incidents"): ["200", "401", "403", "422"],
+    ("GET", "/api/v1/history/incidents/{incident_id}/timeline"): ["200", "401", "403", "404", "422"],
+    ("GET", "/api/v1/reports/incidents.{fmt}"): ["200", "401", "403", "422"],
+    ("GET", "/api/v1/reports/scorecard.{fmt}"): ["200", "401", "403", "422"],
+    ("GET", "/api/v1/parking"): ["200", "401", "403", "422"],
+    ("GET", "/api/v1/parking/{area_id}/hourly"): ["200", "401", "403", "404", "422"],
+    ("GET", "/api/v1/buildings"): ["200", "401", "403"],
+    ("GET", "/api/v1/adopt/candidates"): ["200", "401", "403"],
+    ("POST", "/api/v1/adopt"): ["200", "401", "403", "409", "422"],
+    ("GET", "/api/v1/stats/incidents"): ["200", "401", "403", "422"],
 }
 RESIDENT_PAGES = {
     ("POST", "/api/v1/resident/evaluation/view"),
@@ -102,3 +114,4 @@ def test_fixed_device_paths_match_before_device_id(spec: dict[str, Any]) -> None
     by_id = paths.index("/api/v1/devices/{device_id}")
     assert paths.index("/api/v1/devices/dead-letters") < by_id
     assert paths.index("/api/v1/devices/unconfigured") < by_id
+    assert paths.index("/api/v1/devices/page") < by_id

@@ -362,14 +362,25 @@ def build() -> CommentedMap:
     spaces_all: list[tuple[str, str, str]] = []  # (area, space id, area name)
     for aid, aname, cid, normal, fire, nopark, reserved in parking_plan:
         spaces = CommentedSeq()
+        # the lot plan: normal spaces in rows of `width`, then one row with the visitor spaces and
+        # the fire lane between two no-parking spaces (as painted at a lot's entrance). The spaces
+        # keep their order in the file (the devices follow it).
+        width = 12 if aid == "p1" else 10
+        last = (normal - 1) // width + 2
+        order = [f"visit-{k}" for k in range(1, reserved + 1)] + ["np-1"]
+        order += [f"fire-{k}" for k in range(1, fire + 1)] + [f"np-{k}" for k in range(2, nopark + 1)]
+        at = {name: i + 1 for i, name in enumerate(order)}
         for k in range(1, normal + 1):
-            spaces.append(flow(id=f"{aid}-{k:03d}", kind="normal"))
+            row, position = (k - 1) // width + 1, (k - 1) % width + 1
+            spaces.append(flow(id=f"{aid}-{k:03d}", kind="normal", row=row, position=position))
         for k in range(1, fire + 1):
-            spaces.append(flow(id=f"{aid}-fire-{k}", kind="fire_lane"))
+            spaces.append(flow(id=f"{aid}-fire-{k}", kind="fire_lane", row=last, position=at[f"fire-{k}"]))
         for k in range(1, nopark + 1):
-            spaces.append(flow(id=f"{aid}-np-{k}", kind="no_parking"))
+            spaces.append(flow(id=f"{aid}-np-{k}", kind="no_parking", row=last, position=at[f"np-{k}"]))
         for k in range(1, reserved + 1):
-            spaces.append(flow(id=f"{aid}-visit-{k}", kind="reserved", max_stay_min=120))
+            spaces.append(
+                flow(id=f"{aid}-visit-{k}", kind="reserved", max_stay_min=120, row=last, position=at[f"visit-{k}"])
+            )
         spaces_all += [(aid, s["id"], aname) for s in spaces]
         parking_areas.append(block(id=aid, name=aname, compound=cid, spaces=spaces))
     site = block(

@@ -150,16 +150,23 @@ async def gateway_error_response(request: Request, exc: Exception) -> JSONRespon
 
 def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
     from gateway.api import (
+        routes_adopt,
+        routes_buildings,
         routes_departments,
+        routes_device_pages,
         routes_devices,
         routes_feed,
         routes_health,
+        routes_history,
         routes_incidents,
         routes_me,
+        routes_parking,
         routes_privacy,
+        routes_reports,
         routes_residents,
         routes_sessions,
         routes_site,
+        routes_stats,
         stream,
     )
     from gateway.api.stream import Hub
@@ -222,6 +229,7 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         )
     # One router per resource, each with its OpenAPI tag; this order is the document's order.
     for module in (
+        routes_device_pages,  # before routes_devices: /devices/page is no device id
         routes_devices,
         routes_site,
         routes_me,
@@ -232,6 +240,12 @@ def create_app(gw: Gateway, *, first_start_token: bool = True) -> FastAPI:
         routes_incidents,
         routes_residents,
         routes_departments,
+        routes_history,
+        routes_reports,
+        routes_parking,
+        routes_buildings,
+        routes_adopt,
+        routes_stats,
         stream,
     ):
         app.include_router(module.router)

@@ -45,6 +45,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway, serve
     from gateway.ingest.mqtt import MqttConfigRefused
+    from gateway.install.adopt_console import site_adopter
 
     cfg = load_site(args.config)
     from gateway.privacy import ConfigPermissionError, check_config_permissions
@@ -56,6 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     try:
         gw = Gateway(cfg, store_path=args.store)
+        gw.site_adopter = site_adopter  # the console's adoption (gateway/install/adopt_console.py)
         gw.start()
     except MqttConfigRefused as exc:
         print(f"{args.config}: mqtt: {exc}", file=sys.stderr)

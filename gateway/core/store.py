@@ -406,6 +406,63 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX device_sessions_person ON device_sessions(person);
     """,
+    # 11: seeing the site (issue 20; gateway/api/history.py, gateway/api/parking.py). History filters
+    # newest first (created_seq) within a category, type, place or assignee; "SLA missed" and the
+    # notes search find their incidents without reading every event. Incidents and their events
+    # are written a few times a second at most, so these indexes cost ingest nothing it feels.
+    """
+    CREATE INDEX incidents_first ON incidents(first_ms);
+    CREATE INDEX incidents_category_seq ON incidents(category, created_seq);
+    CREATE INDEX incidents_type_seq ON incidents(type, created_seq);
+    CREATE INDEX incidents_building_seq ON incidents(building, created_seq);
+    CREATE INDEX incidents_grid_seq ON incidents(grid, created_seq);
+    CREATE INDEX incidents_compound_seq ON incidents(compound, created_seq);
+    CREATE INDEX tickets_assignee ON tickets(assignee);
+    CREATE INDEX incident_events_sla ON incident_events(incident_id) WHERE kind = 'sla_missed';
+    -- What people wrote (note, what was done, a manual report's description, a reopen reason), one
+    -- row per event (seq), kept by triggers so the privacy scrub (an UPDATE of data) and deletions
+    -- reach it; and its FTS5 index (trigram: substring search in Chinese, which has no spaces to
+    -- split words at). Queries shorter than a trigram scan the plain table.
+    CREATE TABLE incident_notes (seq INTEGER PRIMARY KEY, incident_id TEXT NOT NULL, text TEXT NOT NULL);
+    CREATE INDEX incident_notes_incident ON incident_notes(incident_id);
+    CREATE VIRTUAL TABLE incident_notes_fts USING fts5(
+        text, content = 'incident_notes', content_rowid = 'seq', tokenize = 'trigram');
+    CREATE TRIGGER incident_notes_fts_ins AFTER INSERT ON incident_notes BEGIN
+        INSERT INTO incident_notes_fts(rowid, text) VALUES (new.seq, new.text);
+    END;
+    CREATE TRIGGER incident_notes_fts_del AFTER DELETE ON incident_notes BEGIN
+        INSERT INTO incident_notes_fts(incident_notes_fts, rowid, text) VALUES ('delete', old.seq, old.text);
+    END;
+    CREATE VIEW incident_event_texts AS
+        SELECT seq, incident_id, trim(
+            coalesce(json_extract(data, '$.note') || char(10), '')
+            || coalesce(json_extract(data, '$.what_done') || char(10), '')
+            || coalesce(json_extract(data, '$.description') || char(10), '')
+            || coalesce(json_extract(data, '$.reason'), ''), char(10, 32)) AS text
+        FROM incident_events
+        WHERE json_valid(data) AND coalesce(json_extract(data, '$.note'), json_extract(data, '$.what_done'),
+            json_extract(data, '$.description'), json_extract(data, '$.reason')) IS NOT NULL;
+    CREATE TRIGGER incident_notes_ins AFTER INSERT ON incident_events
+    WHEN json_valid(new.data) AND coalesce(json_extract(new.data, '$.note'), json_extract(new.data, '$.what_done'),
+        json_extract(new.data, '$.description'), json_extract(new.data, '$.reason')) IS NOT NULL
+    BEGIN
+        INSERT INTO incident_notes(seq, incident_id, text)
+            SELECT seq, incident_id, text FROM incident_event_texts WHERE seq = new.seq;
+    END;
+    CREATE TRIGGER incident_notes_upd AFTER UPDATE OF data ON incident_events BEGIN
+        DELETE FROM incident_notes WHERE seq = old.seq;
+        INSERT INTO incident_notes(seq, incident_id, text)
+            SELECT seq, incident_id, text FROM incident_event_texts WHERE seq = new.seq;
+    END;
+    CREATE TRIGGER incident_notes_del AFTER DELETE ON incident_events BEGIN
+        DELETE FROM incident_notes WHERE seq = old.seq;
+    END;
+    INSERT INTO incident_notes(seq, incident_id, text) SELECT seq, incident_id, text FROM incident_event_texts;
+    -- Parking occupancy by hour (the lot plan's chart) reads the space sensors' readings of the last
+    -- days. readings has no secondary index on purpose (each costs every insert); this partial one
+    -- holds only rows carrying vehicle_present: other inserts pay one instr() on a short string.
+    CREATE INDEX readings_parking ON readings(ts_ms) WHERE instr(vals, '"vehicle_present"') > 0;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

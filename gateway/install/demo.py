@@ -338,6 +338,7 @@ def run_demo(
     out: Callable[[str], None] = lambda s: print(s, flush=True),
 ) -> int:
     from gateway.app import Gateway, serve
+    from gateway.install.adopt_console import site_adopter
     from gateway.install.simulator import SimStats, Simulator
 
     wd = Path(workdir).resolve()
@@ -358,6 +359,7 @@ def run_demo(
         cfg_path, cfg = write_demo_config(src, wd, b.host, b.port, port)
         gw = Gateway(cfg)
         gw.config_path = cfg_path
+        gw.site_adopter = site_adopter  # the console's adoption (gateway/install/adopt_console.py)
         gw.start()
         deadline = time.monotonic() + 20
         while not gw.broker_connected and time.monotonic() < deadline:
