@@ -203,7 +203,12 @@ class Gateway:
         return {
             "broker_connected": self.broker_connected,
             "sessions": {
-                s.name: {"connected": s.connected, "connects": s.connects, "last_error": s.last_error}
+                s.name: {
+                    "connected": s.connected,
+                    "subscribed": s.subscribed,
+                    "connects": s.connects,
+                    "last_error": s.last_error,
+                }
                 for s in self.sessions.values()
             },
             "store_writable": not self.pipeline.store_full and self.pipeline.last_commit_error is None,
