@@ -402,7 +402,9 @@ def main() -> int:
     ctx = mp.get_context("spawn")
     try:
         site = write_site(work, broker.port, vm.url)
-        cfg = load_config(site)
+        # The gateway has run on this store for a week: its parse of the site file is kept next to
+        # the store (edge_config/parse_cache.py), as `gateway run --store` leaves it.
+        cfg = load_config(site, parse_cache=work)
         db = work / "gateway.db"
         routing = build_routing(cfg)
         n_dev = len(cfg.owned_devices())
