@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import time as _time
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from gateway.install import traffic
 from gateway.install.simulator import Simulator, day_factor
 from gateway.install.traffic import SimDevice
 
@@ -41,11 +43,45 @@ class _Recorder(Simulator):
             self.out.append((topic, payload, device))
 
 
-def evening(cfg: SiteConfig, rate: float, seconds: float, seed: int = 25) -> list[tuple[str, bytes, str | None]]:
-    """``rate * seconds`` messages (topic, payload, device id) of the evening peak, in order.
+class _VirtualClock:
+    """What gateway/install/traffic.py reads of ``time``, at the virtual instant: devices that
+    send their own time (native ``ts``, ChirpStack ``time``) stamp it as they would have."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+        self.strftime = _time.strftime
+
+    def time(self) -> float:
+        return self.t
+
+    def gmtime(self, secs: float | None = None) -> _time.struct_time:
+        return _time.gmtime(self.t if secs is None else secs)
+
+
+def evening(
+    cfg: SiteConfig, rate: float, seconds: float, seed: int = 25, start: float | None = None
+) -> list[tuple[str, bytes, str | None]]:
+    """``rate * seconds`` messages (topic, payload, device id) of the evening peak, in order, as
+    devices would have sent them from ``start`` (epoch seconds; default now) on.
 
     Follows Simulator._loop: each tick is either an activity (probability 0.4 x day factor) or the
-    next device's check-in; timers (a door closing 2-12 s after it opened) fire in virtual time."""
+    next device's check-in; timers (a door closing 2-12 s after it opened) fire in virtual time.
+    Give consecutive stretches consecutive ``start`` times: the central store keeps one point per
+    series and millisecond, so two stretches stamped with the same device times would overwrite
+    each other there."""
+    clock = _VirtualClock(_time.time() if start is None else start)
+    saved = traffic.time
+    traffic.time = clock  # type: ignore[assignment]
+    try:
+        return _evening(cfg, rate, seconds, seed, clock)
+    finally:
+        traffic.time = saved
+
+
+def _evening(
+    cfg: SiteConfig, rate: float, seconds: float, seed: int, clock: _VirtualClock
+) -> list[tuple[str, bytes, str | None]]:
+    t0 = clock.t
     sim = _Recorder(cfg, rate, seed)
     timers: list[tuple[float, int, Callable[[], None]]] = []
     seq = itertools.count()
@@ -60,6 +96,7 @@ def evening(cfg: SiteConfig, rate: float, seconds: float, seed: int = 25) -> lis
     n = int(rate * seconds)
     for i in range(n):
         now = i / rate
+        clock.t = t0 + now
         while timers and timers[0][0] <= now:
             heapq.heappop(timers)[2]()
         if sim._active and sim.rng.random() < p_activity:

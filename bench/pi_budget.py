@@ -418,9 +418,13 @@ def main() -> int:
         _row, token = cli_create(db, role="installer", name="bench")
         t = time.monotonic()
         # Traffic of the example's own 514 devices; the added buttons are only pressed (phase 2).
+        # One virtual timeline: the steady stretch, then the outage's hour, then phase 4's hour
+        # (device clocks never repeat; a device time more than 5 min from the receive time is
+        # replaced by it, README "Clock policy").
         example = load_config(ROOT / "edge_config/examples/community.yaml")
-        steady = evening(example, args.rate, args.steady_s, seed=1)
-        hour_full = evening(example, args.rate, args.outage_s, seed=2)
+        t_virtual = time.time() + 30
+        steady = evening(example, args.rate, args.steady_s, seed=1, start=t_virtual)
+        hour_full = evening(example, args.rate, args.outage_s, seed=2, start=t_virtual + args.steady_s)
         gen_s = time.monotonic() - t
         print(f"site: {n_dev} devices (the example's 514 + {SOS_EXTRA} SOS buttons); traffic made in {gen_s:.0f} s")
         print(f"evening peak {args.rate:g} msg/s by device type (devices, msg/s):", flush=True)
@@ -521,6 +525,9 @@ def main() -> int:
         # 4. the same drain without the quota, and a bare paho subscriber on the same backlog
         gw.stop()
         rss_peaks.append(gw.hwm)
+        start4 = t_virtual + args.steady_s + args.outage_s
+        hour = [(tp, p) for tp, p, _d in evening(example, args.rate, args.outage_s, seed=4, start=start4)]
+        safety_in_hour = sum(1 for tp, _p in hour if routing.is_safety_topic(tp))
         queue_backlog(broker.port, hour)
         published += hour
         budget.set_cpu_quota(None)
