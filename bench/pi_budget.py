@@ -352,6 +352,17 @@ def pct(values: list[float], q: float) -> float:
     return v[min(len(v) - 1, round(q * (len(v) - 1)))] if v else float("nan")
 
 
+def sendable_readings(reader: Reader, after_id: int) -> int:
+    """Readings stored after ``after_id`` that the central store must hold: not personal (sent
+    only with sync.send_personal, docs/sync.md) and with at least one field the line protocol
+    carries (cloud_sync/lineproto.py ``fields``: numbers, booleans, strings)."""
+    from cloud_sync.lineproto import fields
+
+    with reader.lock:
+        rows = reader.conn.execute("SELECT flags, vals FROM readings WHERE id > ?", (after_id,)).fetchall()
+    return sum(1 for flags, vals in rows if not flags & FLAG_PERSONAL and fields(json.loads(vals)))
+
+
 def stored_once(db: Path, published: list[Msg], after_id: int) -> tuple[int, int, int]:
     """(messages stored, published and not stored, stored more than once). A message's readings
     share its msg_key (session, packet id, crc32 of topic and payload) and receive time; one
@@ -575,20 +586,16 @@ def main() -> int:
         stored, lost, extra = stored_once(db, published, seeded["max_reading_id"])
         sos_rows = reader.one("SELECT count(*), coalesce(sum(count), 0) FROM incidents WHERE type='sos'")
         n_sos_msgs = len(pressed)
-        # Personal readings (residents' devices) are not sent unless sync.send_personal (docs/sync.md).
-        want_points = int(
-            reader.one(
-                "SELECT count(*) FROM readings WHERE id > ? AND flags & ? = 0", seeded["max_reading_id"], FLAG_PERSONAL
-            )[0]
-        )
+        want_points = sendable_readings(reader, seeded["max_reading_id"])
         events = int(reader.one("SELECT count(*) FROM incident_events")[0])
         points = vm.settled_points("edge_telemetry", want_points, timeout=120)
-        ev_points = len(vm.settled_samples("edge_incident_seq", events, timeout=60))
+        ev_points = len(vm.settled_samples("edge_incident_seq", events, timeout=120))
         print(
             f"counts: published {len(published):,} telemetry messages, stored {stored:,} ({lost} not stored, {extra} "
             f"stored more than once); SOS presses {n_sos_msgs} from {distinct} buttons -> {sos_rows[0]} SOS incidents "
             f"with counts summing to {sos_rows[1]}; central store: {points:,} "
-            f"telemetry points for {want_points:,} non-personal readings, {ev_points} of {events} incident events",
+            f"telemetry points for {want_points:,} non-personal readings with fields, "
+            f"{ev_points} of {events} incident events",
             flush=True,
         )
         rss_peak = max(rss_peaks)
