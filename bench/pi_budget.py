@@ -436,11 +436,13 @@ def main() -> int:
         _row, token = cli_create(db, role="installer", name="bench")
         t = time.monotonic()
         # Traffic of the example's own 514 devices; the added buttons are only pressed (phase 2).
-        # One virtual timeline: the steady stretch, then the outage's hour, then phase 4's hour
-        # (device clocks never repeat; a device time more than 5 min from the receive time is
-        # replaced by it, README "Clock policy").
+        # One virtual timeline for the devices' own clocks (the steady stretch, the outage's hour,
+        # phase 4's hour), two days behind: every reading is then stamped with its receive time
+        # (README "Clock policy": a device time more than 5 min off is replaced). The central store
+        # keeps one point per series and millisecond, and a device time that happened to equal a
+        # receive time of another phase (another process) would overwrite that point.
         example = load_config(ROOT / "edge_config/examples/community.yaml")
-        t_virtual = time.time() + 30
+        t_virtual = time.time() - 2 * 86_400
         steady = evening(example, args.rate, args.steady_s, seed=1, start=t_virtual)
         hour_full = evening(example, args.rate, args.outage_s, seed=2, start=t_virtual + args.steady_s)
         gen_s = time.monotonic() - t
