@@ -555,10 +555,6 @@ def _split_sql(script: str) -> Iterable[str]:
         yield buf.strip()
 
 
-# 64 MiB of WAL: the writer checkpoints itself only when the checkpointer thread falls behind.
-WRITER_BACKSTOP_PAGES = 16_000
-
-
 class Store:
     """The writer side of the store. Used from exactly one thread (the pipeline's)."""
 
@@ -566,9 +562,6 @@ class Store:
         self.path = Path(path)
         self.quota = quota
         self.conn = connect(self.path)
-        # Checkpoints are the Checkpointer thread's (gateway/core/checkpointer.py, started with the
-        # pipeline); the writer checkpoints only past this backstop.
-        self.conn.execute(f"PRAGMA wal_autocheckpoint={WRITER_BACKSTOP_PAGES}")
         migrate(self.conn)
         self._limit_pages = 0
         self.set_page_limit(life_safety=False)

@@ -30,7 +30,6 @@ from typing import Any, TypeVar
 
 from drivers.base import AVAILABILITY, BRIDGE, DecodeError, Reading
 from gateway.core import store as st
-from gateway.core.checkpointer import Checkpointer
 from gateway.core.compactjson import make_dumps
 from gateway.core.contract import BatchResult, DeviceInfo, Resolved, Stage, StatusChange
 from gateway.ingest.mqtt import LIFE_SAFETY, TELEMETRY, Inbound
@@ -144,8 +143,6 @@ class Pipeline:
         self._events: queue.SimpleQueue[tuple[str, str, dict[str, Any]]] = queue.SimpleQueue()
         self._dirty: dict[str, tuple[int, float | None]] = {}  # device rows to hand over at the next tick
         self._rows_due: dict[str, tuple[int, float | None]] = {}  # handed over; written a slice per commit
-        # WAL checkpoints off this thread's commits (an SOS never waits behind one).
-        self.checkpointer = Checkpointer(store.path)
         self._calls: queue.SimpleQueue[tuple[Callable[..., Any], Future[Any], list[float] | None]] = queue.SimpleQueue()
         self._load_state()
 
@@ -207,14 +204,12 @@ class Pipeline:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
         self._thread.start()
-        self.checkpointer.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        self.checkpointer.stop()
 
     def _take(self, q: queue.SimpleQueue[Inbound], limit: int) -> list[Inbound]:
         out: list[Inbound] = []
