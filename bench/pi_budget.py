@@ -591,7 +591,14 @@ def main() -> int:
         want_points = sendable_readings(reader, seeded["max_reading_id"])
         events = int(reader.one("SELECT count(*) FROM incident_events")[0])
         points = vm.settled_points("edge_telemetry", want_points, timeout=120)
-        ev_points = len(vm.settled_samples("edge_incident_seq", events, timeout=120))
+        ev_samples = vm.settled_samples("edge_incident_seq", events, timeout=120)
+        ev_points = len(ev_samples)
+        if ev_points != events:  # say which: kind, incident and time of each missing event
+            have_seqs = {int(v) for _l, _t, v in ev_samples}
+            with reader.lock:
+                rows = reader.conn.execute("SELECT seq, kind, incident_id, ts_ms FROM incident_events").fetchall()
+            missing = [r for r in rows if r[0] not in have_seqs][:10]
+            print(f"incident events not in the central store (seq, kind, incident, ts_ms): {missing}", flush=True)
         print(
             f"counts: published {len(published):,} telemetry messages, stored {stored:,} ({lost} not stored, {extra} "
             f"stored more than once); SOS presses {n_sos_msgs} from {distinct} buttons -> {sos_rows[0]} SOS incidents "
