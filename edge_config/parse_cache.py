@@ -92,10 +92,8 @@ def store(cache_dir: Path | None, site: Path, raw: bytes, data: Any) -> None:
 
 
 def default_dir() -> Path | None:
-    """``$EDGE_GATEWAY_CACHE_DIR`` (empty: no cache), else ``$XDG_CACHE_HOME`` or ``~/.cache``,
-    ``/edge-gateway``; None when there is no home to put it in."""
+    """Where ``gateway run`` keeps the parse without ``--store``: ``$EDGE_GATEWAY_CACHE_DIR``, else
+    nowhere (the service units and the Docker image pass ``--store``; the cache then sits next to
+    the store, in the gateway's own state folder)."""
     env = os.environ.get("EDGE_GATEWAY_CACHE_DIR")
-    if env is not None:
-        return Path(env) if env else None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return None if base.startswith("~") else Path(base) / "edge-gateway"
+    return Path(env) if env else None

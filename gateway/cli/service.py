@@ -49,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.ingest.mqtt import MqttConfigRefused
 
     # A restart skips the YAML parser when the site file is unchanged (edge_config/parse_cache.py):
-    # the parse is kept next to the store when --store names it, else in the user's cache folder.
+    # the parse is kept next to the store when --store names it (edge_config.parse_cache.default_dir).
     cfg = load_site(args.config, Path(args.store).parent if args.store else default_dir())
     from gateway.privacy import ConfigPermissionError, check_config_permissions
 
