@@ -26,6 +26,8 @@ from ruamel.yaml.error import YAMLError
 from gateway.errors import ConfigProblem
 
 from . import yaml_source
+from .parse_cache import load as parse_cache_load
+from .parse_cache import store as parse_cache_store
 from .schema import PATTERN_HELP, SiteConfig, cross_check, format_loc
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.json")
@@ -73,10 +75,14 @@ class ConfigError(ConfigProblem):
 # public API
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> SiteConfig:
+def load_config(
+    path: str | Path, env: Mapping[str, str] | None = None, *, parse_cache: Path | None = None
+) -> SiteConfig:
     """Load, validate and cross-check a site file. Raises :class:`ConfigError` with all issues.
 
-    ``env`` resolves ``${NAME}`` secret references (default ``os.environ``).
+    ``env`` resolves ``${NAME}`` secret references (default ``os.environ``). ``parse_cache``: a
+    folder where the parse of a file that validated is kept for the next load of the same bytes
+    (edge_config/parse_cache.py; ``gateway run`` uses it, a restart then skips the YAML parser).
     """
     p = Path(path)
     file = str(p)
@@ -91,6 +97,15 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> SiteC
     except UnicodeDecodeError:
         raise ConfigError([ConfigIssue(file, None, "", "the file is not UTF-8 text; save it as UTF-8")]) from None
 
+    cached = parse_cache_load(parse_cache, p, raw)
+    if cached is not None:
+        try:
+            cfg = _validate(cached, None, file, env)  # validated exactly as a fresh parse would be
+        except ConfigError:
+            pass  # e.g. a secret's variable is gone: parse again, so every message has its line
+        else:
+            cfg._set_source(p, revision)
+            return cfg
     too_deep = ConfigIssue(file, None, "", "the file is nested too deeply to be a site file; check its brackets")
     try:
         doc = yaml_source.parse(text)
@@ -115,6 +130,15 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> SiteC
         data = _plain(doc)
     except RecursionError:
         raise ConfigError([too_deep]) from None
+    cfg = _validate(data, doc, file, env)
+    parse_cache_store(parse_cache, p, raw, data)
+    cfg._set_source(p, revision)
+    return cfg
+
+
+def _validate(data: Any, doc: Any, file: str, env: Mapping[str, str] | None) -> SiteConfig:
+    """The config of parsed ``data``, or ConfigError with every issue (lines from ``doc``, the
+    round-trip document, when there is one)."""
     issues: list[ConfigIssue] = []
     cfg: SiteConfig | None = None
     context = {"env": os.environ if env is None else env, "skip_cross_check": True}
@@ -130,7 +154,6 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> SiteC
     if issues or cfg is None:
         issues = sorted(set(issues), key=lambda i: (i.line if i.line is not None else 1 << 30, i.key_path, i.message))
         raise ConfigError(issues)
-    cfg._set_source(p, revision)
     return cfg
 
 

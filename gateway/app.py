@@ -7,8 +7,10 @@ The asyncio loop runs the HTTP API and receives committed changes via call_soon_
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.app")
 
 SWITCH_INTERVAL_S = 0.001
+SYNC_START_WAIT_S = 30.0
 
 
 class Gateway:
@@ -135,6 +138,8 @@ class Gateway:
         # Integrations on the site's broker (Home Assistant discovery): own threads and clients.
         self.integrations = Integrations(self.settings, self.store_path, self.health)
         self.add_listener(self.integrations.committed)
+        self._sync_lock = threading.Lock()  # a deferred sync start never races stop()
+        self._stopping = False
         # The broker's own drop counter ($SYS): what it threw away becomes an incident.
         self.drops = BrokerDropWatch(self.pipeline, cfg.gateway.id, f"{self.settings.host}:{self.settings.port}")
 
@@ -160,7 +165,12 @@ class Gateway:
             self.channels.wake()  # rows just committed: send without waiting for the poll
 
     # --- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, *, sync_after: threading.Event | None = None) -> None:
+        """Start the threads. ``sync_after``: start the central-store sender only once it is set
+        (``gateway run`` sets it when the API answers; at most SYNC_START_WAIT_S later): its first
+        write imports influxdb-client, ~0.25 s of CPU that on a Pi-class core would delay the
+        sessions and the API by a second (bench/pi_budget.py). The outbox it empties is on disk,
+        so starting it later loses nothing."""
         self.settings.check_transport()
         # Three busy threads share the GIL (two MQTT network threads and the writer). The default
         # 5 ms switch interval lets an SOS wait several such slices behind telemetry work; 1 ms
@@ -172,7 +182,10 @@ class Gateway:
         if self.cfg.tickets.enabled and self.cfg.channels.enabled:
             self.channels.start()
         if self.sync is not None:
-            self.sync.start()
+            if sync_after is None:
+                self.sync.start()
+            else:
+                threading.Thread(target=self._start_sync, args=(sync_after,), name="sync-start", daemon=True).start()
         if self.district is not None:
             self.district.start()
         safety_filters = self.routing.safety_filters
@@ -199,7 +212,15 @@ class Gateway:
             self.store_path,
         )
 
+    def _start_sync(self, after: threading.Event) -> None:
+        after.wait(SYNC_START_WAIT_S)
+        with self._sync_lock:
+            if self.sync is not None and not self._stopping:
+                self.sync.start()
+
     def stop(self) -> None:
+        with self._sync_lock:
+            self._stopping = True
         self.integrations.stop()
         if self.cameras is not None:
             self.cameras.stop()
@@ -223,7 +244,12 @@ class Gateway:
         return {
             "broker_connected": self.broker_connected,
             "sessions": {
-                s.name: {"connected": s.connected, "connects": s.connects, "last_error": s.last_error}
+                s.name: {
+                    "connected": s.connected,
+                    "subscribed": s.subscribed,
+                    "connects": s.connects,
+                    "last_error": s.last_error,
+                }
                 for s in self.sessions.values()
             },
             "store_writable": not self.pipeline.store_full and self.pipeline.last_commit_error is None,
@@ -245,8 +271,8 @@ class Gateway:
         return reload_from(self, path)
 
 
-async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event) -> None:
-    """Run the HTTP API until ``stop`` is set."""
+async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event, started: threading.Event | None = None) -> None:
+    """Run the HTTP API until ``stop`` is set; ``started`` is set once it accepts connections."""
     import uvicorn
 
     from gateway.api import create_app
@@ -257,7 +283,6 @@ async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event) -> None:
     # Start-up is done: the config, routes and schemas live until a reload; keep them out of the
     # cycle collector's full passes, which stop every thread (gateway/core/heap.py).
     static_views(gw.cfg)  # the per-device config views, built now so they are frozen too
-    freeze_long_lived()
     tls = gw.cfg.api.tls  # HTTPS when configured; open streams get 5 s to finish on stop
     config = uvicorn.Config(
         app,
@@ -273,6 +298,13 @@ async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event) -> None:
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    if started is not None:
+        started.set()
+    # Once the API answers (not before: ~50 ms of CPU, a fifth of a second on a Pi-class core).
+    freeze_long_lived()
+    gc.enable()  # `gateway run` kept the collector off through start-up (gateway/cli/service.py)
     await stop.wait()
     await app.state.close_streams()  # end the live (SSE) streams so the server stops at once
     server.should_exit = True

@@ -45,12 +45,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def load_site(path: str) -> SiteConfig:
-    """Load a config or exit 2 printing every issue as PATH:LINE: key.path: message."""
+def load_site(path: str, parse_cache: Path | None = None) -> SiteConfig:
+    """Load a config or exit 2 printing every issue as PATH:LINE: key.path: message.
+    ``parse_cache``: see edge_config.loader.load_config."""
     from edge_config import ConfigError, load_config
 
     try:
-        return load_config(path)
+        return load_config(path, parse_cache=parse_cache)
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue.format(), file=sys.stderr)

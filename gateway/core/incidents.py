@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from gateway.core import compactjson
 from gateway.core.contract import BatchResult, EventKind, IncidentEvent
 
 # States in which an incident holds its open key (all but ``new`` are the ticket loop's).
@@ -104,8 +105,7 @@ class Raised:
 
 
 # Any: whatever JSON-serialisable value is stored
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
+_dumps = compactjson.dumps  # the text json.dumps(separators=(",", ":"), ensure_ascii=False, default=str) gives
 
 
 _COLS = (

@@ -150,6 +150,9 @@ class MqttSession:
         self._lock = threading.Lock()
         self.generation = 0
         self.connected = False
+        # True once the broker granted this connection's subscriptions: from then on messages flow
+        # (readiness; bench/pi_budget.py times start-up to it).
+        self.subscribed = False
         self.connects = 0
         self.last_error: str | None = None
         self._attempt = 0
@@ -252,6 +255,7 @@ class MqttSession:
 
     def _on_subscribe(self, client: paho.Client, userdata: object, mid: int, reasons: list, props: object) -> None:
         bad = [str(r) for r in reasons if getattr(r, "is_failure", False)]
+        self.subscribed = not bad
         if bad:
             self.last_error = f"subscription refused by the broker (check its ACL): {', '.join(bad)}"
             log.error("mqtt %s: %s", self.name, self.last_error)
@@ -262,6 +266,7 @@ class MqttSession:
         with self._lock:
             self.generation += 1
             was_connected, self.connected = self.connected, False
+            self.subscribed = False
         if not self._stopping:
             if was_connected:  # keep a refusal's own message (bad credentials, ACL) when it failed
                 self.last_error = f"disconnected: {reason}"

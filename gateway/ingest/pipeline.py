@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from drivers.base import AVAILABILITY, BRIDGE, DecodeError, Reading
 from gateway.core import store as st
+from gateway.core.compactjson import make_dumps
 from gateway.core.contract import BatchResult, DeviceInfo, Resolved, Stage, StatusChange
 from gateway.core.histograms import MESSAGE_COMMIT, observe_committed
 from gateway.ingest.mqtt import LIFE_SAFETY, SESSION_NAMES, TELEMETRY, Inbound
@@ -854,5 +855,5 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-# One encoder for the hot path: json.dumps with non-default options builds a new encoder per call.
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default).encode
+# One encoder for the hot path, built once (gateway/core/compactjson.py).
+_dumps = make_dumps(_json_default)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+from gateway.core import compactjson
 from gateway.core.incidents import Location
 
 if TYPE_CHECKING:
@@ -65,8 +66,7 @@ class Facts:
 
 # --- durable state -------------------------------------------------------------------------------
 # Any: whatever JSON-serialisable value is stored
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
+_dumps = compactjson.dumps  # the text json.dumps(separators=(",", ":"), ensure_ascii=False, default=str) gives
 
 
 # --- the cache -----------------------------------------------------------------------------------
