@@ -116,7 +116,7 @@ def motorbike(
 def person(img: np.ndarray, hom: np.ndarray, tall: float, cx: float, cy: float, rng: np.random.Generator) -> None:
     """A standing person, 1.6-1.85 m: legs, torso in a random shirt colour, head."""
     ppm = px_per_m(hom, cx, cy)
-    h = float(rng.uniform(1.6, 1.85)) * ppm * max(tall, 0.3)
+    h = float(rng.uniform(1.6, 1.85)) * ppm * max(tall, 0.5)
     base = to_img(np.float32([[cx, cy]]), hom)[0]
     w = 0.45 * ppm
     x, y = float(base[0]), float(base[1])
@@ -132,7 +132,7 @@ def bicycle(img: np.ndarray, hom: np.ndarray, tall: float, cx: float, cy: float,
     """A bicycle standing along the bay: two thin wheels and a frame; mostly see-through."""
     ppm = px_per_m(hom, cx, cy)
     a, b = to_img(np.float32([[cx, cy - 0.55], [cx, cy + 0.55]]), hom)
-    r = 0.34 * ppm * max(tall, 0.35)
+    r = 0.34 * ppm * max(tall, 0.5)
     colour = tuple(float(c) for c in rng.integers(10, 200, 3))
     th = max(1, round(ppm * 0.04))
     ca = (round(float(a[0])), round(float(a[1]) - r))
