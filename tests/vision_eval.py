@@ -52,7 +52,9 @@ class Seq:
     frames: list[vs.Frame]
 
 
-def sequences(split: str = "tune", lots: int = LOTS, frames: int = FRAMES, conditions: Sequence[str] = vs.CONDITIONS) -> list[Seq]:
+def sequences(
+    split: str = "tune", lots: int = LOTS, frames: int = FRAMES, conditions: Sequence[str] = vs.CONDITIONS
+) -> list[Seq]:
     base = vs.SPLIT_SEED[split]
     out = []
     for i in range(lots):
@@ -252,7 +254,8 @@ def table(r: Report) -> str:
     rows = [*r.by_condition.items(), ("**all**", r.all), *((f"hard: {k}", v) for k, v in sorted(r.hard.items()))]
     for name, k in rows:
         lines.append(
-            f"| {name} | {k.n} | {k.recall:.3f} | {k.specificity:.3f} | {k.balanced:.3f} | {k.unknown_pct:.1f} | {k.wrong_pct:.1f} |"
+            f"| {name} | {k.n} | {k.recall:.3f} | {k.specificity:.3f} | {k.balanced:.3f} |"
+            f" {k.unknown_pct:.1f} | {k.wrong_pct:.1f} |"
         )
     return "\n".join(lines)
 
@@ -265,7 +268,9 @@ if __name__ == "__main__":  # pragma: no cover
     lots = int(sys.argv[1]) if len(sys.argv) > 1 else LOTS
     seqs = sequences("tune", lots, FRAMES)
     rows = training_rows(seqs)
-    print(f"{len(rows.y)} spaces, {rows.unusable} usable-condition frames refused; {time.process_time() - t0:.0f} s CPU")
+    print(
+        f"{len(rows.y)} spaces, {rows.unusable} usable-condition frames refused; {time.process_time() - t0:.0f} s CPU"
+    )
     for scheme in ("loco", "lolo"):
         rep = report(run_folds(seqs, rows, scheme))
         print(f"\n{scheme}\n" + table(rep))

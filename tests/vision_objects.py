@@ -123,7 +123,9 @@ def person(img: np.ndarray, hom: np.ndarray, tall: float, cx: float, cy: float, 
     legs = np.float32([[x - w / 2, y], [x + w / 2, y], [x + w / 2, y - 0.47 * h], [x - w / 2, y - 0.47 * h]])
     fill(img, legs, (60.0, 50.0, 40.0) if rng.random() < 0.6 else (150.0, 140.0, 130.0))
     shirt = tuple(float(c) for c in rng.integers(20, 230, 3))
-    torso = np.float32([[x - w / 2, y - 0.47 * h], [x + w / 2, y - 0.47 * h], [x + w / 2, y - 0.85 * h], [x - w / 2, y - 0.85 * h]])
+    torso = np.float32(
+        [[x - w / 2, y - 0.47 * h], [x + w / 2, y - 0.47 * h], [x + w / 2, y - 0.85 * h], [x - w / 2, y - 0.85 * h]]
+    )
     fill(img, torso, shirt)  # type: ignore[arg-type]
     cv2.circle(img, (round(x), round(y - 0.92 * h)), max(2, round(0.08 * h)), (120, 150, 190), -1, cv2.LINE_AA)
 

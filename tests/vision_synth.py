@@ -148,7 +148,9 @@ def make_lot(seed: int, w: int = W, h: int = H) -> Lot:
         skew = _u(rng, -0.06, 0.06) * w
         dst = np.float32([[x_left + shrink_l + skew, y0], [x_right - shrink_r + skew, y0], [x_right, y1], [x_left, y1]])
         c, s = math.cos(roll), math.sin(roll)
-        dst = np.float32([[w / 2 + (x - w / 2) * c - (y - h / 2) * s, h / 2 + (x - w / 2) * s + (y - h / 2) * c] for x, y in dst])
+        dst = np.float32(
+            [[w / 2 + (x - w / 2) * c - (y - h / 2) * s, h / 2 + (x - w / 2) * s + (y - h / 2) * c] for x, y in dst]
+        )
         hom = cv2.getPerspectiveTransform(np.float32([[0, 0], [gw, 0], [gw, depth], [0, depth]]), dst)
         for i in range(n + 1):
             p = ob.to_img(np.float32([[i * width, 0], [i * width, depth]]), hom)
@@ -193,7 +195,9 @@ def _centre(lot: Lot, k: int) -> tuple[np.ndarray, float, float]:
     return hom, (x0 + x1) / 2, (y0 + y1) / 2
 
 
-def _place(lot: Lot, rng: np.random.Generator, cond: str, occupied: list[bool]) -> tuple[list[tuple[float, str, object]], list[str]]:
+def _place(
+    lot: Lot, rng: np.random.Generator, cond: str, occupied: list[bool]
+) -> tuple[list[tuple[float, str, object]], list[str]]:
     """Decide what stands where: (sort depth, kind, drawing closure args) and the space kinds."""
     n = len(lot.spaces)
     kinds = ["car" if o else "" for o in occupied]
@@ -226,35 +230,49 @@ def _place(lot: Lot, rng: np.random.Generator, cond: str, occupied: list[bool]) 
     return items, kinds
 
 
-def _occluders(img: np.ndarray, lot: Lot, rng: np.random.Generator, feet: list[np.ndarray]) -> None:
-    """Pillars, trees and passing cars in front of a row (they hide part of the spaces behind)."""
+def _occluders(
+    img: np.ndarray, lot: Lot, rng: np.random.Generator, sc: np.random.Generator, feet: list[np.ndarray]
+) -> None:
+    """Pillars and trees (fixed for the scene) and passing cars in front of a row: they hide part
+    of the spaces behind."""
     shadow = np.zeros(img.shape[:2], np.float32)
-    for _ in range(int(rng.integers(2, 4))):
-        k = int(rng.integers(0, len(lot.ground)))
-        hom, (x0, _y0, x1, y1) = lot.ground[k]
-        kind = int(rng.integers(0, 3))
-        if kind == 0:
-            ob.pillar(img, hom, x0 + rng.uniform(-0.3, x1 - x0), y1 + rng.uniform(0.2, 0.8), rng)
-        elif kind == 1:
-            ob.tree(img, hom, lot.tall, x0 + rng.uniform(0, x1 - x0), y1 + rng.uniform(0.3, 1.0), rng)
+    for _ in range(int(sc.integers(1, 3))):
+        hom, (x0, _y0, x1, y1) = lot.ground[int(sc.integers(0, len(lot.ground)))]
+        if sc.random() < 0.5:
+            ob.pillar(img, hom, x0 + sc.uniform(-0.3, x1 - x0), y1 + sc.uniform(0.2, 0.8), sc)
         else:
-            col = _colour(rng, lot, False)
-            feet.append(ob.car(img, shadow, hom, lot.tall, x0 + rng.uniform(0, x1 - x0), y1 + rng.uniform(1.2, 2.0), 4.4, 1.8, math.pi / 2, col, rng))
+            ob.tree(img, hom, lot.tall, x0 + sc.uniform(0, x1 - x0), y1 + sc.uniform(0.3, 1.0), sc)
+    for _ in range(int(rng.integers(0, 2))):
+        hom, (x0, _y0, x1, y1) = lot.ground[int(rng.integers(0, len(lot.ground)))]
+        col = _colour(rng, lot, False)
+        x = x0 + rng.uniform(0, x1 - x0)
+        feet.append(ob.car(img, shadow, hom, lot.tall, x, y1 + rng.uniform(1.2, 2.0), 4.4, 1.8, math.pi / 2, col, rng))
 
 
-def render(lot: Lot, seed: int, condition: str, split: str = "tune", occupancy: float = 0.5, occupied: list[bool] | None = None) -> Frame:
+def render(
+    lot: Lot,
+    seed: int,
+    condition: str,
+    split: str = "tune",
+    occupancy: float = 0.5,
+    occupied: list[bool] | None = None,
+    scene: int | None = None,
+) -> Frame:
     """One frame of ``lot`` under ``condition``; ``occupied`` fixes which spaces hold a vehicle
-    (else each with probability ``occupancy``)."""
+    (else each with probability ``occupancy``). ``scene`` seeds what stays put while the
+    condition lasts (puddles, lamps, fog, glare, lens dirt, the camera's pointing, pillars);
+    default: ``seed``, i.e. a scene of its own."""
     cond_index = (CONDITIONS + UNUSABLE).index(condition)
     rng = np.random.default_rng([lot.seed, seed, cond_index, SPLIT_SEED[split]])
+    sc = np.random.default_rng([lot.seed, seed if scene is None else scene, cond_index, SPLIT_SEED[split], 1])
     h, w = lot.base.shape[:2]
     occ = list(occupied) if occupied is not None else [bool(rng.random() < occupancy) for _ in lot.spaces]
     img = lot.base.copy()
     params: dict[str, float] = {}
     if condition == "rain":
-        wet = _u(rng, 0.55, 0.8)
-        puddle = wx.blobs(rng, (h, w), int(rng.integers(3, 9)), (15, 60), 4.0)
-        img = img * wet * (1 - puddle[..., None]) + (img * 0.5 + _u(rng, 90, 150)) * puddle[..., None]
+        wet = _u(sc, 0.55, 0.8)
+        puddle = wx.blobs(sc, (h, w), int(sc.integers(3, 9)), (15, 60), 4.0)
+        img = img * wet * (1 - puddle[..., None]) + (img * 0.5 + _u(sc, 90, 150)) * puddle[..., None]
         params["wet"] = wet
     items, kinds = _place(lot, rng, condition, occ)
     before = img.copy()
@@ -265,16 +283,20 @@ def render(lot: Lot, seed: int, condition: str, split: str = "tune", occupancy: 
         if kind == "car":
             length, width = _u(rng, 3.6, 4.9), _u(rng, 1.6, 1.95)
             col = _colour(rng, lot, condition == "ground_colour" and rng.random() < 0.8)
-            feet.append(ob.car(img, shadow, hom, lot.tall, cx, cy, length, width, math.radians(_u(rng, -6, 6)), col, rng))
+            feet.append(
+                ob.car(img, shadow, hom, lot.tall, cx, cy, length, width, math.radians(_u(rng, -6, 6)), col, rng)
+            )
         elif kind == "motorbike":
-            ob.motorbike(img, shadow, hom, lot.tall, cx, cy, math.radians(_u(rng, -10, 10)), _colour(rng, lot, False), rng)
+            ob.motorbike(
+                img, shadow, hom, lot.tall, cx, cy, math.radians(_u(rng, -10, 10)), _colour(rng, lot, False), rng
+            )
         elif kind == "person":
             ob.person(img, hom, lot.tall, cx, cy, rng)
         else:
             ob.bicycle(img, hom, lot.tall, cx, cy, rng)
     if condition == "occlusion":
         pre = img.copy()
-        _occluders(img, lot, rng, feet)
+        _occluders(img, lot, rng, sc, feet)
         changed = np.abs(img - pre).max(axis=2) > 2
         for k, poly in enumerate(lot.spaces):
             m = np.zeros((h, w), np.uint8)
@@ -284,82 +306,95 @@ def render(lot: Lot, seed: int, condition: str, split: str = "tune", occupancy: 
     objects = (np.abs(img - before).max(axis=2) > 2).astype(np.float32)
     contact = 0.15 if condition in ("overcast", "fog", "rain") else 0.45
     img *= (1 - contact * cv2.GaussianBlur(shadow, (0, 0), 2.0))[..., None]
-    img = _light(img, lot, rng, condition, feet, objects, params)
-    img = _lens(img, rng, condition, params)
+    img = _light(img, lot, rng, sc, condition, feet, objects, params)
+    img = _lens(img, rng, sc, condition, params)
     return Frame(_jpeg(np.clip(img, 0, 255).astype(np.uint8), int(params["jpeg_q"])), occ, condition, params, kinds)
 
 
-def _light(img: np.ndarray, lot: Lot, rng: np.random.Generator, cond: str, feet: list[np.ndarray], objects: np.ndarray, params: dict[str, float]) -> np.ndarray:
+def _light(
+    img: np.ndarray,
+    lot: Lot,
+    rng: np.random.Generator,
+    sc: np.random.Generator,
+    cond: str,
+    feet: list[np.ndarray],
+    objects: np.ndarray,
+    params: dict[str, float],
+) -> np.ndarray:
+    """Light of the scene (``sc``: fixed while the condition lasts) with per-frame drift (``rng``)."""
     h, w = img.shape[:2]
-    gain = np.full((h, w), _u(rng, 0.9, 1.1), np.float32)
+    jitter = _u(rng, 0.9, 1.1)
+    gain = np.full((h, w), jitter, np.float32)
     tint = np.float32([1, 1, 1]) + rng.uniform(-0.03, 0.03, 3).astype(np.float32)
     if cond == "daylight":
-        g = _u(rng, 0.6, 1.4)
-        gx = np.linspace(-1, 1, w, dtype=np.float32)[None, :] * _u(rng, -0.2, 0.2)
-        gy = np.linspace(-1, 1, h, dtype=np.float32)[:, None] * _u(rng, -0.15, 0.15)
+        g = _u(sc, 0.6, 1.4) * jitter
+        gx = np.linspace(-1, 1, w, dtype=np.float32)[None, :] * _u(sc, -0.2, 0.2)
+        gy = np.linspace(-1, 1, h, dtype=np.float32)[:, None] * _u(sc, -0.15, 0.15)
         gain = g * (1 + gx + gy)
-        if rng.random() < 0.5:
-            gain *= 1 - (1 - _u(rng, 0.5, 0.7)) * wx.blobs(rng, (h, w), int(rng.integers(2, 5)), (20, 70), 6.0)
-        tint = tint + rng.uniform(-0.1, 0.1, 3).astype(np.float32)
+        if sc.random() < 0.5:
+            gain *= 1 - (1 - _u(sc, 0.5, 0.7)) * wx.blobs(sc, (h, w), int(sc.integers(2, 5)), (20, 70), 6.0)
+        tint = tint + sc.uniform(-0.1, 0.1, 3).astype(np.float32)
         params["gain"] = g
     elif cond in ("overcast", "rain"):
-        gain *= _u(rng, 0.45, 0.8)
+        gain *= _u(sc, 0.45, 0.8)
         tint = np.float32([1.06, 1.0, 0.94])
     elif cond in ("night", "dusk"):
-        g = _u(rng, 0.12, 0.3) if cond == "night" else _u(rng, 0.25, 0.5)
-        gain = g + wx.lamps(rng, (h, w), int(rng.integers(1, 3)), (0.2, 0.55) if cond == "night" else (0.05, 0.2))
+        g = (_u(sc, 0.12, 0.3) if cond == "night" else _u(sc, 0.25, 0.5)) * jitter
+        gain = g + wx.lamps(sc, (h, w), int(sc.integers(1, 3)), (0.2, 0.55) if cond == "night" else (0.05, 0.2))
         tint = np.float32([0.75, 0.95, 1.2]) if cond == "night" else np.float32([1.1, 0.95, 1.0])
         params["gain"] = g
     elif cond == "low_sun":
-        gain *= _u(rng, 0.8, 1.4)
+        gain *= _u(sc, 0.8, 1.4)
         tint = np.float32([0.85, 0.97, 1.15])
-        gain *= 1 - (1 - _u(rng, 0.35, 0.55)) * _long_shadows(lot, rng, feet, (h, w))
+        gain *= 1 - (1 - _u(sc, 0.35, 0.55)) * _long_shadows(sc, feet, (h, w))
     img = img * gain[..., None] * tint
     if cond == "overcast":
-        img = wx.flatten(img, _u(rng, 0.55, 0.8))
+        img = wx.flatten(img, _u(sc, 0.55, 0.8))
     elif cond == "rain":
-        img = wx.flatten(img, _u(rng, 0.7, 0.9))
+        img = wx.flatten(img, _u(sc, 0.7, 0.9))
         wx.reflections(img, objects, rng)
         wx.rain_streaks(img, rng, int(rng.integers(150, 500)))
     elif cond in ("night", "dusk"):
-        wx.headlights(img, rng, int(rng.integers(1, 3)))
+        wx.headlights(img, rng, int(rng.integers(0, 3)))
         wx.car_lights(img, rng, feet, 0.3 if cond == "night" else 0.15)
     elif cond == "fog":
-        params["fog_t"] = t = _u(rng, 0.4, 0.75)
-        img = wx.fog(img, rng, t)
+        params["fog_t"] = t = _u(sc, 0.4, 0.75) * _u(rng, 0.95, 1.05)
+        img = wx.fog(img, sc, t)
     elif cond == "glare":
-        wx.glare(img, rng, _u(rng, 50, 140))
+        wx.glare(img, sc, _u(sc, 50, 140) * _u(rng, 0.9, 1.1))
     elif cond == "dense_fog":
-        img = wx.fog(img, rng, _u(rng, 0.04, 0.12))
+        img = wx.fog(img, sc, _u(sc, 0.04, 0.12))
     elif cond == "whiteout":
-        img = wx.whiteout(img, rng)
+        img = wx.whiteout(img, sc)
     return img
 
 
-def _long_shadows(lot: Lot, rng: np.random.Generator, feet: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    """Shadows of a low sun: each car's footprint swept 3-8 m along the sun direction (image
-    approximation: a shift scaled by the car's size), plus a building edge."""
+def _long_shadows(sc: np.random.Generator, feet: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Shadows of a low sun: each car's footprint swept along the sun direction by 1-2 times its
+    size (image approximation of 3-8 m), plus a building edge."""
     h, w = shape
     m = np.zeros((h, w), np.float32)
-    ang = rng.uniform(0, 2 * math.pi)
-    reach = _u(rng, 1.0, 2.0)
+    ang = sc.uniform(0, 2 * math.pi)
+    reach = _u(sc, 1.0, 2.0)
     for foot in feet:
         size = float(np.ptp(foot[:, 0]))
         d = np.float32([math.cos(ang), 0.5 * math.sin(ang)]) * size * reach
         hull = cv2.convexHull(np.vstack([foot, foot + d]).astype(np.float32))
         cv2.fillPoly(m, [np.round(hull * 4).astype(np.int32)], 1.0, cv2.LINE_AA, shift=2)
-    xa, xb = rng.uniform(0, w), rng.uniform(0, w)
-    side = 0 if rng.random() < 0.5 else w
+    xa, xb = sc.uniform(0, w), sc.uniform(0, w)
+    side = 0 if sc.random() < 0.5 else w
     cv2.fillPoly(m, [np.int32([[xa, 0], [xb, h], [side, h], [side, 0]])], 1.0)
     return np.asarray(cv2.GaussianBlur(m, (0, 0), 1.5), np.float32)
 
 
-def _lens(img: np.ndarray, rng: np.random.Generator, cond: str, params: dict[str, float]) -> np.ndarray:
+def _lens(
+    img: np.ndarray, rng: np.random.Generator, sc: np.random.Generator, cond: str, params: dict[str, float]
+) -> np.ndarray:
     h, w = img.shape[:2]
-    if cond == "rain" and rng.random() < 0.5:
-        img = wx.droplets(img, rng, int(rng.integers(3, 15)))
+    if cond == "rain" and sc.random() < 0.5:
+        img = wx.droplets(img, sc, int(sc.integers(3, 15)))
     elif cond == "dirty_lens":
-        img = wx.dirty_lens(img, rng, _u(rng, 1.0, 2.5))
+        img = wx.dirty_lens(img, sc, _u(sc, 1.0, 2.5))
     elif cond == "covered":
         img = wx.covered(img, rng)
     sigma = {"noise": _u(rng, 8, 18), "night": _u(rng, 5, 12), "dusk": _u(rng, 3, 8)}.get(cond, 2.0)
@@ -371,9 +406,9 @@ def _lens(img: np.ndarray, rng: np.random.Generator, cond: str, params: dict[str
         img[sp > 1 - salt / 2] = 255
     params["noise_sigma"] = sigma
     img = np.clip(img, 0, 255)
-    if cond == "shake":
-        params["shift"] = shift = _u(rng, 3, 10) * w / W
-        img = wx.shake(img, rng, shift, _u(rng, -1.5, 1.5), _u(rng, 0.98, 1.02))
+    if cond == "shake":  # re-pointed for the scene, plus a little wind on every frame
+        params["shift"] = shift = _u(sc, 3, 10) * w / W
+        img = wx.shake(img, sc, shift + _u(rng, -1, 1), _u(sc, -1.5, 1.5) + _u(rng, -0.2, 0.2), _u(sc, 0.98, 1.02))
     else:
         m = np.float32([[1, 0, rng.uniform(-1.0, 1.0)], [0, 1, rng.uniform(-1.0, 1.0)]])
         img = cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT)
@@ -390,11 +425,13 @@ def sequence(lot: Lot, condition: str, seed: int, n: int, split: str = "tune") -
     for j in range(n):
         if j:
             occ = [o != bool(rng.random() < 0.3) for o in occ]
-        out.append(render(lot, seed * 1000 + j, condition, split, occupied=occ))
+        out.append(render(lot, seed * 1000 + j, condition, split, occupied=occ, scene=seed))
     return out
 
 
-def dataset(split: str, lots: int = 6, frames_per_condition: int = 4, conditions: tuple[str, ...] = CONDITIONS) -> list[tuple[Lot, Frame]]:
+def dataset(
+    split: str, lots: int = 6, frames_per_condition: int = 4, conditions: tuple[str, ...] = CONDITIONS
+) -> list[tuple[Lot, Frame]]:
     """The whole split: for each lot, a sequence of ``frames_per_condition`` frames per condition."""
     base = SPLIT_SEED[split]
     out: list[tuple[Lot, Frame]] = []

@@ -94,7 +94,10 @@ def reflections(img: np.ndarray, objects: np.ndarray, rng: np.random.Generator) 
         depth = min(bh, h - (y + bh))
         if depth <= 2:
             continue
-        src = img[y + bh - depth : y + bh, x : x + bw][::-1] * (labels[y + bh - depth : y + bh, x : x + bw][::-1] == i)[..., None]
+        src = (
+            img[y + bh - depth : y + bh, x : x + bw][::-1]
+            * (labels[y + bh - depth : y + bh, x : x + bw][::-1] == i)[..., None]
+        )
         add[y + bh : y + bh + depth, x : x + bw] += src
     add = cv2.GaussianBlur(add, (0, 0), sigmaX=1.5, sigmaY=4.0)
     img += alpha * add * ground[..., None]

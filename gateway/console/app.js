@@ -371,6 +371,17 @@
     }
   }
 
+  // A camera-watched space reports vehicle_unknown when it cannot tell (bad image, low confidence):
+  // shown as unknown, never as the last known occupied/free.
+  function spaceState(d) {
+    const v = d.values;
+    if (!d.parking_space || !v) return null;
+    if (v.vehicle_unknown === true) return "unknown";
+    if (v.vehicle_present === true) return "occupied";
+    if (v.vehicle_present === false) return "free";
+    return null;
+  }
+
   function renderDevices() {
     if (!state.devices.size) return;
     const byBuilding = new Map();
@@ -393,6 +404,8 @@
         li.dataset.id = d.id;
         const dot = el("span", `dot ${d.online === true ? "on" : d.online === false ? "off" : ""}`);
         li.append(dot, el("span", "name", d.name), el("span", "muted", d.battery != null ? ` ${d.battery}%` : ""));
+        const park = spaceState(d);
+        if (park) li.append(el("span", `space ${park}`, ` ${t(`space_${park}`)}`));
         ul.append(li);
       }
       box.append(ul);

@@ -27,8 +27,9 @@ import numpy as np
 LOG_OFFSET = 10.0
 LOG_SAT = math.log(248 + LOG_OFFSET)  # saturated (glare, headlight straight into the lens)
 EDGE_T = 0.12  # log-gradient magnitude counted as an edge
-EDGE_NOISE_K = 3.0  # ... at least this many times the background's median gradient (noise, grain)
 CHANGE_T = 0.4  # log-ratio departure from the view's illumination change counted as changed
+CHANGE_LO = 0.15
+COARSE_SIGMA = 3.0  # px at the working width: wider than a rain streak or a JPEG block edge
 CELL_CHANGED = 0.35  # a cell with more changed pixels than this counts as covered
 GRID = 3
 CELLS = GRID * GRID
@@ -49,10 +50,13 @@ PAIR = (
     "cell_changed",  # medians over the 3 x 3 cells of the same
     "covered",  # share of cells that changed (a car: most; a person or a pole: one to three)
     "rel_grad",  # grad less the view's gradient change (fog, blur, night noise affect all)
+    "ncc_coarse",  # ncc after a wider blur: rain streaks, noise and JPEG blocks averaged out
+    "changed_lo",  # share departing > CHANGE_LO (a car close to the ground's colour)
+    "spread_coarse",  # spread of the coarse log ratio
 )
+# Frame-wide levels (brightness, noise) are deliberately not features: in a linear model they
+# would shift every space of a frame alike, which fits the conditions trained on and nothing else.
 FRAME = (
-    "noise",  # log ratio of the background's median gradient, frame / calibrated reference
-    "illum",  # the view's illumination change in log units (night: strongly negative)
     "sat",  # share of the space's pixels saturated
     "adapted",  # 1 when an adapted reference of this space was used
 )
@@ -64,6 +68,7 @@ class Prepared:
     """Per-image planes shared by every space of a camera (float32, image-sized)."""
 
     log: np.ndarray  # log(gray + offset), denoised
+    coarse: np.ndarray  # the same blurred by COARSE_SIGMA
     grad: np.ndarray  # log-gradient magnitude
     a: np.ndarray  # Lab a
     b: np.ndarray  # Lab b
@@ -79,7 +84,8 @@ def prepare(image: np.ndarray) -> Prepared:
     gy = cv2.Sobel(lg, cv2.CV_32F, 0, 1, ksize=3)
     lab = cv2.cvtColor(img, cv2.COLOR_BGR2Lab)
     _l, a, b = cv2.split(lab)
-    return Prepared(lg, cv2.magnitude(gx, gy) / 8.0, a.astype(np.float32), b.astype(np.float32))
+    coarse = cv2.GaussianBlur(lg, (0, 0), COARSE_SIGMA)
+    return Prepared(lg, coarse, cv2.magnitude(gx, gy) / 8.0, a.astype(np.float32), b.astype(np.float32))
 
 
 @dataclass(frozen=True)
@@ -90,15 +96,19 @@ class ViewStats:
     a: float  # median Lab a, b (colour of the light)
     b: float
     gmed: float  # median log-gradient (sensor noise, blur, fog)
+    mad: float  # median absolute deviation of log gray (contrast: fog, flat light lower it)
 
 
 def view_stats(p: Prepared, background: np.ndarray) -> ViewStats:
     """``background``: flat indices of pixels outside every space (subsampled)."""
+    lg = p.log.ravel()[background]
+    level = float(np.median(lg))
     return ViewStats(
-        float(np.median(p.log.ravel()[background])),
+        level,
         float(np.median(p.a.ravel()[background])),
         float(np.median(p.b.ravel()[background])),
         float(np.median(p.grad.ravel()[background])),
+        float(np.median(np.abs(lg - level))),
     )
 
 
@@ -142,6 +152,7 @@ class Pixels:
     """One image's values at one space's pixels."""
 
     log: np.ndarray
+    coarse: np.ndarray
     grad: np.ndarray
     a: np.ndarray
     b: np.ndarray
@@ -149,13 +160,24 @@ class Pixels:
     @staticmethod
     def take(p: Prepared, sp: Space) -> Pixels:
         i = sp.index
-        return Pixels(p.log.ravel()[i], p.grad.ravel()[i], p.a.ravel()[i], p.b.ravel()[i])
+        return Pixels(p.log.ravel()[i], p.coarse.ravel()[i], p.grad.ravel()[i], p.a.ravel()[i], p.b.ravel()[i])
+
+    def copy(self) -> Pixels:
+        return Pixels(*(getattr(self, n).copy() for n in PLANES))
 
     def blend(self, other: Pixels, alpha: float) -> None:
         """Move towards ``other`` (exponential average, in place)."""
-        for name in ("log", "grad", "a", "b"):
+        for name in PLANES:
             mine = getattr(self, name)
             mine += alpha * (getattr(other, name) - mine)
+
+
+PLANES = ("log", "coarse", "grad", "a", "b")
+
+
+def _ncc(x: np.ndarray, y: np.ndarray) -> float:
+    cx, cy = x - x.mean(), y - y.mean()
+    return float((cx * cy).mean() / (math.sqrt(float((cx * cx).mean()) * float((cy * cy).mean())) + 1e-6))
 
 
 def _cells(sp: Space, v: np.ndarray) -> np.ndarray:
@@ -165,12 +187,17 @@ def _cells(sp: Space, v: np.ndarray) -> np.ndarray:
 def pair_features(sp: Space, f: Pixels, fv: ViewStats, r: Pixels, rv: ViewStats) -> list[float]:
     """The :data:`PAIR` features of frame pixels ``f`` against reference pixels ``r``."""
     illum = fv.level - rv.level
-    tf, tr = max(EDGE_T, EDGE_NOISE_K * fv.gmed), max(EDGE_T, EDGE_NOISE_K * rv.gmed)
-    view_grad = math.log((fv.gmed + 1e-3) / (rv.gmed + 1e-3))
+    # The view's gradient and contrast change (fog, flat light, a dirty lens lower both; night
+    # noise raises the gradients): thresholds and spreads are taken relative to them, so a car
+    # in fog is measured against foggy asphalt rather than against a clear day.
+    kg = min(4.0, max(0.25, (fv.gmed + 1e-3) / (rv.gmed + 1e-3)))
+    kc = min(2.0, max(0.25, (fv.mad + 1e-3) / (rv.mad + 1e-3)))
+    view_grad = math.log(kg)
     d = f.log - r.log
-    ef = (f.grad > tf).astype(np.float64)
-    er = (r.grad > tr).astype(np.float64)
-    ch = (np.abs(d - illum) > CHANGE_T).astype(np.float64)
+    dc = f.coarse - r.coarse
+    ef = (f.grad > EDGE_T * kg).astype(np.float64)
+    er = (r.grad > EDGE_T).astype(np.float64)
+    ch = (np.abs(d - illum) > CHANGE_T * kc).astype(np.float64)
     mf, mr = float(f.log.mean()), float(r.log.mean())
     cf, cr = f.log - mf, r.log - mr
     sf, sr = float(np.sqrt((cf * cf).mean())), float(np.sqrt((cr * cr).mean()))
@@ -194,17 +221,20 @@ def pair_features(sp: Space, f: Pixels, fv: ViewStats, r: Pixels, rv: ViewStats)
         float(ef.mean() - er.mean()),
         grad,
         float((cf * cr).mean() / (sf * sr + 1e-6)),
-        float(np.abs(d - dmed).mean()),
+        float(np.abs(d - dmed).mean()) / kc,
         float(ch.mean()),
         chroma,
         math.log((sf + 1e-3) / (sr + 1e-3)),
         float(np.median(c_ef[ok] - c_er[ok])),
         float(np.median(c_grad)),
         float(np.median(c_ncc[ok])),
-        float(np.median(c_spread[ok])),
+        float(np.median(c_spread[ok])) / kc,
         float(np.median(c_ch[ok])),
         float((c_ch[ok] > CELL_CHANGED).mean()),
         grad - view_grad,
+        _ncc(f.coarse, r.coarse),
+        float((np.abs(d - illum) > CHANGE_LO * kc).mean()),
+        float(np.abs(dc - float(np.median(dc))).mean()) / kc,
     ]
 
 

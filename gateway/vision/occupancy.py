@@ -106,18 +106,17 @@ class OccupancyModel:
         self.check = FrameCheck(reference)
         self.aligner = Aligner(reference)
         self.tick = 0
+        self.last_quality = Quality(True, None, 1.0, 1.0, 0.0)
 
     def measure(self, image: np.ndarray) -> Measurement:
         if image.shape[:2] != self.shape:
             raise ValueError(f"frame is {image.shape[1]}x{image.shape[0]}, reference {self.shape[1]}x{self.shape[0]}")
         self.tick += 1
-        q = self.check.check(image)
+        q = self.last_quality = self.check.check(image)
         if not q.usable:
             return Measurement(q)
         fr = ft.prepare(self.aligner.apply(image))
         view = ft.view_stats(fr, self.background)
-        noise = float(np.log((view.gmed + 1e-3) / (self.ref_view.gmed + 1e-3)))
-        illum = view.level - self.ref_view.level
         rows, pixels, sats = [], [], []
         for sp, ref_px, looks in zip(self.spaces, self.ref_pixels, self.looks, strict=True):
             px = ft.Pixels.take(fr, sp)
@@ -125,7 +124,7 @@ class OccupancyModel:
             match = looks.match(view, self.tick)
             adapted = ft.pair_features(sp, px, view, *match) if match is not None else static
             sat = ft.saturated(px)
-            rows.append(static + adapted + [noise, illum, sat, 1.0 if match is not None else 0.0])
+            rows.append(static + adapted + [sat, 1.0 if match is not None else 0.0])
             pixels.append(px)
             sats.append(sat)
         return Measurement(q, np.array(rows, np.float64), pixels, view, np.array(sats))

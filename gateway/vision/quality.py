@@ -139,5 +139,7 @@ class Aligner:
         h, w = self.shape
         # ECC's warp maps reference coordinates into the frame: sample the frame through it
         return np.asarray(
-            cv2.warpAffine(image, warp, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+            cv2.warpAffine(
+                image, warp, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+            )
         )
