@@ -189,5 +189,5 @@ def covered(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def whiteout(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The sun straight into the lens: most of the frame saturates."""
     out = img.copy()
-    glare(out, rng, float(rng.uniform(260, 400)))
+    glare(out, rng, float(rng.uniform(500, 900)))
     return out

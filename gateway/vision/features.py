@@ -29,6 +29,8 @@ LOG_SAT = math.log(248 + LOG_OFFSET)  # saturated (glare, headlight straight int
 EDGE_T = 0.12  # log-gradient magnitude counted as an edge
 CHANGE_T = 0.4  # log-ratio departure from the view's illumination change counted as changed
 CHANGE_LO = 0.15
+CHANGE_COARSE = 0.2
+VEIL_TILES = (3, 4)  # rows, columns
 COARSE_SIGMA = 3.0  # px at the working width: wider than a rain streak or a JPEG block edge
 CELL_CHANGED = 0.35  # a cell with more changed pixels than this counts as covered
 GRID = 3
@@ -53,6 +55,8 @@ PAIR = (
     "ncc_coarse",  # ncc after a wider blur: rain streaks, noise and JPEG blocks averaged out
     "changed_lo",  # share departing > CHANGE_LO (a car close to the ground's colour)
     "spread_coarse",  # spread of the coarse log ratio
+    "changed_coarse",  # share whose coarse log ratio departs > CHANGE_COARSE from the view's change
+    "cell_changed_coarse",  # median over cells of the same
 )
 # Frame-wide levels (brightness, noise) are deliberately not features: in a linear model they
 # would shift every space of a frame alike, which fits the conditions trained on and nothing else.
@@ -74,11 +78,14 @@ class Prepared:
     b: np.ndarray  # Lab b
 
 
-def prepare(image: np.ndarray) -> Prepared:
-    """Denoise and convert one BGR uint8 image (the frame or the reference)."""
+def prepare(image: np.ndarray, veil: Veil | None = None) -> Prepared:
+    """Denoise and convert one BGR uint8 image (the frame or the reference); ``veil`` (the
+    reference's grey and background tiles) first takes the additive light off the frame."""
     img = cv2.medianBlur(image, 3)  # salt-and-pepper, JPEG ringing
     img = cv2.GaussianBlur(img, (0, 0), 1.2)
     gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    if veil is not None:
+        gray = np.maximum(gray - veil.offset(gray), 0.0)
     lg = np.log(gray + LOG_OFFSET)
     gx = cv2.Sobel(lg, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(lg, cv2.CV_32F, 0, 1, ksize=3)
@@ -86,6 +93,48 @@ def prepare(image: np.ndarray) -> Prepared:
     _l, a, b = cv2.split(lab)
     coarse = cv2.GaussianBlur(lg, (0, 0), COARSE_SIGMA)
     return Prepared(lg, coarse, cv2.magnitude(gx, gy) / 8.0, a.astype(np.float32), b.astype(np.float32))
+
+
+class Veil:
+    """Additive light over the view: fog, a glare veil, a misted lens, flat overcast light.
+
+    Such light adds to every pixel (I = J t + A (1 - t)); in the log domain it squeezes a car's
+    contrast towards nothing, which no gain correction undoes. Per tile of a :data:`VEIL_TILES`
+    grid, the background pixels of frame and reference (outside every space, so mostly the same
+    asphalt) are matched by their 5th/50th/95th percentiles: frame ~ gain x reference + offset.
+    The positive offset, smoothed over the image, is taken off the frame's grey before the log.
+    A multiplicative change (night, shadow, gain) leaves the offset near zero.
+    """
+
+    def __init__(self, ref_gray: np.ndarray, background: np.ndarray) -> None:
+        h, w = ref_gray.shape
+        ty, tx = VEIL_TILES
+        ys, xs = np.divmod(background, w)
+        self.tile = (ys * ty // h) * tx + (xs * tx // w)
+        self.index = background
+        self.shape = (h, w)
+        self.ref_q = [self._q(ref_gray.ravel()[background[self.tile == t]]) for t in range(ty * tx)]
+
+    @staticmethod
+    def _q(v: np.ndarray) -> np.ndarray | None:
+        return np.percentile(v, (5, 50, 95)) if v.size >= 40 else None
+
+    def offset(self, gray: np.ndarray) -> np.ndarray:
+        ty, tx = VEIL_TILES
+        vals = gray.ravel()[self.index]
+        grid = np.zeros((ty, tx), np.float32)
+        known = np.zeros((ty, tx), bool)
+        for t, rq in enumerate(self.ref_q):
+            fq = self._q(vals[self.tile == t]) if rq is not None else None
+            if rq is None or fq is None:
+                continue
+            gain = float(np.clip((fq[2] - fq[0]) / max(rq[2] - rq[0], 4.0), 0.05, 3.0))
+            grid[t // tx, t % tx] = max(0.0, float(fq[1] - gain * rq[1]))
+            known[t // tx, t % tx] = True
+        if not known.any():
+            return np.zeros(self.shape, np.float32)
+        grid[~known] = float(np.median(grid[known]))
+        return np.asarray(cv2.resize(grid, (self.shape[1], self.shape[0]), interpolation=cv2.INTER_LINEAR))
 
 
 @dataclass(frozen=True)
@@ -181,7 +230,7 @@ def _ncc(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _cells(sp: Space, v: np.ndarray) -> np.ndarray:
-    return np.bincount(sp.cell, weights=v, minlength=CELLS) / sp.cell_n
+    return np.asarray(np.bincount(sp.cell, weights=v, minlength=CELLS) / sp.cell_n)
 
 
 def pair_features(sp: Space, f: Pixels, fv: ViewStats, r: Pixels, rv: ViewStats) -> list[float]:
@@ -191,10 +240,11 @@ def pair_features(sp: Space, f: Pixels, fv: ViewStats, r: Pixels, rv: ViewStats)
     # noise raises the gradients): thresholds and spreads are taken relative to them, so a car
     # in fog is measured against foggy asphalt rather than against a clear day.
     kg = min(4.0, max(0.25, (fv.gmed + 1e-3) / (rv.gmed + 1e-3)))
-    kc = min(2.0, max(0.25, (fv.mad + 1e-3) / (rv.mad + 1e-3)))
+    kc = 1.0
     view_grad = math.log(kg)
     d = f.log - r.log
     dc = f.coarse - r.coarse
+    chc = (np.abs(dc - illum) > CHANGE_COARSE * kc).astype(np.float64)
     ef = (f.grad > EDGE_T * kg).astype(np.float64)
     er = (r.grad > EDGE_T).astype(np.float64)
     ch = (np.abs(d - illum) > CHANGE_T * kc).astype(np.float64)
@@ -235,6 +285,8 @@ def pair_features(sp: Space, f: Pixels, fv: ViewStats, r: Pixels, rv: ViewStats)
         _ncc(f.coarse, r.coarse),
         float((np.abs(d - illum) > CHANGE_LO * kc).mean()),
         float(np.abs(dc - float(np.median(dc))).mean()) / kc,
+        float(chc.mean()),
+        float(np.median(_cells(sp, chc)[ok])),
     ]
 
 

@@ -306,15 +306,15 @@ class CameraManager:
         camera's device (the rules raise a device-health incident); the next usable frame clears it."""
         if reason is None:
             if st.unusable_sent:
-                meta = {"camera": st.cfg.id}
-                self._send(st.state_topic, {"ts": ts, "values": {"image_unusable": False}, "meta": meta})
+                back = {"camera": st.cfg.id}
+                self._send(st.state_topic, {"ts": ts, "values": {"image_unusable": False}, "meta": back})
             st.unusable_since, st.unusable_sent = None, False
             return
         if st.unusable_since is None:
             st.unusable_since = ts
         if not st.unusable_sent and ts - st.unusable_since >= st.cfg.unusable_after_s * 1000:
             st.unusable_sent = True
-            meta = {"camera": st.cfg.id, "reason": reason, "since_ms": st.unusable_since}
+            meta: dict[str, Any] = {"camera": st.cfg.id, "reason": reason, "since_ms": st.unusable_since}
             self._send(st.state_topic, {"ts": ts, "values": {"image_unusable": True}, "meta": meta})
 
     # --- silence ---------------------------------------------------------------------------------

@@ -100,6 +100,8 @@ class OccupancyModel:
         bg = np.flatnonzero(eroded.astype(bool) & sub)
         self.background = bg if bg.size >= 64 else np.flatnonzero(sub)
         ref = ft.prepare(reference)
+        ref_gray = cv2.cvtColor(cv2.GaussianBlur(cv2.medianBlur(reference, 3), (0, 0), 1.2), cv2.COLOR_BGR2GRAY)
+        self.veil = ft.Veil(ref_gray.astype(np.float32), self.background)
         self.ref_view = ft.view_stats(ref, self.background)
         self.ref_pixels = [ft.Pixels.take(ref, sp) for sp in self.spaces]
         self.looks = [SpaceLooks() for _ in self.spaces]
@@ -115,7 +117,7 @@ class OccupancyModel:
         q = self.last_quality = self.check.check(image)
         if not q.usable:
             return Measurement(q)
-        fr = ft.prepare(self.aligner.apply(image))
+        fr = ft.prepare(self.aligner.apply(image), self.veil)
         view = ft.view_stats(fr, self.background)
         rows, pixels, sats = [], [], []
         for sp, ref_px, looks in zip(self.spaces, self.ref_pixels, self.looks, strict=True):

@@ -3,13 +3,14 @@
 :class:`FrameCheck` looks at a small grey copy of each frame (160 px wide) next to the same copy
 of the calibrated reference:
 
-- ``covered``: almost no structure left (a hand, a bag, a sticker over the lens, the lens
-  fogged over): the correlation of the frame's gradient image with the reference's is below
-  :data:`MIN_STRUCTURE` *and* the frame's contrast fell below :data:`MIN_CONTRAST` of the
-  reference's. Night keeps the lot's lines and lamps, so its structure stays well above.
-- ``fog``: contrast and structure both very low but the image is bright (dense fog, a misted
-  lens): below :data:`MIN_STRUCTURE` with the median level above the reference's.
 - ``glare``: more than :data:`MAX_SATURATED` of the frame saturated (sun straight into the lens).
+- ``fog``: the frame's contrast (standard deviation of log grey) below :data:`MIN_CONTRAST` of
+  the reference's (dense fog, a misted-over lens; ordinary fog keeps about half).
+- ``covered``: the lot's own structure is gone (a hand, a bag, a sticker over the lens): the
+  correlation of the frame's gradient image with the reference's below :data:`MIN_STRUCTURE`
+  with the contrast under :data:`COVERED_CONTRAST`. Night, rain and a moved camera keep the
+  lines, lamps and kerbs, so their structure stays well above (the gradients are blurred enough
+  that a shift of a few pixels does not matter).
 - ``frozen``: the frame is pixel-identical to the previous one :data:`FROZEN_FRAMES` times in a
   row. A live sensor never delivers two identical frames (noise); a stuck encoder or a camera
   serving a cached snapshot does.
@@ -30,9 +31,11 @@ import cv2
 import numpy as np
 
 SMALL_W = 160
-MIN_STRUCTURE = 0.12
-MIN_CONTRAST = 0.35
-MAX_SATURATED = 0.45
+STRUCTURE_BLUR = 2.0  # px at SMALL_W: tolerant of a camera shifted by ~8 px at 640
+MIN_STRUCTURE = 0.2
+COVERED_CONTRAST = 1.0
+MIN_CONTRAST = 0.2
+MAX_SATURATED = 0.4
 FROZEN_FRAMES = 2
 ALIGN_W = 320
 MAX_SHIFT = 0.05
@@ -45,8 +48,8 @@ def _small(image: np.ndarray, width: int) -> np.ndarray:
     return np.asarray(cv2.resize(gray, size, interpolation=cv2.INTER_AREA))
 
 
-def _grad(small: np.ndarray) -> np.ndarray:
-    lg = np.log(cv2.GaussianBlur(small.astype(np.float32), (0, 0), 1.0) + 10.0)
+def _grad(small: np.ndarray, blur: float = 1.0) -> np.ndarray:
+    lg = np.log(cv2.GaussianBlur(small.astype(np.float32), (0, 0), blur) + 10.0)
     return np.asarray(cv2.magnitude(cv2.Sobel(lg, cv2.CV_32F, 1, 0), cv2.Sobel(lg, cv2.CV_32F, 0, 1)), np.float32)
 
 
@@ -70,7 +73,7 @@ class FrameCheck:
 
     def __init__(self, reference: np.ndarray) -> None:
         self.ref = _small(reference, SMALL_W)
-        self.ref_grad = _grad(self.ref)
+        self.ref_grad = _grad(self.ref, STRUCTURE_BLUR)
         self.ref_contrast = float(np.log(self.ref.astype(np.float32) + 10.0).std())
         self.ref_level = float(np.median(self.ref))
         self.prev: np.ndarray | None = None
@@ -83,7 +86,7 @@ class FrameCheck:
         else:
             self.same = 0
         self.prev = small
-        structure = _ncc(_grad(small), self.ref_grad)
+        structure = _ncc(_grad(small, STRUCTURE_BLUR), self.ref_grad)
         contrast = float(np.log(small.astype(np.float32) + 10.0).std()) / (self.ref_contrast + 1e-6)
         sat = float((small >= 250).mean())
         reason = None
@@ -91,9 +94,9 @@ class FrameCheck:
             reason = "frozen"
         elif sat > MAX_SATURATED:
             reason = "glare"
-        elif structure < MIN_STRUCTURE and float(np.median(small)) > self.ref_level:
-            reason = "fog"
-        elif structure < MIN_STRUCTURE and contrast < MIN_CONTRAST:
+        elif contrast < MIN_CONTRAST:
+            reason = "fog" if float(np.median(small)) > self.ref_level else "covered"
+        elif structure < MIN_STRUCTURE and contrast < COVERED_CONTRAST:
             reason = "covered"
         return Quality(reason is None, reason, structure, contrast, sat)
 
@@ -117,13 +120,13 @@ class Aligner:
         """2x3 matrix mapping frame pixels to reference pixels, or None (no usable estimate)."""
         cur = self._plane(image)
         (dx, dy), _resp = cv2.phaseCorrelate(self.ref, cur, self.window)
-        warp = np.float32([[1, 0, dx], [0, 1, dy]])
+        warp = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
         try:
             crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 40, 1e-4)
-            _cc, warp = cv2.findTransformECC(self.ref, cur, warp, cv2.MOTION_EUCLIDEAN, crit, None, 3)
+            _cc, found = cv2.findTransformECC(self.ref, cur, warp, cv2.MOTION_EUCLIDEAN, crit, None, 3)  # type: ignore[call-overload]
+            warp = np.asarray(found, np.float32)
         except cv2.error:
             pass  # ECC did not converge: keep the phase-correlation shift
-        warp = np.asarray(warp, np.float32)
         warp[:, 2] *= self.scale
         shift = math.hypot(float(warp[0, 2]), float(warp[1, 2]))
         if shift > MAX_SHIFT * self.shape[1] or abs(float(warp[1, 0])) > 0.05:
