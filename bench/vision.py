@@ -69,7 +69,9 @@ def _throughput(frames: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
         img = decode_jpeg(data, max_bytes=10_000_000, max_pixels=10_000_000, expect=cam.shape, reduce=cam.reduce)
         cam.analyse(img, FrameResult("bench", i, 0), data)
     cpu = time.process_time() - t0
-    out.put(("fps", frames / cpu, frames / (time.perf_counter() - w0), len(lot.spaces), sum(map(len, jpegs)) / len(jpegs)))
+    out.put(
+        ("fps", frames / cpu, frames / (time.perf_counter() - w0), len(lot.spaces), sum(map(len, jpegs)) / len(jpegs))
+    )
 
 
 def _memory(cameras: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
@@ -180,7 +182,8 @@ def main() -> int:
         result = (
             f"accuracy={loco.all.balanced:.4f} min_condition_accuracy={loco.min_condition[1]:.4f}"
             f" unknown_pct={loco.all.unknown_pct:.1f} {result} lolo_accuracy={lolo.all.balanced:.4f}"
-            f" lolo_min_condition_accuracy={lolo.min_condition[1]:.4f} hard_accuracy={loco.hard['all hard'].balanced:.4f}"
+            f" lolo_min_condition_accuracy={lolo.min_condition[1]:.4f}"
+            f" hard_accuracy={loco.hard['all hard'].balanced:.4f}"
         )
     print(f"RESULT {result}")
     return 0

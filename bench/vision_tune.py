@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.vision import features as ft  # noqa: E402
 from tests import vision_eval as ve  # noqa: E402
 
-CONFIDENT = 0.8  # confidence below which a space answers unknown (chosen on the folds, docs/vision.md)
+CONFIDENT = 0.7  # confidence below which a space answers unknown (chosen on the folds, docs/vision.md)
 ADAPT_BELOW = 0.05  # p(occupied) below which an empty space teaches its adapted reference
 
 

@@ -18,7 +18,7 @@ def px(level: float, n: int = 50) -> Pixels:
 
 
 def view(level: float, gmed: float = 0.05) -> ViewStats:
-    return ViewStats(level, 128.0, 128.0, gmed, 0.1)
+    return ViewStats(level, 128.0, 128.0, gmed)
 
 
 def test_looks_are_kept_per_light_and_the_least_used_goes() -> None:

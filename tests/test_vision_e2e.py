@@ -52,7 +52,7 @@ def test_snapshot_to_fire_lane_incident_then_camera_offline(tmp_path: Path, priv
     frame = None
     for seed in range(50):
         fr = vs.render(lot, seed, "daylight")
-        if fr.occupied[0] and model.classify(fr.image)["0"][0]:
+        if fr.occupied[0] and model.classify(fr.image)["0"].state == "occupied":
             frame = fr
             break
     assert frame is not None

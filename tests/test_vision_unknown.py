@@ -20,7 +20,9 @@ FIRE2 = "        - {id: fire2, kind: fire_lane}"
 
 def manager(tmp_path: Path, now: list[int]) -> tuple[CameraManager, list[tuple[str, dict]]]:
     site, _lot = write_camera_site(tmp_path, 1883)
-    text = site.read_text(encoding="utf-8").replace("      confirm_frames: 1\n", "      confirm_frames: 1\n      unusable_after_s: 60\n")
+    text = site.read_text(encoding="utf-8").replace(
+        "      confirm_frames: 1\n", "      confirm_frames: 1\n      unusable_after_s: 60\n"
+    )
     site.write_text(text, encoding="utf-8")
     sent: list[tuple[str, dict]] = []
 

@@ -26,7 +26,7 @@ called occupied + share of empty spaces called empty) / 2, unknowns in both deno
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,9 +65,11 @@ def sequences(
 
 
 def _model(lot: vs.Lot, weights: Weights | None) -> OccupancyModel:
-    return OccupancyModel(lot.reference, [(str(i), p.tolist()) for i, p in enumerate(lot.spaces)], weights or _ZERO)
+    """A camera on ``lot``; ``weights`` None = the deployed constants (gateway/vision/weights.py)."""
+    return OccupancyModel(lot.reference, [(str(i), p.tolist()) for i, p in enumerate(lot.spaces)], weights)
 
 
+# Features only (training rows): the decisions of this model are never used.
 _ZERO = Weights(np.zeros(len(ft.FEATURES)), np.ones(len(ft.FEATURES)), np.zeros(len(ft.FEATURES)), 0.0)
 
 
@@ -84,7 +86,7 @@ def training_rows(seqs: Iterable[Seq]) -> Rows:
     xs, ys, cs, ls = [], [], [], []
     refused = 0
     for s in seqs:
-        model = _model(s.lot, None)
+        model = _model(s.lot, _ZERO)
         for fr in s.frames:
             m = model.measure(fr.image)
             if m.x is None:
@@ -126,7 +128,7 @@ class Outcome:
     state: str  # occupied | empty | unknown
 
 
-def replay(s: Seq, weights: Weights) -> list[Outcome]:
+def replay(s: Seq, weights: Weights | None) -> list[Outcome]:
     model = _model(s.lot, weights)
     out = []
     for fr in s.frames:
@@ -142,17 +144,25 @@ def groups(seqs: Sequence[Seq], n: int = LOT_GROUPS) -> dict[int, int]:
     return {seed: i % n for i, seed in enumerate(seeds)}
 
 
-def run_folds(seqs: Sequence[Seq], rows: Rows, scheme: str, **kw: float) -> list[Outcome]:
+def folds(seqs: Sequence[Seq], rows: Rows, scheme: str) -> Iterator[tuple[np.ndarray, list[Seq]]]:
+    """(training-row mask, test sequences) per fold: ``loco`` = one condition of one lot group,
+    trained on the other conditions of the other groups; ``lolo`` = one lot group, trained on
+    the other groups."""
     grp = groups(seqs)
     row_grp = np.array([grp[int(seed)] for seed in rows.lot])
-    out: list[Outcome] = []
-    folds: dict[tuple[str, int], list[Seq]] = {}
+    by_fold: dict[tuple[str, int], list[Seq]] = {}
     for s in seqs:
-        folds.setdefault((s.condition if scheme == "loco" else "*", grp[s.lot.seed]), []).append(s)
-    for (cond, g), test in sorted(folds.items()):
+        by_fold.setdefault((s.condition if scheme == "loco" else "*", grp[s.lot.seed]), []).append(s)
+    for (cond, g), test in sorted(by_fold.items()):
         train = row_grp != g
         if scheme == "loco":
             train &= rows.condition != cond
+        yield train, test
+
+
+def run_folds(seqs: Sequence[Seq], rows: Rows, scheme: str, **kw: float) -> list[Outcome]:
+    out: list[Outcome] = []
+    for train, test in folds(seqs, rows, scheme):
         weights = fit(rows.x[train], rows.y[train], **kw)
         for s in test:
             out.extend(replay(s, weights))

@@ -38,7 +38,7 @@ class Weights:
     scale: np.ndarray
     coef: np.ndarray
     bias: float
-    confident: float = 0.8  # below this confidence a space is unknown
+    confident: float = 0.7  # below this confidence a space is unknown
     adapt_below: float = 0.05  # p(occupied) under which an empty space teaches its reference
 
     def p(self, x: np.ndarray) -> np.ndarray:
