@@ -98,8 +98,8 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
     raise FrameError("image_truncated", "no frame header (SOF) before the data ends")
 
 
-WORK_MIN_WIDTH = 480  # analysis runs at the largest 1/2^k reduction at least this wide
-_REDUCED = {1: 1, 2: 16, 4: 32, 8: 64}  # cv2.IMREAD_COLOR / IMREAD_REDUCED_COLOR_2/_4/_8
+WORK_MIN_WIDTH = 560  # analysis runs at the largest 1/2^k reduction at least this wide
+_REDUCED = {1: 1, 2: 17, 4: 33, 8: 65}  # cv2.IMREAD_COLOR / IMREAD_REDUCED_COLOR_2/_4/_8
 
 
 def work_reduce(width: int) -> int:
