@@ -8,9 +8,9 @@ of the calibrated reference:
   the reference's (dense fog, a misted-over lens; ordinary fog keeps about half).
 - ``covered``: the lot's own structure is gone (a hand, a bag, a sticker over the lens): the
   correlation of the frame's gradient image with the reference's below :data:`MIN_STRUCTURE`
-  with the contrast under :data:`COVERED_CONTRAST`. Night, rain and a moved camera keep the
-  lines, lamps and kerbs, so their structure stays well above (the gradients are blurred enough
-  that a shift of a few pixels does not matter).
+  *and* the frame's detail (mean log-gradient) under :data:`COVERED_DETAIL` of the
+  reference's. Night, rain, long shadows and a moved camera can lower the correlation but keep
+  (or raise) the detail; ordinary fog lowers the detail but keeps the correlation.
 - ``frozen``: the frame is pixel-identical to the previous one :data:`FROZEN_FRAMES` times in a
   row. A live sensor never delivers two identical frames (noise); a stuck encoder or a camera
   serving a cached snapshot does.
@@ -32,8 +32,8 @@ import numpy as np
 
 SMALL_W = 160
 STRUCTURE_BLUR = 2.0  # px at SMALL_W: tolerant of a camera shifted by ~8 px at 640
-MIN_STRUCTURE = 0.2
-COVERED_CONTRAST = 1.0
+MIN_STRUCTURE = 0.3
+COVERED_DETAIL = 0.4
 MIN_CONTRAST = 0.2
 MAX_SATURATED = 0.4
 FROZEN_FRAMES = 2
@@ -66,6 +66,7 @@ class Quality:
     structure: float
     contrast: float
     saturated: float
+    detail: float = 1.0  # mean log-gradient, frame / reference
 
 
 class FrameCheck:
@@ -74,6 +75,7 @@ class FrameCheck:
     def __init__(self, reference: np.ndarray) -> None:
         self.ref = _small(reference, SMALL_W)
         self.ref_grad = _grad(self.ref, STRUCTURE_BLUR)
+        self.ref_detail = float(_grad(self.ref).mean())
         self.ref_contrast = float(np.log(self.ref.astype(np.float32) + 10.0).std())
         self.ref_level = float(np.median(self.ref))
         self.prev: np.ndarray | None = None
@@ -89,6 +91,7 @@ class FrameCheck:
         structure = _ncc(_grad(small, STRUCTURE_BLUR), self.ref_grad)
         contrast = float(np.log(small.astype(np.float32) + 10.0).std()) / (self.ref_contrast + 1e-6)
         sat = float((small >= 250).mean())
+        detail = float(_grad(small).mean()) / (self.ref_detail + 1e-6)
         reason = None
         if self.same >= FROZEN_FRAMES:
             reason = "frozen"
@@ -96,9 +99,9 @@ class FrameCheck:
             reason = "glare"
         elif contrast < MIN_CONTRAST:
             reason = "fog" if float(np.median(small)) > self.ref_level else "covered"
-        elif structure < MIN_STRUCTURE and contrast < COVERED_CONTRAST:
+        elif structure < MIN_STRUCTURE and detail < COVERED_DETAIL:
             reason = "covered"
-        return Quality(reason is None, reason, structure, contrast, sat)
+        return Quality(reason is None, reason, structure, contrast, sat, detail)
 
 
 class Aligner:
