@@ -26,6 +26,7 @@ from gateway.vision import features as ft
 from gateway.vision import weights as fitted
 from gateway.vision.adaptive import SpaceLooks
 from gateway.vision.quality import Aligner, FrameCheck, Quality
+from gateway.vision.veil import Veil
 
 MAX_SATURATED_SPACE = 0.5  # a space more than half saturated cannot be judged
 
@@ -101,7 +102,7 @@ class OccupancyModel:
         self.background = bg if bg.size >= 64 else np.flatnonzero(sub)
         ref = ft.prepare(reference)
         ref_gray = cv2.cvtColor(cv2.GaussianBlur(cv2.medianBlur(reference, 3), (0, 0), 1.2), cv2.COLOR_BGR2GRAY)
-        self.veil = ft.Veil(ref_gray.astype(np.float32), self.background)
+        self.veil = Veil(ref_gray.astype(np.float32), self.background)
         self.ref_view = ft.view_stats(ref, self.background)
         self.ref_pixels = [ft.Pixels.take(ref, sp) for sp in self.spaces]
         self.looks = [SpaceLooks() for _ in self.spaces]
