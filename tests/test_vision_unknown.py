@@ -34,7 +34,8 @@ def manager(tmp_path: Path, now: list[int]) -> tuple[CameraManager, list[tuple[s
 
 def frame(ts: int, state: str, unusable: str | None = None) -> FrameResult:
     p = {"occupied": 0.97, "empty": 0.02, "unknown": 0.55}[state]
-    return FrameResult("cam1", 1, ts, spaces={"fire1": (state, p, max(p, 1 - p))}, unusable=unusable)
+    why = (unusable or "low_confidence") if state == "unknown" else None
+    return FrameResult("cam1", 1, ts, spaces={"fire1": (state, p, max(p, 1 - p), why)}, unusable=unusable)
 
 
 def test_manager_publishes_unknown_without_vehicle_present(tmp_path: Path) -> None:

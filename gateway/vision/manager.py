@@ -248,14 +248,14 @@ class CameraManager:
             self._send(st.avail_topic, "online")
         ts = res.ts_ms
         self._usability(st, res.unusable, ts)
-        for sid, (state, score, conf) in res.spaces.items():
+        for sid, (state, score, conf, why) in res.spaces.items():
             sp = st.spaces.get(sid)
             if sp is None:
                 continue
             if state == sp.confirmed:
                 sp.pending, sp.count = None, 0
                 if ts - sp.published_ms >= st.cfg.republish_s * 1000:
-                    self._space(st, sid, sp, state, score, conf, ts, res.unusable)
+                    self._space(st, sid, sp, state, score, conf, ts, why)
                 continue
             if state == sp.pending:
                 sp.count += 1
@@ -263,7 +263,7 @@ class CameraManager:
                 sp.pending, sp.count = state, 1
             if sp.count >= st.cfg.confirm_frames:
                 sp.confirmed, sp.pending, sp.count = state, None, 0
-                self._space(st, sid, sp, state, score, conf, ts, res.unusable)
+                self._space(st, sid, sp, state, score, conf, ts, why)
         thresholds = {z.zone_id: z.min_area_pct for z in st.cfg.zones}
         from gateway.vision.intrusion import zone_armed
 

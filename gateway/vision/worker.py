@@ -163,7 +163,8 @@ class FrameResult:
     camera: str
     seq: int
     ts_ms: int
-    spaces: dict[str, tuple[str, float, float]] = field(default_factory=dict)  # state, p, confidence
+    # space -> (state, p, confidence, why unknown): occupied|empty|unknown, covered|fog|glare|frozen|low_confidence
+    spaces: dict[str, tuple[str, float, float, str | None]] = field(default_factory=dict)
     unusable: str | None = None  # why the frame could not be judged: covered | fog | glare | frozen
     motion: dict[str, float] = field(default_factory=dict)  # zone -> percent moving
     snapshot: bytes | None = None  # JPEG, when a zone saw motion above its threshold
@@ -220,7 +221,7 @@ class _Camera:
         full, image = image, self.work_image(image)
         if self.model is not None:
             decisions = self.model.classify(image)
-            result.spaces = {sid: (d.state, d.p, d.confidence) for sid, d in decisions.items()}
+            result.spaces = {sid: (d.state, d.p, d.confidence, d.reason) for sid, d in decisions.items()}
             result.unusable = self.model.last_quality.reason
         if self.spec.zones:
             if self.motion is None:
