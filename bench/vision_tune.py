@@ -23,7 +23,7 @@ from gateway.vision import features as ft  # noqa: E402
 from tests import vision_eval as ve  # noqa: E402
 
 CONFIDENT = 0.7  # confidence below which a space answers unknown (chosen on the folds, docs/vision.md)
-ADAPT_BELOW = 0.05  # p(occupied) below which an empty space teaches its adapted reference
+ADAPT_BELOW = 0.2  # p(occupied) below which an empty space teaches its adapted reference
 
 
 def render(weights: ve.Weights, lots: int, frames: int, spaces: int, l2: float) -> str:

@@ -40,14 +40,11 @@ CELLS = GRID * GRID
 # Per reference (calibrated: no prefix; adapted: "a_").
 PAIR = (
     "edge",  # share of strong-gradient pixels, frame minus reference
-    "grad",  # log ratio of mean gradient, frame / reference
     "ncc",  # normalised cross-correlation of the log images (the bay's own texture still there)
     "spread",  # mean |log ratio - its median| (a shadow is flat, a car is not)
-    "changed",  # share departing > CHANGE_T from the view's illumination change
     "chroma",  # Lab a/b change less the view's colour cast
     "texture",  # log ratio of the standard deviations
     "cell_edge",
-    "cell_grad",
     "cell_ncc",
     "cell_spread",
     "cell_changed",  # medians over the 3 x 3 cells of the same
@@ -63,7 +60,6 @@ PAIR = (
 # would shift every space of a frame alike, which fits the conditions trained on and nothing else.
 FRAME = (
     "sat",  # share of the space's pixels saturated
-    "adapted",  # 1 when an adapted reference of this space was used
 )
 FEATURES = PAIR + tuple("a_" + f for f in PAIR) + FRAME
 
@@ -214,7 +210,6 @@ def pair_features(sp: Space, f: Pixels, fv: ViewStats, r: Pixels, rv: ViewStats)
     # per cell: means via bincount; ncc from the cell's own means and variances
     ok = sp.cell_ok
     c_ef, c_er, c_ch = _cells(sp, ef), _cells(sp, er), _cells(sp, ch)
-    c_gf, c_gr = _cells(sp, f.grad), _cells(sp, r.grad)
     c_mf, c_mr, c_d = _cells(sp, f.log), _cells(sp, r.log), _cells(sp, d)
     c_ff, c_rr, c_fr = _cells(sp, f.log * f.log), _cells(sp, r.log * r.log), _cells(sp, f.log * r.log)
     var_f = np.maximum(c_ff - c_mf * c_mf, 0.0)
@@ -223,17 +218,13 @@ def pair_features(sp: Space, f: Pixels, fv: ViewStats, r: Pixels, rv: ViewStats)
     c_spread = _cells(sp, np.abs(d - c_d[sp.cell]))
     if not ok.any():
         ok = np.ones(CELLS, bool)
-    c_grad = np.log((c_gf[ok] + 1e-3) / (c_gr[ok] + 1e-3))
     return [
         float(ef.mean() - er.mean()),
-        grad,
         float((cf * cr).mean() / (sf * sr + 1e-6)),
         float(np.abs(d - dmed).mean()),
-        float(ch.mean()),
         chroma,
         math.log((sf + 1e-3) / (sr + 1e-3)),
         float(np.median(c_ef[ok] - c_er[ok])),
-        float(np.median(c_grad)),
         float(np.median(c_ncc[ok])),
         float(np.median(c_spread[ok])),
         float(np.median(c_ch[ok])),

@@ -40,7 +40,7 @@ class Weights:
     coef: np.ndarray
     bias: float
     confident: float = 0.7  # below this confidence a space is unknown
-    adapt_below: float = 0.05  # p(occupied) under which an empty space teaches its reference
+    adapt_below: float = 0.2  # p(occupied) under which an empty space teaches its reference
 
     def p(self, x: np.ndarray) -> np.ndarray:
         z = self.bias + ((x - self.mean) / self.scale) @ self.coef
@@ -127,7 +127,7 @@ class OccupancyModel:
             match = looks.match(view, self.tick)
             adapted = ft.pair_features(sp, px, view, *match) if match is not None else static
             sat = ft.saturated(px)
-            rows.append(static + adapted + [sat, 1.0 if match is not None else 0.0])
+            rows.append(static + adapted + [sat])
             pixels.append(px)
             sats.append(sat)
         return Measurement(q, np.array(rows, np.float64), pixels, view, np.array(sats))
