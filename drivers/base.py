@@ -31,6 +31,8 @@ CANONICAL_VALUES: dict[str, type | tuple[type, ...]] = {
     "occupancy": bool,  # PIR / motion: True = motion seen
     "presence": bool,  # mmWave / radar presence
     "vehicle_present": bool,  # parking space occupied
+    "vehicle_unknown": bool,  # a camera cannot tell whether the space is occupied (bad image, low confidence)
+    "image_unusable": bool,  # a camera's frames have been unusable for a while (covered, fog, glare, frozen)
     "sos": bool,  # SOS / emergency button or pull cord pressed
     "fall": bool,  # fall detected
     "smoke": bool,

@@ -10,7 +10,8 @@ Topic: ``edge/v1/devices/<device_id>/<channel>``; ``device_id`` matches ``[A-Za-
 * ``event``: ``{"ts": ..., "event": "<name>", "values": {...optional}}`` -> EVENT
   ``{<name>: True, **values}``. ``<name>`` is any boolean canonical key except ``online``:
   sos, fall, door_forced, access_denied, access_granted, gate_fault, tamper, smoke, gas,
-  water_leak, vibration, contact, occupancy, presence, vehicle_present, battery_low.
+  water_leak, vibration, contact, occupancy, presence, vehicle_present, vehicle_unknown,
+  image_unusable, battery_low.
 * ``availability``: ``online`` / ``offline`` (plain, e.g. an MQTT last-will) or
   ``{"online": true|false}`` -> AVAILABILITY.
 * ``command``, ``cmd``, ``set``: messages *to* the device -> ``[]``. Other channels ->

@@ -143,6 +143,13 @@ class CameraSettings(BaseModel):
     offline_after_s: int = Field(
         default=120, ge=5, description="No usable frame for this long -> the camera device is reported offline."
     )
+    unusable_after_s: int = Field(
+        default=600,
+        ge=10,
+        description="Frames arrive but none is usable (lens covered, fogged over, glared out, frozen) for this "
+        "long -> an image_unusable reading for the camera device (device-health incident camera_unusable); "
+        "meanwhile its spaces report unknown.",
+    )
     max_image_bytes: int = Field(
         default=4_000_000, ge=1024, le=64_000_000, description="Larger snapshots are dead-lettered unread."
     )

@@ -170,3 +170,14 @@ def test_exports_survive_what_people_type(api: ApiServer) -> None:
     notes = rows[1][rows[0].index("处理说明")]
     assert notes == "door\ufffd broken\ufffd 楼道"
     assert "door\x01 broken\x1f 楼道" in v.content.decode("utf-8")
+
+
+def test_a_camera_that_cannot_tell_shows_its_space_unknown() -> None:
+    """Camera analytics publish ``vehicle_unknown: true`` (no ``vehicle_present``) when they cannot
+    tell; the plan shows the space unknown ("camera unsure"), never its last confident value."""
+    from gateway.api.parking import space_state
+
+    row = {"online": True, "last_seen_ms": 2_000, "values": {"vehicle_present": True, "vehicle_unknown": True}}
+    assert space_state(["cam1-p01"], {"cam1-p01": row}, {}).why == "unsure"
+    confident = {**row, "values": {"vehicle_present": False, "vehicle_unknown": False}}
+    assert space_state(["cam1-p01"], {"cam1-p01": confident}, {}).state == "free"

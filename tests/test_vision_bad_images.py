@@ -111,3 +111,30 @@ def test_worker_survives_bad_frames_and_dead_letters_them(tmp_path: Path) -> Non
         assert mgr.pool.restarts == 0
     finally:
         mgr.pool.stop()
+
+
+def test_hd_frames_are_decoded_and_analysed_at_half_size() -> None:
+    from gateway.vision.worker import CameraSpec, FrameResult, _Camera, work_reduce
+    from tests import vision_synth as vs
+
+    assert [work_reduce(w) for w in (320, 640, 1280, 1920, 2560, 3840)] == [1, 1, 2, 2, 4, 4]  # >= 560 px wide
+    lot = vs.make_lot(3, 1280, 720)
+    spaces = [(str(i), p.tolist()) for i, p in enumerate(lot.spaces)]
+    cam = _Camera(CameraSpec("hd", jpeg(lot.reference, 95), spaces, [("z", [(900, 60), (1250, 60), (1250, 300)], 1.0)]))
+    assert cam.shape == (720, 1280) and cam.reduce == 2
+    fr = vs.render(lot, 2, "daylight")
+    data = jpeg(fr.image)
+    img = decode_jpeg(data, **LIMITS, expect=cam.shape, reduce=cam.reduce)
+    assert img.shape == (360, 640, 3)
+    res = FrameResult("hd", 1, 0)
+    cam.analyse(img, res, data)
+    assert set(res.spaces) == {s for s, _p in spaces} and res.unusable is None
+    right = sum((res.spaces[str(i)][0] == "occupied") == occ for i, occ in enumerate(fr.occupied))
+    assert right >= len(spaces) - 1  # an ordinary daylight frame: at most one space off
+    full = FrameResult("hd", 2, 0)
+    cam.analyse(fr.image, full, None)  # a full-size frame (RTSP) is brought to the analysis size
+    same = sum(full.spaces[k][0] == res.spaces[k][0] for k in res.spaces)
+    assert same >= len(spaces) - 1, (full.spaces, res.spaces)
+    with pytest.raises(FrameError) as exc:
+        cam.analyse(np.zeros((480, 640, 3), np.uint8), FrameResult("hd", 3, 0), None)
+    assert exc.value.reason == "image_wrong_size"

@@ -52,7 +52,7 @@ def test_snapshot_to_fire_lane_incident_then_camera_offline(tmp_path: Path, priv
     frame = None
     for seed in range(50):
         fr = vs.render(lot, seed, "daylight")
-        if fr.occupied[0] and model.classify(fr.image)["0"][0]:
+        if fr.occupied[0] and model.classify(fr.image)["0"].state == "occupied":
             frame = fr
             break
     assert frame is not None
@@ -79,6 +79,39 @@ def test_snapshot_to_fire_lane_incident_then_camera_offline(tmp_path: Path, priv
         # silence: no more frames -> the camera device is offline
         assert wait_until(lambda: q(db, "SELECT online FROM devices WHERE device_id='cam1'") == [(0,)], 20)
         assert wait_until(lambda: any(i["type"] == "device_offline" for i in incidents(db)), 15), incidents(db)
+    finally:
+        pub.close()
+        gw.stop()
+
+
+def test_covered_camera_raises_camera_unusable_and_its_spaces_go_unknown(
+    tmp_path: Path, private_broker: Mosquitto
+) -> None:
+    path, lot = write_camera_site(tmp_path, private_broker.port)
+    text = path.read_text(encoding="utf-8").replace(
+        "      offline_after_s: 120\n", "      offline_after_s: 120\n      unusable_after_s: 10\n"
+    )
+    path.write_text(text, encoding="utf-8")
+    db = tmp_path / "gateway.db"
+    gw = Gateway(load_config(path), store_path=db)
+    assert gw.cameras is not None
+    t0 = int(time.time() * 1000) - 60_000
+    step = [0]
+    gw.cameras.clock = lambda: t0 + step[0] * 6_000  # frames 6 s apart, whatever the wall clock does
+    gw.start()
+    pub = TrackedPublisher("127.0.0.1", private_broker.port, "vision-covered")
+    try:
+        assert wait_until(lambda: gw.broker_connected and gw.cameras.mqtt.connected.is_set(), 15)
+        for k in range(3):  # 0 s, 6 s, 12 s: unusable for longer than unusable_after_s
+            step[0] = k
+            pub.publish_all([("edge/v1/cameras/cam1/snapshot", jpeg(vs.render(lot, k, "covered").image))])
+            assert wait_until(lambda k=k: gw.cameras.cams["cam1"].frames >= k + 1, 20)
+        assert wait_until(lambda: any(i["type"] == "camera_unusable" for i in incidents(db)), 20), incidents(db)
+        [inc_] = [i for i in incidents(db) if i["type"] == "camera_unusable"]
+        assert inc_["category"] == "device_health" and inc_["devices"] == ["cam1"]
+        rows = q(db, "SELECT vals FROM readings WHERE device_id='cam1-fire1'")
+        assert rows and all('"vehicle_unknown":true' in r[0].replace(" ", "") for r in rows), rows
+        assert not any(i["type"] == "parking_fire_lane" for i in incidents(db))
     finally:
         pub.close()
         gw.stop()

@@ -11,6 +11,7 @@ import cv2
 
 from edge_config import load_config
 from gateway.vision.manager import CameraManager
+from gateway.vision.occupancy import OccupancyModel
 from tests import vision_synth as vs
 from tests.support import wait_until
 from tests.vision_site import write_camera_site
@@ -21,7 +22,12 @@ def test_video_file_as_stream(tmp_path: Path) -> None:
     site, lot = write_camera_site(tmp_path, 1883, source=f"{{kind: rtsp, url: '{video}', interval_s: 0.2}}")
     w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 360))
     assert w.isOpened()
-    fr = vs.render(lot, 1, "daylight")
+    model = OccupancyModel(lot.reference, [(str(i), p.tolist()) for i, p in enumerate(lot.spaces[:2])])
+    fr = next(
+        f
+        for f in (vs.render(lot, k, "daylight") for k in range(1, 40))
+        if model.classify(f.image)["0"].confidence > 0.9
+    )
     for _ in range(30):
         w.write(fr.image)
     w.release()
@@ -41,4 +47,4 @@ def test_video_file_as_stream(tmp_path: Path) -> None:
     finally:
         mgr.pool.stop()
     [fire] = [json.loads(p) for t, p in published if t.endswith("cam1.fire1/state")][:1]
-    assert fire["values"] == {"vehicle_present": fr.occupied[0]}
+    assert fire["values"] == {"vehicle_present": fr.occupied[0], "vehicle_unknown": False}

@@ -1,26 +1,41 @@
-"""Deterministic synthetic parking-lot images with ground truth (issue 7 accuracy tests).
+"""Deterministic synthetic parking lots with ground truth, under the light and weather of a real lot.
 
-A *lot* is one camera view: asphalt with texture and stains, painted bay lines, one or two rows
-of spaces seen in perspective (a homography from the ground plane in metres to the image), and
-its empty **reference** image (calibration). A *frame* re-renders the lot with cars in some
-spaces under one *condition*:
+A *lot* is one camera view: asphalt or concrete with texture and stains, painted bay lines, one
+or two rows of spaces seen in perspective (a homography from the ground plane in metres to the
+image; camera height, yaw and roll differ per lot), and its empty **reference** image
+(calibration, taken in ordinary daylight). A *frame* re-renders the lot with cars and other
+things in it under one *condition* (tests/vision_weather.py does the light and the lens):
 
-- ``daylight``  global gain/offset, colour temperature, a brightness gradient
-- ``shadows``   hard-edged building shadows and soft tree-blob shadows across spaces
-- ``noise``     Gaussian sensor noise plus salt-and-pepper pixels
-- ``occlusion`` a tree trunk, pole or person standing over part of a space (truth unchanged)
-- ``night``     low light, sodium street-lamp glow, headlight cones on the ground, more noise
-- ``jpeg``      heavy JPEG compression
+=============  ==========================================================================
+daylight       gain, colour temperature, brightness gradient, sometimes soft tree shadows
+overcast       flat, low-contrast, bluish light; weak contact shadows
+rain           wet darker ground, puddles, mirror reflections of cars, streaks, lens drops
+night          low light, sodium lamps, headlight cones, parked cars with lights on, noise
+dusk           dim warm/blue light, lamps coming on, noise
+low_sun        warm light, long hard shadows of cars across neighbouring spaces
+fog            scattering, thicker far away
+glare          sun veil, bright blob and flare rings
+dirty_lens     blur, lower contrast, brownish smudges
+shake          the camera moved: shift 3-10 px, rotation up to 1.5 deg, zoom up to 2 %
+occlusion      pillars, trees and cars in the aisle hide parts of spaces (truth unchanged)
+people         a person or a bicycle stands in an empty space (truth: empty)
+straddle       a car across the line of two spaces (truth: both occupied)
+motorbike      parked motorbikes instead of cars (truth: occupied)
+ground_colour  cars whose colour is within a few levels of the ground's
+noise          Gaussian sensor noise plus salt-and-pepper pixels
+jpeg           heavy JPEG compression
+=============  ==========================================================================
 
-Every frame also gets mild variation (gain, sub-pixel camera shake, JPEG q 60-90). Cars are
-rotated rounded rectangles in the ground plane (so they follow the perspective) with windows,
-a roof panel and a soft contact shadow, in colours including black, dark grey, white and
-asphalt-like grey, small cars to vans, off-centre and slightly skewed.
+``UNUSABLE`` conditions (covered lens, dense fog, white-out glare) must be refused by the frame
+quality check, not classified. Every frame also gets mild variation (gain, sub-pixel shake,
+JPEG q 60-90). Cars are boxes with a height in perspective, with glass and roof, in colours
+from white to black including asphalt-like grey.
 
-Two splits: ``tune`` (lot/frame seeds 0..k, parameter ranges ``TUNE``) used to choose the
-method's thresholds, and ``heldout`` (seeds from 10_000, ranges ``HELDOUT``, several outside the
-tune ranges: darker nights, stronger shadows, more noise, lower JPEG quality, bigger occluders)
-which is never used for tuning.
+Each space of a frame has a ``kind``: ``""``, ``"car"``, ``"motorbike"``, ``"straddle"`` (part of
+a car across two spaces), ``"person"``, ``"bicycle"`` or ``"occluded"``; the hard ones
+(:data:`HARD_KINDS`) are reported separately. Frames of a lot come in *sequences*
+(:func:`sequence`): a camera watching its lot for a while under one condition, cars coming and
+going, so per-space references can adapt.
 """
 
 from __future__ import annotations
@@ -31,36 +46,39 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-W, H = 640, 360
-CONDITIONS = ("daylight", "shadows", "noise", "occlusion", "night", "jpeg")
+from tests import vision_objects as ob
+from tests import vision_weather as wx
 
-# Parameter ranges per split. Held-out ranges deliberately extend past the tune ranges.
-TUNE: dict[str, tuple[float, float]] = {
-    "gain": (0.7, 1.3),
-    "shadow": (0.42, 0.62),  # multiplicative factor inside a shadow
-    "noise_sigma": (5.0, 13.0),
-    "salt": (0.002, 0.01),
-    "night_gain": (0.22, 0.35),
-    "jpeg_q": (22, 40),
-    "occluder_frac": (0.15, 0.3),  # share of a space's width an occluder covers
-}
-HELDOUT: dict[str, tuple[float, float]] = {
-    "gain": (0.55, 1.5),
-    "shadow": (0.32, 0.5),
-    "noise_sigma": (10.0, 18.0),
-    "salt": (0.005, 0.02),
-    "night_gain": (0.16, 0.26),
-    "jpeg_q": (14, 30),
-    "occluder_frac": (0.2, 0.4),
-}
+W, H = 640, 360
+CONDITIONS = (
+    "daylight",
+    "overcast",
+    "rain",
+    "night",
+    "dusk",
+    "low_sun",
+    "fog",
+    "glare",
+    "dirty_lens",
+    "shake",
+    "occlusion",
+    "people",
+    "straddle",
+    "motorbike",
+    "ground_colour",
+    "noise",
+    "jpeg",
+)
+UNUSABLE = ("covered", "dense_fog", "whiteout")
+HARD_KINDS = frozenset({"person", "bicycle", "straddle", "occluded"})
 SPLIT_SEED = {"tune": 0, "heldout": 10_000}
 
-CAR_COLOURS: list[tuple[str, tuple[int, int, int]]] = [  # BGR
+CAR_COLOURS: list[tuple[str, tuple[float, float, float]]] = [  # BGR
     ("white", (235, 236, 238)),
     ("black", (22, 22, 26)),
     ("silver", (172, 172, 176)),
     ("dark_grey", (66, 68, 72)),
-    ("asphalt", (0, 0, 0)),  # replaced by the lot's asphalt tone
+    ("asphalt", (0, 0, 0)),  # replaced by the lot's ground tone
     ("red", (40, 40, 190)),
     ("blue", (160, 80, 30)),
     ("navy", (80, 40, 25)),
@@ -78,6 +96,8 @@ class Lot:
     spaces: list[np.ndarray]  # int polygons (4 x 2) in image pixels
     ground: list[tuple[np.ndarray, tuple[float, float, float, float]]]  # (H ground->image, space rect)
     asphalt: tuple[int, int, int]
+    tall: float = 0.4  # image height of objects per metre of height, relative to ground scale
+    neighbours: list[tuple[int, int]] = field(default_factory=list)  # adjacent spaces of one row
 
 
 @dataclass
@@ -86,280 +106,344 @@ class Frame:
     occupied: list[bool]
     condition: str
     params: dict[str, float] = field(default_factory=dict)
+    kinds: list[str] = field(default_factory=list)
+
+    @property
+    def hard(self) -> list[bool]:
+        return [k in HARD_KINDS for k in self.kinds]
 
 
-def _u(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
-    return float(rng.uniform(lo_hi[0], lo_hi[1]))
-
-
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: tuple[int, int]) -> np.ndarray:
-    small = rng.standard_normal((cells[0], cells[1])).astype(np.float32)
-    return cv2.resize(small, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(rng.uniform(lo, hi))
 
 
 def make_lot(seed: int, w: int = W, h: int = H) -> Lot:
     """One camera view of a parking area, deterministic in ``seed``."""
     rng = np.random.default_rng(seed)
-    tone = int(rng.integers(78, 128))
-    tint = rng.uniform(-4, 4, 3)
-    asphalt = tuple(int(np.clip(tone + t, 0, 255)) for t in tint)
+    concrete = rng.random() < 0.25
+    tone = int(rng.integers(135, 175)) if concrete else int(rng.integers(70, 128))
+    asphalt = tuple(int(np.clip(tone + t, 0, 255)) for t in rng.uniform(-5, 5, 3))
     img = np.empty((h, w, 3), np.float32)
     img[:] = asphalt
-    mott = _smooth_noise(rng, (h, w), (9, 16)) * rng.uniform(4, 9)
-    grain = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 0.7) * rng.uniform(4, 8)
-    img += (mott + grain)[..., None]
-    # stains / oil spots / patches
-    for _ in range(int(rng.integers(4, 12))):
-        c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
-        ax = (int(rng.integers(6, 40)), int(rng.integers(4, 20)))
-        stain = np.zeros((h, w), np.float32)
-        cv2.ellipse(stain, c, ax, float(rng.uniform(0, 180)), 0, 360, 1.0, -1, cv2.LINE_AA)
-        stain = cv2.GaussianBlur(stain, (0, 0), 3)
-        img -= stain[..., None] * rng.uniform(5, 20)
-    # upper band: kerb, grass/building edge
-    horizon = int(rng.integers(18, 40))
-    img[:horizon] = np.array([60, 110, 70], np.float32) * rng.uniform(0.7, 1.2)
-    img[:horizon] += _smooth_noise(rng, (horizon, w), (3, 20))[..., None] * 12
+    img += (wx.smooth_noise(rng, (h, w), (9, 16)) * _u(rng, 4, 9))[..., None]
+    img += (cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 0.7) * _u(rng, 3, 8))[..., None]
+    img -= (wx.blobs(rng, (h, w), int(rng.integers(4, 12)), (6, 40), 3.0) * _u(rng, 5, 20))[..., None]
+    horizon = int(rng.integers(18, 40) * h / H)
+    img[:horizon] = np.float32([60, 110, 70]) * _u(rng, 0.7, 1.2)
+    img[:horizon] += wx.smooth_noise(rng, (horizon, w), (3, 20))[..., None] * 12
     spaces: list[np.ndarray] = []
     ground: list[tuple[np.ndarray, tuple[float, float, float, float]]] = []
-    rows = [(0.58, 0.96)] if rng.random() < 0.3 else [(0.16, 0.46), (0.56, 0.96)]
+    neighbours: list[tuple[int, int]] = []
+    rows = [(0.55, 0.96)] if rng.random() < 0.3 else [(0.14, 0.44), (0.55, 0.96)]
+    roll = math.radians(_u(rng, -6, 6))
+    line = (float(rng.integers(190, 235)),) * 3 if rng.random() < 0.8 else (40.0, 200.0, 225.0)
+    width = _u(rng, 2.3, 2.7)
+    depth = _u(rng, 4.8, 5.5)
     for top_f, bot_f in rows:
-        n = int(rng.integers(6, 10))
-        depth = 5.0
-        width = 2.5
+        n = int(rng.integers(5, 9))
         gw = n * width
         y0, y1 = top_f * h, bot_f * h
-        shrink = rng.uniform(0.06, 0.16) * w
-        x_left, x_right = rng.uniform(0.02, 0.08) * w, w - rng.uniform(0.02, 0.08) * w
-        skew = rng.uniform(-0.05, 0.05) * w
+        shrink_l, shrink_r = _u(rng, 0.02, 0.2) * w, _u(rng, 0.02, 0.2) * w
+        x_left, x_right = _u(rng, 0.02, 0.08) * w, w - _u(rng, 0.02, 0.08) * w
+        skew = _u(rng, -0.06, 0.06) * w
+        dst = np.float32([[x_left + shrink_l + skew, y0], [x_right - shrink_r + skew, y0], [x_right, y1], [x_left, y1]])
+        c, s = math.cos(roll), math.sin(roll)
         dst = np.float32(
-            [
-                [x_left + shrink + skew, y0],
-                [x_right - shrink + skew, y0],
-                [x_right, y1],
-                [x_left, y1],
-            ]
+            [[w / 2 + (x - w / 2) * c - (y - h / 2) * s, h / 2 + (x - w / 2) * s + (y - h / 2) * c] for x, y in dst]
         )
-        src = np.float32([[0, 0], [gw, 0], [gw, depth], [0, depth]])
-        hom = cv2.getPerspectiveTransform(src, dst)
-        line = (int(rng.integers(190, 235)),) * 3
+        hom = cv2.getPerspectiveTransform(np.float32([[0, 0], [gw, 0], [gw, depth], [0, depth]]), dst)
         for i in range(n + 1):
-            pts = cv2.perspectiveTransform(np.float32([[[i * width, 0], [i * width, depth]]]), hom)[0]
-            cv2.line(img, _pt(pts[0]), _pt(pts[1]), line, 3, cv2.LINE_AA)
-        pts = cv2.perspectiveTransform(np.float32([[[0, depth], [gw, depth]]]), hom)[0]
-        cv2.line(img, _pt(pts[0]), _pt(pts[1]), line, 3, cv2.LINE_AA)
+            p = ob.to_img(np.float32([[i * width, 0], [i * width, depth]]), hom)
+            cv2.line(img, _pt(p[0]), _pt(p[1]), line, max(2, round(3 * w / W)), cv2.LINE_AA)
+        first = len(spaces)
         for i in range(n):
             rect = (i * width, 0.0, (i + 1) * width, depth)
-            quad = np.float32([[[rect[0], rect[1]], [rect[2], rect[1]], [rect[2], rect[3]], [rect[0], rect[3]]]])
-            poly = cv2.perspectiveTransform(quad, hom)[0]
+            quad = np.float32([[rect[0], rect[1]], [rect[2], rect[1]], [rect[2], rect[3]], [rect[0], rect[3]]])
+            poly = ob.to_img(quad, hom)
+            if poly.min() < 0 or poly[:, 0].max() >= w or poly[:, 1].max() >= h:
+                continue
             spaces.append(np.round(poly).astype(np.int32))
             ground.append((hom, rect))
+            if len(spaces) - 1 > first and ground[-2][1][2] == rect[0]:
+                neighbours.append((len(spaces) - 2, len(spaces) - 1))
     base = np.clip(img, 0, 255)
     reference = _jpeg(base.astype(np.uint8), 90)
-    return Lot(seed, base, reference, spaces, ground, asphalt)
+    return Lot(seed, base, reference, spaces, ground, asphalt, _u(rng, 0.25, 0.55), neighbours)  # type: ignore[arg-type]
 
 
 def _pt(p: np.ndarray) -> tuple[int, int]:
     return round(float(p[0])), round(float(p[1]))
 
 
-def _rounded_rect(cx: float, cy: float, length: float, width: float, angle: float, r: float) -> np.ndarray:
-    """Ground-plane polygon of a rounded rectangle, long axis along y (into the bay)."""
-    pts = []
-    hx, hy = width / 2 - r, length / 2 - r
-    for corner, (sx, sy) in enumerate([(1, 1), (-1, 1), (-1, -1), (1, -1)]):
-        start = corner * 90
-        for k in range(5):
-            a = math.radians(start + k * 22.5)
-            pts.append((sx * hx + r * math.cos(a), sy * hy + r * math.sin(a)))
-    ca, sa = math.cos(angle), math.sin(angle)
-    return np.float32([[cx + x * ca - y * sa, cy + x * sa + y * ca] for x, y in pts])
-
-
-def _to_img(poly: np.ndarray, hom: np.ndarray) -> np.ndarray:
-    out = cv2.perspectiveTransform(poly.reshape(1, -1, 2).astype(np.float32), hom)[0]
-    return np.round(out * 4).astype(np.int32)  # 2 bits of sub-pixel precision
-
-
-def _fill(img: np.ndarray, poly: np.ndarray, colour: tuple[float, ...]) -> None:
-    cv2.fillPoly(img, [poly], colour, cv2.LINE_AA, shift=2)
-
-
-def _draw_car(img: np.ndarray, rng: np.random.Generator, lot: Lot, k: int, colour: tuple[int, int, int]) -> None:
-    hom, (x0, y0, x1, y1) = lot.ground[k]
-    length = rng.uniform(3.5, 4.9)
-    width = rng.uniform(1.55, 1.95)
-    cx = (x0 + x1) / 2 + rng.uniform(-0.3, 0.3)
-    cy = (y0 + y1) / 2 + rng.uniform(-0.35, 0.35)
-    ang = math.radians(rng.uniform(-6, 6))
-    # soft contact shadow
-    sh = np.zeros(img.shape[:2], np.float32)
-    _fill(sh, _to_img(_rounded_rect(cx + 0.15, cy + 0.2, length + 0.3, width + 0.3, ang, 0.4), hom), (1.0,))
-    sh = cv2.GaussianBlur(sh, (0, 0), 2.0)
-    img *= (1 - 0.45 * sh)[..., None]
-    col = np.array(colour, np.float32) * rng.uniform(0.85, 1.1)
-    _fill(img, _to_img(_rounded_rect(cx, cy, length, width, ang, 0.35), hom), tuple(float(c) for c in col))
-    # roof panel (slightly different shade), windscreen and rear window
-    roof = np.clip(col * rng.uniform(0.8, 1.15), 0, 255)
-    _fill(
-        img, _to_img(_rounded_rect(cx, cy, length * 0.42, width * 0.78, ang, 0.2), hom), tuple(float(c) for c in roof)
-    )
-    glass = tuple(float(v) for v in np.array([45, 40, 35], np.float32) * rng.uniform(0.6, 1.6))
-    for off, frac in ((-length * 0.27, 0.13), (length * 0.26, 0.1)):
-        ocx = cx - off * math.sin(ang)
-        ocy = cy + off * math.cos(ang)
-        _fill(img, _to_img(_rounded_rect(ocx, ocy, length * frac, width * 0.8, ang, 0.1), hom), glass)
-
-
-def _occluder(img: np.ndarray, rng: np.random.Generator, poly: np.ndarray, frac: float) -> None:
-    x, y, w, h = cv2.boundingRect(poly)
-    kind = rng.integers(0, 3)
-    cx = int(x + rng.uniform(0.2, 0.8) * w)
-    bw = max(3, int(w * frac))
-    bottom = int(y + rng.uniform(0.5, 1.0) * h)
-    if kind == 0:  # pole: thin, grey, tall
-        bw = max(3, bw // 2)
-        cv2.rectangle(img, (cx - bw // 2, 0), (cx + bw // 2, bottom), (120, 120, 125), -1)
-    elif kind == 1:  # tree: brown trunk, green crown
-        cv2.rectangle(img, (cx - bw // 2, bottom - int(h * 1.4)), (cx + bw // 2, bottom), (40, 60, 90), -1)
-        cv2.circle(img, (cx, bottom - int(h * 1.4)), int(w * 0.5), (40, 110, 50), -1, cv2.LINE_AA)
-    else:  # person: legs, torso, head
-        top = bottom - int(h * rng.uniform(0.7, 1.0))
-        shirt = tuple(float(c) for c in rng.integers(20, 230, 3))
-        cv2.rectangle(img, (cx - bw // 2, top + (bottom - top) // 3), (cx + bw // 2, bottom), (60, 50, 40), -1)
-        cv2.rectangle(
-            img, (cx - bw // 2, top + (bottom - top) // 8), (cx + bw // 2, top + (bottom - top) // 2), shirt, -1
-        )
-        cv2.circle(img, (cx, top + (bottom - top) // 12), max(2, bw // 3), (120, 150, 190), -1, cv2.LINE_AA)
-
-
 def _jpeg(img: np.ndarray, q: int) -> np.ndarray:
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(q)])
     assert ok
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return np.asarray(cv2.imdecode(buf, cv2.IMREAD_COLOR))
 
 
-def render(lot: Lot, seed: int, condition: str, split: str = "tune", occupancy: float = 0.5) -> Frame:
-    """One frame of ``lot`` under ``condition`` with a random set of occupied spaces."""
-    ranges = TUNE if split == "tune" else HELDOUT
-    rng = np.random.default_rng([lot.seed, seed, CONDITIONS.index(condition), SPLIT_SEED[split]])
+def _colour(rng: np.random.Generator, lot: Lot, near_ground: bool) -> tuple[float, float, float]:
+    name, colour = CAR_COLOURS[int(rng.integers(0, len(CAR_COLOURS)))]
+    if near_ground or name == "asphalt":
+        spread = 12 if near_ground else 8
+        return tuple(float(np.clip(c + rng.uniform(-spread, spread), 0, 255)) for c in lot.asphalt)  # type: ignore[return-value]
+    k = float(rng.uniform(0.85, 1.1))
+    return (colour[0] * k, colour[1] * k, colour[2] * k)
+
+
+def _centre(lot: Lot, k: int) -> tuple[np.ndarray, float, float]:
+    hom, (x0, y0, x1, y1) = lot.ground[k]
+    return hom, (x0 + x1) / 2, (y0 + y1) / 2
+
+
+def _place(
+    lot: Lot, rng: np.random.Generator, cond: str, occupied: list[bool]
+) -> tuple[list[tuple[float, str, object]], list[str]]:
+    """Decide what stands where: (sort depth, kind, drawing closure args) and the space kinds."""
+    n = len(lot.spaces)
+    kinds = ["car" if o else "" for o in occupied]
+    items: list[tuple[float, str, object]] = []
+    straddled: set[int] = set()
+    if cond == "straddle" and lot.neighbours:
+        for a, b in [lot.neighbours[int(i)] for i in rng.permutation(len(lot.neighbours))[:2]]:
+            if a in straddled or b in straddled:
+                continue
+            straddled |= {a, b}
+            occupied[a] = occupied[b] = True
+            kinds[a] = kinds[b] = "straddle"
+            hom, _x0, cy = _centre(lot, a)
+            items.append((cy, "car", (hom, lot.ground[a][1][2] + rng.uniform(-0.3, 0.3), cy)))
+    for k in range(n):
+        if not occupied[k] or k in straddled:
+            continue
+        hom, cx, cy = _centre(lot, k)
+        if cond == "motorbike" and rng.random() < 0.6:
+            kinds[k] = "motorbike"
+            items.append((cy, "motorbike", (hom, cx + rng.uniform(-0.5, 0.5), cy + rng.uniform(-1.0, 1.0))))
+        else:
+            items.append((cy, "car", (hom, cx + rng.uniform(-0.3, 0.3), cy + rng.uniform(-0.35, 0.35))))
+    if cond == "people":
+        empty = [k for k in range(n) if not occupied[k]]
+        for k in [empty[int(i)] for i in rng.permutation(len(empty))[: int(rng.integers(2, 5))]]:
+            hom, cx, cy = _centre(lot, k)
+            kinds[k] = "person" if rng.random() < 0.55 else "bicycle"
+            items.append((cy + 1, kinds[k], (hom, cx + rng.uniform(-0.6, 0.6), cy + rng.uniform(-1.5, 1.5))))
+    return items, kinds
+
+
+def _occluders(
+    img: np.ndarray, lot: Lot, rng: np.random.Generator, sc: np.random.Generator, feet: list[np.ndarray]
+) -> None:
+    """Pillars and trees (fixed for the scene) and passing cars in front of a row: they hide part
+    of the spaces behind."""
+    shadow = np.zeros(img.shape[:2], np.float32)
+    for _ in range(int(sc.integers(1, 3))):
+        hom, (x0, _y0, x1, y1) = lot.ground[int(sc.integers(0, len(lot.ground)))]
+        if sc.random() < 0.5:
+            ob.pillar(img, hom, x0 + sc.uniform(-0.3, x1 - x0), y1 + sc.uniform(0.2, 0.8), sc)
+        else:
+            ob.tree(img, hom, lot.tall, x0 + sc.uniform(0, x1 - x0), y1 + sc.uniform(0.3, 1.0), sc)
+    for _ in range(int(rng.integers(0, 2))):
+        hom, (x0, _y0, x1, y1) = lot.ground[int(rng.integers(0, len(lot.ground)))]
+        col = _colour(rng, lot, False)
+        x = x0 + rng.uniform(0, x1 - x0)
+        feet.append(ob.car(img, shadow, hom, lot.tall, x, y1 + rng.uniform(1.2, 2.0), 4.4, 1.8, math.pi / 2, col, rng))
+
+
+def render(
+    lot: Lot,
+    seed: int,
+    condition: str,
+    split: str = "tune",
+    occupancy: float = 0.5,
+    occupied: list[bool] | None = None,
+    scene: int | None = None,
+) -> Frame:
+    """One frame of ``lot`` under ``condition``; ``occupied`` fixes which spaces hold a vehicle
+    (else each with probability ``occupancy``). ``scene`` seeds what stays put while the
+    condition lasts (puddles, lamps, fog, glare, lens dirt, the camera's pointing, pillars);
+    default: ``seed``, i.e. a scene of its own."""
+    cond_index = (CONDITIONS + UNUSABLE).index(condition)
+    rng = np.random.default_rng([lot.seed, seed, cond_index, SPLIT_SEED[split]])
+    sc = np.random.default_rng([lot.seed, seed if scene is None else scene, cond_index, SPLIT_SEED[split], 1])
     h, w = lot.base.shape[:2]
+    occ = list(occupied) if occupied is not None else [bool(rng.random() < occupancy) for _ in lot.spaces]
     img = lot.base.copy()
-    occupied = [bool(rng.random() < occupancy) for _ in lot.spaces]
-    for k, occ in enumerate(occupied):
-        if occ:
-            name, colour = CAR_COLOURS[int(rng.integers(0, len(CAR_COLOURS)))]
-            if name == "asphalt":
-                colour = tuple(int(np.clip(c + rng.uniform(-8, 8), 0, 255)) for c in lot.asphalt)  # type: ignore[assignment]
-            _draw_car(img, rng, lot, k, colour)
     params: dict[str, float] = {}
-    # mild variation everywhere
-    gain = rng.uniform(0.9, 1.1)
-    light = np.full((h, w), gain, np.float32)
-    tint = np.array([1.0, 1.0, 1.0], np.float32) + rng.uniform(-0.03, 0.03, 3).astype(np.float32)
-    if condition == "daylight":
-        gain = _u(rng, ranges["gain"])
-        gx = np.linspace(-1, 1, w, dtype=np.float32)[None, :] * rng.uniform(-0.2, 0.2)
-        gy = np.linspace(-1, 1, h, dtype=np.float32)[:, None] * rng.uniform(-0.15, 0.15)
-        light = gain * (1 + gx + gy)
-        tint = np.array([1.0, 1.0, 1.0], np.float32) + rng.uniform(-0.1, 0.1, 3).astype(np.float32)
-        params["gain"] = gain
-    elif condition == "shadows":
-        factor = _u(rng, ranges["shadow"])
-        mask = np.zeros((h, w), np.float32)
-        # building shadow: a big polygon with a straight edge across the lot
-        xa, xb = rng.uniform(0, w), rng.uniform(0, w)
-        side = rng.random() < 0.5
-        poly = np.int32([[xa, 0], [xb, h], [0 if side else w, h], [0 if side else w, 0]])
-        cv2.fillPoly(mask, [poly], 1.0)
-        mask = cv2.GaussianBlur(mask, (0, 0), rng.uniform(1.0, 4.0))
-        # tree shadows: soft blobs
-        for _ in range(int(rng.integers(2, 6))):
-            blob = np.zeros((h, w), np.float32)
-            c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
-            cv2.ellipse(
-                blob,
-                c,
-                (int(rng.integers(20, 70)), int(rng.integers(10, 40))),
-                float(rng.uniform(0, 180)),
-                0,
-                360,
-                1.0,
-                -1,
+    if condition == "rain":
+        wet = _u(sc, 0.55, 0.8)
+        puddle = wx.blobs(sc, (h, w), int(sc.integers(3, 9)), (15, 60), 4.0)
+        img = img * wet * (1 - puddle[..., None]) + (img * 0.5 + _u(sc, 90, 150)) * puddle[..., None]
+        params["wet"] = wet
+    items, kinds = _place(lot, rng, condition, occ)
+    before = img.copy()
+    shadow = np.zeros((h, w), np.float32)
+    feet: list[np.ndarray] = []
+    for _d, kind, args in sorted(items, key=lambda t: t[0]):
+        hom, cx, cy = args  # type: ignore[misc]
+        if kind == "car":
+            length, width = _u(rng, 3.6, 4.9), _u(rng, 1.6, 1.95)
+            col = _colour(rng, lot, condition == "ground_colour" and rng.random() < 0.8)
+            feet.append(
+                ob.car(img, shadow, hom, lot.tall, cx, cy, length, width, math.radians(_u(rng, -6, 6)), col, rng)
             )
-            mask = np.maximum(mask, cv2.GaussianBlur(blob, (0, 0), rng.uniform(3, 8)))
-        light = light * (1 - (1 - factor) * mask)
-        tint = tint * np.array([1.04, 1.0, 0.97], np.float32)
-        params["shadow"] = factor
-    elif condition == "night":
-        ng = _u(rng, ranges["night_gain"])
-        light = np.full((h, w), ng, np.float32)
-        for _ in range(int(rng.integers(1, 3))):  # street lamps
-            lx, ly = rng.uniform(0, w), rng.uniform(-0.2 * h, 0.5 * h)
-            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-            d2 = ((xx - lx) ** 2 + (yy - ly) ** 2) / (rng.uniform(0.25, 0.5) * w) ** 2
-            light += np.exp(-d2) * rng.uniform(0.2, 0.5)
-        tint = np.array([0.75, 0.95, 1.2], np.float32)  # sodium-orange
-        params["night_gain"] = ng
-    img = img * light[..., None] * tint
-    if condition == "night":
-        for _ in range(int(rng.integers(1, 3))):  # headlight cones on the ground
-            cone = np.zeros((h, w), np.float32)
-            x0, y0 = rng.uniform(0, w), rng.uniform(0.3 * h, h)
-            ang = rng.uniform(0, 2 * math.pi)
-            ln = rng.uniform(80, 220)
-            spread = rng.uniform(0.2, 0.4)
-            pts = np.int32(
-                [
-                    [x0, y0],
-                    [x0 + ln * math.cos(ang - spread), y0 + ln * math.sin(ang - spread)],
-                    [x0 + ln * math.cos(ang + spread), y0 + ln * math.sin(ang + spread)],
-                ]
+        elif kind == "motorbike":
+            ob.motorbike(
+                img, shadow, hom, lot.tall, cx, cy, math.radians(_u(rng, -10, 10)), _colour(rng, lot, False), rng
             )
-            cv2.fillPoly(cone, [pts], 1.0)
-            cone = cv2.GaussianBlur(cone, (0, 0), 12)
-            img += (cone * rng.uniform(40, 90))[..., None] * np.array([0.9, 1.0, 1.0], np.float32)
+        elif kind == "person":
+            ob.person(img, hom, lot.tall, cx, cy, rng)
+        else:
+            ob.bicycle(img, hom, lot.tall, cx, cy, rng)
     if condition == "occlusion":
-        frac = _u(rng, ranges["occluder_frac"])
-        for k in rng.choice(len(lot.spaces), size=min(len(lot.spaces), int(rng.integers(2, 5))), replace=False):
-            _occluder(img, rng, lot.spaces[int(k)], frac)
-        params["occluder_frac"] = frac
-    sigma = 2.0
-    salt = 0.0
-    if condition == "noise":
-        sigma = _u(rng, ranges["noise_sigma"])
-        salt = _u(rng, ranges["salt"])
-    elif condition == "night":
-        sigma = _u(rng, ranges["noise_sigma"]) * 0.6
+        pre = img.copy()
+        _occluders(img, lot, rng, sc, feet)
+        changed = np.abs(img - pre).max(axis=2) > 2
+        for k, poly in enumerate(lot.spaces):
+            m = np.zeros((h, w), np.uint8)
+            cv2.fillPoly(m, [poly], 1)
+            if changed[m.astype(bool)].mean() > 0.08:
+                kinds[k] = "occluded"
+    objects = (np.abs(img - before).max(axis=2) > 2).astype(np.float32)
+    contact = 0.15 if condition in ("overcast", "fog", "rain") else 0.45
+    img *= (1 - contact * cv2.GaussianBlur(shadow, (0, 0), 2.0))[..., None]
+    img = _light(img, lot, rng, sc, condition, feet, objects, params)
+    img = _lens(img, rng, sc, condition, params)
+    return Frame(_jpeg(np.clip(img, 0, 255).astype(np.uint8), int(params["jpeg_q"])), occ, condition, params, kinds)
+
+
+def _light(
+    img: np.ndarray,
+    lot: Lot,
+    rng: np.random.Generator,
+    sc: np.random.Generator,
+    cond: str,
+    feet: list[np.ndarray],
+    objects: np.ndarray,
+    params: dict[str, float],
+) -> np.ndarray:
+    """Light of the scene (``sc``: fixed while the condition lasts) with per-frame drift (``rng``)."""
+    h, w = img.shape[:2]
+    jitter = _u(rng, 0.9, 1.1)
+    gain = np.full((h, w), jitter, np.float32)
+    tint = np.float32([1, 1, 1]) + rng.uniform(-0.03, 0.03, 3).astype(np.float32)
+    if cond == "daylight":
+        g = _u(sc, 0.6, 1.4) * jitter
+        gx = np.linspace(-1, 1, w, dtype=np.float32)[None, :] * _u(sc, -0.2, 0.2)
+        gy = np.linspace(-1, 1, h, dtype=np.float32)[:, None] * _u(sc, -0.15, 0.15)
+        gain = g * (1 + gx + gy)
+        if sc.random() < 0.5:
+            gain *= 1 - (1 - _u(sc, 0.5, 0.7)) * wx.blobs(sc, (h, w), int(sc.integers(2, 5)), (20, 70), 6.0)
+        tint = tint + sc.uniform(-0.1, 0.1, 3).astype(np.float32)
+        params["gain"] = g
+    elif cond in ("overcast", "rain"):
+        gain *= _u(sc, 0.45, 0.8)
+        tint = np.float32([1.06, 1.0, 0.94])
+    elif cond in ("night", "dusk"):
+        g = (_u(sc, 0.12, 0.3) if cond == "night" else _u(sc, 0.25, 0.5)) * jitter
+        gain = g + wx.lamps(sc, (h, w), int(sc.integers(1, 3)), (0.2, 0.55) if cond == "night" else (0.05, 0.2))
+        tint = np.float32([0.75, 0.95, 1.2]) if cond == "night" else np.float32([1.1, 0.95, 1.0])
+        params["gain"] = g
+    elif cond == "low_sun":
+        gain *= _u(sc, 0.8, 1.4)
+        tint = np.float32([0.85, 0.97, 1.15])
+        gain *= 1 - (1 - _u(sc, 0.35, 0.55)) * _long_shadows(sc, feet, (h, w))
+    img = img * gain[..., None] * tint
+    if cond == "overcast":
+        img = wx.flatten(img, _u(sc, 0.55, 0.8))
+    elif cond == "rain":
+        img = wx.flatten(img, _u(sc, 0.7, 0.9))
+        wx.reflections(img, objects, rng)
+        wx.rain_streaks(img, rng, int(rng.integers(150, 500)))
+    elif cond in ("night", "dusk"):
+        wx.headlights(img, rng, int(rng.integers(0, 3)))
+        wx.car_lights(img, rng, feet, 0.3 if cond == "night" else 0.15)
+    elif cond == "fog":
+        params["fog_t"] = t = _u(sc, 0.4, 0.75) * _u(rng, 0.95, 1.05)
+        img = wx.fog(img, sc, t)
+    elif cond == "glare":
+        wx.glare(img, sc, _u(sc, 50, 140) * _u(rng, 0.9, 1.1))
+    elif cond == "dense_fog":
+        img = wx.fog(img, sc, _u(sc, 0.04, 0.12))
+    elif cond == "whiteout":
+        img = wx.whiteout(img, sc)
+    return img
+
+
+def _long_shadows(sc: np.random.Generator, feet: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Shadows of a low sun: each car's footprint swept along the sun direction by 1-2 times its
+    size (image approximation of 3-8 m), plus a building edge."""
+    h, w = shape
+    m = np.zeros((h, w), np.float32)
+    ang = sc.uniform(0, 2 * math.pi)
+    reach = _u(sc, 1.0, 2.0)
+    for foot in feet:
+        size = float(np.ptp(foot[:, 0]))
+        d = np.float32([math.cos(ang), 0.5 * math.sin(ang)]) * size * reach
+        hull = cv2.convexHull(np.vstack([foot, foot + d]).astype(np.float32))
+        cv2.fillPoly(m, [np.round(hull * 4).astype(np.int32)], 1.0, cv2.LINE_AA, shift=2)
+    xa, xb = sc.uniform(0, w), sc.uniform(0, w)
+    side = 0 if sc.random() < 0.5 else w
+    cv2.fillPoly(m, [np.int32([[xa, 0], [xb, h], [side, h], [side, 0]])], 1.0)
+    return np.asarray(cv2.GaussianBlur(m, (0, 0), 1.5), np.float32)
+
+
+def _lens(
+    img: np.ndarray, rng: np.random.Generator, sc: np.random.Generator, cond: str, params: dict[str, float]
+) -> np.ndarray:
+    h, w = img.shape[:2]
+    if cond == "rain" and sc.random() < 0.5:
+        img = wx.droplets(img, sc, int(sc.integers(3, 15)))
+    elif cond == "dirty_lens":
+        img = wx.dirty_lens(img, sc, _u(sc, 1.0, 2.5))
+    elif cond == "covered":
+        img = wx.covered(img, rng)
+    sigma = {"noise": _u(rng, 8, 18), "night": _u(rng, 5, 12), "dusk": _u(rng, 3, 8)}.get(cond, 2.0)
     img = img + rng.normal(0, sigma, img.shape).astype(np.float32)
-    if salt:
+    if cond == "noise":
+        salt = _u(rng, 0.003, 0.02)
         sp = rng.random((h, w))
         img[sp < salt / 2] = 0
         img[sp > 1 - salt / 2] = 255
     params["noise_sigma"] = sigma
-    # sub-pixel camera shake
-    m = np.float32([[1, 0, rng.uniform(-1.0, 1.0)], [0, 1, rng.uniform(-1.0, 1.0)]])
-    img = cv2.warpAffine(np.clip(img, 0, 255), m, (w, h), borderMode=cv2.BORDER_REFLECT)
-    q = int(_u(rng, ranges["jpeg_q"])) if condition == "jpeg" else int(rng.integers(60, 91))
-    params["jpeg_q"] = q
-    out = _jpeg(img.astype(np.uint8), q)
-    return Frame(out, occupied, condition, params)
+    img = np.clip(img, 0, 255)
+    if cond == "shake":  # re-pointed for the scene, plus a little wind on every frame
+        params["shift"] = shift = _u(sc, 3, 10) * w / W
+        img = wx.shake(img, sc, shift + _u(rng, -1, 1), _u(sc, -1.5, 1.5) + _u(rng, -0.2, 0.2), _u(sc, 0.98, 1.02))
+    else:
+        m = np.float32([[1, 0, rng.uniform(-1.0, 1.0)], [0, 1, rng.uniform(-1.0, 1.0)]])
+        img = cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+    params["jpeg_q"] = int(_u(rng, 12, 30)) if cond == "jpeg" else int(rng.integers(60, 91))
+    return img
 
 
-def dataset(split: str, lots: int = 6, frames_per_condition: int = 4) -> list[tuple[Lot, Frame]]:
-    """The whole split: for each lot, ``frames_per_condition`` frames of every condition."""
+def sequence(lot: Lot, condition: str, seed: int, n: int, split: str = "tune") -> list[Frame]:
+    """``n`` frames of one lot under one condition, as a camera sees them over a while: each space
+    starts free or taken (even odds) and changes between frames with probability 0.3."""
+    rng = np.random.default_rng([lot.seed, seed, 77, SPLIT_SEED[split]])
+    occ = [bool(rng.random() < 0.5) for _ in lot.spaces]
+    out = []
+    for j in range(n):
+        if j:
+            occ = [o != bool(rng.random() < 0.3) for o in occ]
+        out.append(render(lot, seed * 1000 + j, condition, split, occupied=occ, scene=seed))
+    return out
+
+
+def dataset(
+    split: str, lots: int = 6, frames_per_condition: int = 4, conditions: tuple[str, ...] = CONDITIONS
+) -> list[tuple[Lot, Frame]]:
+    """The whole split: for each lot, a sequence of ``frames_per_condition`` frames per condition."""
     base = SPLIT_SEED[split]
     out: list[tuple[Lot, Frame]] = []
     for i in range(lots):
         lot = make_lot(base + i)
-        for cond in CONDITIONS:
-            for j in range(frames_per_condition):
-                out.append((lot, render(lot, base + 100 * i + j, cond, split)))
+        for cond in conditions:
+            out.extend((lot, fr) for fr in sequence(lot, cond, base + 100 * i, frames_per_condition, split))
     return out
 
 
 def write_samples(directory: str, split: str = "heldout", n: int = 1) -> None:  # pragma: no cover - manual
-    """Write a few frames as JPEG for eyeballing (``python -m tests.vision_synth``)."""
+    """Write a few frames as JPEG for eyeballing (``python -m tests.vision_synth DIR``)."""
     from pathlib import Path
 
     d = Path(directory)
@@ -367,11 +451,12 @@ def write_samples(directory: str, split: str = "heldout", n: int = 1) -> None:  
     for i in range(n):
         lot = make_lot(SPLIT_SEED[split] + i)
         cv2.imwrite(str(d / f"lot{i}_reference.jpg"), lot.reference)
-        for cond in CONDITIONS:
+        for cond in CONDITIONS + UNUSABLE:
             fr = render(lot, 1, cond, split)
             img = fr.image.copy()
-            for poly, occ in zip(lot.spaces, fr.occupied, strict=True):
-                cv2.polylines(img, [poly], True, (0, 0, 255) if occ else (0, 255, 0), 1)
+            for poly, occ, kind in zip(lot.spaces, fr.occupied, fr.kinds, strict=True):
+                colour = (0, 0, 255) if occ else (0, 255, 0)
+                cv2.polylines(img, [poly], True, (255, 0, 255) if kind in HARD_KINDS else colour, 1)
             cv2.imwrite(str(d / f"lot{i}_{cond}.jpg"), img)
 
 

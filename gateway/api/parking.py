@@ -37,6 +37,20 @@ if TYPE_CHECKING:
     from gateway.core.contract import BatchResult
 
 KEY = "vehicle_present"
+UNKNOWN = "vehicle_unknown"  # a camera that cannot tell publishes this instead of vehicle_present
+
+
+def _space_value(values: Any) -> tuple[bool, bool | None]:
+    """(is a space reading, its value: True/False, or None when the sensor or camera cannot tell)."""
+    if not isinstance(values, dict):
+        return False, None
+    if values.get(UNKNOWN) is True:
+        return True, None
+    if KEY in values:
+        return True, values[KEY] if isinstance(values[KEY], bool) else None
+    return False, None
+
+
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 
@@ -67,17 +81,18 @@ class LiveParking:
     def on_commit(self, result: BatchResult) -> None:
         """Pipeline thread, after a commit: keep the space readings, nothing else."""
         devices = self._devices
-        found = [
-            (r.device.id, r.reading.values[KEY], r.ts_ms)
-            for r in result.resolved
-            if r.device.id in devices and KEY in r.reading.values
-        ]
+        found = []
+        for r in result.resolved:
+            if r.device.id in devices:
+                is_space, value = _space_value(dict(r.reading.values))
+                if is_space:
+                    found.append((r.device.id, value, r.ts_ms))
         if found:
             with self._lock:
                 # Receive order, not reading time: a device's clock may be trusted for one message
                 # and not the next (then its time is the receive time), so times can run backwards.
                 for dev, value, ts in found:
-                    self._values[dev] = (value if isinstance(value, bool) else None, ts)
+                    self._values[dev] = (value, ts)
                 self.version += 1
                 waiters = list(self._waiters)
             for loop, ev in waiters:  # wake the requests waiting for a change (on their loop)
@@ -124,9 +139,10 @@ def space_state(
             offline += 1
             continue
         seen = live.get(dev)
-        if seen is None and row is not None and KEY in (row.get("values") or {}):
-            value = row["values"][KEY]
-            seen = (value if isinstance(value, bool) else None, int(row.get("last_seen_ms") or 0))
+        if seen is None and row is not None:
+            is_space, value = _space_value(row.get("values") or {})
+            if is_space:
+                seen = (value, int(row.get("last_seen_ms") or 0))
         if seen is not None and (newest is None or seen[1] > newest[1]):
             newest = seen
     if newest is None:

@@ -32,6 +32,7 @@ IMMEDIATE: dict[str, tuple[str, str | None, str]] = {
     "door_forced": ("door_forced", "security", "major"),
     "tamper": ("tamper", None, "minor"),
     "gate_fault": ("gate_fault", "parking", "minor"),
+    "image_unusable": ("camera_unusable", "device_health", "minor"),  # gateway/vision: covered, fog, glare
 }
 
 

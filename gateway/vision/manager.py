@@ -12,6 +12,9 @@ re-sent every ``republish_s``. Motion in a restricted zone while its ``rules.int
 entry is armed stores a snapshot and publishes ``{"occupancy": true}`` for the camera's device
 with ``meta.snapshot`` (at most once per ``motion_cooldown_s``). A camera with no usable frame for
 ``offline_after_s`` is published ``offline`` (availability), and ``online`` on the next frame.
+A space the model cannot judge (unusable frame, low confidence) is published as
+``{"vehicle_unknown": true}`` without ``vehicle_present``; frames that stay unusable for
+``unusable_after_s`` publish ``{"image_unusable": true}`` for the camera's device.
 Bad images become dead letters (reason ``image_*``) through ``Pipeline.call``; they never reach
 a driver and never stop a worker.
 """
@@ -53,8 +56,8 @@ def _now_ms() -> int:
 @dataclass
 class _SpaceState:
     device_topic: str
-    confirmed: bool | None = None
-    pending: bool | None = None
+    confirmed: str | None = None  # occupied | empty | unknown
+    pending: str | None = None
     count: int = 0
     published_ms: int = 0
 
@@ -69,6 +72,8 @@ class _CamState:
     last_ok_ms: int | None = None
     online: bool | None = None
     last_alarm_ms: dict[str, int] = field(default_factory=dict)
+    unusable_since: int | None = None  # first of the current run of unusable frames
+    unusable_sent: bool = False  # image_unusable true published for this run
     seq: int = 0
     frames: int = 0
     errors: int = 0
@@ -242,22 +247,23 @@ class CameraManager:
         if back:
             self._send(st.avail_topic, "online")
         ts = res.ts_ms
-        for sid, (occ, score) in res.spaces.items():
+        self._usability(st, res.unusable, ts)
+        for sid, (state, score, conf, why) in res.spaces.items():
             sp = st.spaces.get(sid)
             if sp is None:
                 continue
-            if occ == sp.confirmed:
+            if state == sp.confirmed:
                 sp.pending, sp.count = None, 0
                 if ts - sp.published_ms >= st.cfg.republish_s * 1000:
-                    self._space(st, sid, sp, occ, score, ts)
+                    self._space(st, sid, sp, state, score, conf, ts, why)
                 continue
-            if occ == sp.pending:
+            if state == sp.pending:
                 sp.count += 1
             else:
-                sp.pending, sp.count = occ, 1
+                sp.pending, sp.count = state, 1
             if sp.count >= st.cfg.confirm_frames:
-                sp.confirmed, sp.pending, sp.count = occ, None, 0
-                self._space(st, sid, sp, occ, score, ts)
+                sp.confirmed, sp.pending, sp.count = state, None, 0
+                self._space(st, sid, sp, state, score, conf, ts, why)
         thresholds = {z.zone_id: z.min_area_pct for z in st.cfg.zones}
         from gateway.vision.intrusion import zone_armed
 
@@ -275,10 +281,41 @@ class CameraManager:
                     log.error("snapshot not stored: %s", exc)
             self._send(st.state_topic, {"ts": ts, "values": {"occupancy": True}, "meta": meta})
 
-    def _space(self, st: _CamState, sid: str, sp: _SpaceState, occ: bool, score: float, ts: int) -> None:
+    def _space(
+        self, st: _CamState, sid: str, sp: _SpaceState, state: str, score: float, conf: float, ts: int, why: str | None
+    ) -> None:
+        """A known state carries ``vehicle_present`` (and ``vehicle_unknown: false``, so the device's
+        latest values stop saying unknown); an unknown one carries only ``vehicle_unknown: true``:
+        no ``vehicle_present``, so the parking rules neither start nor stop a timer on it."""
         sp.published_ms = ts
-        meta = {"camera": st.cfg.id, "space": sid, "score": round(score, 3)}
-        self._send(sp.device_topic, {"ts": ts, "values": {"vehicle_present": occ}, "meta": meta})
+        meta: dict[str, Any] = {
+            "camera": st.cfg.id,
+            "space": sid,
+            "score": round(score, 3),
+            "confidence": round(conf, 3),
+        }
+        if state == "unknown":
+            meta["reason"] = why or "low_confidence"
+            values: dict[str, Any] = {"vehicle_unknown": True}
+        else:
+            values = {"vehicle_present": state == "occupied", "vehicle_unknown": False}
+        self._send(sp.device_topic, {"ts": ts, "values": values, "meta": meta})
+
+    def _usability(self, st: _CamState, reason: str | None, ts: int) -> None:
+        """Frames that keep arriving unusable for ``unusable_after_s`` -> ``image_unusable`` on the
+        camera's device (the rules raise a device-health incident); the next usable frame clears it."""
+        if reason is None:
+            if st.unusable_sent:
+                back = {"camera": st.cfg.id}
+                self._send(st.state_topic, {"ts": ts, "values": {"image_unusable": False}, "meta": back})
+            st.unusable_since, st.unusable_sent = None, False
+            return
+        if st.unusable_since is None:
+            st.unusable_since = ts
+        if not st.unusable_sent and ts - st.unusable_since >= st.cfg.unusable_after_s * 1000:
+            st.unusable_sent = True
+            meta: dict[str, Any] = {"camera": st.cfg.id, "reason": reason, "since_ms": st.unusable_since}
+            self._send(st.state_topic, {"ts": ts, "values": {"image_unusable": True}, "meta": meta})
 
     # --- silence ---------------------------------------------------------------------------------
     def check_silence(self) -> None:
@@ -305,7 +342,13 @@ class CameraManager:
     def status(self) -> dict[str, Any]:
         return {
             "cameras": {
-                cid: {"online": st.online, "frames": st.frames, "errors": st.errors, "last_ok_ms": st.last_ok_ms}
+                cid: {
+                    "online": st.online,
+                    "frames": st.frames,
+                    "errors": st.errors,
+                    "last_ok_ms": st.last_ok_ms,
+                    "unusable_since_ms": st.unusable_since,
+                }
                 for cid, st in self.cams.items()
             },
             "dropped_frames": self.pool.dropped,

@@ -98,9 +98,28 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
     raise FrameError("image_truncated", "no frame header (SOF) before the data ends")
 
 
+WORK_MIN_WIDTH = 560  # analysis runs at the largest 1/2^k reduction at least this wide
+_REDUCED = {1: 1, 2: 17, 4: 33, 8: 65}  # cv2.IMREAD_COLOR / IMREAD_REDUCED_COLOR_2/_4/_8
+
+
+def work_reduce(width: int) -> int:
+    """How much a frame of ``width`` is reduced for analysis (1, 2, 4 or 8).
+
+    A 1280x720 frame is analysed at 640x360: JPEG decoding at 1/2 scale (libjpeg's DCT scaling)
+    costs a fraction of a full decode, and the occupancy features need no more (a space is still
+    tens of pixels across; the method and its evaluation work at this size)."""
+    r = 1
+    while r < 8 and width // (r * 2) >= WORK_MIN_WIDTH:
+        r *= 2
+    return r
+
+
 # Any: OpenCV/numpy image arrays; cv2 and numpy are imported lazily (optional vision extra)
-def decode_jpeg(data: bytes, *, max_bytes: int, max_pixels: int, expect: tuple[int, int] | None = None) -> Any:
-    """Checked JPEG decode -> BGR uint8 array. ``expect`` is (height, width) of the reference."""
+def decode_jpeg(
+    data: bytes, *, max_bytes: int, max_pixels: int, expect: tuple[int, int] | None = None, reduce: int = 1
+) -> Any:
+    """Checked JPEG decode -> BGR uint8 array. ``expect`` is (height, width) of the reference;
+    ``reduce`` (1, 2, 4, 8) decodes at that fraction of the size."""
     import cv2
     import numpy as np
 
@@ -114,10 +133,10 @@ def decode_jpeg(data: bytes, *, max_bytes: int, max_pixels: int, expect: tuple[i
     tail = data[-64:].rstrip(b"\x00")
     if not tail.endswith(b"\xff\xd9"):
         raise FrameError("image_truncated", "no JPEG end-of-image marker (cut short in transfer?)")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[reduce])
     if img is None:
         raise FrameError("image_undecodable", "OpenCV could not decode the JPEG")
-    if img.shape[:2] != (h, w):
+    if img.shape[:2] != (-(-h // reduce), -(-w // reduce)):
         raise FrameError("image_undecodable", "decoded size differs from the header")
     return img
 
@@ -144,7 +163,9 @@ class FrameResult:
     camera: str
     seq: int
     ts_ms: int
-    spaces: dict[str, tuple[bool, float]] = field(default_factory=dict)
+    # space -> (state, p, confidence, why unknown): occupied|empty|unknown, covered|fog|glare|frozen|low_confidence
+    spaces: dict[str, tuple[str, float, float, str | None]] = field(default_factory=dict)
+    unusable: str | None = None  # why the frame could not be judged: covered | fog | glare | frozen
     motion: dict[str, float] = field(default_factory=dict)  # zone -> percent moving
     snapshot: bytes | None = None  # JPEG, when a zone saw motion above its threshold
     error: tuple[str, str] | None = None
@@ -162,37 +183,57 @@ class _Camera:
         from gateway.vision.occupancy import OccupancyModel
 
         self.spec = spec
-        self.shape: tuple[int, int] | None = None
+        self.shape: tuple[int, int] | None = None  # full frame (height, width)
+        self.reduce = 1  # analysis at shape / reduce (see work_reduce)
         self.model: OccupancyModel | None = None
         self.motion: MotionDetector | None = None
         self.thresholds = {zid: pct for zid, _p, pct in spec.zones}
         if spec.reference_jpeg:
-            ref = cv2.imdecode(np.frombuffer(spec.reference_jpeg, np.uint8), cv2.IMREAD_COLOR)
+            w, h = jpeg_size(spec.reference_jpeg)
+            self.shape, self.reduce = (h, w), work_reduce(w)
+            flag = _REDUCED[self.reduce]
+            ref = cv2.imdecode(np.frombuffer(spec.reference_jpeg, np.uint8), flag)
             if ref is None:
                 raise ValueError(f"camera {spec.id}: the reference image cannot be decoded")
-            self.shape = (int(ref.shape[0]), int(ref.shape[1]))
             if spec.spaces:
-                self.model = OccupancyModel(ref, spec.spaces)
+                k = 1.0 / self.reduce
+                spaces = [(sid, [(x * k, y * k) for x, y in poly]) for sid, poly in spec.spaces]
+                self.model = OccupancyModel(ref, spaces)
 
-    def analyse(self, image: Any, result: FrameResult, jpeg: bytes | None) -> None:
+    def work_image(self, image: Any) -> Any:
+        """A full-size frame (RTSP) brought to the analysis size; a reduced decode passes as is."""
         import cv2
 
         if self.shape is None:
             self.shape = (int(image.shape[0]), int(image.shape[1]))
-        elif image.shape[:2] != self.shape:
-            got, want = f"{image.shape[1]}x{image.shape[0]}", f"{self.shape[1]}x{self.shape[0]}"
+        h, w = self.shape
+        work = (-(-h // self.reduce), -(-w // self.reduce))
+        if image.shape[:2] == work:
+            return image
+        if image.shape[:2] != self.shape:
+            got, want = f"{image.shape[1]}x{image.shape[0]}", f"{w}x{h}"
             raise FrameError("image_wrong_size", f"{got}; expected {want}")
+        return cv2.resize(image, (work[1], work[0]), interpolation=cv2.INTER_AREA)
+
+    def analyse(self, image: Any, result: FrameResult, jpeg: bytes | None) -> None:
+        import cv2
+
+        full, image = image, self.work_image(image)
         if self.model is not None:
-            result.spaces = self.model.classify(image)
+            decisions = self.model.classify(image)
+            result.spaces = {sid: (d.state, d.p, d.confidence, d.reason) for sid, d in decisions.items()}
+            result.unusable = self.model.last_quality.reason
         if self.spec.zones:
             if self.motion is None:
                 from gateway.vision.intrusion import MotionDetector
 
-                self.motion = MotionDetector([(z, p) for z, p, _t in self.spec.zones], self.shape)
+                k = 1.0 / self.reduce
+                zones = [(z, [(x * k, y * k) for x, y in p]) for z, p, _t in self.spec.zones]
+                self.motion = MotionDetector(zones, (int(image.shape[0]), int(image.shape[1])))
             result.motion = self.motion.update(image)
             if any(v >= self.thresholds[z] for z, v in result.motion.items()):
                 if jpeg is None:
-                    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+                    ok, buf = cv2.imencode(".jpg", full, [cv2.IMWRITE_JPEG_QUALITY, 80])
                     jpeg = buf.tobytes() if ok else None
                 result.snapshot = jpeg
 
@@ -212,7 +253,11 @@ def _worker_main(inq: Any, outq: Any) -> None:
         try:
             if image is None and jpeg is not None:
                 image = decode_jpeg(
-                    jpeg, max_bytes=cam.spec.max_bytes, max_pixels=cam.spec.max_pixels, expect=cam.shape
+                    jpeg,
+                    max_bytes=cam.spec.max_bytes,
+                    max_pixels=cam.spec.max_pixels,
+                    expect=cam.shape,
+                    reduce=cam.reduce,
                 )
             with lock:
                 cam.analyse(image, res, jpeg)
