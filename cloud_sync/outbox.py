@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("cloud_sync.outbox")
 
 PRIO_EVENT = 0
+PRIO_URGENT = PRIO_EVENT  # readings of life-safety devices (SOS, smoke, gas, fall) go with the events
 PRIO_HEALTH = 1
 PRIO_TELEMETRY = 2
 PRIO_NAMES = {PRIO_EVENT: "events", PRIO_HEALTH: "health", PRIO_TELEMETRY: "telemetry"}
@@ -161,11 +162,41 @@ def append_to_outbox(
     conn.executemany("INSERT INTO outbox(id, prio, line, created_ms, bytes) VALUES (?,?,?,?,?)", rows)
     nbytes = sum(r[4] for r in rows)
     conn.execute("UPDATE outbox_totals SET rows=rows+?, bytes=bytes+? WHERE prio=?", (len(rows), nbytes, prio))
+    # The highest id wins: one transaction may append several priorities whose ids interleave, and
+    # an id must never be handed out twice (acknowledged ranges are id ranges).
     conn.execute(
-        "INSERT INTO meta(key, value) VALUES ('sync_last_id', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-        (str(rows[-1][0]),),
+        "INSERT INTO meta(key, value) VALUES ('sync_last_id', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"
+        " WHERE CAST(excluded.value AS INTEGER) > CAST(meta.value AS INTEGER)",
+        (str(rows[-1][0]),),  # ids ascend within one call
     )
     return len(rows), nbytes
+
+
+def forget_devices(conn: sqlite3.Connection, devices: Iterable[str]) -> int:
+    """Delete the points of ``devices`` (a resident's "forget" request) in the caller's transaction;
+    returns the unsent points deleted. Ordinary readings are telemetry (prio 2); readings of
+    life-safety devices travel with the incident events (prio 0) and go too. Rows in acknowledged
+    ranges were sent already (they wait for the sender's clean-up): they are deleted, but only
+    unsent ones come off the totals."""
+    sent = sent_ranges(conn)
+    per: dict[int, list[int]] = {}  # prio -> [unsent rows, bytes]
+    for dev in devices:
+        pattern = f"%,device={lp.tag_value(dev)},%"
+        got = conn.execute(
+            "DELETE FROM outbox WHERE prio IN (?, ?) AND line LIKE ? RETURNING id, prio, bytes",
+            (PRIO_URGENT, PRIO_TELEMETRY, pattern),
+        ).fetchall()
+        for row_id, prio, nbytes in got:
+            if prio == PRIO_TELEMETRY and sent.covers(int(row_id)):
+                continue
+            acc = per.setdefault(int(prio), [0, 0])
+            acc[0] += 1
+            acc[1] += int(nbytes)
+    for prio, (rows, nbytes) in per.items():
+        conn.execute("UPDATE outbox_totals SET rows=rows-?, bytes=bytes-? WHERE prio=?", (rows, nbytes, prio))
+    if PRIO_TELEMETRY in per:
+        bump_epoch(conn)  # the sender's telemetry batch in flight may have lost rows
+    return sum(rows for rows, _ in per.values())
 
 
 def add_counters(conn: sqlite3.Connection, deltas: Mapping[str, int]) -> None:
@@ -302,6 +333,7 @@ class OutboxProcessor(BaseStage):
             return
         i = self._ids(conn)
         lines: list[tuple[int, str]] = []
+        safety: list[tuple[int, str]] = []  # readings of life-safety devices: incident priority
         skipped = 0
         unique = self._unique
         fields_of = lp.fields
@@ -317,10 +349,15 @@ class OutboxProcessor(BaseStage):
             kind = r.reading.kind
             ms = unique.take((dev.id, kind), r.ts_ms)
             prefix = self._prefix.get(dev.id) or self.device_prefix(dev)
-            lines.append((i, f"{prefix},kind={kind} {f} {ms * 1_000_000 + i % 1_000_000}"))
+            (safety if dev.life_safety else lines).append(
+                (i, f"{prefix},kind={kind} {f} {ms * 1_000_000 + i % 1_000_000}")
+            )
             i += 1
         self._next = i
         append_to_outbox(conn, PRIO_TELEMETRY, lines, now_ms)
+        # An SOS press or a smoke alarm is evidence of an incident: it must never be thinned and
+        # must not wait behind a telemetry backlog, so it travels with the incident events.
+        append_to_outbox(conn, PRIO_URGENT, safety, now_ms)
         if skipped:
             add_counters(conn, {"sync_not_sent": skipped})
         self._check_quota(conn)

@@ -36,8 +36,9 @@ class SyncService:
         self.sender.stop()
 
     def _committed(self, result: BatchResult) -> None:
-        if result.incident_events:
-            self.sender.wake()  # committed now: send without waiting for the poll
+        # Committed now: send incident events and life-safety readings without waiting for the poll.
+        if result.incident_events or any(r.device.life_safety for r in result.resolved):
+            self.sender.wake()
 
     def _alarm(self, kind: str, active: bool, detail: dict[str, Any]) -> None:
         """401/403 from the central store: a gateway event and a device_health incident (data is kept)."""

@@ -422,24 +422,10 @@ def forget_resident(
         if keys:
             conn.execute(f"DELETE FROM {table} WHERE key IN (SELECT value FROM json_each(?))", (_ids_json(keys),))
         ch[table] = len(keys)
-    # cloud outbox: telemetry lines of the devices (present only with sync.send_personal)
-    # Rows in acknowledged ranges were sent already (they wait for the sender's clean-up): they go
-    # too, but only unsent ones come off the backlog totals and count as "unsent points deleted".
-    n_rows = n_bytes = 0
-    from cloud_sync import lineproto as lp
-    from cloud_sync.outbox import bump_epoch, sent_ranges
+    # cloud outbox: the devices' points (present only with sync.send_personal)
+    from cloud_sync.outbox import forget_devices
 
-    sent = sent_ranges(conn)
-    for dev in devices:
-        pattern = f"%,device={lp.tag_value(dev)},%"
-        got = conn.execute("DELETE FROM outbox WHERE prio=2 AND line LIKE ? RETURNING id, bytes", (pattern,)).fetchall()
-        unsent = [int(b) for i, b in got if not sent.covers(int(i))]
-        n_rows += len(unsent)
-        n_bytes += sum(unsent)
-    if n_rows:
-        conn.execute("UPDATE outbox_totals SET rows=rows-?, bytes=bytes-? WHERE prio=2", (n_rows, n_bytes))
-        bump_epoch(conn)
-    ch["outbox"] = n_rows
+    ch["outbox"] = forget_devices(conn, devices)
     # dead letters: tagged with the resident, or on a topic naming one of the devices
     dead = {r[0] for r in conn.execute("SELECT id FROM dead_letters WHERE resident_id=?", (resident_id,))}
     toks = _topic_tokens(cfg, devices)

@@ -1,6 +1,6 @@
 """Real central stores on loopback for the sync tests (and bench/sync_drain.py).
 
-- :class:`VictoriaMetrics`: accepts influxdb-client's v2 writes (ignores bucket/org; a string
+- :class:`VictoriaMetrics`: accepts InfluxDB v2 writes (``/api/v2/write``; ignores bucket/org; a string
   field is stored as 0, so counts use the numeric ones).
 - :class:`InfluxDB1`: ``influxd`` 1.x with a generated config in a temp dir (the v1 /write target).
 - :class:`FakeInfluxV2`: a local HTTP server answering as the InfluxDB v2 API documents, for the
@@ -219,6 +219,7 @@ class FakeInfluxV2:
 
     def __init__(self) -> None:
         self.received: list[list[str]] = []  # every request's lines
+        self.requests: list[tuple[str, dict[str, str]]] = []  # every request's path (with query) and headers
         self.stored: dict[str, str] = {}  # series+timestamp -> line (what a real server would keep)
         self.script: Callable[[list[str]], tuple[int, dict[str, str], dict[str, Any] | None]] | None = None
         self.lock = threading.Lock()
@@ -234,6 +235,7 @@ class FakeInfluxV2:
                 lines = [x for x in body.split("\n") if x]
                 with fake.lock:
                     fake.received.append(lines)
+                    fake.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
                     status, headers, payload = (204, {}, None) if fake.script is None else fake.script(lines)
                     if 200 <= status < 300:
                         for line in lines:

@@ -168,6 +168,8 @@ def test_resident_forget_while_the_gateway_runs(tmp_path: Path, private_broker: 
         assert wait_until(lambda: len(_q(db, "SELECT id FROM readings WHERE resident_id='r1'")) >= 21, 10)
         assert wait_until(lambda: _q(db, "SELECT count(*) FROM dead_letters")[0][0] == 2, 10)
         assert _q(db, "SELECT count(*) FROM outbox WHERE line LIKE '%device=pir-r1,%'")[0][0] >= 20
+        # the SOS press: a life-safety reading, queued with the incident events (prio 0)
+        assert _q(db, "SELECT prio FROM outbox WHERE line LIKE '%device=sos-r1,%'") == [(0,)]
         snaps = tmp_path / "data" / "snapshots"
         snaps.mkdir(parents=True)
         ts = st.now_ms()
@@ -202,7 +204,9 @@ def test_resident_forget_while_the_gateway_runs(tmp_path: Path, private_broker: 
     assert rid.startswith(ANON_PREFIX) and readings == "[]" and (cat, typ) == ("eldercare", "sos")
     events = " ".join(d for (d,) in _q(db, "SELECT data FROM incident_events WHERE incident_id=?", iid))
     assert "张阿姨" not in events and '"rating":4' in events
-    assert _q(db, "SELECT count(*) FROM outbox WHERE line LIKE '%device=pir-r1,%'") == [(0,)]
+    assert _q(db, "SELECT count(*) FROM outbox WHERE line LIKE '%device=pir-r1,%' OR line LIKE '%device=sos-r1,%'") == [
+        (0,)
+    ]
     assert _q(db, "SELECT count(*) FROM outbox WHERE line LIKE '%device=door-b1,%'")[0][0] >= 1
     assert _q(db, "SELECT sum(rows) FROM outbox_totals") == _q(db, "SELECT count(*) FROM outbox")
     assert [t for (t,) in _q(db, "SELECT topic FROM dead_letters")] == ["zigbee2mqtt/b1/door"]

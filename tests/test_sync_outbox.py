@@ -64,6 +64,25 @@ def test_points_unique_and_personal_data_not_sent() -> None:
         f.close()
 
 
+def test_v2_write_request_as_influxdb2_documents(fake: FakeInfluxV2) -> None:
+    """POST /api/v2/write with org, bucket and precision=ns, the token as ``Authorization: Token``."""
+    f = Feeder(fake.url, env={"TOKEN": "s3cret"}, token='"${TOKEN}"', org="district", bucket="community")
+    s = f.sender()
+    try:
+        f.batch(readings(3, st.now_ms()))
+        s.flush = True
+        s.start()
+        assert wait_until(lambda: f.outbox_rows() == 0, 10)
+    finally:
+        s.stop()
+        f.close()
+    path, headers = fake.requests[0]
+    assert path == "/api/v2/write?org=district&bucket=community&precision=ns"
+    assert headers["authorization"] == "Token s3cret"
+    assert headers["content-type"] == "text/plain; charset=utf-8"
+    assert [len(lines) for lines in fake.received] == [3]
+
+
 def test_401_keeps_data_raises_alarm_then_recovers(fake: FakeInfluxV2) -> None:
     f = Feeder(fake.url, env={"TOKEN": "wrong"}, token='"${TOKEN}"', org="o", bucket="b")
     alarms: list[tuple[str, bool]] = []

@@ -1,5 +1,5 @@
-"""Cloud sync against real central stores on loopback: VictoriaMetrics (v2 writes through
-influxdb-client) and InfluxDB 1.6 (/write). Each test ends with exact point counts in the store
+"""Cloud sync against real central stores on loopback: VictoriaMetrics (InfluxDB v2 writes)
+and InfluxDB 1.6 (/write). Each test ends with exact point counts in the store
 and every incident event present."""
 
 from __future__ import annotations
