@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from gateway.install.mosquitto import free_port
+from tests import console_helpers
 from tests.api_harness import ApiServer, write_api_site
 from tests.channels_receivers import SmsReceiver
 from tests.conftest import MINI_DEVICES
-from tests.support import service_missing
 
 SMS_AUTH = "Bearer resident-sms-token"
 RESIDENT_PHONE = "13900000001"
-CHROMIUM = "/usr/bin/chromium"
-CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
 # A phone: the size of a common Android handset, touch, 3x pixels, a mobile browser's user agent.
 PHONE = {
     "viewport": {"width": 390, "height": 844},
@@ -87,20 +83,8 @@ class ResidentEnv:
 
 @contextlib.contextmanager
 def chromium() -> Iterator[Any]:
-    """Debian's Chromium through Playwright (never a downloaded browser); test modules wrap it in a fixture."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        service_missing("playwright (pip install -e '.[dev]')")
-        raise
-    if not shutil.which(CHROMIUM):
-        service_missing("Debian chromium (scripts/system-deps.sh)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROME_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    """Debian's Chromium through Playwright (tests/console_helpers.py), as a context manager."""
+    yield from console_helpers.chromium()
 
 
 def page_errors(page: Any) -> list[str]:

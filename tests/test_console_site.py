@@ -7,7 +7,6 @@ at phone size. Screenshots: test-artifacts/site-*.png (docs/console.md shows the
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,14 +19,13 @@ from gateway.install import traffic
 from gateway.install.mosquitto import Mosquitto
 from gateway.install.simulator import Simulator
 from tests.api_harness import ApiServer
+from tests.console_helpers import chromium
 from tests.site_views import example_site
-from tests.support import ROOT, TrackedPublisher, service_missing, wait_until
+from tests.support import ROOT, TrackedPublisher, wait_until
 
 pytestmark = pytest.mark.broker
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 PHONE = {"width": 390, "height": 844}
 NOTE = "门口堆放纸箱挡住了门，已清理"  # searched for in the history (the generated notes never say it)
 DESK = {"width": 1280, "height": 900}
@@ -35,19 +33,7 @@ DESK = {"width": 1280, "height": 900}
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        service_missing("playwright (pip install -e '.[dev]')")
-        raise
-    if not shutil.which(CHROMIUM):
-        service_missing("Debian chromium (scripts/system-deps.sh)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROME_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    yield from chromium()
 
 
 @pytest.fixture(scope="module")
