@@ -62,8 +62,8 @@ def test_adopt_from_the_console_under_the_simulator(browser: Any, tmp_path: Path
     pub = TrackedPublisher("127.0.0.1", broker.port, "adopt-door")
     sent = 0
     try:
-        assert wait_until(lambda: srv.gw.broker_connected, 15)
-        time.sleep(1.0)
+        # every session subscribed: nothing retained is still on its way when the base is read
+        assert wait_until(lambda: srv.gw.sessions and all(s.subscribed for s in srv.gw.sessions.values()), 15)
         base = _committed(srv.db)
         sim.start()  # runs until stopped, after the adoption
 

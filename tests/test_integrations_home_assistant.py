@@ -9,7 +9,6 @@ import json
 import re
 import sqlite3
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,11 +109,14 @@ class Watcher:
         self.retained: dict[str, bytes] = {}
         self.live: Counter[str] = Counter()  # messages forwarded as they were published (retain flag 0)
         self.lock = threading.Lock()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="ha-watcher")
+        # a client id of its own: two watchers with one id would take each other's session
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"ha-watcher-{id(self):x}")
         self.client.on_connect = lambda c, *a: c.subscribe(
             [(f"{PREFIX}/#", 1), (f"{STATES}/#", 1), (GATEWAY_STATUS, 1)]
         )
         self.client.on_message = self._on_message
+        self.subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 
@@ -140,13 +142,21 @@ class Watcher:
         self.client.loop_stop()
 
 
-def held_by_broker(port: int, timeout: float = 1.5) -> dict[str, bytes]:
+def held_by_broker(port: int, timeout: float = 10.0) -> dict[str, bytes]:
     """A fresh subscriber's view: every retained message of ours still on the broker."""
     w = Watcher(port)
-    time.sleep(timeout)
-    w.close()
+    # The broker hands a new subscription its retained messages before anything published after the
+    # subscription: once our own marker comes back, every retained message has arrived.
+    marker = f"{STATES}/watcher-marker"
+    try:
+        assert w.subscribed.wait(timeout), "the watcher's subscription was not acknowledged"
+        w.client.publish(marker, b"m", qos=1)
+        assert wait_until(lambda: w.live[marker] > 0, timeout), "the watcher's marker did not come back"
+    finally:
+        w.close()
     with w.lock:
-        return {t: p for t, p in w.retained.items() if t != f"{PREFIX}/status" and t != GATEWAY_STATUS}
+        skip = {f"{PREFIX}/status", GATEWAY_STATUS, marker}
+        return {t: p for t, p in w.retained.items() if t not in skip}
 
 
 HA_SECTION = "integrations:\n  home_assistant: {{enabled: {enabled}{extra}}}\n"

@@ -25,6 +25,7 @@ import pytest
 
 from cloud_sync.targets import FailoverTarget, make_target
 from edge_config.sync_settings import SyncSettings
+from tests.support import wait_until
 from tests.sync_helpers import Feeder, readings
 from tests.sync_servers import ServerMissing, VictoriaMetrics
 
@@ -155,10 +156,11 @@ def test_endpoint_killed_mid_drain_loses_no_point(two_stores: tuple[VictoriaMetr
     assert isinstance(target, FailoverTarget) and target.failovers >= 1 and target.url == b.url
     a.flush()
     b.flush()
-    time.sleep(1.0)
+    want = _expected(lines)
+    # searchable a moment after the flush: wait until the union holds every point (or the deadline)
+    wait_until(lambda: not want - (_points(_samples(a)) | _points(_samples(b))), 10, 0.2)
     sa, sb = _samples(a), _samples(b)
     union = _points(sa) | _points(sb)
-    want = _expected(lines)
     assert want - union == set(), f"{len(want - union)} points lost"
     assert _points(sa) and _points(sb), "both endpoints took part"
     clashes = [k for k in sa.keys() & sb.keys() if sa[k] != sb[k]]
