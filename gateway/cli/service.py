@@ -10,9 +10,46 @@ import logging
 import signal
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from gateway.cli.common import load_site
+
+if TYPE_CHECKING:
+    from edge_config import SiteConfig
+
+T = TypeVar("T")
+
+
+class _Refused(Exception):
+    """A read-only command could not answer; ``status`` is its exit code (already explained)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _read_store(args: argparse.Namespace, cfg: SiteConfig, read: Callable[[sqlite3.Connection], T]) -> T:
+    """``read`` on a read-only connection to the site's store (``--store`` or the config's path), as
+    the gateway runs. A store that cannot be read exits 1 with why; a bad period (ValueError from
+    ``read``) exits 2 with the reason."""
+    from gateway.core.store import connect
+
+    path = args.store or cfg.store.path
+    try:
+        conn = connect(path, readonly=True)
+        try:
+            return read(conn)
+        finally:
+            conn.close()
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        raise _Refused(2) from None
+    except sqlite3.Error as exc:
+        print(f"{path}: cannot read the store: {exc}", file=sys.stderr)
+        raise _Refused(1) from None
+
 
 log = logging.getLogger("gateway")
 
@@ -99,32 +136,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the store's counters and device summary (works while the gateway runs)."""
-    from gateway.core.store import connect, read_counters
+    from gateway.core.store import read_counters
     from gateway.ingest.broker_drops import drop_status
 
-    cfg = load_site(args.config)
-    path = args.store or cfg.store.path
-    try:
-        conn = connect(path, readonly=True)
-        counters = read_counters(conn)
+    def read(conn: sqlite3.Connection) -> dict[str, object]:
         online = dict(conn.execute("SELECT coalesce(online, -1), count(*) FROM devices GROUP BY 1").fetchall())
-        readings = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
-        dead = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
-        unconf = conn.execute("SELECT count(*) FROM unconfigured").fetchone()[0]
-        drops = drop_status(conn)  # messages the broker threw away, and whether anyone dealt with it
-    except sqlite3.Error as exc:
-        print(f"{path}: cannot read the store: {exc}", file=sys.stderr)
-        return 1
-    out = {
-        "readings": readings,
-        "dead_letters": dead,
-        "unconfigured_devices": unconf,
-        "devices_online": online.get(1, 0),
-        "devices_offline": online.get(0, 0),
-        "devices_unknown": online.get(-1, 0),
-        "broker_drops": drops,
-        "counters": counters,
-    }
+        return {
+            "readings": conn.execute("SELECT count(*) FROM readings").fetchone()[0],
+            "dead_letters": conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0],
+            "unconfigured_devices": conn.execute("SELECT count(*) FROM unconfigured").fetchone()[0],
+            "devices_online": online.get(1, 0),
+            "devices_offline": online.get(0, 0),
+            "devices_unknown": online.get(-1, 0),
+            # messages the broker threw away, and whether anyone dealt with it
+            "broker_drops": drop_status(conn),
+            "counters": read_counters(conn),
+        }
+
+    try:
+        out = _read_store(args, load_site(args.config), read)
+    except _Refused as refused:
+        return refused.status
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
 
@@ -132,16 +164,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_sync_status(args: argparse.Namespace) -> int:
     """Print the cloud sync backlog, oldest unsent age, last success and last error (read-only)."""
     from cloud_sync.status import sync_status
-    from gateway.core.store import connect
 
     cfg = load_site(args.config)
-    path = args.store or cfg.store.path
     try:
-        conn = connect(path, readonly=True)
-        out = sync_status(conn)
-    except sqlite3.Error as exc:
-        print(f"{path}: cannot read the store: {exc}", file=sys.stderr)
-        return 1
+        out = _read_store(args, cfg, sync_status)
+    except _Refused as refused:
+        return refused.status
     out["enabled"] = bool(cfg.sync.enabled)
     out["target"] = f"{cfg.sync.target} {cfg.sync.url}"
     print(json.dumps(out, indent=2, ensure_ascii=False))
@@ -150,38 +178,27 @@ def cmd_sync_status(args: argparse.Namespace) -> int:
 
 def cmd_scorecard(args: argparse.Namespace) -> int:
     """Print the service scorecard of a period from the store (read-only)."""
-    from gateway.core.store import connect
     from gateway.tickets.scorecard import compute
 
     cfg = load_site(args.config)
-    path = args.store or cfg.store.path
     try:
-        card = compute(connect(path, readonly=True), cfg, args.period)
-    except ValueError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    except sqlite3.Error as exc:
-        print(f"{path}: cannot read the store: {exc}", file=sys.stderr)
-        return 1
+        card = _read_store(args, cfg, lambda conn: compute(conn, cfg, args.period))
+    except _Refused as refused:
+        return refused.status
     print(json.dumps(card.rows, indent=2, ensure_ascii=False) if args.json else card.to_table())
     return 0
 
 
 def cmd_departments(args: argparse.Namespace) -> int:
     """Print how each department answered the whistle in a period, from the store (read-only)."""
-    from gateway.core.store import connect, now_ms
+    from gateway.core.store import now_ms
     from gateway.tickets import departments
 
     cfg = load_site(args.config)
-    path = args.store or cfg.store.path
     try:
-        rows = departments.compute(connect(path, readonly=True), cfg, args.period, now_ms())
-    except ValueError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    except sqlite3.Error as exc:
-        print(f"{path}: cannot read the store: {exc}", file=sys.stderr)
-        return 1
+        rows = _read_store(args, cfg, lambda conn: departments.compute(conn, cfg, args.period, now_ms()))
+    except _Refused as refused:
+        return refused.status
     print(json.dumps(rows, indent=2, ensure_ascii=False) if args.json else departments.to_table(rows))
     return 0
 
