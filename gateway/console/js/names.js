@@ -7,7 +7,7 @@ export const names = {
   units: new Map(), // "building/unit" -> name
   grids: new Map(),
   compounds: new Map(),
-  spaces: new Map(), // space id -> parking area name
+  spaces: new Map(), // space id -> {area: parking area name, kind}
   staff: new Map(), // staff id -> {name, role}
   teams: new Map(),
   devices: new Map(), // device id -> device row
@@ -22,7 +22,7 @@ export function loadSite(site) {
       for (const u of b.units || []) names.units.set(`${b.id}/${u.id}`, u.name);
     }
   }
-  for (const a of site.parking_areas || []) for (const s of a.spaces) names.spaces.set(s.id, a.name);
+  for (const a of site.parking_areas || []) for (const s of a.spaces) names.spaces.set(s.id, { area: a.name, kind: s.kind });
   for (const m of site.staff || []) names.staff.set(m.id, m);
   for (const tm of site.teams || []) names.teams.set(tm.id, tm);
 }
@@ -56,6 +56,17 @@ export function device(id) {
   return d && d.name ? d.name : t("other_type");
 }
 
+// A parking space as a person says it: the area, the kind of space and its number
+// ("和苑一区地面停车场 消防通道 1"), never the configured id.
+export function space(id) {
+  if (!id) return "";
+  const sp = names.spaces.get(id);
+  const tail = id.split("-").pop();
+  const n = /^\d+$/.test(tail) ? ` ${tail}` : "";
+  if (!sp) return t("other_type");
+  return `${sp.area} ${label("space_kind", sp.kind || "normal")}${n}`;
+}
+
 // Where the incident is, as a person would say it.
 export function place(inc) {
   const parts = [];
@@ -66,7 +77,7 @@ export function place(inc) {
   const rel = inc.location_released || inc.personal;
   if (rel && rel.floor) parts.push(t("floor_n", { n: rel.floor }));
   if (rel && rel.room) parts.push(rel.room);
-  if (inc.space) parts.push(names.spaces.get(inc.space) || "", t("space_n", { n: inc.space }));
+  if (inc.space) parts.push(space(inc.space));
   if (!parts.length && inc.compound) parts.push(names.compounds.get(inc.compound) || "");
   if (!parts.length && inc.grid) parts.push(names.grids.get(inc.grid) || "");
   return parts.filter(Boolean).join(" · ");

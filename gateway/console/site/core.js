@@ -1,6 +1,8 @@
 // Shared pieces of the site views (parking, buildings, history, charts, scorecard, adoption):
 // requests, words, small DOM helpers and the incident card with its whole timeline.
 // Everything that comes from devices or people is set with textContent, never innerHTML.
+// Names, not ids: places, spaces and people through the alarm page's own names (js/names.js).
+import * as names from "../js/names.js";
 
 // --- requests -------------------------------------------------------------------------------------
 // The console signs in either with a bearer token kept in the tab (sessionStorage "egw-token") or
@@ -192,15 +194,15 @@ export async function openIncident(id) {
     });
     box.append(el("h2", null, `${t(inc.type, "type")} · ${t(inc.severity, "sev")}`));
     const dl = el("dl", "site-fields");
-    const place = [inc.building, inc.unit, inc.space].filter(Boolean).join(" / ");
+    const where = names.place(inc);
     const rows = [
       ["f_state", t(inc.state, "state")],
       ["f_category", t(inc.category, "category")],
-      ["f_place", inc.redacted ? t("personal_hidden") : place || "—"],
+      ["f_place", inc.redacted ? t("personal_hidden") : where || "—"],
       ["f_first", fmtTime(inc.first_ms)],
       ["f_last", fmtTime(inc.last_ms)],
       ["f_count", inc.count],
-      ["f_assignee", inc.assignee || "—"],
+      ["f_assignee", names.person(inc.assignee) || "—"],
     ];
     if (inc.personal && inc.personal.name) rows.push(["f_resident", `${inc.personal.name} ${inc.personal.room || ""}`]);
     for (const [k, v] of rows) dl.append(el("dt", null, t(k)), el("dd", null, v));
@@ -211,7 +213,7 @@ export async function openIncident(id) {
       li.append(el("time", null, fmtTime(ev.ts_ms)), " ", el("b", null, t(ev.kind, "kind")));
       const d = ev.data || {};
       if (d.to) li.append(" → ", t(d.to, "state"));
-      const who = ev.actor && ev.actor !== "rules" ? t(ev.actor, "actor") : null;
+      const who = ev.actor && ev.actor !== "rules" ? names.person(ev.actor) : null;
       if (who) li.append(" · ", who);
       for (const k of ["note", "what_done", "description", "reason"]) {
         if (typeof d[k] === "string" && d[k]) li.append(el("div", "site-note", d[k]));

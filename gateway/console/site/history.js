@@ -1,6 +1,7 @@
 // History and search: every incident, open or closed, by time range, category, type, state,
 // building, grid, compound, assignee, SLA missed and text in the notes; newest first, a page at a
 // time; a click opens the incident with its whole timeline; the list as Excel or CSV.
+import * as names from "../js/names.js";
 import { api, button, download, el, errorText, fmtTime, groupWords, lang, openIncident, query, t } from "./core.js";
 
 const DAY = 86400000;
@@ -180,12 +181,12 @@ function row(inc) {
   const li = el("li", `hist-item sev-${inc.severity}`);
   li.dataset.incident = inc.id;
   li.tabIndex = 0;
-  const place = inc.redacted ? t("personal_hidden") : [inc.building, inc.unit, inc.space].filter(Boolean).join(" / ");
+  const place = inc.redacted ? t("personal_hidden") : names.place(inc);
   li.append(
     el("time", null, fmtTime(inc.first_ms)),
     el("b", null, `${t(inc.type, "type")}`),
     el("span", `state-${inc.state}`, t(inc.state, "state")),
-    el("span", "meta", [t(inc.category, "category"), place, inc.assignee].filter(Boolean).join(" · ")),
+    el("span", "meta", [t(inc.category, "category"), place, names.person(inc.assignee)].filter(Boolean).join(" · ")),
   );
   if (inc.match) li.append(el("span", "match", inc.match));
   const open = () => openIncident(inc.id);

@@ -4,6 +4,7 @@
 // counters per area and occupancy by hour (today against the 7 days before).
 // Live: while on screen the plan asks for the next change (the gateway answers as soon as a space
 // reading is stored, or after 0.9 s with whatever changed meanwhile: incidents, sensors offline).
+import * as names from "../js/names.js";
 import { api, button, el, errorText, fmtAge, fmtTime, openIncident, t } from "./core.js";
 import { COLORS, lines } from "./chart.js";
 
@@ -195,7 +196,7 @@ function update(a, area) {
     const inc = sp.incident;
     node.classList.toggle("has-incident", Boolean(inc));
     node.dataset.incident = inc ? inc.id : "";
-    const tip = `${sp.id} · ${t(`space_${sp.state}`)}${sp.why ? ` (${t(`why_${sp.why}`)})` : ""}${inc ? ` · ${t(inc.type, "type")}` : ""}`;
+    const tip = `${names.space(sp.id)} · ${t(`space_${sp.state}`)}${sp.why ? ` (${t(`why_${sp.why}`)})` : ""}${inc ? ` · ${t(inc.type, "type")}` : ""}`;
     if (node.getAttribute("aria-label") !== tip) node.setAttribute("aria-label", tip);
     if (inc) alarms.push([sp, inc]);
   }
@@ -205,7 +206,7 @@ function update(a, area) {
     a.alarms.replaceChildren(
       ...alarms.map(([sp, inc]) => {
         const li = el("li", `lot-alarm sev-${inc.severity}`);
-        const b = button(`${t(inc.type, "type")} · ${sp.id} · ${fmtAge(inc.first_ms)}`, "link", () => openIncident(inc.id));
+        const b = button(`${t(inc.type, "type")} · ${names.space(sp.id)} · ${fmtAge(inc.first_ms)}`, "link", () => openIncident(inc.id));
         b.dataset.incident = inc.id;
         li.append(b, el("span", "muted", ` ${t(inc.state, "state")}`));
         return li;
@@ -223,7 +224,7 @@ function clickSpace(a, id) {
   }
   const since = sp.ts_ms ? ` · ${t("last_report")} ${fmtTime(sp.ts_ms)}` : "";
   const why = sp.why ? ` (${t(`why_${sp.why}`)})` : "";
-  a.info.textContent = `${sp.id} · ${t(`kind_${sp.kind}`)} · ${t(`space_${sp.state}`)}${why}${since}`;
+  a.info.textContent = `${names.space(sp.id)} · ${t(`space_${sp.state}`)}${why}${since}`;
 }
 
 async function chart(a) {
