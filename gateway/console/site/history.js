@@ -98,11 +98,10 @@ async function draw(v) {
     form.append(note);
   }
   field("f_grid", select("grid", [...any, ...v.site.grids.map((g) => [g.id, g.name])], v.f.grid));
-  const who = el("input");
-  who.name = "assignee";
-  who.value = v.f.assignee || "";
-  who.placeholder = t("assignee_hint");
-  field("f_assignee", who);
+  // people by name (the site lists its staff to staff roles); a role that sees no staff list
+  // filters by the other fields
+  const staff = (v.site.staff || []).map((m) => [m.id, m.name]).sort((a, b) => a[1].localeCompare(b[1], lang()));
+  if (staff.length) field("f_assignee", select("assignee", [...any, ...staff], v.f.assignee));
   field("sla", select("sla_missed", [...any, ["true", t("sla_missed_yes")], ["false", t("sla_missed_no")]], v.f.sla_missed));
   const actions = el("div", "hist-actions");
   const go = el("button", "act", t("search"));
