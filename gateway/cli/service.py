@@ -22,33 +22,29 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class _Refused(Exception):
-    """A read-only command could not answer; ``status`` is its exit code (already explained)."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
-
-
-def _read_store(args: argparse.Namespace, cfg: SiteConfig, read: Callable[[sqlite3.Connection], T]) -> T:
+def _read_store(
+    args: argparse.Namespace, cfg: SiteConfig, read: Callable[[sqlite3.Connection], T]
+) -> tuple[T | None, int]:
     """``read`` on a read-only connection to the site's store (``--store`` or the config's path), as
-    the gateway runs. A store that cannot be read exits 1 with why; a bad period (ValueError from
-    ``read``) exits 2 with the reason."""
+    the gateway runs, and the exit status. A store that cannot be read gives (None, 1) after saying
+    why on stderr; a bad period (ValueError from ``read``) gives (None, 2) with the reason. A plain
+    pair, not an exception: every product exception derives from GatewayError, and this is only an
+    exit code already explained."""
     from gateway.core.store import connect
 
     path = args.store or cfg.store.path
     try:
         conn = connect(path, readonly=True)
         try:
-            return read(conn)
+            return read(conn), 0
         finally:
             conn.close()
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
-        raise _Refused(2) from None
+        return None, 2
     except sqlite3.Error as exc:
         print(f"{path}: cannot read the store: {exc}", file=sys.stderr)
-        raise _Refused(1) from None
+        return None, 1
 
 
 log = logging.getLogger("gateway")
@@ -153,10 +149,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             "counters": read_counters(conn),
         }
 
-    try:
-        out = _read_store(args, load_site(args.config), read)
-    except _Refused as refused:
-        return refused.status
+    out, status = _read_store(args, load_site(args.config), read)
+    if out is None:
+        return status
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
 
@@ -166,10 +161,9 @@ def cmd_sync_status(args: argparse.Namespace) -> int:
     from cloud_sync.status import sync_status
 
     cfg = load_site(args.config)
-    try:
-        out = _read_store(args, cfg, sync_status)
-    except _Refused as refused:
-        return refused.status
+    out, status = _read_store(args, cfg, sync_status)
+    if out is None:
+        return status
     out["enabled"] = bool(cfg.sync.enabled)
     out["target"] = f"{cfg.sync.target} {cfg.sync.url}"
     print(json.dumps(out, indent=2, ensure_ascii=False))
@@ -181,10 +175,9 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
     from gateway.tickets.scorecard import compute
 
     cfg = load_site(args.config)
-    try:
-        card = _read_store(args, cfg, lambda conn: compute(conn, cfg, args.period))
-    except _Refused as refused:
-        return refused.status
+    card, status = _read_store(args, cfg, lambda conn: compute(conn, cfg, args.period))
+    if card is None:
+        return status
     print(json.dumps(card.rows, indent=2, ensure_ascii=False) if args.json else card.to_table())
     return 0
 
@@ -195,10 +188,9 @@ def cmd_departments(args: argparse.Namespace) -> int:
     from gateway.tickets import departments
 
     cfg = load_site(args.config)
-    try:
-        rows = _read_store(args, cfg, lambda conn: departments.compute(conn, cfg, args.period, now_ms()))
-    except _Refused as refused:
-        return refused.status
+    rows, status = _read_store(args, cfg, lambda conn: departments.compute(conn, cfg, args.period, now_ms()))
+    if rows is None:
+        return status
     print(json.dumps(rows, indent=2, ensure_ascii=False) if args.json else departments.to_table(rows))
     return 0
 
