@@ -281,7 +281,9 @@ def press_sos(
     pressed: list[str] = out.setdefault("pressed", [])
     msgs: list[Msg] = out.setdefault("msgs", [])
     missed: list[str] = out.setdefault("missed", [])
+    at: list[float] = out.setdefault("at", [])  # when each seen press was published, s into the drain
     draining.wait(600)
+    t_start = time.perf_counter()
     i = 0
     try:
         while not done.is_set():
@@ -308,6 +310,7 @@ def press_sos(
                         inc_dev[iid] = d["devices"][0]
                     if kind in ("created", "repeated") and inc_dev.get(iid) == dev.id:
                         lat.append((t_seen - t_pub) * 1000)
+                        at.append(t_pub - t_start)
                         found = True
                 if not found:
                     time.sleep(0.001)
@@ -523,6 +526,8 @@ def main() -> int:
             f"max {max(lat or [float('nan')]):.1f} ms; RSS peak {max(gw.rss_samples or [0]):.1f} MB",
             flush=True,
         )
+        worst = sorted(zip(lat, sos.get("at", []), strict=True), reverse=True)[:6]
+        print("  slowest presses (ms, s into the drain): " + ", ".join(f"{ms:.0f} at {s:.1f}" for ms, s in worst))
         _check(distinct >= SOS_DISTINCT, f"only {distinct} distinct SOS buttons were pressed during the drain")
         _check(not sos.get("missed"), f"SOS presses with no incident event within 10 s: {sos.get('missed')}")
         published += sos.get("msgs", [])  # each press is stored once, by the life-safety session

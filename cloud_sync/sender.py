@@ -46,6 +46,7 @@ from cloud_sync.targets import Target, WriteOutcome, make_target
 from gateway.core import store as st
 from gateway.core.backoff import backoff_s
 from gateway.core.histograms import SYNC_BATCH
+from gateway.core.threadprio import yield_to_life_safety
 
 if TYPE_CHECKING:
     from cloud_sync.outbox import OutboxProcessor
@@ -228,6 +229,9 @@ class Sender:
         self._wake.set()
 
     def _run(self) -> None:
+        # Catching up with the central store is bulk work: it yields the CPU to the pipeline and
+        # the life-safety session (gateway/core/threadprio.py).
+        yield_to_life_safety()
         self.open()
         while not self._stop.is_set():
             try:
@@ -269,7 +273,7 @@ class Sender:
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="cloud-sync-post")
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="cloud-sync-post", initializer=yield_to_life_safety)
         cur = batch
         self._set_inflight(cur)
         fut = self._pool.submit(self._post, cur)

@@ -35,6 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_config import SiteConfig
 from gateway.core.backoff import backoff_s
+from gateway.core.threadprio import yield_to_life_safety
 from gateway.errors import ConfigProblem
 
 log = logging.getLogger("gateway.mqtt")
@@ -230,6 +231,10 @@ class MqttSession:
             log.error("mqtt %s: %s", self.name, self.last_error)
             self._schedule_backoff()
             return
+        if self.session == TELEMETRY:
+            # This is paho's network thread: bulk telemetry yields the CPU to the life-safety
+            # session and the pipeline (gateway/core/threadprio.py); once per thread is enough.
+            yield_to_life_safety()
         with self._lock:
             self.generation += 1
             self.connected = True

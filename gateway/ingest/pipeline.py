@@ -312,7 +312,13 @@ class Pipeline:
         result = BatchResult()
         try:
             self.store.set_page_limit(life_safety=session == LIFE_SAFETY)
-            self._write(items, result)
+            done = self._write(items, result)
+            if done < len(items):
+                # A life-safety message arrived while this batch was being decoded: what is
+                # decoded commits now, the rest goes back to the head of the buffer, in order,
+                # and the life-safety message is next (run_once takes it first).
+                self._tele_buf[:0] = items[done:]
+                items = items[:done]
         except (sqlite3.Error, st.StoreError) as exc:
             err = exc if isinstance(exc, st.StoreError) else st.classify_sqlite_error(exc)
             self._on_write_failed(items, session, err)
@@ -411,19 +417,32 @@ class Pipeline:
             )
         }
 
-    def _write(self, items: list[Inbound], result: BatchResult) -> None:
+    def _write(self, items: list[Inbound], result: BatchResult) -> int:
+        """Decode ``items`` and commit them; how many were (all but a telemetry batch's tail).
+
+        A telemetry batch stops decoding at the first message after which a life-safety message
+        is waiting, so an SOS waits for at most one message's decoding and the commit of what was
+        decoded, not for the whole batch: under a Pi's CPU a 64-message batch is ~6 ms of CPU and
+        25-100 ms of wall time (bench/pi_budget.py). The caller keeps the undecoded tail.
+        """
         buf = _BatchBuffer(result)
         keys = [msg_key(i) for i in items]
         buf.already = self._find_committed([k for k, i in zip(keys, items, strict=True) if i.dup])
+        safety_waiting = self._q_safety.empty if items and items[0].session == TELEMETRY else None
+        done = 0
         for item, key in zip(items, keys, strict=True):
             try:
                 self._one(item, key, buf)
             except Exception as exc:  # never let one message stop the batch or the thread
                 log.exception("unexpected error on %s", item.topic)
                 buf.dead.append(self._dead(item, None, "pipeline_error", f"{type(exc).__name__}: {exc}"[:300]))
-        buf.counters["messages_committed"] += len(items)
+            done += 1
+            if safety_waiting is not None and not safety_waiting():
+                break
+        buf.counters["messages_committed"] += done
         # A life-safety commit carries nothing else: the device rows wait for the next telemetry one.
         self._commit(buf, 0 if items and items[0].session == LIFE_SAFETY else DEVICE_ROWS_PER_COMMIT)
+        return done
 
     def _one(self, item: Inbound, key: int, buf: _BatchBuffer) -> None:
         routing = self.routing
@@ -825,10 +844,16 @@ class Pipeline:
         if row[0] is None:
             return
         lo, hi = row
-        upto = c.execute(
-            "SELECT max(id) FROM (SELECT id, rx_ms FROM readings WHERE id < ? ORDER BY id LIMIT ?) WHERE rx_ms < ?",
-            (hi, PRUNE_SLICE, cutoff),
-        ).fetchone()[0]
+        upto = None
+        # Rows are in receive order: when the oldest is within retention, so is the slice, and the
+        # slice's scan (~30 ms of CPU for 20,000 rows, a stall an SOS would wait behind) is skipped.
+        # A wall clock stepped back only delays the pruning of the rows it stamped.
+        oldest_rx = c.execute("SELECT rx_ms FROM readings WHERE id = ?", (lo,)).fetchone()[0]
+        if oldest_rx < cutoff:
+            upto = c.execute(
+                "SELECT max(id) FROM (SELECT id, rx_ms FROM readings WHERE id < ? ORDER BY id LIMIT ?) WHERE rx_ms < ?",
+                (hi, PRUNE_SLICE, cutoff),
+            ).fetchone()[0]
         limit = self.store.quota.soft_pages * st.PAGE_SIZE * self.prune_at_pct / 100
         if self.store.used_bytes() > limit:
             upto = max(upto or 0, min(lo + PRUNE_SLICE, hi - 1))
