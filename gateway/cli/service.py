@@ -49,6 +49,8 @@ def _read_store(
 
 log = logging.getLogger("gateway")
 
+SWITCH_INTERVAL_S = 0.001  # cmd_run: how long a thread may hold the GIL while another waits
+
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from edge_config import summary
@@ -83,6 +85,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     # every 700 allocations is wasted work (~8 % of start-up CPU). serve() collects once, freezes
     # them and turns the collector back on.
     gc.disable()
+    # A thread that wants the GIL waits for the holder's switch interval of CPU time (5 ms by
+    # default; four times that in wall time on a quarter core): the life-safety session's network
+    # thread waited that long behind a telemetry batch before it could hand an SOS over. 1 ms
+    # bounds that wait; the cost is more GIL hand-overs, and only while threads contend.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     from edge_config.parse_cache import default_dir
     from gateway.app import Gateway, serve
     from gateway.ingest.mqtt import MqttConfigRefused
