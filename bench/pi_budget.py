@@ -130,6 +130,22 @@ def proc_mem_mb(pid: int) -> tuple[float, float]:
     return rss, hwm
 
 
+def proc_mem_split(pid: int) -> tuple[float, float]:
+    """(anonymous, file-backed) resident MB of ``pid`` (/proc/PID/smaps_rollup): the process's own
+    memory, and the shared libraries and mapped files (the store's WAL index) it touches."""
+    rss = anon = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Anonymous:"):
+                    anon = int(line.split()[1])
+    except OSError:
+        pass
+    return anon / 1024, (rss - anon) / 1024
+
+
 class GatewayProc:
     """``python -m gateway run`` inside the budget's control group (entered before exec)."""
 
@@ -139,6 +155,7 @@ class GatewayProc:
         self.proc: subprocess.Popen[bytes] | None = None
         self.rss_samples: list[float] = []
         self.hwm = 0.0
+        self.peak_split = (0.0, 0.0)  # (anonymous, file-backed) MB at the highest RSS sample
         self._sampling = threading.Event()
 
     @property
@@ -192,6 +209,8 @@ class GatewayProc:
         while self._sampling.is_set():
             rss, hwm = proc_mem_mb(pid)
             if rss:
+                if rss > max(self.rss_samples, default=0.0):
+                    self.peak_split = proc_mem_split(pid)
                 self.rss_samples.append(rss)
                 self.hwm = max(self.hwm, hwm)
             time.sleep(0.02)
@@ -210,6 +229,10 @@ class GatewayProc:
                 self.proc.wait()
         if self.proc.returncode in (-9, 137):
             raise BenchFailed(f"the gateway was killed (SIGKILL; OOM kills in the group: {self.budget.oom_kills()})")
+
+    def peak_text(self) -> str:
+        anon, file = self.peak_split
+        return f"RSS peak {max(self.rss_samples or [0]):.1f} MB (anonymous {anon:.1f}, file-backed {file:.1f})"
 
     def tail(self) -> str:
         try:
@@ -487,7 +510,7 @@ def main() -> int:
             f"phase 1 steady day: {len(steady_msgs)} messages at {args.rate:g} msg/s over {w1 - w0:.1f} s; gateway CPU "
             f"{cpu1 - cpu0:.2f} s = {steady_pct:.1f} % of the budget "
             f"({(cpu1 - cpu0) / (w1 - w0) * 100:.2f} % of a core); "
-            f"RSS {rss_now:.1f} MB (peak {max(gw.rss_samples or [0]):.1f} MB)",
+            f"RSS {rss_now:.1f} MB ({gw.peak_text()})",
             flush=True,
         )
 
@@ -523,7 +546,7 @@ def main() -> int:
             f"{last - first:.1f} s = {drain_rate:,.0f} msg/s (first to last committed); SOS during the drain: "
             f"{len(pressed)} presses from {distinct} buttons, publish -> incident committed p50 "
             f"{statistics.median(lat) if lat else float('nan'):.1f} ms, p99 {pct(lat, 0.99):.1f} ms, "
-            f"max {max(lat or [float('nan')]):.1f} ms; RSS peak {max(gw.rss_samples or [0]):.1f} MB",
+            f"max {max(lat or [float('nan')]):.1f} ms; {gw.peak_text()}",
             flush=True,
         )
         worst = sorted(zip(lat, sos.get("at", []), strict=True), reverse=True)[:6]
@@ -540,8 +563,8 @@ def main() -> int:
         outbox_s = time.monotonic() - t
         rss_peaks.append(max(gw.hwm, proc_mem_mb(gw.pid)[1]))
         print(
-            f"phase 3 central store back: {outbox:,} outbox rows sent in {outbox_s:.1f} s; RSS peak over the outage "
-            f"and the drain {max(gw.rss_samples):.1f} MB sampled, VmHWM {rss_peaks[-1]:.1f} MB; "
+            f"phase 3 central store back: {outbox:,} outbox rows sent in {outbox_s:.1f} s; over the outage and "
+            f"both drains {gw.peak_text()} sampled, VmHWM {rss_peaks[-1]:.1f} MB; "
             f"cgroup memory peak {(budget.memory_peak_bytes() or 0) / 2**20:.0f} MB (with page cache); "
             f"OOM kills {budget.oom_kills()}",
             flush=True,
@@ -585,7 +608,8 @@ def main() -> int:
         ratio = gw_free / bare_rate
         print(
             f"phase 4 whole cores: gateway drained {len(hour):,} in {last4 - first4:.1f} s = {gw_free:,.0f} msg/s; "
-            f"bare paho {bare_rate:,.0f} msg/s; consumer-bound ratio {ratio:.2f}",
+            f"bare paho {bare_rate:,.0f} msg/s; consumer-bound ratio {ratio:.2f}; gateway {gw.peak_text()}, "
+            f"VmHWM {rss_peaks[-1]:.1f} MB",
             flush=True,
         )
 
@@ -613,6 +637,11 @@ def main() -> int:
             flush=True,
         )
         rss_peak = max(rss_peaks)
+        print(
+            f"memory: VmHWM per gateway run: phases 0-1 {rss_peaks[0]:.1f} MB, phases 2-3 {rss_peaks[2]:.1f} MB, "
+            f"phase 4 {rss_peaks[3]:.1f} MB (limit {MEMORY_BYTES >> 20} MB; OOM kills {budget.oom_kills()})",
+            flush=True,
+        )
         print(
             f"RESULT startup_s={startup_s:.2f} steady_cpu_pct_of_budget={steady_pct:.1f} "
             f"drain_msgs_per_s={drain_rate:.0f} sos_p99_ms={pct(lat, 0.99):.1f} rss_peak_mb={rss_peak:.1f} "

@@ -293,6 +293,9 @@ async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event, started:
         # uvicorn's loggers go through ours (text or JSON, and --log-file) instead of its own handlers
         log_config=None,
         timeout_graceful_shutdown=5,
+        # No WebSocket routes: without this uvicorn imports the websockets package when it is
+        # installed (dev and demo installs), ~6 MB of RSS for nothing (README "Pi budget").
+        ws="none",
         ssl_certfile=str(tls.cert_file) if tls is not None else None,
         ssl_keyfile=str(tls.key_file) if tls is not None else None,
     )

@@ -13,6 +13,7 @@ import json
 import random
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 
 from edge_config import load_config
 from gateway.app import Gateway
+from gateway.core.contract import BaseStage, BatchResult
 from gateway.core.store import FLAG_RETAINED
 from gateway.ingest.pipeline import _dumps
 from gateway.ingest.routing import build_routing
@@ -239,3 +241,51 @@ def test_retained_state_is_old_state_not_a_new_event(tmp_path: Path, private_bro
     assert rows[0][1] & FLAG_RETAINED, "flagged as retained (old state)"
     assert replays is not None and replays[0] >= 2
     assert online == (0,)
+
+
+class _SlowStage(BaseStage):
+    """A stage that takes 5 ms per transaction: the pipeline falls behind a broker backlog."""
+
+    def after(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
+        time.sleep(0.005)
+
+
+def test_backlog_drain_is_bounded_in_memory_and_loses_nothing(
+    tmp_path: Path, private_broker: Mosquitto, site: Path
+) -> None:
+    """After an outage the broker holds a backlog and sends faster than the pipeline commits.
+    The queue between a session's network thread and the pipeline stays within ``queue_max``
+    (the network thread waits: TCP back-pressure to the broker), and every message is stored once."""
+    cfg = load_config(site)
+    gw = Gateway(cfg, stages=[_SlowStage()])
+    gw.start()
+    db = Path(cfg.store.path)
+    assert wait_until(lambda: gw.broker_connected, 10)
+    gw.stop()  # the persistent session stays at the broker, which queues what follows
+    pub = TrackedPublisher("127.0.0.1", private_broker.port)
+    pub.publish_all(make_messages(site, 4000, seed=6))
+    total = sum(pub.acked.values())
+    gw = Gateway(cfg, stages=[_SlowStage()])
+    gw.pipeline.queue_max = 200
+    deepest = 0
+    draining = threading.Event()
+    draining.set()
+
+    def watch() -> None:
+        nonlocal deepest
+        while draining.is_set():
+            deepest = max(deepest, gw.pipeline._q_tele.qsize())
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    gw.start()
+    try:
+        assert wait_until(lambda: count_readings(db) >= total, 90), f"{count_readings(db)} of {total}"
+    finally:
+        draining.clear()
+        watcher.join(5)
+        gw.stop()
+    assert gw.pipeline.queue_waits > 0, "the backlog should have filled the queue at least once"
+    assert deepest <= 200 + 1, f"{deepest} messages queued in memory, bound 200"
+    check_exactly_once(site, db, pub)

@@ -81,6 +81,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     import gc
     import threading
 
+    from gateway.core import heap
+
+    # Before any thread: glibc malloc's arenas and thresholds for a small box (gateway/core/heap.py).
+    heap.lean_allocator()
+    # httpx imports its command-line client (rich, pygments, click: ~5 MB of RSS) whenever they are
+    # installed (dev and demo installs); a None entry makes that optional import fail as httpx expects.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     # Start-up allocates ~1M long-lived objects (modules, the config, routes); collecting them
     # every 700 allocations is wasted work (~8 % of start-up CPU). serve() collects once, freezes
     # them and turns the collector back on.
@@ -128,9 +135,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.install.systemd import Supervisor
 
     sd = Supervisor(gw).start()  # sd_notify READY / WATCHDOG / STOPPING under systemd
+    trimming = threading.Event()
+    heap.start_trimmer(trimming)  # what a drain freed goes back to the system (gateway/core/heap.py)
     try:
         asyncio.run(main())
     finally:
+        trimming.set()
         sd.stop()
         gw.stop()
         log.info("gateway stopped")

@@ -47,6 +47,14 @@ DUP_WINDOW_ROWS = 200_000
 MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
 DEAD_LETTER_EXCERPT = 256
 BATCH_MAX = 1000
+# Messages received on one session and not yet taken by the pipeline thread. At this many the
+# session's paho network thread waits in ``submit`` until the pipeline has taken the queue down to
+# half: it reads nothing from its socket meanwhile, so the broker keeps the rest (TCP back-pressure;
+# nothing is dropped or acknowledged early). The broker's ``max_inflight_messages`` does not bound
+# this queue: Mosquitto 2.0 sent a consumer that acknowledges as it commits 14,000-28,000 messages
+# past its 1,000 (after an outage the whole backlog came into memory: ~70 MB during
+# bench/pi_budget.py's hour). 1,000 messages are ~1 MB and 0.2-1 s of the pipeline's work.
+QUEUE_MAX = 1000
 # Telemetry commits at most this many messages at once: an SOS arriving meanwhile waits for one
 # such commit at most (a few ms), while an fsync still covers a large group.
 TELEMETRY_BATCH = 64
@@ -108,6 +116,7 @@ class Pipeline:
         commit_delay_s: float = 0.0,
         retention_ms: int = 30 * 86_400_000,
         prune_at_pct: int = 80,
+        queue_max: int = QUEUE_MAX,
     ) -> None:
         self.store = store
         self.conn = store.conn
@@ -127,6 +136,11 @@ class Pipeline:
         self._tele_buf: list[Inbound] = []
         self._q_safety: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self._q_tele: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+        self.queue_max = max(2, queue_max)
+        # Set while a queue has room; a session's network thread that filled its queue waits on it.
+        self._room_safety = threading.Event()
+        self._room_tele = threading.Event()
+        self.queue_waits = 0  # times a session's network thread waited for room (back-pressure)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -170,9 +184,28 @@ class Pipeline:
 
     # --- producer side (paho network threads) --------------------------------------------------
     def submit(self, item: Inbound) -> None:
-        (self._q_safety if item.session == LIFE_SAFETY else self._q_tele).put(item)
+        q = self._q_safety if item.session == LIFE_SAFETY else self._q_tele
+        q.put(item)
         if not self._wake.is_set():  # Event.set takes a lock; most calls find it already set
             self._wake.set()
+        if q.qsize() >= self.queue_max:
+            self._wait_room(q)
+
+    def _wait_room(self, q: queue.SimpleQueue[Inbound]) -> None:
+        """Back-pressure (QUEUE_MAX): wait until the pipeline thread has taken ``q`` down to half.
+        Only while that thread runs, and never on it (in-process tests feed ``run_once`` themselves)."""
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return
+        room = self._room_safety if q is self._q_safety else self._room_tele
+        low = self.queue_max // 2
+        self.queue_waits += 1
+        while q.qsize() > low and thread.is_alive() and not self._stop.is_set():
+            room.clear()
+            if q.qsize() <= low:  # taken between the check and the clear
+                break
+            self._wake.set()
+            room.wait(0.1)
 
     def call(
         self, fn: Callable[[sqlite3.Connection, BatchResult, int], _T], meter: list[float] | None = None
@@ -219,6 +252,9 @@ class Pipeline:
                 out.append(q.get_nowait())
         except queue.Empty:
             pass
+        room = self._room_safety if q is self._q_safety else self._room_tele
+        if not room.is_set() and q.qsize() <= self.queue_max // 2:
+            room.set()  # a session's network thread waits for room (submit)
         return out
 
     def _run(self) -> None:

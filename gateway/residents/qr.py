@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import segno
+if TYPE_CHECKING:
+    import segno
 
 
 def make(url: str) -> segno.QRCode:
+    # Imported on the first code, not with the API: ~2.6 MB of RSS a running gateway does not need
+    # until someone prints a resident link (README "Pi budget").
+    import segno
+
     return segno.make(url, error="m", micro=False)
 
 
