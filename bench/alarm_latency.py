@@ -18,7 +18,6 @@ RESULT p50_ms=... p99_ms=... max_ms=... background_msgs_per_s=...
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import random
@@ -38,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
+from bench._sos import press_seen  # noqa: E402
 from bench._wait import BenchFailed, exit_on_sigterm  # noqa: E402
 from gateway.install import traffic  # noqa: E402
 from gateway.install.mosquitto import Mosquitto, free_port, wait_port  # noqa: E402
@@ -225,14 +225,11 @@ def main(argv: list[str] | None = None) -> int:
                     "SELECT seq, incident_id, kind, data FROM incident_events WHERE seq > ? ORDER BY seq", (last_seq,)
                 ).fetchall()
                 t_seen = time.perf_counter()
-                for seq, iid, kind, data in rows:
-                    last_seq = seq
-                    d = json.loads(data)
-                    if kind == "created" and d.get("type") == "sos":
-                        inc_dev[iid] = d["devices"][0]
-                    if kind in ("created", "repeated") and inc_dev.get(iid) == dev.id:
-                        latencies.append((t_seen - t_pub) * 1000)
-                        found = True
+                if rows:
+                    last_seq = rows[-1][0]
+                if press_seen(rows, inc_dev, dev.id):
+                    latencies.append((t_seen - t_pub) * 1000)
+                    found = True
                 if not found:
                     time.sleep(0.0005)
             if not found:

@@ -66,6 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import _cgroup  # noqa: E402
+from bench._sos import press_seen  # noqa: E402
 from bench._wait import BenchFailed, broker_counters, exit_on_sigterm, receive, wait_for  # noqa: E402
 from gateway.core.store import FLAG_PERSONAL  # noqa: E402
 
@@ -326,15 +327,12 @@ def press_sos(
                         (last_seq,),
                     ).fetchall()
                 t_seen = time.perf_counter()
-                for seq, iid, kind, data in rows:
-                    last_seq = seq
-                    d = json.loads(data)
-                    if kind == "created" and d.get("type") == "sos":
-                        inc_dev[iid] = d["devices"][0]
-                    if kind in ("created", "repeated") and inc_dev.get(iid) == dev.id:
-                        lat.append((t_seen - t_pub) * 1000)
-                        at.append(t_pub - t_start)
-                        found = True
+                if rows:
+                    last_seq = rows[-1][0]
+                if press_seen(rows, inc_dev, dev.id):
+                    lat.append((t_seen - t_pub) * 1000)
+                    at.append(t_pub - t_start)
+                    found = True
                 if not found:
                     time.sleep(0.001)
             if not found:
