@@ -7,6 +7,7 @@ at phone size. Screenshots: test-artifacts/site-*.png (docs/console.md shows the
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -234,6 +235,10 @@ def test_history_search_charts_scorecard_in_english_on_a_phone(browser: Any, sit
     data = _views_data(site)
     page = _page(browser, site, PHONE, locale="en-GB")
     _english(page)
+    # who is signed in follows the switch too (it kept the Chinese role word before)
+    page.wait_for_function("() => /installer/i.test(document.getElementById('who').textContent)")
+    assert not re.search(r"[\u4e00-\u9fff]", page.text_content("#who").split("·")[-1])
+    assert page.text_content("#lang") == "中文"  # the switch offers the other language
     page.click(".site-tab[data-tab='history']")
     page.wait_for_selector(".filters input[name='q']")
     page.fill(".filters input[name='q']", "纸箱挡住")

@@ -59,7 +59,7 @@ async function start() {
   }
   state.me = me;
   $("gateway-name").textContent = me.gateway_name || "";
-  $("who").textContent = `${label("role", me.role)}`;
+  showWho();
   $("signin").hidden = true;
   $("signin-status").hidden = true;
   $("app").hidden = false;
@@ -70,7 +70,7 @@ async function start() {
   await loadIncidents();
   loadDevices();
   setupAdmin(me);
-  $("who").textContent = `${names.staff.get(me.name)?.name || ""} · ${label("role", me.role)}`.replace(/^ · /, "");
+  showWho();
   stream.start({ event: onEvent, state: onConnState, unauthorized: signedOut });
   const pending = sessionStorage.getItem(PENDING);
   if (pending) {
@@ -78,6 +78,14 @@ async function start() {
     openIncident(pending);
   }
   return true;
+}
+
+// Who is signed in: the person's name (once the site's names are loaded) and the role, in the
+// page's language (redrawn when the language changes).
+function showWho() {
+  const me = state.me;
+  if (!me) return;
+  $("who").textContent = `${names.staff.get(me.name)?.name || ""} · ${label("role", me.role)}`.replace(/^ · /, "");
 }
 
 function showSignIn() {
@@ -207,10 +215,16 @@ setOnDone((inc) => {
   if (state.selected) showDetail(state.selected);
 });
 
+// The switch names the other language in that language (it said "English" on the English page).
+function langButton() {
+  $("lang").textContent = i18n.lang === "zh" ? "English" : "中文";
+}
+
 // --- wiring ---------------------------------------------------------------------------------
 document.addEventListener("DOMContentLoaded", async () => {
   const stored = localStorage.getItem("egw-lang");
   await loadLang(stored === "en" ? "en" : "zh");
+  langButton();
   alarm.baseTitle = t("title");
   alarm.describe = (inc) => place(inc);
   alarm.open = openIncident;
@@ -228,9 +242,11 @@ document.addEventListener("DOMContentLoaded", async () => {
     const next = i18n.lang === "zh" ? "en" : "zh";
     localStorage.setItem("egw-lang", next);
     await loadLang(next);
+    langButton();
     alarm.baseTitle = t("title");
     update();
     stream.refreshLabel();
+    showWho();
     redrawList();
     renderDevices();
     if (state.selected) showDetail(state.selected);
