@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cloud_sync import lineproto as lp
 from cloud_sync.outbox import EPOCH_KEY, PRIO_NAMES, MiB, SentRanges, first_unsent_telemetry, sent_ranges
 from cloud_sync.targets import Target, WriteOutcome, make_target
 from gateway.core import store as st
@@ -356,26 +357,42 @@ class Sender:
         n = self.batch_size
         skip = json.dumps([r[0] for r in after]) if isinstance(after, list) else "[]"
         urgent = c.execute(
-            "SELECT id, line, prio, bytes FROM outbox WHERE prio<2 AND id NOT IN (SELECT value FROM json_each(?))"
-            " ORDER BY prio, id LIMIT ?",
+            "SELECT id, line, prio, bytes, created_ms FROM outbox WHERE prio<2"
+            " AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY prio, id LIMIT ?",
             (skip, min(n, URGENT_BATCH)),
         ).fetchall()
+        # Incident events go at once. Life-safety readings and health points (the routine check-ins
+        # of every SOS button and smoke detector, a few a second) ride with the next event or
+        # telemetry request, waiting at most max_batch_age_s: a request of one point each was most
+        # of the sender's CPU on a Pi (README "Pi budget").
+        linger = 0.0
         if urgent:
-            return urgent, 0.0
+            age = self.clock() - min(int(r[4]) for r in urgent)
+            if (
+                self.flush
+                or after is not None
+                or age >= self.max_age_ms
+                or len(urgent) >= URGENT_BATCH
+                or any(r[1].startswith(lp.M_INCIDENT) for r in urgent)
+            ):
+                return [r[:4] for r in urgent], 0.0
+            linger = (self.max_age_ms - age) / 1000.0
         inflight = after if isinstance(after, Span) else None
         row = c.execute("SELECT rows FROM outbox_totals WHERE prio=2").fetchone()
         tele = (int(row[0]) if row else 0) - (inflight.count if inflight else 0)
         if tele <= 0:
-            return None, IDLE_POLL_S
+            return None, (linger or IDLE_POLL_S)
         if after is not None and tele < n:
             return None, 0.0  # partial batches go the normal way (their age decides)
         if tele < n and not self.flush:
             oldest = first_unsent_telemetry(c, self.acked)
             if oldest is None:
-                return None, IDLE_POLL_S
+                return None, (linger or IDLE_POLL_S)
             age = self.clock() - oldest[1]
             if age < self.max_age_ms:
-                return None, min(IDLE_POLL_S, (self.max_age_ms - age) / 1000.0)
+                return None, min(linger or IDLE_POLL_S, IDLE_POLL_S, (self.max_age_ms - age) / 1000.0)
+        if urgent:  # telemetry is due: what waited goes first (never behind telemetry)
+            return [r[:4] for r in urgent], 0.0
         extra = (inflight.cover_lo, inflight.cover_hi) if inflight else None
         span: Span | None = None
         if tele > 2 * n and self.s.live_share > 0:

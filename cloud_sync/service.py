@@ -36,8 +36,9 @@ class SyncService:
         self.sender.stop()
 
     def _committed(self, result: BatchResult) -> None:
-        # Committed now: send incident events and life-safety readings without waiting for the poll.
-        if result.incident_events or any(r.device.life_safety for r in result.resolved):
+        # Committed now: send incident events without waiting for the poll. Life-safety readings
+        # alone wait for the next request (Sender.next_batch), so they need no wake-up.
+        if result.incident_events:
             self.sender.wake()
 
     def _alarm(self, kind: str, active: bool, detail: dict[str, Any]) -> None:

@@ -45,7 +45,11 @@ class SyncSettings(BaseModel):
     )
     batch_size: int = Field(default=5000, ge=1, le=100_000, description="Points per write request (at most).")
     max_batch_age_s: float = Field(
-        default=1.0, gt=0, le=3600, description="Telemetry waits at most this long for a full batch before it is sent."
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="Telemetry, life-safety readings and health points wait at most this long for a full batch "
+        "before they are sent (incident events go at once).",
     )
     heartbeat_s: float = Field(
         default=10.0, ge=1, le=3600, description="Seconds between gateway health points (the central heartbeat)."
