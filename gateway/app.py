@@ -42,6 +42,10 @@ log = logging.getLogger("gateway.app")
 
 SWITCH_INTERVAL_S = 0.001
 SYNC_START_WAIT_S = 30.0
+# The heap freeze after start-up waits this long once the API accepts connections: it is a full
+# collection (~60 ms of CPU with every thread stopped, ~0.25 s on a Pi-class core) that answered
+# nothing, and run at once it held up the first requests, a supervisor's readiness probe among them.
+FREEZE_AFTER_S = 2.0
 
 
 class Gateway:
@@ -167,9 +171,9 @@ class Gateway:
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self, *, sync_after: threading.Event | None = None) -> None:
         """Start the threads. ``sync_after``: start the central-store sender only once it is set
-        (``gateway run`` sets it when the API answers; at most SYNC_START_WAIT_S later): its first
-        write imports influxdb-client, ~0.25 s of CPU that on a Pi-class core would delay the
-        sessions and the API by a second (bench/pi_budget.py). The outbox it empties is on disk,
+        (``gateway run`` sets it once start-up is over, see :func:`serve`; at most SYNC_START_WAIT_S
+        later): its first write imports its HTTP client, CPU that on a Pi-class core would delay
+        the sessions and the API (bench/pi_budget.py). The outbox it empties is on disk,
         so starting it later loses nothing."""
         self.settings.check_transport()
         # Three busy threads share the GIL (two MQTT network threads and the writer). The default
@@ -272,7 +276,8 @@ class Gateway:
 
 
 async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event, started: threading.Event | None = None) -> None:
-    """Run the HTTP API until ``stop`` is set; ``started`` is set once it accepts connections."""
+    """Run the HTTP API until ``stop`` is set; ``started`` is set once start-up is over: the API
+    has accepted connections for FREEZE_AFTER_S and the heap is frozen."""
     import uvicorn
 
     from gateway.api import create_app
@@ -303,10 +308,12 @@ async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event, started:
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():
         await asyncio.sleep(0.01)
+    try:
+        await asyncio.wait_for(stop.wait(), FREEZE_AFTER_S)
+    except TimeoutError:
+        freeze_long_lived()
     if started is not None:
         started.set()
-    # Once the API answers (not before: ~50 ms of CPU, a fifth of a second on a Pi-class core).
-    freeze_long_lived()
     gc.enable()  # `gateway run` kept the collector off through start-up (gateway/cli/service.py)
     await stop.wait()
     await app.state.close_streams()  # end the live (SSE) streams so the server stops at once
