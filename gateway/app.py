@@ -82,7 +82,7 @@ class Gateway:
         if cfg.sync.enabled:  # imported only when used: a gateway without a central store never loads it
             from cloud_sync.outbox import OutboxProcessor
 
-            outbox = OutboxProcessor(cfg)
+            outbox = OutboxProcessor(cfg, buildings={d.id: d.building for d in self.routing.by_id.values()})
         # THE CHAIN: every transaction runs these stages in this order, and the order is the contract.
         #   rules      turn readings, status changes and timers into incident events;
         #   tickets    dispatch what the rules created, run SLAs, and append their own events
