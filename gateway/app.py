@@ -329,13 +329,17 @@ async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event, started:
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():
         await asyncio.sleep(0.01)
+    # The collector back on at once (`gateway run` kept it off through start-up, gateway/cli/service.py):
+    # a drain that starts with the gateway must not pile up its garbage. What start-up allocated is
+    # set aside first (gc.freeze: no pass over it) until the full pass FREEZE_AFTER_S later.
+    gc.freeze()
+    gc.enable()
     try:
         await asyncio.wait_for(stop.wait(), FREEZE_AFTER_S)
     except TimeoutError:
         freeze_long_lived()
     if started is not None:
         started.set()
-    gc.enable()  # `gateway run` kept the collector off through start-up (gateway/cli/service.py)
     await stop.wait()
     await app.state.close_streams()  # end the live (SSE) streams so the server stops at once
     server.should_exit = True
