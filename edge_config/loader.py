@@ -20,12 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import YAMLError
 
 from gateway.errors import ConfigProblem
 
-from . import yaml_source
 from .parse_cache import load as parse_cache_load
 from .parse_cache import store as parse_cache_store
 from .schema import PATTERN_HELP, SiteConfig, cross_check, format_loc
@@ -106,6 +103,11 @@ def load_config(
         else:
             cfg._set_source(p, revision)
             return cfg
+    # The YAML parser only now: a start from the parse cache never needs ruamel (~10 ms of CPU to import).
+    from ruamel.yaml.error import YAMLError
+
+    from . import yaml_source
+
     too_deep = ConfigIssue(file, None, "", "the file is nested too deeply to be a site file; check its brackets")
     try:
         doc = yaml_source.parse(text)
@@ -250,6 +252,8 @@ def _plain(node: Any) -> Any:
 def _position_of(doc: Any, loc: Sequence[Any], key_path: str, message: str) -> tuple[int | None, str, str, int | None]:
     """ConfigIssue's (line, key_path, message, column) for ``loc``: the 1-based line and column of
     the deepest node of ``loc`` that exists in the YAML document (a key's own position)."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
     lc = getattr(doc, "lc", None)
     pos: tuple[int, int] | None = (lc.line, lc.col) if lc is not None and lc.line is not None else None
     node = doc

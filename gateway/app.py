@@ -12,7 +12,7 @@ import gc
 import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,10 @@ log = logging.getLogger("gateway.app")
 
 SWITCH_INTERVAL_S = 0.001
 SYNC_START_WAIT_S = 30.0
+# The heap freeze after start-up waits this long once the API accepts connections: it is a full
+# collection (~60 ms of CPU with every thread stopped, ~0.25 s on a Pi-class core) that answered
+# nothing, and run at once it held up the first requests, a supervisor's readiness probe among them.
+FREEZE_AFTER_S = 2.0
 
 
 class Gateway:
@@ -78,7 +82,7 @@ class Gateway:
         if cfg.sync.enabled:  # imported only when used: a gateway without a central store never loads it
             from cloud_sync.outbox import OutboxProcessor
 
-            outbox = OutboxProcessor(cfg)
+            outbox = OutboxProcessor(cfg, buildings={d.id: d.building for d in self.routing.by_id.values()})
         # THE CHAIN: every transaction runs these stages in this order, and the order is the contract.
         #   rules      turn readings, status changes and timers into incident events;
         #   tickets    dispatch what the rules created, run SLAs, and append their own events
@@ -168,9 +172,9 @@ class Gateway:
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self, *, sync_after: threading.Event | None = None) -> None:
         """Start the threads. ``sync_after``: start the central-store sender only once it is set
-        (``gateway run`` sets it when the API answers; at most SYNC_START_WAIT_S later): its first
-        write imports influxdb-client, ~0.25 s of CPU that on a Pi-class core would delay the
-        sessions and the API by a second (bench/pi_budget.py). The outbox it empties is on disk,
+        (``gateway run`` sets it once start-up is over, see :func:`serve`; at most SYNC_START_WAIT_S
+        later): its first write imports its HTTP client, CPU that on a Pi-class core would delay
+        the sessions and the API (bench/pi_budget.py). The outbox it empties is on disk,
         so starting it later loses nothing."""
         self.settings.check_transport()
         # Three busy threads share the GIL (two MQTT network threads and the writer). The default
@@ -296,10 +300,31 @@ def _server_class(uvicorn: Any) -> Any:
     return Server
 
 
+@contextlib.contextmanager
+def _deferred_model_builds() -> Iterator[None]:
+    """Pydantic models declared inside build their validators on first use (``defer_build``).
+
+    For FastAPI's own models: ~40 classes describing the OpenAPI document (fastapi.openapi.models)
+    and a few more, ~40 ms of CPU at import (0.16 s on a Pi-class core) that nothing needs until
+    /api/v1/openapi.json is first requested. Set on pydantic's BaseModel for the import only;
+    a class inherits it from its bases when it is declared."""
+    import pydantic
+
+    saved = pydantic.BaseModel.model_config
+    pydantic.BaseModel.model_config = pydantic.ConfigDict(**saved, defer_build=True)
+    try:
+        yield
+    finally:
+        pydantic.BaseModel.model_config = saved
+
+
 async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event, started: threading.Event | None = None) -> None:
-    """Run the HTTP API until ``stop`` is set; ``started`` is set once it accepts connections."""
+    """Run the HTTP API until ``stop`` is set; ``started`` is set once start-up is over: the API
+    has accepted connections for FREEZE_AFTER_S and the heap is frozen."""
     import uvicorn
 
+    with _deferred_model_builds():
+        import fastapi  # noqa: F401  (its models, see above; the gateway's own are built as before)
     from gateway.api import create_app
     from gateway.api.device_views import static_views
     from gateway.core.heap import freeze_long_lived
@@ -328,11 +353,17 @@ async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event, started:
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():
         await asyncio.sleep(0.01)
+    # The collector back on at once (`gateway run` kept it off through start-up, gateway/cli/service.py):
+    # a drain that starts with the gateway must not pile up its garbage. What start-up allocated is
+    # set aside first (gc.freeze: no pass over it) until the full pass FREEZE_AFTER_S later.
+    gc.freeze()
+    gc.enable()
+    try:
+        await asyncio.wait_for(stop.wait(), FREEZE_AFTER_S)
+    except TimeoutError:
+        freeze_long_lived()
     if started is not None:
         started.set()
-    # Once the API answers (not before: ~50 ms of CPU, a fifth of a second on a Pi-class core).
-    freeze_long_lived()
-    gc.enable()  # `gateway run` kept the collector off through start-up (gateway/cli/service.py)
     await stop.wait()
     await app.state.close_streams()  # end the live (SSE) streams so the server stops at once
     server.should_exit = True

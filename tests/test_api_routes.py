@@ -4,6 +4,8 @@ them; and every operation carries exactly one OpenAPI tag (its resource)."""
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 
 from edge_config import load_config
-from gateway.api import create_app
+from gateway.api import EAGER_ROUTERS, ROUTERS, LoadRouters, create_app
 from tests.conftest import write_site
 
 # (method, path) -> documented status codes, taken from the API before it was split into routers.
@@ -115,3 +117,31 @@ def test_fixed_device_paths_match_before_device_id(spec: dict[str, Any]) -> None
     assert paths.index("/api/v1/devices/dead-letters") < by_id
     assert paths.index("/api/v1/devices/unconfigured") < by_id
     assert paths.index("/api/v1/devices/page") < by_id
+
+
+def test_routers_past_the_probes_are_built_on_first_need(tmp_path: Path) -> None:
+    """Start-up builds only the probes' and the stream's routers; any other request, or the
+    document, builds the rest first (README "Pi budget"), in the document's order."""
+    cfg = load_config(write_site(tmp_path, 1883))
+    app = create_app(SimpleNamespace(cfg=cfg, store_path=tmp_path / "gateway.db"), first_start_token=False)
+    routers = app.state.routers
+    assert set(routers.routes) == set(EAGER_ROUTERS) and not routers.loaded
+    seen: list[str] = []
+
+    async def downstream(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["path"])
+
+    async def nothing(*_: Any) -> Any:
+        return None
+
+    loader = LoadRouters(downstream, routers)
+    for path in ("/healthz", "/readyz", "/metrics", "/api/v1/stream"):
+        asyncio.run(loader({"type": "http", "path": path}, nothing, nothing))
+    assert not routers.loaded, "a probe built the other routers"
+    asyncio.run(loader({"type": "http", "path": "/api/v1/me"}, nothing, nothing))
+    assert routers.loaded and set(routers.routes) == set(ROUTERS)
+    assert seen == ["/healthz", "/readyz", "/metrics", "/api/v1/stream", "/api/v1/me"]
+    included = [r for r in app.router.routes if hasattr(r, "original_router")]
+    assert [r.original_router for r in included] == [
+        importlib.import_module(f"gateway.api.{name}").router for name in ROUTERS
+    ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from gateway.ingest.pipeline import PRUNE_BOUNDS_SQL
 from gateway.install import traffic
 from tests.rules_harness import Harness
 
@@ -57,4 +58,12 @@ def test_a_log_within_retention_is_left_alone(tmp_path: Path) -> None:
     h.store.conn.set_trace_callback(None)
     assert len(rx_times(h)) == 30 and h.pipeline.pruned_total == 0
     assert not [s for s in statements if "LIMIT" in s and "readings" in s], "the slice was scanned"
+    h.close()
+
+
+def test_the_bounds_are_looked_up_not_scanned(tmp_path: Path) -> None:
+    """A week's log is 2.4M rows: reading its first and last id must not visit them all."""
+    h = Harness(tmp_path)
+    plan = [r[3] for r in h.store.conn.execute("EXPLAIN QUERY PLAN " + PRUNE_BOUNDS_SQL)]
+    assert "SCAN readings" not in plan and plan.count("SEARCH readings") == 2, plan
     h.close()

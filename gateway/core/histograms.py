@@ -20,12 +20,13 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
-
-from prometheus_client.core import HistogramMetricFamily
-from prometheus_client.utils import floatToGoString
+from typing import TYPE_CHECKING
 
 from gateway.core.contract import BatchResult
 from gateway.core.incidents import CATEGORIES, LIFE_SAFETY_TYPES
+
+if TYPE_CHECKING:  # imported by a scrape: the pipeline imports this module at start-up
+    from prometheus_client.core import HistogramMetricFamily
 
 FAST_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # People: from seconds (someone at the console) to days (a repair waiting for a part).
@@ -78,6 +79,9 @@ class Histogram:
             return sum(s[0]) if s is not None else 0
 
     def collect(self) -> HistogramMetricFamily:
+        from prometheus_client.core import HistogramMetricFamily
+        from prometheus_client.utils import floatToGoString
+
         fam = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
         with self._lock:
             series = [(labels, list(counts), total[0]) for labels, (counts, total) in self._series.items()]

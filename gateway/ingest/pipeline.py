@@ -65,6 +65,10 @@ PRUNE_EVERY_S = 30.0
 # meanwhile had to wait for); the telemetry commits that follow write them this many at a time.
 DEVICE_ROWS_PER_COMMIT = 128
 PRUNE_SLICE = 20_000
+# The readings' first and last id, each a B-tree lookup. `SELECT min(id), max(id)` in one query
+# is a full scan in SQLite (the min/max shortcut takes a single aggregate): ~0.2 s of CPU on a
+# week's 2.4M rows at every pass, the first of them during start-up.
+PRUNE_BOUNDS_SQL = "SELECT (SELECT min(id) FROM readings), (SELECT max(id) FROM readings)"
 
 
 @dataclass
@@ -893,7 +897,7 @@ class Pipeline:
         so pruning here never loses unsynced data.
         """
         cutoff = now - self.retention_ms
-        row = c.execute("SELECT min(id), max(id) FROM readings").fetchone()
+        row = c.execute(PRUNE_BOUNDS_SQL).fetchone()
         if row[0] is None:
             return
         lo, hi = row
