@@ -330,9 +330,6 @@ async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event, started:
     from gateway.core.heap import freeze_long_lived
 
     app = create_app(gw)
-    # Start-up is done: the config, routes and schemas live until a reload; keep them out of the
-    # cycle collector's full passes, which stop every thread (gateway/core/heap.py).
-    static_views(gw.cfg)  # the per-device config views, built now so they are frozen too
     tls = gw.cfg.api.tls  # HTTPS when configured; open streams get 5 s to finish on stop
     config = uvicorn.Config(
         app,
@@ -361,6 +358,9 @@ async def serve(gw: Gateway, host: str, port: int, stop: asyncio.Event, started:
     try:
         await asyncio.wait_for(stop.wait(), FREEZE_AFTER_S)
     except TimeoutError:
+        # Start-up is done: the config, routes and schemas live until a reload; keep them out of
+        # the cycle collector's full passes, which stop every thread (gateway/core/heap.py).
+        static_views(gw.cfg)  # the per-device config views (else built by the first request), frozen too
         freeze_long_lived()
     if started is not None:
         started.set()
