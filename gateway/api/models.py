@@ -208,7 +208,12 @@ class ManualIncident(BaseModel):
     severity: Severity
     location: ManualLocation
     description: Annotated[str, AfterValidator(_not_blank)] = Field(
-        min_length=1, max_length=1000, pattern=r"\S", description="What happened (1-1000 characters, not blank)."
+        min_length=1,
+        max_length=1000,
+        # "a character that is not blank" as str.strip sees it: ECMA's \s (the schema's dialect)
+        # lacks U+0085 and U+001C-U+001F, which Python strips; a generated "\x85" was refused.
+        pattern=r"[^\s\x1c-\x1f\x85]",
+        description="What happened (1-1000 characters, not blank).",
     )
     request_id: str | None = Field(
         default=None,
