@@ -65,7 +65,7 @@ def test_the_schema_states_the_constraints(api: tuple[ApiServer, str]) -> None:
     assert body["additionalProperties"] is False and loc["additionalProperties"] is False
     assert set(body["required"]) == {"category", "type", "severity", "location", "description"}
     assert body["properties"]["description"]["maxLength"] == 1000  # what the ticket loop keeps
-    assert body["properties"]["description"]["pattern"] == r"[^\s\x1c-\x1f\x85]"  # not only blanks (as str.strip sees it)
+    assert body["properties"]["description"]["pattern"] == r"[^\s\x1c-\x1f\x85]"  # not only blanks, as str.strip sees
     props = loc["properties"]
     # the site's own ids (from the config the app runs with)
     cfg = srv.gw.cfg
