@@ -198,9 +198,8 @@ class Pipeline:
         # Each wake-up costs both threads a context switch and a GIL hand-over: at a steady 40 msg/s
         # that was most of the paho thread's CPU. Telemetry arriving while a group commit waits for
         # its deadline only wakes the pipeline when a full batch is there.
-        if q is self._q_tele and self._tele_waiting and q.qsize() < TELEMETRY_BATCH:
-            pass
-        elif not self._wake.is_set():  # Event.set takes a lock; most calls find it already set
+        waits_anyway = q is self._q_tele and self._tele_waiting and q.qsize() < TELEMETRY_BATCH
+        if not waits_anyway and not self._wake.is_set():  # Event.set takes a lock; most find it set
             self._wake.set()
         if q.qsize() >= self.queue_max:
             self._wait_room(q)
