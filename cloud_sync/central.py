@@ -24,13 +24,13 @@ unique millisecond, like any other point.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cloud_sync import lineproto as lp
+from gateway import __version__
 
 if TYPE_CHECKING:
     from edge_config import SiteConfig
@@ -63,14 +63,6 @@ def _num(v: Any) -> float | None:
     return float(v)
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("community-edge-gateway")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-VERSION = _version()
 
 
 # --- ticket stages -------------------------------------------------------------------------------
@@ -291,7 +283,7 @@ def gateway_point(
         "broker_drops": float(drops[0]) if drops is not None else 0.0,
         "store_fill_pct": round(100.0 * pages * page_size / quota_bytes, 3) if quota_bytes else 0.0,
     }
-    return (M_GATEWAY + lp.tags({**site, "version": VERSION}), lp.fields(f), now_ms)
+    return (M_GATEWAY + lp.tags({**site, "version": __version__}), lp.fields(f), now_ms)
 
 
 def warning_points(conn: sqlite3.Connection, site: Mapping[str, str | None]) -> list[Point]:
