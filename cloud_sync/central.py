@@ -63,8 +63,6 @@ def _num(v: Any) -> float | None:
     return float(v)
 
 
-
-
 # --- ticket stages -------------------------------------------------------------------------------
 def _department_of(cfg: SiteConfig, team: str | None) -> str | None:
     if not team or team.startswith("grid:"):

@@ -49,7 +49,8 @@ class RulesSettings(BaseModel):
         default=6,
         ge=2,
         description="A sensor value changing this often within flapping_window_s is flapping: no new incidents "
-        "from it (one sensor_flapping notice instead) until it settles.",
+        "from it (one sensor_flapping notice instead) until it settles. A device type may set its own "
+        "(device_types.<type>.flapping_max_changes; the built-in door types: 20).",
     )
     offline_hold_s: int = Field(
         default=30,

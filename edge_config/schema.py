@@ -761,6 +761,13 @@ class DeviceTypeSettings(StrictModel):
     battery_clear_margin_pct: int = Field(
         default=5, ge=0, le=50, description="Low battery clears only at battery_low_pct + this (hysteresis)."
     )
+    flapping_max_changes: int | None = Field(
+        default=None,
+        ge=2,
+        description="Value changes within rules.flapping_window_s that make a sensor of this type flapping; "
+        "null = rules.flapping_max_changes. A door people use changes twice at every passage, so the built-in "
+        "door types set 20 (a door opened and shut every 6 s for a whole minute); a failing contact bounces faster.",
+    )
 
 
 def _builtin(facts: DeviceTypeFacts) -> DeviceTypeSettings:

@@ -27,6 +27,7 @@ from tests.rules_harness import T0, Harness, write_rules_site
 
 H = 3600
 NIGHT = 13 * H  # 23:00 local
+EVENING = 11 * H  # 21:00 local, when r2's active hours end
 CFG: Any = None
 
 
@@ -195,9 +196,22 @@ CASES: list[tuple[str, list[tuple[Any, ...]], list[E]]] = [
         [E("water_leak", "leak-b1", count=3, state="new")],
     ),
     (
+        # a bouncing contact: a change a second (a door's threshold is 20 a minute, below)
         "door_flapping_gives_one_notice_only",
-        [*flips("door-b1", "contact", 9, every=2), tick(30)],
+        [*flips("door-b1", "contact", 25, every=1), tick(30)],
         [E("sensor_flapping", "door-b1", severity="warning")],
+    ),
+    (
+        # A door in use changes twice at every passage: a carer in and out five times in a minute
+        # is not a failing sensor, and the resident's own exit after 21:00 is still wandering (with
+        # the site-wide 6 changes a minute it was flagged flapping and the wandering alarm held back).
+        "exit_door_in_use_is_not_flapping_and_still_alarms",
+        [
+            *flips("exit-r2", "contact", 10, start=EVENING - 50, every=4),
+            s(EVENING - 10, "exit-r2", "state", {"contact": True}),
+            s(EVENING + 30, "exit-r2", "state", {"contact": False}),
+        ],
+        [E("wandering", "exit-r2", severity="critical")],
     ),
     (
         "door_forced_native_event",

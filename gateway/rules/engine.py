@@ -256,7 +256,12 @@ class RuleEngine(BaseStage):
         self._flap_prev[pk] = value
         if prev is None or prev == value:
             return
-        q = self._flap.setdefault(pk, deque(maxlen=self.settings.flapping_max_changes))
+        # The type's own threshold (doors: edge_config/device_types.py), else the site's; a reload
+        # that changed it resizes the window it carried over.
+        limit = dev.settings.flapping_max_changes or self.settings.flapping_max_changes
+        q = self._flap.get(pk)
+        if q is None or q.maxlen != limit:
+            q = self._flap[pk] = deque(q or (), maxlen=limit)
         q.append(ctx.now)
         if len(q) == q.maxlen and ctx.now - q[0] <= self.settings.flapping_window_s * 1000:
             trig = self.trigger(dev, "sensor_flapping", "device_health", "warning", None, ts, value=k)
