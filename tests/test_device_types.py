@@ -35,8 +35,9 @@ OLD_BUILTIN_DEFAULTS: dict[str, tuple[str, bool, int | None, int | None, dict[st
     "fall_radar": ("eldercare", True, _MAINS, None, {}),
     "presence_sensor": ("eldercare", False, _MAINS, None, {"inactivity_hours": 6.0}),
     "motion_sensor": ("security", False, _BATTERY, 20, {}),
-    "door_contact": ("security", False, _BATTERY, 20, {"door_open_max_s": 300}),
-    "exit_door_contact": ("eldercare", False, _BATTERY, 20, {"door_open_max_s": 300}),
+    # flapping_max_changes 20: a deliberate change (docs/rules.md "Flapping"), the rest as they were
+    "door_contact": ("security", False, _BATTERY, 20, {"door_open_max_s": 300, "flapping_max_changes": 20}),
+    "exit_door_contact": ("eldercare", False, _BATTERY, 20, {"door_open_max_s": 300, "flapping_max_changes": 20}),
     "access_controller": ("security", False, _MAINS, None, {}),
     "smoke_detector": ("security", True, _BATTERY, 20, {}),
     "gas_detector": ("security", True, _MAINS, None, {}),
