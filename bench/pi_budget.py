@@ -79,12 +79,28 @@ PRESS_GAP_S = 0.12
 Msg = tuple[str, bytes]
 
 
+def evening_zone(now: float | None = None) -> str:
+    """A fixed-offset zone in which it is now between 18:00 and 19:00 local time.
+
+    The readings are stamped with their receive time (the device clocks are set back, see main), so
+    the rules see the wall clock in the site's zone. The traffic is the evening peak; in the
+    example's Asia/Shanghai a run at another hour had the rules judge it as night (a dementia
+    resident's exit door opening every minute is then a `wandering` alarm each time) or as morning.
+    tzdata's Etc/GMT zones have the POSIX sign: Etc/GMT-8 is UTC+8."""
+    utc_hour = time.gmtime(time.time() if now is None else now).tm_hour
+    ahead = (18 - utc_hour) % 24
+    if ahead > 14:  # the zones run from UTC-12 to UTC+14
+        ahead -= 24
+    return "Etc/GMT" if ahead == 0 else f"Etc/GMT{-ahead:+d}"
+
+
 def write_site(work: Path, port: int, vm_url: str) -> Path:
     """The example community with the bench's broker, store and central store, plus SOS buttons."""
     text = (ROOT / "edge_config/examples/community.yaml").read_text(encoding="utf-8")
     for old, new in (
         ("  port: 1883\n", f"  port: {port}\n"),
         ("  path: ./data/gateway.db\n", f"  path: {work / 'gateway.db'}\n"),
+        ("  timezone: Asia/Shanghai\n", f"  timezone: {evening_zone()}\n"),
     ):
         if old not in text:
             raise BenchFailed(f"edge_config/examples/community.yaml no longer has {old.strip()!r} to replace")
