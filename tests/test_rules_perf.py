@@ -5,6 +5,7 @@ the reading's own transaction, and the cache follows rollbacks (savepoints, a fa
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from edge_config import load_config
 from gateway.core.contract import BaseStage, BatchResult
 from gateway.rules import correlation, duration, immediate, inactivity, offline, threshold
-from gateway.rules.base import same_json
+from gateway.rules.base import _dumps, decoded_copy, same_json
 from tests.rules_harness import T0, Harness, write_rules_site
 
 
@@ -299,3 +300,28 @@ def test_rolled_back_release_leaves_the_key_open(h: Harness) -> None:
     assert "clear|door-b1|tamper" in h.engine.rs.timers
     h.at(20 + h.engine.settings.clear_hold_s + 1)
     assert [i["state"] for i in h.incidents()] == ["resolved"]
+
+
+def test_decoded_copy_is_what_the_stored_json_decodes_to() -> None:
+    """RuleStore keeps a timer's data / a state value as its stored text decodes; built directly
+    from the value when it is plain JSON (the common case), decoded from the text otherwise."""
+    values: list[Any] = [
+        {"reason": "settled", "ts_ms": 1_765_000_000_000},
+        {"since": 1, "reading": {"device": "d", "values": {"contact": False, "t": 21.5, "n": None}}, "l": [1, "x"]},
+        {"tuple": (1, 2)},  # a list once stored
+        {1: "int key"},  # a string key once stored
+        {"inf": float("inf"), "neg_zero": -0.0},
+        {"path": Path("/x")},  # not JSON: stored as its str()
+        "text",
+        7,
+        [True, {"a": []}],
+    ]
+    for value in values:
+        text = _dumps(value)
+        got = decoded_copy(value, text)
+        assert same_json(got, json.loads(text)), value
+        assert _dumps(got) == text
+    nested = {"reading": {"values": {"contact": True}}}
+    got = decoded_copy(nested, _dumps(nested))
+    nested["reading"]["values"]["contact"] = False  # the cache's copy is its own
+    assert got == {"reading": {"values": {"contact": True}}}

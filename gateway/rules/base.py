@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -80,6 +81,38 @@ _TIMER_UPSERT = (
     "INSERT INTO timers(key, rule, due_ms, armed_ms, data) VALUES (?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET"
     " rule=excluded.rule, due_ms=excluded.due_ms, armed_ms=excluded.armed_ms, data=excluded.data"
 )
+
+
+class _NotPlain(Exception):
+    pass
+
+
+# Any: JSON values
+def _plain_copy(value: Any) -> Any:
+    t = type(value)
+    if t is str or t is int or t is bool or value is None or (t is float and math.isfinite(value)):
+        return value
+    if t is dict:
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                raise _NotPlain
+            out[k] = _plain_copy(v)
+        return out
+    if t is list:
+        return [_plain_copy(v) for v in value]
+    raise _NotPlain
+
+
+def decoded_copy(value: Any, text: str) -> Any:
+    """``json.loads(text)`` where ``text`` is ``_dumps(value)``: a copy of ``value`` built directly
+    when it holds only values JSON gives back as they are (str keys; str, int, bool, None, finite
+    floats, dicts, lists), else decoded from ``text``. A timer armed on every toggle of a flapping
+    door (a drained backlog) decoded its text each time (tests/test_rules_perf.py)."""
+    try:
+        return _plain_copy(value)
+    except _NotPlain:
+        return json.loads(text)
 
 
 class Timer(NamedTuple):
@@ -228,7 +261,7 @@ class RuleStore:
             text = _dumps(value)
             if cur is not None and cur[1] == text:
                 return False
-            decoded = json.loads(text)
+            decoded = decoded_copy(value, text)
         assert self.conn is not None
         self.conn.execute(_STATE_UPSERT, (key, text, now))
         self._log(self.state, key, _MISSING if cur is None else cur)
@@ -277,7 +310,7 @@ class RuleStore:
         assert self.conn is not None
         self.conn.execute(_TIMER_UPSERT if replace else _TIMER_INSERT, (key, rule, due_ms, now, text))
         self._log(self.timers, key, _MISSING if cur is None else cur)
-        self.timers[key] = Timer(rule, due_ms, now, json.loads(text), text)
+        self.timers[key] = Timer(rule, due_ms, now, decoded_copy(payload, text), text)
         return True
 
     def timer_cancel(self, key: str) -> bool:

@@ -252,19 +252,25 @@ class RuleEngine(BaseStage):
     # Any: a reading value (number, bool or str, as decoded)
     def _note_change(self, ctx: Ctx, dev: Dev, k: str, value: Any, ts: int) -> None:
         pk = (dev.id, k)
-        prev = self._flap_prev.get(pk)
-        self._flap_prev[pk] = value
+        flap_prev = self._flap_prev
+        prev = flap_prev.get(pk)
+        flap_prev[pk] = value
         if prev is None or prev == value:
             return
-        q = self._flap.setdefault(pk, deque(maxlen=self.settings.flapping_max_changes))
+        q = self._flap.get(pk)
+        if q is None:
+            q = self._flap[pk] = deque(maxlen=self.settings.flapping_max_changes)
         q.append(ctx.now)
         if len(q) == q.maxlen and ctx.now - q[0] <= self.settings.flapping_window_s * 1000:
-            trig = self.trigger(dev, "sensor_flapping", "device_health", "warning", None, ts, value=k)
-            if not self.is_open(ctx, trig.key):  # one notice, not an event per toggle
+            # While it flaps, every toggle lands here (a drained backlog compresses an hour of door
+            # use into seconds): the trigger is only built when a notice is raised.
+            key = self.key(dev.id, "sensor_flapping")
+            if not self.is_open(ctx, key):  # one notice, not an event per toggle
+                trig = self.trigger(dev, "sensor_flapping", "device_health", "warning", None, ts, value=k)
                 self.incidents.raise_or_repeat(ctx.conn, ctx.result, trig, ctx.now)
             # Settled = no change for a window: clear then.
             self.rs.timer_arm(
-                "clear|" + trig.key,
+                "clear|" + key,
                 "clear",
                 ctx.now + self.settings.flapping_window_s * 1000,
                 ctx.now,
