@@ -266,6 +266,36 @@ def test_repeated_normal_reading_does_not_query_incidents(h: Harness) -> None:
     assert [i["state"] for i in h.incidents()] == ["resolved", "new"]
 
 
+def test_a_flapping_door_asks_once_whether_its_notice_is_open(h: Harness) -> None:
+    """Every toggle of a flapping sensor checks its sensor_flapping notice (a drained backlog makes
+    every door flap): once the notice is known open it is not looked up again, until some key is
+    released; the notice then opens again as before."""
+    flapping_key = "door-b1|sensor_flapping"
+    sql: list[str] = []
+    h.store.conn.set_trace_callback(lambda s: sql.append(s) if "open_key=" in s and flapping_key in s else None)
+    n = h.engine.settings.flapping_max_changes
+    t = 0.0
+    for i in range(n + 1):
+        h.at(t)
+        h.send("door-b1", "state", {"contact": i % 2 == 0})
+        t += 1
+    [flap] = h.incidents()
+    assert flap["type"] == "sensor_flapping"
+    for i in range(6):  # flapping on: the notice is open
+        h.at(t)
+        h.send("door-b1", "state", {"contact": i % 2 == 1})
+        t += 1
+    asked = [s for s in sql if s.lstrip().upper().startswith("SELECT 1 FROM INCIDENTS")]
+    assert len(asked) <= 2, asked  # learnt in the first transaction after the one that opened it
+    h.engine.incidents.transition(h.store.conn, BatchResult(), flap["id"], "resolved", h.clock.wall_ms, h.clock.wall_ms)
+    for i in range(2):
+        h.at(t)
+        h.send("door-b1", "state", {"contact": i % 2 == 0})
+        t += 1
+    states = [(i["type"], i["state"]) for i in h.incidents()]
+    assert states == [("sensor_flapping", "resolved"), ("sensor_flapping", "new")]
+
+
 class ResolveFirst(BaseStage):
     """A stage before the rules that resolves one incident (as a ticket action would)."""
 

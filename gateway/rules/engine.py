@@ -85,6 +85,13 @@ class RuleEngine(BaseStage):
         self._not_open: set[str] = set()
         self._opened_seen = inc.KeyChanges.opened
         self._released_base = -1  # nothing is learnt before the first transaction ends
+        # Keys known to hold an open incident (a flapping door asks on every toggle). Exact: a key
+        # is only learnt while no key was opened since the end of the last transaction (so it was
+        # open before this one began, and a rollback of this one cannot release it), and the set is
+        # forgotten whenever any key is released (``KeyChanges.released``).
+        self._open: set[str] = set()
+        self._open_released = inc.KeyChanges.released
+        self._opened_base = -1
 
     # --- configuration -------------------------------------------------------------------------
     def _build(self) -> None:
@@ -225,7 +232,15 @@ class RuleEngine(BaseStage):
     def is_open(self, ctx: Ctx, key: str) -> bool:
         if self._known_not_open(key):
             return False
+        kc = inc.KeyChanges
+        if kc.released != self._open_released:
+            self._open.clear()
+            self._open_released = kc.released
+        if key in self._open:
+            return True
         if ctx.conn.execute("SELECT 1 FROM incidents WHERE open_key=?", (key,)).fetchone() is not None:
+            if kc.opened == self._opened_base:
+                self._open.add(key)
             return True
         self._saw_not_open(key)
         return False
@@ -298,6 +313,7 @@ class RuleEngine(BaseStage):
         # The transaction is about to commit: its releases are settled either way (a failed
         # COMMIT leaves the keys open, and the next query sees that).
         self._released_base = inc.KeyChanges.released
+        self._opened_base = inc.KeyChanges.opened
 
     def tick(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
         if not self.settings.enabled:
