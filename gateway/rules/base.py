@@ -12,6 +12,7 @@ rollbacks (see :class:`RuleStore`); it is a read cache and a change filter, neve
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 import sqlite3
@@ -354,6 +355,15 @@ def in_window(ts_ms: int, tz: ZoneInfo, start: dt.time, end: dt.time, days: list
     return inside and (days is None or start_day.isoweekday() in days)
 
 
+@functools.lru_cache(maxsize=4096)
+def _window_ms(day: dt.date, start: dt.time, end: dt.time, tz: ZoneInfo) -> tuple[int, int]:
+    """The daily window [start, end) that starts on ``day``, in epoch ms (a pure function of its
+    arguments, kept: every activity reading of a resident's devices moves their inactivity timer)."""
+    ws = dt.datetime.combine(day, start, tz)
+    we = dt.datetime.combine(day + dt.timedelta(days=1) if end < start else day, end, tz)
+    return int(ws.timestamp() * 1000), int(we.timestamp() * 1000)
+
+
 def add_active_time(start_ms: int, dur_ms: int, tz: ZoneInfo, start: dt.time, end: dt.time) -> int:
     """The instant at which ``dur_ms`` of time inside the daily active window has passed since
     ``start_ms`` (time outside the window - the night - does not count)."""
@@ -363,10 +373,7 @@ def add_active_time(start_ms: int, dur_ms: int, tz: ZoneInfo, start: dt.time, en
     cur = start_ms
     day0 = local(start_ms, tz).date() - dt.timedelta(days=1)
     for d in range(0, 800):
-        day = day0 + dt.timedelta(days=d)
-        ws = dt.datetime.combine(day, start, tz)
-        we = dt.datetime.combine(day + dt.timedelta(days=1) if end < start else day, end, tz)
-        ws_ms, we_ms = int(ws.timestamp() * 1000), int(we.timestamp() * 1000)
+        ws_ms, we_ms = _window_ms(day0 + dt.timedelta(days=d), start, end, tz)
         if we_ms <= cur:
             continue
         s = max(cur, ws_ms)
