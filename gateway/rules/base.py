@@ -84,12 +84,9 @@ _TIMER_UPSERT = (
 )
 
 
-class _NotPlain(Exception):
-    pass
-
-
 # Any: JSON values
 def _plain_copy(value: Any) -> Any:
+    """A deep copy of ``value`` if JSON gives it back as it is, else ``_MISSING``."""
     t = type(value)
     if t is str or t is int or t is bool or value is None or (t is float and math.isfinite(value)):
         return value
@@ -97,12 +94,21 @@ def _plain_copy(value: Any) -> Any:
         out = {}
         for k, v in value.items():
             if type(k) is not str:
-                raise _NotPlain
-            out[k] = _plain_copy(v)
+                return _MISSING
+            c = _plain_copy(v)
+            if c is _MISSING:
+                return _MISSING
+            out[k] = c
         return out
     if t is list:
-        return [_plain_copy(v) for v in value]
-    raise _NotPlain
+        items = []
+        for v in value:
+            c = _plain_copy(v)
+            if c is _MISSING:
+                return _MISSING
+            items.append(c)
+        return items
+    return _MISSING
 
 
 def decoded_copy(value: Any, text: str) -> Any:
@@ -110,10 +116,8 @@ def decoded_copy(value: Any, text: str) -> Any:
     when it holds only values JSON gives back as they are (str keys; str, int, bool, None, finite
     floats, dicts, lists), else decoded from ``text``. A timer armed on every toggle of a flapping
     door (a drained backlog) decoded its text each time (tests/test_rules_perf.py)."""
-    try:
-        return _plain_copy(value)
-    except _NotPlain:
-        return json.loads(text)
+    copy = _plain_copy(value)
+    return json.loads(text) if copy is _MISSING else copy
 
 
 class Timer(NamedTuple):
