@@ -5,6 +5,7 @@ the reading's own transaction, and the cache follows rollbacks (savepoints, a fa
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from edge_config import load_config
 from gateway.core.contract import BaseStage, BatchResult
 from gateway.rules import correlation, duration, immediate, inactivity, offline, threshold
-from gateway.rules.base import same_json
+from gateway.rules.base import _dumps, decoded_copy, same_json
 from tests.rules_harness import T0, Harness, write_rules_site
 
 
@@ -265,6 +266,36 @@ def test_repeated_normal_reading_does_not_query_incidents(h: Harness) -> None:
     assert [i["state"] for i in h.incidents()] == ["resolved", "new"]
 
 
+def test_a_flapping_door_asks_once_whether_its_notice_is_open(h: Harness) -> None:
+    """Every toggle of a flapping sensor checks its sensor_flapping notice (a drained backlog makes
+    every door flap): once the notice is known open it is not looked up again, until some key is
+    released; the notice then opens again as before."""
+    flapping_key = "door-b1|sensor_flapping"
+    sql: list[str] = []
+    h.store.conn.set_trace_callback(lambda s: sql.append(s) if "open_key=" in s and flapping_key in s else None)
+    n = h.engine.settings.flapping_max_changes
+    t = 0.0
+    for i in range(n + 1):
+        h.at(t)
+        h.send("door-b1", "state", {"contact": i % 2 == 0})
+        t += 1
+    [flap] = h.incidents()
+    assert flap["type"] == "sensor_flapping"
+    for i in range(6):  # flapping on: the notice is open
+        h.at(t)
+        h.send("door-b1", "state", {"contact": i % 2 == 1})
+        t += 1
+    asked = [s for s in sql if s.lstrip().upper().startswith("SELECT 1 FROM INCIDENTS")]
+    assert len(asked) <= 2, asked  # learnt in the first transaction after the one that opened it
+    h.engine.incidents.transition(h.store.conn, BatchResult(), flap["id"], "resolved", h.clock.wall_ms, h.clock.wall_ms)
+    for i in range(2):
+        h.at(t)
+        h.send("door-b1", "state", {"contact": i % 2 == 0})
+        t += 1
+    states = [(i["type"], i["state"]) for i in h.incidents()]
+    assert states == [("sensor_flapping", "resolved"), ("sensor_flapping", "new")]
+
+
 class ResolveFirst(BaseStage):
     """A stage before the rules that resolves one incident (as a ticket action would)."""
 
@@ -299,3 +330,28 @@ def test_rolled_back_release_leaves_the_key_open(h: Harness) -> None:
     assert "clear|door-b1|tamper" in h.engine.rs.timers
     h.at(20 + h.engine.settings.clear_hold_s + 1)
     assert [i["state"] for i in h.incidents()] == ["resolved"]
+
+
+def test_decoded_copy_is_what_the_stored_json_decodes_to() -> None:
+    """RuleStore keeps a timer's data / a state value as its stored text decodes; built directly
+    from the value when it is plain JSON (the common case), decoded from the text otherwise."""
+    values: list[Any] = [
+        {"reason": "settled", "ts_ms": 1_765_000_000_000},
+        {"since": 1, "reading": {"device": "d", "values": {"contact": False, "t": 21.5, "n": None}}, "l": [1, "x"]},
+        {"tuple": (1, 2)},  # a list once stored
+        {1: "int key"},  # a string key once stored
+        {"inf": float("inf"), "neg_zero": -0.0},
+        {"path": Path("/x")},  # not JSON: stored as its str()
+        "text",
+        7,
+        [True, {"a": []}],
+    ]
+    for value in values:
+        text = _dumps(value)
+        got = decoded_copy(value, text)
+        assert same_json(got, json.loads(text)), value
+        assert _dumps(got) == text
+    nested = {"reading": {"values": {"contact": True}}}
+    got = decoded_copy(nested, _dumps(nested))
+    nested["reading"]["values"]["contact"] = False  # the cache's copy is its own
+    assert got == {"reading": {"values": {"contact": True}}}

@@ -318,11 +318,12 @@ class MqttSession:
         n = 0
         with self._lock:
             gen, up = self.generation, self.connected
+            ack = self.client.ack
             for item in items:
                 if item.qos == 0:
                     n += 1
                 elif up and item.generation == gen:
-                    self.client.ack(item.mid, item.qos)
+                    ack(item.mid, item.qos)
                     n += 1
         return n
 

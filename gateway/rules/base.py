@@ -12,7 +12,9 @@ rollbacks (see :class:`RuleStore`); it is a read cache and a change filter, neve
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import math
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -80,6 +82,42 @@ _TIMER_UPSERT = (
     "INSERT INTO timers(key, rule, due_ms, armed_ms, data) VALUES (?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET"
     " rule=excluded.rule, due_ms=excluded.due_ms, armed_ms=excluded.armed_ms, data=excluded.data"
 )
+
+
+# Any: JSON values
+def _plain_copy(value: Any) -> Any:
+    """A deep copy of ``value`` if JSON gives it back as it is, else ``_MISSING``."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None or (t is float and math.isfinite(value)):
+        return value
+    if t is dict:
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                return _MISSING
+            c = _plain_copy(v)
+            if c is _MISSING:
+                return _MISSING
+            out[k] = c
+        return out
+    if t is list:
+        items = []
+        for v in value:
+            c = _plain_copy(v)
+            if c is _MISSING:
+                return _MISSING
+            items.append(c)
+        return items
+    return _MISSING
+
+
+def decoded_copy(value: Any, text: str) -> Any:
+    """``json.loads(text)`` where ``text`` is ``_dumps(value)``: a copy of ``value`` built directly
+    when it holds only values JSON gives back as they are (str keys; str, int, bool, None, finite
+    floats, dicts, lists), else decoded from ``text``. A timer armed on every toggle of a flapping
+    door (a drained backlog) decoded its text each time (tests/test_rules_perf.py)."""
+    copy = _plain_copy(value)
+    return json.loads(text) if copy is _MISSING else copy
 
 
 class Timer(NamedTuple):
@@ -228,7 +266,7 @@ class RuleStore:
             text = _dumps(value)
             if cur is not None and cur[1] == text:
                 return False
-            decoded = json.loads(text)
+            decoded = decoded_copy(value, text)
         assert self.conn is not None
         self.conn.execute(_STATE_UPSERT, (key, text, now))
         self._log(self.state, key, _MISSING if cur is None else cur)
@@ -277,7 +315,7 @@ class RuleStore:
         assert self.conn is not None
         self.conn.execute(_TIMER_UPSERT if replace else _TIMER_INSERT, (key, rule, due_ms, now, text))
         self._log(self.timers, key, _MISSING if cur is None else cur)
-        self.timers[key] = Timer(rule, due_ms, now, json.loads(text), text)
+        self.timers[key] = Timer(rule, due_ms, now, decoded_copy(payload, text), text)
         return True
 
     def timer_cancel(self, key: str) -> bool:
@@ -321,6 +359,15 @@ def in_window(ts_ms: int, tz: ZoneInfo, start: dt.time, end: dt.time, days: list
     return inside and (days is None or start_day.isoweekday() in days)
 
 
+@functools.lru_cache(maxsize=4096)
+def _window_ms(day: dt.date, start: dt.time, end: dt.time, tz: ZoneInfo) -> tuple[int, int]:
+    """The daily window [start, end) that starts on ``day``, in epoch ms (a pure function of its
+    arguments, kept: every activity reading of a resident's devices moves their inactivity timer)."""
+    ws = dt.datetime.combine(day, start, tz)
+    we = dt.datetime.combine(day + dt.timedelta(days=1) if end < start else day, end, tz)
+    return int(ws.timestamp() * 1000), int(we.timestamp() * 1000)
+
+
 def add_active_time(start_ms: int, dur_ms: int, tz: ZoneInfo, start: dt.time, end: dt.time) -> int:
     """The instant at which ``dur_ms`` of time inside the daily active window has passed since
     ``start_ms`` (time outside the window - the night - does not count)."""
@@ -330,10 +377,7 @@ def add_active_time(start_ms: int, dur_ms: int, tz: ZoneInfo, start: dt.time, en
     cur = start_ms
     day0 = local(start_ms, tz).date() - dt.timedelta(days=1)
     for d in range(0, 800):
-        day = day0 + dt.timedelta(days=d)
-        ws = dt.datetime.combine(day, start, tz)
-        we = dt.datetime.combine(day + dt.timedelta(days=1) if end < start else day, end, tz)
-        ws_ms, we_ms = int(ws.timestamp() * 1000), int(we.timestamp() * 1000)
+        ws_ms, we_ms = _window_ms(day0 + dt.timedelta(days=d), start, end, tz)
         if we_ms <= cur:
             continue
         s = max(cur, ws_ms)

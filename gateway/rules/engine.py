@@ -85,6 +85,13 @@ class RuleEngine(BaseStage):
         self._not_open: set[str] = set()
         self._opened_seen = inc.KeyChanges.opened
         self._released_base = -1  # nothing is learnt before the first transaction ends
+        # Keys known to hold an open incident (a flapping door asks on every toggle). Exact: a key
+        # is only learnt while no key was opened since the end of the last transaction (so it was
+        # open before this one began, and a rollback of this one cannot release it), and the set is
+        # forgotten whenever any key is released (``KeyChanges.released``).
+        self._open: set[str] = set()
+        self._open_released = inc.KeyChanges.released
+        self._opened_base = -1
 
     # --- configuration -------------------------------------------------------------------------
     def _build(self) -> None:
@@ -225,7 +232,15 @@ class RuleEngine(BaseStage):
     def is_open(self, ctx: Ctx, key: str) -> bool:
         if self._known_not_open(key):
             return False
+        kc = inc.KeyChanges
+        if kc.released != self._open_released:
+            self._open.clear()
+            self._open_released = kc.released
+        if key in self._open:
+            return True
         if ctx.conn.execute("SELECT 1 FROM incidents WHERE open_key=?", (key,)).fetchone() is not None:
+            if kc.opened == self._opened_base:
+                self._open.add(key)
             return True
         self._saw_not_open(key)
         return False
@@ -252,8 +267,9 @@ class RuleEngine(BaseStage):
     # Any: a reading value (number, bool or str, as decoded)
     def _note_change(self, ctx: Ctx, dev: Dev, k: str, value: Any, ts: int) -> None:
         pk = (dev.id, k)
-        prev = self._flap_prev.get(pk)
-        self._flap_prev[pk] = value
+        flap_prev = self._flap_prev
+        prev = flap_prev.get(pk)
+        flap_prev[pk] = value
         if prev is None or prev == value:
             return
         # The type's own threshold (doors: edge_config/device_types.py), else the site's; a reload
@@ -264,12 +280,15 @@ class RuleEngine(BaseStage):
             q = self._flap[pk] = deque(q or (), maxlen=limit)
         q.append(ctx.now)
         if len(q) == q.maxlen and ctx.now - q[0] <= self.settings.flapping_window_s * 1000:
-            trig = self.trigger(dev, "sensor_flapping", "device_health", "warning", None, ts, value=k)
-            if not self.is_open(ctx, trig.key):  # one notice, not an event per toggle
+            # While it flaps, every toggle lands here (a drained backlog compresses an hour of door
+            # use into seconds): the trigger is only built when a notice is raised.
+            key = self.key(dev.id, "sensor_flapping")
+            if not self.is_open(ctx, key):  # one notice, not an event per toggle
+                trig = self.trigger(dev, "sensor_flapping", "device_health", "warning", None, ts, value=k)
                 self.incidents.raise_or_repeat(ctx.conn, ctx.result, trig, ctx.now)
             # Settled = no change for a window: clear then.
             self.rs.timer_arm(
-                "clear|" + trig.key,
+                "clear|" + key,
                 "clear",
                 ctx.now + self.settings.flapping_window_s * 1000,
                 ctx.now,
@@ -297,6 +316,7 @@ class RuleEngine(BaseStage):
         # The transaction is about to commit: its releases are settled either way (a failed
         # COMMIT leaves the keys open, and the next query sees that).
         self._released_base = inc.KeyChanges.released
+        self._opened_base = inc.KeyChanges.opened
 
     def tick(self, conn: sqlite3.Connection, result: BatchResult, now_ms: int) -> None:
         if not self.settings.enabled:

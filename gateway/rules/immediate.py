@@ -58,6 +58,13 @@ def open_key(eng: RuleHost, ctx: Ctx, dev: Dev, typ: str, ts_ms: int) -> str:
 
 def on_reading(eng: RuleHost, ctx: Ctx, dev: Dev, res: Resolved, facts: Facts) -> None:
     vals = res.reading.values
+    # Most readings carry none of these keys (a door's contact and battery): looked for among the
+    # reading's few values first; the evaluation itself keeps the table's order.
+    for k in vals:
+        if k in IMMEDIATE:
+            break
+    else:
+        return
     for k, (typ, cat, sev) in IMMEDIATE.items():
         v = vals.get(k)
         if v is True:
