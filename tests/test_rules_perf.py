@@ -273,7 +273,8 @@ def test_a_flapping_door_asks_once_whether_its_notice_is_open(h: Harness) -> Non
     flapping_key = "door-b1|sensor_flapping"
     sql: list[str] = []
     h.store.conn.set_trace_callback(lambda s: sql.append(s) if "open_key=" in s and flapping_key in s else None)
-    n = h.engine.settings.flapping_max_changes
+    door = h.engine.devices["door-b1"]  # a door's own threshold (20), else the site's
+    n = door.settings.flapping_max_changes or h.engine.settings.flapping_max_changes
     t = 0.0
     for i in range(n + 1):
         h.at(t)
