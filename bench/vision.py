@@ -180,7 +180,7 @@ def main() -> int:
         )
         print(f"accuracy CPU time: {time.process_time() - t0:.0f} s")
         for gen, line in summary.items():
-            print(f"generator {gen}: {line}")
+            print(f"generator {gen}: {line.replace('{fps}', result)}")
         result = summary[gens[-1]].replace("{fps}", result)
     print(f"RESULT {result}")
     return 0
