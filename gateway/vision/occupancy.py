@@ -12,6 +12,9 @@ Per frame (docs/vision.md "The occupancy method"):
    saturated (glare, a headlight into the lens), the space is ``unknown``.
 5. **Adaptation**: a space called empty with p below ``Weights.adapt_below`` in a usable frame
    updates its adapted reference; an occupied or unknown space never does.
+6. **Evidence across frames** (gateway/vision/temporal.py): an unchanged space holds its
+   confident state; a car's arrival or departure between two stable runs teaches the adapted
+   reference the run that was the bay empty.
 """
 
 from __future__ import annotations

@@ -2,23 +2,26 @@
 empty bay stays empty, and a car that arrives or leaves changes its bay.
 
 Per space, each usable frame is compared with the space's previous usable frame (the coarse log
-plane of gateway/vision/features.py, the view's illumination change taken off, so a cloud or
-the camera's exposure does not count):
+plane of gateway/vision/features.py, the view's change of median log level taken off, so a cloud
+or the camera's exposure does not count): **unchanged** when fewer than :data:`STILL` of the
+space's pixels, and fewer than :data:`STILL_CELL` of any 3 x 3 cell's, depart by more than
+:data:`CHANGED`. Consecutive unchanged frames are one *run*.
 
-- **unchanged** (fewer than :data:`STILL` of the space's pixels, and fewer than
-  :data:`STILL_CELL` of any 3 x 3 cell's, departing by more than :data:`CHANGED`): the space is in
-  the same *run* as before. The model's log-odds of the run's frames (the last :data:`RUN`) are
-  averaged, which takes out what changes from frame to frame (rain streaks, noise, a headlight's
-  sweep, the strength of a reflection) but not what stays (a puddle, a pillar: averaging a
-  systematic error does not fix it, nor does it make it more confident). And the last confident
-  state is **held**: an unchanged space that the averaged model calls ``unknown``, or calls the
-  other way with less than :data:`HOLD` confidence, keeps the state it had.
-- **changed** (a car arrived or left, a person walked in, a headlight swept across): a new run
-  starts from this frame's model answer alone; nothing is held across a change.
+- **Hold**: an unchanged space keeps the last confident state of its run when this frame's
+  answer is ``unknown`` or the other way with confidence under :data:`HOLD` (the caller,
+  gateway/vision/occupancy.py, applies it). A change or an unusable frame ends the run.
+- **A change event shows the bay empty**: when a run of at least :data:`STABLE` frames ends in a
+  change and the model's log-odds jump by at least :data:`JUMP` across it, the low side was the
+  bay empty. An *arrival* (up) returns the run before (its last frame's pixels and light) to teach
+  the space's adapted reference; a *departure* (down) returns the bay as the car left it once it
+  stays unchanged one more frame. The empty side must have p below :data:`TEACH_BELOW` (not a car
+  to the model itself). A one-frame run (a person walking through, a headlight's sweep) teaches
+  nothing, and an occupied bay whose look changes every frame never has a run.
 
-The answer's ``p`` is the run's averaged probability, so the adapted references
-(gateway/vision/adaptive.py) still learn only from a space whose answer is confidently empty.
-State: one coarse plane per space (4 bytes per space pixel) and a few numbers.
+Nothing here changes the model's probability: an answer's ``p`` is the frame's own, so the
+ordinary rule (a confident "empty" call teaches) is as before.
+State per space: its pixels in the previous usable frame (20 bytes per space pixel) and a few
+numbers.
 """
 
 from __future__ import annotations
