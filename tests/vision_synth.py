@@ -41,6 +41,7 @@ going, so per-space references can adapt.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -195,43 +196,69 @@ def _centre(lot: Lot, k: int) -> tuple[np.ndarray, float, float]:
     return hom, (x0 + x1) / 2, (y0 + y1) / 2
 
 
+def _vehicle_rng(lot: Lot, ident: int, split: str) -> np.random.Generator:
+    """The random stream of one parked vehicle: the same at every frame while it stays."""
+    return np.random.default_rng([lot.seed, ident, SPLIT_SEED[split], 5])
+
+
 def _place(
-    lot: Lot, rng: np.random.Generator, cond: str, occupied: list[bool]
-) -> tuple[list[tuple[float, str, object]], list[str]]:
-    """Decide what stands where: (sort depth, kind, drawing closure args) and the space kinds."""
+    lot: Lot,
+    rng: np.random.Generator,
+    cond: str,
+    occupied: list[bool],
+    vehicles: Sequence[int] | None = None,
+    straddlers: Sequence[tuple[int, int, int]] | None = None,
+    split: str = "tune",
+) -> tuple[list[tuple[float, str, object, np.random.Generator]], list[str]]:
+    """Decide what stands where: (sort depth, kind, drawing args, the stream its look is drawn
+    from) and the space kinds. Without ``vehicles`` every vehicle is drawn anew from the frame's
+    ``rng`` (placement, size, colour, lights); with it, ``vehicles[k]`` (>= 0) identifies the
+    vehicle parked in space ``k`` and its look comes from its own stream, so it is the same car
+    in every frame until it leaves; ``straddlers`` (space a, space b, vehicle) likewise."""
     n = len(lot.spaces)
     kinds = ["car" if o else "" for o in occupied]
-    items: list[tuple[float, str, object]] = []
+    items: list[tuple[float, str, object, np.random.Generator]] = []
     straddled: set[int] = set()
-    if cond == "straddle" and lot.neighbours:
-        for a, b in [lot.neighbours[int(i)] for i in rng.permutation(len(lot.neighbours))[:2]]:
-            if a in straddled or b in straddled:
-                continue
-            straddled |= {a, b}
-            occupied[a] = occupied[b] = True
-            kinds[a] = kinds[b] = "straddle"
-            hom, _x0, cy = _centre(lot, a)
-            items.append((cy, "car", (hom, lot.ground[a][1][2] + rng.uniform(-0.3, 0.3), cy)))
+    if vehicles is not None:
+        pairs = [(a, b, _vehicle_rng(lot, v, split)) for a, b, v in straddlers or ()]
+    elif cond == "straddle" and lot.neighbours:
+        pairs = [(a, b, rng) for a, b in [lot.neighbours[int(i)] for i in rng.permutation(len(lot.neighbours))[:2]]]
+    else:
+        pairs = []
+    for a, b, vr in pairs:
+        if a in straddled or b in straddled:
+            continue
+        straddled |= {a, b}
+        occupied[a] = occupied[b] = True
+        kinds[a] = kinds[b] = "straddle"
+        hom, _x0, cy = _centre(lot, a)
+        items.append((cy, "car", (hom, lot.ground[a][1][2] + vr.uniform(-0.3, 0.3), cy), vr))
     for k in range(n):
         if not occupied[k] or k in straddled:
             continue
         hom, cx, cy = _centre(lot, k)
-        if cond == "motorbike" and rng.random() < 0.6:
+        vr = rng if vehicles is None else _vehicle_rng(lot, vehicles[k], split)
+        if cond == "motorbike" and vr.random() < 0.6:
             kinds[k] = "motorbike"
-            items.append((cy, "motorbike", (hom, cx + rng.uniform(-0.5, 0.5), cy + rng.uniform(-1.0, 1.0))))
+            items.append((cy, "motorbike", (hom, cx + vr.uniform(-0.5, 0.5), cy + vr.uniform(-1.0, 1.0)), vr))
         else:
-            items.append((cy, "car", (hom, cx + rng.uniform(-0.3, 0.3), cy + rng.uniform(-0.35, 0.35))))
+            items.append((cy, "car", (hom, cx + vr.uniform(-0.3, 0.3), cy + vr.uniform(-0.35, 0.35)), vr))
     if cond == "people":
         empty = [k for k in range(n) if not occupied[k]]
         for k in [empty[int(i)] for i in rng.permutation(len(empty))[: int(rng.integers(2, 5))]]:
             hom, cx, cy = _centre(lot, k)
             kinds[k] = "person" if rng.random() < 0.55 else "bicycle"
-            items.append((cy + 1, kinds[k], (hom, cx + rng.uniform(-0.6, 0.6), cy + rng.uniform(-1.5, 1.5))))
+            items.append((cy + 1, kinds[k], (hom, cx + rng.uniform(-0.6, 0.6), cy + rng.uniform(-1.5, 1.5)), rng))
     return items, kinds
 
 
 def _occluders(
-    img: np.ndarray, lot: Lot, rng: np.random.Generator, sc: np.random.Generator, feet: list[np.ndarray]
+    img: np.ndarray,
+    lot: Lot,
+    rng: np.random.Generator,
+    sc: np.random.Generator,
+    feet: list[np.ndarray],
+    lights: list[np.random.Generator],
 ) -> None:
     """Pillars and trees (fixed for the scene) and passing cars in front of a row: they hide part
     of the spaces behind."""
@@ -247,6 +274,7 @@ def _occluders(
         col = _colour(rng, lot, False)
         x = x0 + rng.uniform(0, x1 - x0)
         feet.append(ob.car(img, shadow, hom, lot.tall, x, y1 + rng.uniform(1.2, 2.0), 4.4, 1.8, math.pi / 2, col, rng))
+        lights.append(rng)
 
 
 def render(
@@ -257,16 +285,26 @@ def render(
     occupancy: float = 0.5,
     occupied: list[bool] | None = None,
     scene: int | None = None,
+    vehicles: Sequence[int] | None = None,
+    straddlers: Sequence[tuple[int, int, int]] | None = None,
 ) -> Frame:
     """One frame of ``lot`` under ``condition``; ``occupied`` fixes which spaces hold a vehicle
     (else each with probability ``occupancy``). ``scene`` seeds what stays put while the
     condition lasts (puddles, lamps, fog, glare, lens dirt, the camera's pointing, pillars);
-    default: ``seed``, i.e. a scene of its own."""
+    default: ``seed``, i.e. a scene of its own. ``vehicles`` (one per space, -1 = none; with
+    ``straddlers``) makes parked vehicles persistent: each is drawn from its own stream, so the
+    same vehicle looks the same (colour, place, lights) in every frame it is in (see
+    :func:`sequence`); then ``occupied`` follows from them."""
     cond_index = (CONDITIONS + UNUSABLE).index(condition)
     rng = np.random.default_rng([lot.seed, seed, cond_index, SPLIT_SEED[split]])
     sc = np.random.default_rng([lot.seed, seed if scene is None else scene, cond_index, SPLIT_SEED[split], 1])
     h, w = lot.base.shape[:2]
-    occ = list(occupied) if occupied is not None else [bool(rng.random() < occupancy) for _ in lot.spaces]
+    if vehicles is not None:
+        occ = [v >= 0 for v in vehicles]
+    elif occupied is not None:
+        occ = list(occupied)
+    else:
+        occ = [bool(rng.random() < occupancy) for _ in lot.spaces]
     img = lot.base.copy()
     params: dict[str, float] = {}
     if condition == "rain":
@@ -274,29 +312,27 @@ def render(
         puddle = wx.blobs(sc, (h, w), int(sc.integers(3, 9)), (15, 60), 4.0)
         img = img * wet * (1 - puddle[..., None]) + (img * 0.5 + _u(sc, 90, 150)) * puddle[..., None]
         params["wet"] = wet
-    items, kinds = _place(lot, rng, condition, occ)
+    items, kinds = _place(lot, rng, condition, occ, vehicles, straddlers, split)
     before = img.copy()
     shadow = np.zeros((h, w), np.float32)
     feet: list[np.ndarray] = []
-    for _d, kind, args in sorted(items, key=lambda t: t[0]):
+    lights: list[np.random.Generator] = []  # the stream that decides each car's parking lights
+    for _d, kind, args, vr in sorted(items, key=lambda t: t[0]):
         hom, cx, cy = args  # type: ignore[misc]
         if kind == "car":
-            length, width = _u(rng, 3.6, 4.9), _u(rng, 1.6, 1.95)
-            col = _colour(rng, lot, condition == "ground_colour" and rng.random() < 0.8)
-            feet.append(
-                ob.car(img, shadow, hom, lot.tall, cx, cy, length, width, math.radians(_u(rng, -6, 6)), col, rng)
-            )
+            length, width = _u(vr, 3.6, 4.9), _u(vr, 1.6, 1.95)
+            col = _colour(vr, lot, condition == "ground_colour" and vr.random() < 0.8)
+            feet.append(ob.car(img, shadow, hom, lot.tall, cx, cy, length, width, math.radians(_u(vr, -6, 6)), col, vr))
+            lights.append(vr)
         elif kind == "motorbike":
-            ob.motorbike(
-                img, shadow, hom, lot.tall, cx, cy, math.radians(_u(rng, -10, 10)), _colour(rng, lot, False), rng
-            )
+            ob.motorbike(img, shadow, hom, lot.tall, cx, cy, math.radians(_u(vr, -10, 10)), _colour(vr, lot, False), vr)
         elif kind == "person":
-            ob.person(img, hom, lot.tall, cx, cy, rng)
+            ob.person(img, hom, lot.tall, cx, cy, vr)
         else:
-            ob.bicycle(img, hom, lot.tall, cx, cy, rng)
+            ob.bicycle(img, hom, lot.tall, cx, cy, vr)
     if condition == "occlusion":
         pre = img.copy()
-        _occluders(img, lot, rng, sc, feet)
+        _occluders(img, lot, rng, sc, feet, lights)
         changed = np.abs(img - pre).max(axis=2) > 2
         for k, poly in enumerate(lot.spaces):
             m = np.zeros((h, w), np.uint8)
@@ -306,7 +342,7 @@ def render(
     objects = (np.abs(img - before).max(axis=2) > 2).astype(np.float32)
     contact = 0.15 if condition in ("overcast", "fog", "rain") else 0.45
     img *= (1 - contact * cv2.GaussianBlur(shadow, (0, 0), 2.0))[..., None]
-    img = _light(img, lot, rng, sc, condition, feet, objects, params)
+    img = _light(img, lot, rng, sc, condition, feet, lights, objects, params)
     img = _lens(img, rng, sc, condition, params)
     return Frame(_jpeg(np.clip(img, 0, 255).astype(np.uint8), int(params["jpeg_q"])), occ, condition, params, kinds)
 
@@ -318,6 +354,7 @@ def _light(
     sc: np.random.Generator,
     cond: str,
     feet: list[np.ndarray],
+    lights: list[np.random.Generator],
     objects: np.ndarray,
     params: dict[str, float],
 ) -> np.ndarray:
@@ -356,7 +393,7 @@ def _light(
         wx.rain_streaks(img, rng, int(rng.integers(150, 500)))
     elif cond in ("night", "dusk"):
         wx.headlights(img, rng, int(rng.integers(0, 3)))
-        wx.car_lights(img, rng, feet, 0.3 if cond == "night" else 0.15)
+        wx.car_lights(img, lights, feet, 0.3 if cond == "night" else 0.15)
     elif cond == "fog":
         params["fog_t"] = t = _u(sc, 0.4, 0.75) * _u(rng, 0.95, 1.05)
         img = wx.fog(img, sc, t)
@@ -416,16 +453,53 @@ def _lens(
     return img
 
 
-def sequence(lot: Lot, condition: str, seed: int, n: int, split: str = "tune") -> list[Frame]:
+def sequence(lot: Lot, condition: str, seed: int, n: int, split: str = "tune", persistent: bool = False) -> list[Frame]:
     """``n`` frames of one lot under one condition, as a camera sees them over a while: each space
-    starts free or taken (even odds) and changes between frames with probability 0.3."""
+    starts free or taken (even odds) and changes between frames with probability 0.3.
+
+    ``persistent`` False (the generator before 2026-12-06, kept for comparison): every parked
+    vehicle is drawn anew in every frame (new colour, size, place within the bay, lights), and
+    under ``straddle`` two new pairs of bays are straddled in every frame. True (what a real
+    camera sees): a vehicle that arrives stays the same vehicle (colour, size, place, lights) in
+    every frame until it leaves; a later arrival is another vehicle. Under ``straddle`` up to two
+    pairs of neighbouring bays, chosen per sequence, are straddled by one car each, which comes
+    (into two empty bays: their own cars leave first) and goes with the same probability 0.3 and
+    starts present. Per-frame things stay per-frame either way: people and bicycles, cars passing
+    in the aisle, headlight cones, rain streaks and reflections' strength, noise, light drift,
+    wind jitter, JPEG quality."""
     rng = np.random.default_rng([lot.seed, seed, 77, SPLIT_SEED[split]])
     occ = [bool(rng.random() < 0.5) for _ in lot.spaces]
     out = []
+    if not persistent:
+        for j in range(n):
+            if j:
+                occ = [o != bool(rng.random() < 0.3) for o in occ]
+            out.append(render(lot, seed * 1000 + j, condition, split, occupied=occ, scene=seed))
+        return out
+    counter = iter(range(seed * 10_000, (seed + 1) * 10_000))
+    vehicles = [next(counter) if o else -1 for o in occ]
+    pairs: list[tuple[int, int]] = []
+    if condition == "straddle":
+        for a, b in [lot.neighbours[int(i)] for i in rng.permutation(len(lot.neighbours))[:2]]:
+            if not any({a, b} & {c, d} for c, d in pairs):
+                pairs.append((a, b))
+    straddlers = [next(counter) for _ in pairs]  # -1 = gone
     for j in range(n):
         if j:
-            occ = [o != bool(rng.random() < 0.3) for o in occ]
-        out.append(render(lot, seed * 1000 + j, condition, split, occupied=occ, scene=seed))
+            for i in range(len(pairs)):
+                if rng.random() < 0.3:
+                    straddlers[i] = -1 if straddlers[i] >= 0 else next(counter)
+            covered = {k for (a, b), v in zip(pairs, straddlers, strict=True) if v >= 0 for k in (a, b)}
+            for k in range(len(vehicles)):
+                if rng.random() < 0.3 and k not in covered:
+                    vehicles[k] = -1 if vehicles[k] >= 0 else next(counter)
+        covered = {k for (a, b), v in zip(pairs, straddlers, strict=True) if v >= 0 for k in (a, b)}
+        for k in covered:
+            vehicles[k] = -1  # a straddling car stands where the bays' own cars were
+        present = [(a, b, v) for (a, b), v in zip(pairs, straddlers, strict=True) if v >= 0]
+        out.append(
+            render(lot, seed * 1000 + j, condition, split, scene=seed, vehicles=list(vehicles), straddlers=present)
+        )
     return out
 
 

@@ -11,6 +11,7 @@ sun glare, a dirty or misted lens, and camera shake or re-pointing. The *unusabl
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -65,9 +66,11 @@ def headlights(img: np.ndarray, rng: np.random.Generator, n: int) -> None:
         img += (cone * rng.uniform(40, 100))[..., None] * np.float32([0.9, 1.0, 1.0])
 
 
-def car_lights(img: np.ndarray, rng: np.random.Generator, feet: list[np.ndarray], share: float) -> None:
-    """Parked cars with their lights on: two bright spots at the near end of the footprint."""
-    for foot in feet:
+def car_lights(img: np.ndarray, rngs: Sequence[np.random.Generator], feet: list[np.ndarray], share: float) -> None:
+    """Parked cars with their lights on: two bright spots at the near end of the footprint;
+    ``rngs[i]`` decides for ``feet[i]`` (a persistent car's own stream keeps its lights as they
+    were)."""
+    for foot, rng in zip(feet, rngs, strict=True):
         if rng.random() >= share:
             continue
         near = foot[np.argsort(foot[:, 1])[-6:]]

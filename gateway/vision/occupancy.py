@@ -12,6 +12,9 @@ Per frame (docs/vision.md "The occupancy method"):
    saturated (glare, a headlight into the lens), the space is ``unknown``.
 5. **Adaptation**: a space called empty with p below ``Weights.adapt_below`` in a usable frame
    updates its adapted reference; an occupied or unknown space never does.
+6. **Evidence across frames** (gateway/vision/temporal.py): an unchanged space holds its
+   confident state; a car's arrival or departure between two stable runs teaches the adapted
+   reference the run that was the bay empty.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from gateway.vision import features as ft
 from gateway.vision import weights as fitted
 from gateway.vision.adaptive import SpaceLooks
 from gateway.vision.quality import Aligner, FrameCheck, Quality
+from gateway.vision.temporal import HOLD, Track
 from gateway.vision.veil import Veil
 
 MAX_SATURATED_SPACE = 0.5  # a space more than half saturated cannot be judged
@@ -106,6 +110,9 @@ class OccupancyModel:
         self.ref_view = ft.view_stats(ref, self.background)
         self.ref_pixels = [ft.Pixels.take(ref, sp) for sp in self.spaces]
         self.looks = [SpaceLooks() for _ in self.spaces]
+        self.tracks = [Track() for _ in self.spaces]
+        self.temporal = True  # evidence across frames (gateway/vision/temporal.py)
+        self.revealed: list[tuple[ft.Pixels, ft.ViewStats] | None] = [None] * len(self.spaces)
         self.check = FrameCheck(reference)
         self.aligner = Aligner(reference)
         self.tick = 0
@@ -133,27 +140,46 @@ class OccupancyModel:
         return Measurement(q, np.array(rows, np.float64), pixels, view, np.array(sats))
 
     def decide(self, m: Measurement) -> list[Decision]:
-        if m.x is None or m.sat is None:
+        """Per space: the model's answer, held where the space is unchanged since it was confident
+        (gateway/vision/temporal.py). Change events that show the bay empty are kept in
+        ``self.revealed`` for :meth:`learn`."""
+        self.revealed = [None] * len(self.spaces)
+        if m.x is None or m.sat is None or m.pixels is None or m.view is None:
+            for track in self.tracks:
+                track.forget()
             return [Decision("unknown", 0.5, 0.0, m.quality.reason) for _ in self.spaces]
         out = []
         w = self.weights
-        for p, sat in zip(w.p(m.x), m.sat, strict=True):
+        for i, (sp, track, px, p_frame, sat) in enumerate(
+            zip(self.spaces, self.tracks, m.pixels, w.p(m.x), m.sat, strict=True)
+        ):
+            p, held = float(p_frame), None
+            if self.temporal:
+                held, self.revealed[i] = track.update(sp, px, m.view, p)
             conf = float(max(p, 1 - p))
             if sat > MAX_SATURATED_SPACE:
-                out.append(Decision("unknown", float(p), conf, "glare"))
+                d = Decision("unknown", p, conf, "glare")
             elif conf < w.confident:
-                out.append(Decision("unknown", float(p), conf, "low_confidence"))
+                d = Decision("unknown", p, conf, "low_confidence")
             else:
-                out.append(Decision("occupied" if p >= 0.5 else "empty", float(p), conf))
+                d = Decision("occupied" if p >= 0.5 else "empty", p, conf)
+            if held is not None and d.state != held and d.reason != "glare" and conf < HOLD:
+                d = Decision(held, p, conf)  # unchanged since it was confidently so
+            if d.state != "unknown":
+                track.state = d.state
+            out.append(d)
         return out
 
     def learn(self, m: Measurement, empty: Sequence[bool]) -> None:
-        """Teach the adapted references of the spaces marked ``empty`` (usable frames only)."""
+        """Teach the adapted references of the spaces marked ``empty`` (usable frames only), and
+        of those a change event has just shown empty (:meth:`decide`)."""
         if m.pixels is None or m.view is None:
             return
-        for looks, px, e in zip(self.looks, m.pixels, empty, strict=True):
+        for looks, px, e, shown in zip(self.looks, m.pixels, empty, self.revealed, strict=True):
             if e:
                 looks.learn(px, m.view, self.tick)
+            elif shown is not None:
+                looks.learn(shown[0], shown[1], self.tick)
 
     def classify(self, image: np.ndarray) -> dict[str, Decision]:
         """space id -> decision; confidently empty spaces then adapt their references."""
@@ -164,4 +190,4 @@ class OccupancyModel:
 
     @property
     def adapted_bytes(self) -> int:
-        return sum(lk.nbytes for lk in self.looks)
+        return sum(lk.nbytes for lk in self.looks) + sum(t.nbytes for t in self.tracks)
