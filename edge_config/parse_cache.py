@@ -18,6 +18,7 @@ skipped; a changed file misses and is parsed again.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import io
 import logging
@@ -38,6 +39,7 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not plain config data")
 
 
+@functools.cache  # the installed parser does not change under a running process
 def _parser_version() -> str:
     # From the installed package's metadata: importing ruamel.yaml for its __version__ cost ~10 ms
     # of CPU at every cached start (the parser itself is not needed then).

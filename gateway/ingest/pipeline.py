@@ -159,7 +159,6 @@ class Pipeline:
         self.last_commit_error: str | None = None
         self.committed_total = 0
         self._values: dict[str, dict[str, Any]] = {}
-        self._msg_counters: dict[str, str] = {}  # driver -> its counter's name
         self._online: dict[str, int | None] = {}
         self._last_seen: dict[str, int] = {}
         self._retained: dict[str, int] = {}
@@ -536,10 +535,7 @@ class Pipeline:
         except Exception as exc:  # a driver bug must not stall ingest: dead-letter and go on
             buf.dead.append(self._dead(item, spec.name, "driver_bug", f"{type(exc).__name__}: {exc}"[:300]))
             return
-        counter = self._msg_counters.get(spec.name)
-        if counter is None:
-            counter = self._msg_counters[spec.name] = f"messages.{spec.name}"
-        buf.counters[counter] += 1
+        buf.counters[f"messages.{spec.name}"] += 1
         flags = st.FLAG_RETAINED if item.retain else 0
         if item.session == LIFE_SAFETY:
             flags |= st.FLAG_LIFE_SAFETY
@@ -713,13 +709,11 @@ class Pipeline:
 
     def _apply_state(self, dev: DeviceInfo, r: Reading, ts: int, rx: int, retained: bool, buf: _BatchBuffer) -> None:
         touched, result = buf.touched, buf.result
+        vals = self._values.get(dev.id)  # not setdefault: that builds a throwaway dict per message
+        if vals is None:
+            vals = self._values[dev.id] = {}
         if r.kind != "event":
-            vals = self._values.get(dev.id)
-            if vals is None:
-                vals = self._values[dev.id] = {}
             vals.update(r.values)
-        elif dev.id not in self._values:
-            self._values[dev.id] = {}
         battery = r.values.get("battery")
         prev = touched.get(dev.id)
         prev_rx, prev_bat = (self._last_seen.get(dev.id, 0), None) if prev is None else prev
