@@ -11,8 +11,10 @@ A space is a fixed set of pixels (its polygon shrunk by 8 %: painted lines, a ne
 overhang), split into a 3 x 3 grid of cells. Statistics are computed over the whole space and per
 cell with ``np.bincount`` (no Python loop over cells); the **median over cells** ignores a pole,
 a trunk or a person covering a third of the space, which a car covering most cells does not.
-The same function compares the frame with the calibrated reference and with the space's adapted
-reference (gateway/vision/adaptive.py), which is only the space's pixels, so both are 1-D arrays.
+The same function compares the frame with the calibrated reference, with the calibrated reference
+under the light the background shows now (gateway/vision/lightfield.py) and with the space's
+adapted reference (gateway/vision/adaptive.py), which is only the space's pixels, so all are 1-D
+arrays.
 """
 
 from __future__ import annotations
@@ -61,7 +63,10 @@ PAIR = (
 FRAME = (
     "sat",  # share of the space's pixels saturated
 )
-FEATURES = PAIR + tuple("a_" + f for f in PAIR) + FRAME
+# Three references per space: the calibrated image (no prefix), the calibrated image under the
+# light the background shows now ("p_", gateway/vision/lightfield.py), and the space's adapted look
+# for this light ("a_"; the predicted reference again where the space has none yet).
+FEATURES = PAIR + tuple("p_" + f for f in PAIR) + tuple("a_" + f for f in PAIR) + FRAME
 
 
 @dataclass

@@ -28,6 +28,7 @@ import numpy as np
 from gateway.vision import features as ft
 from gateway.vision import weights as fitted
 from gateway.vision.adaptive import SpaceLooks
+from gateway.vision.lightfield import LightField
 from gateway.vision.quality import Aligner, FrameCheck, Quality
 from gateway.vision.temporal import HOLD, Track
 from gateway.vision.veil import Veil
@@ -109,6 +110,8 @@ class OccupancyModel:
         self.veil = Veil(ref_gray.astype(np.float32), self.background)
         self.ref_view = ft.view_stats(ref, self.background)
         self.ref_pixels = [ft.Pixels.take(ref, sp) for sp in self.spaces]
+        self.ref_log = ref.log
+        self.light = LightField(self.shape, self.background)
         self.looks = [SpaceLooks() for _ in self.spaces]
         self.tracks = [Track() for _ in self.spaces]
         self.temporal = True  # evidence across frames (gateway/vision/temporal.py)
@@ -128,13 +131,20 @@ class OccupancyModel:
         fr = ft.prepare(self.aligner.apply(image), self.veil)
         view = ft.view_stats(fr, self.background)
         rows, pixels, sats = [], [], []
+        field = self.light.field(fr.log, self.ref_log).ravel()
+        # The predicted reference already carries the light change, so its view level is the frame's;
+        # colour cast and sharpness are still the calibrated image's, taken off as for it.
+        pred_view = ft.ViewStats(view.level, self.ref_view.a, self.ref_view.b, self.ref_view.gmed)
         for sp, ref_px, looks in zip(self.spaces, self.ref_pixels, self.looks, strict=True):
             px = ft.Pixels.take(fr, sp)
             static = ft.pair_features(sp, px, view, ref_px, self.ref_view)
+            light = field[sp.index]
+            pred_px = ft.Pixels(ref_px.log + light, ref_px.coarse + light, ref_px.grad, ref_px.a, ref_px.b)
+            predicted = ft.pair_features(sp, px, view, pred_px, pred_view)
             match = looks.match(view, self.tick)
-            adapted = ft.pair_features(sp, px, view, *match) if match is not None else static
+            adapted = ft.pair_features(sp, px, view, *match) if match is not None else predicted
             sat = ft.saturated(px)
-            rows.append(static + adapted + [sat])
+            rows.append(static + predicted + adapted + [sat])
             pixels.append(px)
             sats.append(sat)
         return Measurement(q, np.array(rows, np.float64), pixels, view, np.array(sats))
