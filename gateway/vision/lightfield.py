@@ -26,15 +26,17 @@ PRIOR = 1e-5  # weight of the view's median change where there is no background
 
 
 class LightField:
-    """The background samples' places on the grid; :meth:`field` per frame."""
+    """The reference's log grey at the background samples and their places on the grid;
+    :meth:`field` per frame."""
 
-    def __init__(self, shape: tuple[int, int], background: np.ndarray) -> None:
+    def __init__(self, shape: tuple[int, int], background: np.ndarray, ref_log: np.ndarray) -> None:
         h, w = shape
         self.shape = shape
         self.grid = ((h + CELL - 1) // CELL, (w + CELL - 1) // CELL)
         ys, xs = np.divmod(background, w)
-        self.cell = (ys // CELL) * self.grid[1] + xs // CELL
+        self.cell = ((ys // CELL) * self.grid[1] + xs // CELL).astype(np.int32)
         self.index = background
+        self.ref = ref_log.ravel()[background].astype(np.float64)
         self.n = self.grid[0] * self.grid[1]
 
     def _spread(self, d: np.ndarray, wt: np.ndarray, prior: float) -> np.ndarray:
@@ -44,9 +46,9 @@ class LightField:
         den_b = np.asarray(cv2.GaussianBlur(den, (0, 0), SIGMA))
         return np.asarray((num_b + PRIOR * prior) / (den_b + PRIOR), np.float32)
 
-    def field(self, frame_log: np.ndarray, ref_log: np.ndarray) -> np.ndarray:
+    def field(self, frame_log: np.ndarray) -> np.ndarray:
         """Image-sized log change of the light (frame minus reference) predicted from the background."""
-        d = (frame_log.ravel()[self.index] - ref_log.ravel()[self.index]).astype(np.float64)
+        d = frame_log.ravel()[self.index] - self.ref
         prior = float(np.median(d))
         grid = self._spread(d, np.ones_like(d), prior)
         r = d - grid.ravel()[self.cell]

@@ -110,8 +110,7 @@ class OccupancyModel:
         self.veil = Veil(ref_gray.astype(np.float32), self.background)
         self.ref_view = ft.view_stats(ref, self.background)
         self.ref_pixels = [ft.Pixels.take(ref, sp) for sp in self.spaces]
-        self.ref_log = ref.log
-        self.light = LightField(self.shape, self.background)
+        self.light = LightField(self.shape, self.background, ref.log)
         self.looks = [SpaceLooks() for _ in self.spaces]
         self.tracks = [Track() for _ in self.spaces]
         self.temporal = True  # evidence across frames (gateway/vision/temporal.py)
@@ -131,7 +130,7 @@ class OccupancyModel:
         fr = ft.prepare(self.aligner.apply(image), self.veil)
         view = ft.view_stats(fr, self.background)
         rows, pixels, sats = [], [], []
-        field = self.light.field(fr.log, self.ref_log).ravel()
+        field = self.light.field(fr.log).ravel()
         # The predicted reference already carries the light change, so its view level is the frame's;
         # colour cast and sharpness are still the calibrated image's, taken off as for it.
         pred_view = ft.ViewStats(view.level, self.ref_view.a, self.ref_view.b, self.ref_view.gmed)
