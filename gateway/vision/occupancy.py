@@ -5,8 +5,10 @@ Per frame (docs/vision.md "The occupancy method"):
 1. **Quality** (gateway/vision/quality.py): a covered, fogged-over, glared-out or frozen frame
    is unusable: every space is ``unknown`` and nothing is learnt from it.
 2. **Registration**: the camera's small movements are measured against the reference and undone.
-3. **Features** (gateway/vision/features.py), per space, against the calibrated reference and
-   against the space's adapted reference for the current light (gateway/vision/adaptive.py).
+3. **Features** (gateway/vision/features.py), per space, against the calibrated reference,
+   against the calibrated reference under the light the background shows now (the predicted
+   reference, gateway/vision/lightfield.py) and against the space's adapted reference for the
+   current light (gateway/vision/adaptive.py; the predicted one where the space has none).
 4. **Logistic model** (:class:`Weights`, fitted by bench/vision_tune.py): p(occupied).
    ``confidence = max(p, 1 - p)``; below ``Weights.confident``, or with most of the space
    saturated (glare, a headlight into the lens), the space is ``unknown``.
